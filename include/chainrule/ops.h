@@ -1,0 +1,126 @@
+/* chainrule/ops.h — the primitive differentiable ops.
+ *
+ * Every op takes the context first, computes its result at once in the
+ * context's arena and, when grad mode is on and an input requires grad,
+ * records a graph node so backward can apply the op's vector-Jacobian
+ * product.  Inputs must share a dtype.  On a user error an op returns NULL
+ * and stores "op: shapes: reason" in the context (see chainrule/base.h);
+ * given a NULL input it returns NULL and keeps the first message.
+ *
+ * Broadcasting (add, sub, mul, div) follows NumPy: shapes are aligned at the
+ * right; each pair of dims must be equal or one of them 1.  The gradient is
+ * summed back over the broadcast dims.
+ *
+ * Axes may be negative (counted from the end).
+ */
+#ifndef CHAINRULE_OPS_H
+#define CHAINRULE_OPS_H
+
+#include "chainrule/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- elementwise binary, broadcasting */
+cr_tensor *cr_add(cr_ctx *ctx, cr_tensor *a, cr_tensor *b); /* a + b */
+cr_tensor *cr_sub(cr_ctx *ctx, cr_tensor *a, cr_tensor *b); /* a - b */
+cr_tensor *cr_mul(cr_ctx *ctx, cr_tensor *a, cr_tensor *b); /* a * b */
+cr_tensor *cr_div(cr_ctx *ctx, cr_tensor *a, cr_tensor *b); /* a / b */
+
+/* ---- with a scalar s */
+cr_tensor *cr_add_scalar(cr_ctx *ctx, cr_tensor *x, double s);  /* x + s */
+cr_tensor *cr_sub_scalar(cr_ctx *ctx, cr_tensor *x, double s);  /* x - s */
+cr_tensor *cr_rsub_scalar(cr_ctx *ctx, cr_tensor *x, double s); /* s - x */
+cr_tensor *cr_mul_scalar(cr_ctx *ctx, cr_tensor *x, double s);  /* x * s */
+cr_tensor *cr_div_scalar(cr_ctx *ctx, cr_tensor *x, double s);  /* x / s */
+cr_tensor *cr_pow_scalar(cr_ctx *ctx, cr_tensor *x, double p);  /* x ^ p */
+
+/* ---- elementwise unary */
+cr_tensor *cr_neg(cr_ctx *ctx, cr_tensor *x);
+cr_tensor *cr_exp(cr_ctx *ctx, cr_tensor *x);
+cr_tensor *cr_log(cr_ctx *ctx, cr_tensor *x);
+cr_tensor *cr_sqrt(cr_ctx *ctx, cr_tensor *x);
+cr_tensor *cr_square(cr_ctx *ctx, cr_tensor *x);
+cr_tensor *cr_tanh(cr_ctx *ctx, cr_tensor *x);
+cr_tensor *cr_sigmoid(cr_ctx *ctx, cr_tensor *x);
+cr_tensor *cr_relu(cr_ctx *ctx, cr_tensor *x);
+cr_tensor *cr_abs(cr_ctx *ctx, cr_tensor *x);
+/* min(max(x, lo), hi); requires lo <= hi.  Gradient 1 strictly inside. */
+cr_tensor *cr_clamp(cr_ctx *ctx, cr_tensor *x, double lo, double hi);
+
+/* ---- matrix products (BLIS) */
+/* [M,K] @ [K,N] -> [M,N];  [B,M,K] @ [B,K,N] -> [B,M,N];
+ * [B,M,K] @ [K,N] -> [B,M,N] (one matrix for every batch entry).
+ * Transposed views (cr_transpose) are passed to BLIS by strides, no copy. */
+cr_tensor *cr_matmul(cr_ctx *ctx, cr_tensor *a, cr_tensor *b);
+
+/* ---- reductions */
+cr_tensor *cr_sum(cr_ctx *ctx, cr_tensor *x);  /* all elements -> [1] */
+cr_tensor *cr_mean(cr_ctx *ctx, cr_tensor *x); /* all elements -> [1] */
+/* Over one axis; keepdim keeps it with size 1.  Removing the only axis of
+ * a 1-d tensor gives shape [1]. */
+cr_tensor *cr_sum_axis(cr_ctx *ctx, cr_tensor *x, int axis, bool keepdim);
+cr_tensor *cr_mean_axis(cr_ctx *ctx, cr_tensor *x, int axis, bool keepdim);
+/* Max over an axis; the gradient goes to the first maximal element. */
+cr_tensor *cr_max_axis(cr_ctx *ctx, cr_tensor *x, int axis, bool keepdim);
+
+/* ---- shape */
+/* Same elements, new shape (one entry may be -1, inferred).  A view when x
+ * is contiguous, else a copy. */
+cr_tensor *cr_reshape(cr_ctx *ctx, cr_tensor *x, int ndim,
+                      const int64_t *shape);
+/* Swap two axes (a strided view, no copy). */
+cr_tensor *cr_transpose(cr_ctx *ctx, cr_tensor *x, int axis0, int axis1);
+/* Reorder axes: result axis i is x's axis perm[i] (a view). */
+cr_tensor *cr_permute(cr_ctx *ctx, cr_tensor *x, const int *perm);
+/* Elements start, start+step, ... < stop along axis (a view; step >= 1;
+ * negative start/stop count from the end). */
+cr_tensor *cr_slice(cr_ctx *ctx, cr_tensor *x, int axis, int64_t start,
+                    int64_t stop, int64_t step);
+/* Join n tensors along an existing axis (other dims equal). */
+cr_tensor *cr_concat(cr_ctx *ctx, cr_tensor *const *xs, int n, int axis);
+/* Join n same-shaped tensors along a new axis. */
+cr_tensor *cr_stack(cr_ctx *ctx, cr_tensor *const *xs, int n, int axis);
+/* Cut x along axis into n pieces of the given sizes (summing to the dim);
+ * out[i] receives piece i (views).  Returns the status. */
+CR_NODISCARD cr_status cr_split(cr_ctx *ctx, cr_tensor *x, int axis,
+                                const int64_t *sizes, int n, cr_tensor **out);
+/* Cut x along axis into n equal pieces (dim divisible by n). */
+CR_NODISCARD cr_status cr_chunk(cr_ctx *ctx, cr_tensor *x, int n, int axis,
+                                cr_tensor **out);
+/* Rows of x along axis picked by n integer indices (0 <= idx < dim);
+ * the gradient scatter-adds back (repeated indices accumulate). */
+cr_tensor *cr_index_select(cr_ctx *ctx, cr_tensor *x, int axis,
+                           const int64_t *idx, int64_t n);
+/* Embedding lookup: weight [V,E], ids of shape ids_shape (ndim dims) ->
+ * [ids_shape..., E]. */
+cr_tensor *cr_embedding(cr_ctx *ctx, cr_tensor *weight, const int64_t *ids,
+                        int ndim, const int64_t *ids_shape);
+/* A contiguous copy of a view (x itself if already contiguous). */
+cr_tensor *cr_contiguous(cr_ctx *ctx, cr_tensor *x);
+/* x converted to dtype dt (differentiable; x itself if already dt). */
+cr_tensor *cr_cast(cr_ctx *ctx, cr_tensor *x, cr_dtype dt);
+
+/* ---- softmax family and losses */
+cr_tensor *cr_softmax(cr_ctx *ctx, cr_tensor *x, int axis);
+cr_tensor *cr_log_softmax(cr_ctx *ctx, cr_tensor *x, int axis);
+/* Cross-entropy of logits [N,C] against class targets[N] (0 <= t < C),
+ * fused and stable; mean over targets != ignore_index -> [1].  Use
+ * CR_NO_IGNORE to count every target.  All ignored gives 0. */
+#define CR_NO_IGNORE INT64_MIN
+cr_tensor *cr_cross_entropy(cr_ctx *ctx, cr_tensor *logits,
+                            const int64_t *targets, int64_t ignore_index);
+/* Mean squared error mean((pred - target)^2) -> [1]; same shapes. */
+cr_tensor *cr_mse(cr_ctx *ctx, cr_tensor *pred, cr_tensor *target);
+
+/* ---- regularisation */
+/* Inverted dropout: in training mode each element is zeroed with
+ * probability p and the rest scaled by 1/(1-p), drawing from rng; in
+ * evaluation mode (or p == 0) it returns x.  0 <= p < 1. */
+cr_tensor *cr_dropout(cr_ctx *ctx, cr_tensor *x, double p, cr_rng *rng);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

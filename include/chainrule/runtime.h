@@ -1,0 +1,47 @@
+/* chainrule/runtime.h — the BLIS runtime: CPU sub-configuration and threads.
+ *
+ * Debian's BLIS 0.9 does not recognise every CPU and then falls back to its
+ * slow "generic" kernels.  At initialisation chainrule picks the fastest
+ * sub-configuration the CPU really supports, from CPUID feature bits and
+ * the OS's saved register state: skx when AVX-512F/DQ/BW/VL are usable,
+ * else zen3 (AMD) or haswell (others) when AVX2 and FMA are, else BLIS's
+ * own choice.  A BLIS_ARCH_TYPE already in the environment always wins.
+ *
+ * Threads: products use up to cr_get_num_threads() threads, but only when
+ * a product is large enough for threads to pay for themselves; small ones
+ * (one BLIS call costs 5-8 us, and two threads slow a 1x128x64 product
+ * down) always run on one.  The initial count is BLIS_NUM_THREADS from the
+ * environment, else 1.
+ */
+#ifndef CHAINRULE_RUNTIME_H
+#define CHAINRULE_RUNTIME_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Initialise the runtime (idempotent; cr_ctx_new calls it). */
+void cr_runtime_init(void);
+/* Use up to n >= 1 threads in large products (n < 1 is taken as 1).  With a
+ * single-threaded BLIS build the count is recorded but has no effect. */
+void cr_set_num_threads(int n);
+int cr_get_num_threads(void);
+
+typedef struct cr_runtime_info {
+  const char *blis_version; /* e.g. "0.9.0" */
+  const char *arch;         /* sub-configuration in use, e.g. "skx" */
+  const char *arch_reason;  /* how it was chosen */
+  const char *threading;    /* "pthreads", "openmp" or "none" */
+  int num_threads;
+} cr_runtime_info;
+void cr_get_runtime_info(cr_runtime_info *info);
+/* One line: "BLIS 0.9.0, sub-config skx (chosen from CPUID: AVX-512),
+ * threading pthreads, 1 thread".  Returns buf. */
+const char *cr_runtime_describe(char *buf, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

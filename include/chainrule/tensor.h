@@ -1,0 +1,157 @@
+/* chainrule/tensor.h — n-d tensors: creation, access, persistence, printing.
+ *
+ * A tensor is an n-d array (1..CR_MAX_DIMS dims, every dim >= 1) of f32 or
+ * f64, row-major, possibly a strided view (transpose, slice) of another.
+ *
+ * Ownership rules
+ * ---------------
+ * 1. Op results, and tensors made by the creation functions below, live in
+ *    the context's arena.  They are never freed one by one and become
+ *    invalid at cr_ctx_reset (tensors carry the arena epoch, so a later use
+ *    is reported as an error where it can be seen, not undefined behaviour).
+ * 2. Persistent tensors (cr_tensor_new, cr_persist) belong to the caller,
+ *    survive resets and are freed with cr_tensor_free (NULL accepted).
+ *    Model parameters are persistent tensors with requires_grad set; their
+ *    grad is persistent too and accumulates across backward calls until
+ *    cr_zero_grad.
+ * 3. cr_from_array copies the caller's data; cr_wrap borrows it (the
+ *    caller keeps it alive and unchanged while the tensor is used).
+ *    Pointers returned by accessors (cr_shape, cr_data, cr_grad) are
+ *    borrowed from the tensor.
+ * 4. State carried across a reset (truncated BPTT) must be copied into a
+ *    persistent tensor (cr_copy_into, or cr_persist once).
+ * 5. The arena grows while a loop warms up and is reused after each reset:
+ *    a steady-state training step never calls malloc (see cr_alloc_count).
+ *
+ * Shapes are passed as (ndim, const int64_t *shape); CR_SHAPE(2, 3) expands
+ * to both arguments, e.g. cr_zeros(ctx, CR_F32, CR_SHAPE(2, 3)).
+ */
+#ifndef CHAINRULE_TENSOR_H
+#define CHAINRULE_TENSOR_H
+
+#include <stdio.h>
+
+#include "chainrule/base.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CR_SHAPE(...)                                                          \
+  (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),                   \
+      (const int64_t[]) { __VA_ARGS__ }
+
+typedef struct cr_rng cr_rng;
+
+/* ---- creation in the arena (NULL and an error on bad shape / no memory) */
+cr_tensor *cr_zeros(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape);
+cr_tensor *cr_ones(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape);
+cr_tensor *cr_full(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape,
+                   double value);
+/* Copy numel(shape) elements of type dt (float or double) from data. */
+cr_tensor *cr_from_array(cr_ctx *ctx, cr_dtype dt, int ndim,
+                         const int64_t *shape, const void *data);
+/* A tensor over the caller's memory (borrowed, contiguous).  The tensor is
+ * an arena object; the data is not copied and never freed by chainrule. */
+cr_tensor *cr_wrap(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape,
+                   void *data);
+/* 1-d tensor start, start+step, ... < stop (step != 0). */
+cr_tensor *cr_arange(cr_ctx *ctx, cr_dtype dt, double start, double stop,
+                     double step);
+/* Uniform on [lo, hi) / normal(mean, std), drawn from rng. */
+cr_tensor *cr_rand_uniform(cr_ctx *ctx, cr_rng *rng, cr_dtype dt, int ndim,
+                           const int64_t *shape, double lo, double hi);
+cr_tensor *cr_rand_normal(cr_ctx *ctx, cr_rng *rng, cr_dtype dt, int ndim,
+                          const int64_t *shape, double mean, double std);
+
+/* ---- persistent tensors (owned by the caller) */
+/* A new zero-filled persistent tensor.  ctx receives errors only. */
+cr_tensor *cr_tensor_new(cr_ctx *ctx, cr_dtype dt, int ndim,
+                         const int64_t *shape);
+/* A persistent, contiguous copy of t, cut from the graph
+ * (requires_grad false).  Returns NULL if t is NULL or on error. */
+cr_tensor *cr_persist(cr_ctx *ctx, const cr_tensor *t);
+/* Free a persistent tensor and its grad.  NULL accepted; passing an arena
+ * tensor is a no-op. */
+void cr_tensor_free(cr_tensor *t);
+/* Copy src's values into dst (same shape; dtypes may differ, values are
+ * converted).  dst keeps its identity and grad.  No graph is recorded. */
+CR_NODISCARD cr_status cr_copy_into(cr_ctx *ctx, cr_tensor *dst,
+                                    const cr_tensor *src);
+/* Fill every element of t with value (no graph recorded). */
+CR_NODISCARD cr_status cr_fill(cr_ctx *ctx, cr_tensor *t, double value);
+/* Fill t from rng, uniform on [lo, hi) (parameter initialisation). */
+CR_NODISCARD cr_status cr_fill_uniform(cr_ctx *ctx, cr_tensor *t, cr_rng *rng,
+                                       double lo, double hi);
+CR_NODISCARD cr_status cr_fill_normal(cr_ctx *ctx, cr_tensor *t, cr_rng *rng,
+                                      double mean, double std);
+
+/* ---- properties */
+int cr_ndim(const cr_tensor *t);
+/* Borrowed pointer to ndim sizes. */
+const int64_t *cr_shape(const cr_tensor *t);
+/* Size of dim (negative counts from the end); 0 if out of range. */
+int64_t cr_dim(const cr_tensor *t, int dim);
+int64_t cr_numel(const cr_tensor *t);
+cr_dtype cr_dtype_of(const cr_tensor *t);
+bool cr_is_contiguous(const cr_tensor *t);
+bool cr_is_persistent(const cr_tensor *t);
+
+/* ---- gradients */
+/* Mark t as a leaf that receives a gradient (or stop it).  For a parameter
+ * with requires_grad off, backward computes nothing for it and optimizers
+ * skip it (freezing). */
+void cr_set_requires_grad(cr_tensor *t, bool on);
+bool cr_requires_grad(const cr_tensor *t);
+/* The gradient accumulated into t by backward: same shape and dtype,
+ * contiguous; NULL if none has been computed.  Borrowed.  Every tensor
+ * reached by backward has one until the arena is reset, so the gradient
+ * with respect to an intermediate (say h_t at each time step) can be read. */
+cr_tensor *cr_grad(const cr_tensor *t);
+/* Set t's gradient to zero (keeps its buffer).  NULL accepted. */
+void cr_zero_grad(cr_tensor *t);
+
+/* ---- element access (for tests, I/O and teaching; not for hot loops) */
+/* Contiguous data pointer (float* or double*), or NULL for a strided view
+ * (use cr_contiguous first).  Borrowed. */
+void *cr_data(cr_tensor *t);
+const void *cr_data_const(const cr_tensor *t);
+/* The value at a multi-index of ndim entries, as double.  Out-of-range
+ * indices return NAN. */
+double cr_get(const cr_tensor *t, const int64_t *index);
+/* The value at flat row-major position i (0 <= i < numel), as double. */
+double cr_get_flat(const cr_tensor *t, int64_t i);
+/* Set the value at flat row-major position i. */
+void cr_set_flat(cr_tensor *t, int64_t i, double value);
+/* The single value of a one-element tensor; NAN otherwise or for NULL. */
+double cr_item(const cr_tensor *t);
+/* Copy all elements, row-major, converted to double, into out[numel]. */
+void cr_to_doubles(const cr_tensor *t, double *out);
+
+/* ---- printing */
+/* Write "tensor([..], shape=[2,3], dtype=f32, grad_fn=tanh)" to f, eliding
+ * the middle of long dims.  NULL prints "tensor(NULL)". */
+void cr_print(FILE *f, const cr_tensor *t);
+/* Format a shape as "[2,3,4]" into buf (always NUL-terminated). */
+void cr_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
+
+/* ---- seeded random numbers (part of the library: the same seed gives the
+ * same numbers on every run and machine) */
+/* A generator seeded with seed (xoshiro256** seeded through splitmix64). */
+cr_rng *cr_rng_new(uint64_t seed);
+void cr_rng_free(cr_rng *rng);
+void cr_rng_seed(cr_rng *rng, uint64_t seed);
+/* Uniform double in [0, 1) with 53 random bits. */
+double cr_rng_uniform(cr_rng *rng);
+/* Standard normal (Box-Muller, both values used). */
+double cr_rng_normal(cr_rng *rng);
+/* Uniform integer in [0, n). */
+uint64_t cr_rng_below(cr_rng *rng, uint64_t n);
+/* The generator's whole state as 5 words (for checkpoints), and back. */
+void cr_rng_get_state(const cr_rng *rng, uint64_t state[5]);
+void cr_rng_set_state(cr_rng *rng, const uint64_t state[5]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,38 @@
+/* registry.c — the one table of every primitive op.  A test walks it and
+ * fails for any op without a gradient-check row. */
+#include "registry.h"
+
+/* binary.c */
+extern const cr_op_desc cr__op_add, cr__op_sub, cr__op_mul, cr__op_div;
+/* unary.c */
+extern const cr_op_desc cr__op_neg, cr__op_exp, cr__op_log, cr__op_sqrt, cr__op_square,
+    cr__op_tanh, cr__op_sigmoid, cr__op_relu, cr__op_abs, cr__op_clamp, cr__op_add_scalar,
+    cr__op_sub_scalar, cr__op_rsub_scalar, cr__op_mul_scalar, cr__op_div_scalar,
+    cr__op_pow_scalar;
+/* matmul.c */
+extern const cr_op_desc cr__op_matmul;
+/* view.c */
+extern const cr_op_desc cr__op_transpose, cr__op_permute, cr__op_reshape, cr__op_contiguous;
+/* @reduce-softmax-loss-dropout externs@ */
+/* @shape externs@ */
+
+static const cr_op_desc *const ops[] = {
+    /* binary.c */
+    &cr__op_add, &cr__op_sub, &cr__op_mul, &cr__op_div,
+    /* unary.c */
+    &cr__op_neg, &cr__op_exp, &cr__op_log, &cr__op_sqrt, &cr__op_square, &cr__op_tanh,
+    &cr__op_sigmoid, &cr__op_relu, &cr__op_abs, &cr__op_clamp, &cr__op_add_scalar,
+    &cr__op_sub_scalar, &cr__op_rsub_scalar, &cr__op_mul_scalar, &cr__op_div_scalar,
+    &cr__op_pow_scalar,
+    /* matmul.c */
+    &cr__op_matmul,
+    /* view.c */
+    &cr__op_transpose, &cr__op_permute, &cr__op_reshape, &cr__op_contiguous,
+    /* @reduce-softmax-loss-dropout entries@ */
+    /* @shape entries@ */
+};
+
+#define N_OPS ((int)(sizeof ops / sizeof ops[0]))
+
+int cr__op_count(void) { return N_OPS; }
+const cr_op_desc *cr__op_at(int i) { return i >= 0 && i < N_OPS ? ops[i] : NULL; }

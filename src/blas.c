@@ -1,0 +1,142 @@
+/* blas.c — the only file that calls BLIS: runtime selection of the CPU
+ * sub-configuration, the thread count, and the typed gemm every matrix
+ * product goes through. */
+#include <blis.h>
+#include <cpuid.h>
+#include <pthread.h>
+
+#include "chainrule/runtime.h"
+#include "internal.h"
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static int g_threads = 1;
+static const char *g_reason = "BLIS's own detection";
+
+/* ---- CPU features (x86-64 CPUID + XGETBV) */
+
+#if defined(__x86_64__) || defined(__i386__)
+static uint64_t xgetbv0(void) {
+  uint32_t eax, edx;
+  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return ((uint64_t)edx << 32) | eax;
+}
+
+/* The BLIS arch id to use, or -1 to leave BLIS's choice alone. */
+static int pick_arch(const char **reason) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(0, &a, &b, &c, &d) || a < 7)
+    return -1;
+  bool amd = b == 0x68747541; /* "Auth"enticAMD */
+  __get_cpuid(1, &a, &b, &c, &d);
+  bool osxsave = c & (1u << 27), fma = c & (1u << 12), avx = c & (1u << 28);
+  if (!osxsave || !avx)
+    return -1;
+  uint64_t xcr0 = xgetbv0();
+  bool ymm_ok = (xcr0 & 0x6) == 0x6;    /* SSE + AVX state saved by the OS */
+  bool zmm_ok = (xcr0 & 0xe6) == 0xe6;  /* + opmask, ZMM_Hi256, Hi16_ZMM */
+  __cpuid_count(7, 0, a, b, c, d);
+  bool avx2 = b & (1u << 5);
+  bool f = b & (1u << 16), dq = b & (1u << 17), bw = b & (1u << 30), vl = b & (1u << 31);
+  if (zmm_ok && f && dq && bw && vl && fma) {
+    *reason = "chosen from CPUID: AVX-512F/DQ/BW/VL";
+    return BLIS_ARCH_SKX;
+  }
+  if (ymm_ok && avx2 && fma) {
+    *reason = amd ? "chosen from CPUID: AVX2+FMA, AMD" : "chosen from CPUID: AVX2+FMA";
+    return amd ? BLIS_ARCH_ZEN3 : BLIS_ARCH_HASWELL;
+  }
+  return -1;
+}
+#else
+static int pick_arch(const char **reason) {
+  (void)reason;
+  return -1;
+}
+#endif
+
+static void runtime_init_once(void) {
+  const char *user = getenv("BLIS_ARCH_TYPE");
+  if (user && *user) {
+    g_reason = "BLIS_ARCH_TYPE from the environment";
+  } else {
+    const char *why = NULL;
+    int id = pick_arch(&why);
+    if (id >= 0) {
+      char buf[16];
+      snprintf(buf, sizeof buf, "%d", id);
+      setenv("BLIS_ARCH_TYPE", buf, 0); /* read by bli_init */
+      g_reason = why;
+    }
+  }
+  bli_init();
+  const char *nt = getenv("BLIS_NUM_THREADS");
+  if (nt && atoi(nt) > 0)
+    g_threads = atoi(nt);
+}
+
+void cr_runtime_init(void) { pthread_once(&g_once, runtime_init_once); }
+
+void cr_set_num_threads(int n) {
+  cr_runtime_init();
+  g_threads = n < 1 ? 1 : n;
+}
+
+int cr_get_num_threads(void) {
+  cr_runtime_init();
+  return g_threads;
+}
+
+void cr_get_runtime_info(cr_runtime_info *info) {
+  cr_runtime_init();
+  info->blis_version = bli_info_get_version_str();
+  info->arch = bli_arch_string(bli_arch_query_id());
+  info->arch_reason = g_reason;
+  info->threading = bli_info_get_enable_pthreads()  ? "pthreads"
+                    : bli_info_get_enable_openmp() ? "openmp"
+                                                   : "none";
+  info->num_threads = g_threads;
+}
+
+const char *cr_runtime_describe(char *buf, size_t n) {
+  cr_runtime_info in;
+  cr_get_runtime_info(&in);
+  snprintf(buf, n, "BLIS %s, sub-config %s (%s), threading %s, %d thread%s", in.blis_version,
+           in.arch, in.arch_reason, in.threading, in.num_threads,
+           in.num_threads == 1 ? "" : "s");
+  return buf;
+}
+
+/* Threads pay for themselves only on large products: below about 2 MFLOP
+ * per thread the fork/join and the split panels cost more than they save
+ * (measured: 1x128x64 and 32x512x192 get slower with two threads). */
+static dim_t threads_for(int64_t m, int64_t n, int64_t k) {
+  if (g_threads <= 1)
+    return 1;
+  double flops = 2.0 * (double)m * (double)n * (double)k;
+  int64_t t = (int64_t)(flops / 4e6);
+  if (t < 1)
+    t = 1;
+  if (t > g_threads)
+    t = g_threads;
+  /* a thread needs a panel of rows or columns worth splitting */
+  if (m < 64 && n < 64)
+    t = 1;
+  return (dim_t)t;
+}
+
+void cr__gemm(cr_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+              const void *a, int64_t rsa, int64_t csa, const void *b, int64_t rsb,
+              int64_t csb, double beta, void *c, int64_t rsc, int64_t csc) {
+  rntm_t rntm = BLIS_RNTM_INITIALIZER;
+  bli_rntm_set_num_threads(threads_for(m, n, k), &rntm);
+  trans_t tra = ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE;
+  trans_t trb = tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE;
+  if (dt == CR_F32) {
+    float al = (float)alpha, be = (float)beta;
+    bli_sgemm_ex(tra, trb, m, n, k, &al, (float *)a, rsa, csa, (float *)b, rsb, csb, &be,
+                 (float *)c, rsc, csc, NULL, &rntm);
+  } else {
+    bli_dgemm_ex(tra, trb, m, n, k, &alpha, (double *)a, rsa, csa, (double *)b, rsb, csb,
+                 &beta, (double *)c, rsc, csc, NULL, &rntm);
+  }
+}

@@ -1,0 +1,116 @@
+/* internal.h — definitions shared by chainrule's own files (not installed).
+ * Symbols here use the cr__ prefix. */
+#ifndef CHAINRULE_INTERNAL_H
+#define CHAINRULE_INTERNAL_H
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chainrule/autograd.h"
+#include "chainrule/base.h"
+#include "chainrule/ops.h"
+#include "chainrule/tensor.h"
+
+#define CR__TENSOR_MAGIC 0x7e45c0deu
+
+struct cr_node;
+
+struct cr_tensor {
+  uint32_t magic;
+  cr_dtype dtype;
+  int ndim;
+  int64_t shape[CR_MAX_DIMS];
+  int64_t stride[CR_MAX_DIMS]; /* in elements */
+  int64_t numel;
+  void *data;           /* address of element [0,..,0] */
+  void *heap_data;      /* persistent tensors: the malloc'd block */
+  cr_tensor *grad;      /* contiguous, same shape and dtype */
+  struct cr_node *node; /* the op that produced it; NULL for a leaf */
+  cr_ctx *ctx;          /* owning arena's context; NULL when persistent */
+  uint32_t epoch;       /* arena epoch at creation */
+  uint32_t grad_pass;   /* backward pass that last zeroed grad */
+  bool requires_grad;
+  bool persistent;
+};
+
+typedef struct cr__chunk {
+  struct cr__chunk *next;
+  size_t cap, used;
+  unsigned char *mem; /* 64-byte aligned */
+  void *block;
+} cr__chunk;
+
+struct cr_ctx {
+  cr__chunk *first, *cur;
+  size_t chunk_mallocs;
+  size_t used_total; /* bytes handed out since reset */
+  size_t nodes;
+  uint32_t epoch;
+  uint32_t pass; /* backward pass counter */
+  bool grad_enabled, training;
+  cr_status status;
+  char msg[512];
+};
+
+/* Internal invariant check (a bug in chainrule, never user input). */
+#define CR_ASSERT(cond, ...)                                                   \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "chainrule internal error at %s:%d: ", __FILE__,         \
+              __LINE__);                                                       \
+      fprintf(stderr, __VA_ARGS__);                                            \
+      fputc('\n', stderr);                                                     \
+      abort();                                                                 \
+    }                                                                          \
+  } while (0)
+
+/* ---- memory */
+void *cr__malloc(size_t n); /* counted in cr_alloc_count */
+void *cr__calloc(size_t n, size_t size);
+void cr__free(void *p);
+/* Arena allocation, 64-byte aligned; NULL (and an error) when out of memory. */
+void *cr__alloc(cr_ctx *ctx, size_t bytes);
+
+/* ---- errors: store the first error, return NULL */
+void *cr__fail(cr_ctx *ctx, cr_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+cr_status cr__failv(cr_ctx *ctx, cr_status st, const char *fmt, va_list ap);
+
+/* ---- tensors */
+int64_t cr__numel(int ndim, const int64_t *shape);
+void cr__contig_strides(int ndim, const int64_t *shape, int64_t *stride);
+bool cr__is_contig(const cr_tensor *t);
+/* Checks that shape is valid (1..CR_MAX_DIMS dims, each >= 1); else error
+ * naming op. */
+bool cr__check_shape(cr_ctx *ctx, const char *op, int ndim,
+                     const int64_t *shape);
+/* An uninitialised contiguous arena tensor. */
+cr_tensor *cr__new(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape);
+/* An arena view onto base's data with the given layout. */
+cr_tensor *cr__view(cr_ctx *ctx, const cr_tensor *base, int ndim,
+                    const int64_t *shape, const int64_t *stride, void *data);
+/* Validate op inputs: none NULL, no pending error, none stale (used after
+ * reset), all the same dtype.  On failure stores a message naming op. */
+bool cr__check_inputs(cr_ctx *ctx, const char *op, int n,
+                      cr_tensor *const *in);
+/* Dense row-major copy of t into dst (numel elements of t's dtype). */
+void cr__gather(const cr_tensor *t, void *dst);
+/* Shape as "[2,3]" into a static-per-call buffer slot (up to 4 at once). */
+const char *cr__shp(const cr_tensor *t);
+
+/* element pointer helpers */
+#define CR__F(t) ((float *)(t)->data)
+#define CR__D(t) ((double *)(t)->data)
+
+/* ---- BLIS glue (src/blas.c is the only file calling bli_*) */
+/* C[m,n] = alpha * op(A) op(B) + beta * C with arbitrary row/col strides;
+ * ta/tb transpose A/B.  dt chooses sgemm or dgemm. */
+void cr__gemm(cr_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+              double alpha, const void *a, int64_t rsa, int64_t csa,
+              const void *b, int64_t rsb, int64_t csb, double beta, void *c,
+              int64_t rsc, int64_t csc);
+
+#endif

@@ -1,0 +1,445 @@
+/* tensor.c — tensor creation, properties, persistence and element access. */
+#include "internal.h"
+
+int64_t cr__numel(int ndim, const int64_t *shape) {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++)
+    n *= shape[i];
+  return n;
+}
+
+void cr__contig_strides(int ndim, const int64_t *shape, int64_t *stride) {
+  int64_t s = 1;
+  for (int i = ndim - 1; i >= 0; i--) {
+    stride[i] = s;
+    s *= shape[i];
+  }
+}
+
+bool cr__is_contig(const cr_tensor *t) {
+  int64_t s = 1;
+  for (int i = t->ndim - 1; i >= 0; i--) {
+    if (t->shape[i] != 1 && t->stride[i] != s)
+      return false;
+    s *= t->shape[i];
+  }
+  return true;
+}
+
+void cr_shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
+  size_t k = 0;
+  if (n == 0)
+    return;
+  buf[0] = '\0';
+  k += (size_t)snprintf(buf + k, k < n ? n - k : 0, "[");
+  for (int i = 0; i < ndim && k < n; i++)
+    k += (size_t)snprintf(buf + k, n - k, i ? ",%lld" : "%lld", (long long)shape[i]);
+  if (k < n)
+    snprintf(buf + k, n - k, "]");
+}
+
+const char *cr__shp(const cr_tensor *t) {
+  static _Thread_local char bufs[4][96];
+  static _Thread_local int next;
+  char *b = bufs[next++ & 3];
+  if (!t)
+    snprintf(b, 96, "NULL");
+  else
+    cr_shape_str(b, 96, t->ndim, t->shape);
+  return b;
+}
+
+bool cr__check_shape(cr_ctx *ctx, const char *op, int ndim, const int64_t *shape) {
+  if (ndim < 1 || ndim > CR_MAX_DIMS) {
+    cr__fail(ctx, CR_ERR_SHAPE, "%s: %d dims: a tensor has 1 to %d dims", op, ndim,
+             CR_MAX_DIMS);
+    return false;
+  }
+  if (!shape) {
+    cr__fail(ctx, CR_ERR_ARG, "%s: shape is NULL", op);
+    return false;
+  }
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] < 1) {
+      char b[96];
+      cr_shape_str(b, sizeof b, ndim, shape);
+      cr__fail(ctx, CR_ERR_SHAPE, "%s: %s: dim %d is %lld, every dim must be >= 1", op, b,
+               i, (long long)shape[i]);
+      return false;
+    }
+  }
+  return true;
+}
+
+static cr_tensor *header(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape) {
+  cr_tensor *t = cr__alloc(ctx, sizeof *t);
+  if (!t)
+    return NULL;
+  memset(t, 0, sizeof *t);
+  t->magic = CR__TENSOR_MAGIC;
+  t->dtype = dt;
+  t->ndim = ndim;
+  memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+  cr__contig_strides(ndim, shape, t->stride);
+  t->numel = cr__numel(ndim, shape);
+  t->ctx = ctx;
+  t->epoch = ctx->epoch;
+  return t;
+}
+
+cr_tensor *cr__new(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape) {
+  cr_tensor *t = header(ctx, dt, ndim, shape);
+  if (!t)
+    return NULL;
+  t->data = cr__alloc(ctx, (size_t)t->numel * cr_dtype_size(dt));
+  return t->data ? t : NULL;
+}
+
+cr_tensor *cr__view(cr_ctx *ctx, const cr_tensor *base, int ndim, const int64_t *shape,
+                    const int64_t *stride, void *data) {
+  cr_tensor *t = header(ctx, base->dtype, ndim, shape);
+  if (!t)
+    return NULL;
+  memcpy(t->stride, stride, (size_t)ndim * sizeof *stride);
+  t->data = data;
+  return t;
+}
+
+static bool check_dtype(cr_ctx *ctx, const char *op, cr_dtype dt) {
+  if (dt != CR_F32 && dt != CR_F64) {
+    cr__fail(ctx, CR_ERR_DTYPE, "%s: dtype %d: only f32 and f64 are supported", op, (int)dt);
+    return false;
+  }
+  return true;
+}
+
+static bool creation_ok(cr_ctx *ctx, const char *op, cr_dtype dt, int ndim,
+                        const int64_t *shape) {
+  if (!ctx || ctx->status != CR_OK)
+    return false;
+  return check_dtype(ctx, op, dt) && cr__check_shape(ctx, op, ndim, shape);
+}
+
+static void fill_value(cr_tensor *t, double v) {
+  /* t is contiguous */
+  if (t->dtype == CR_F32) {
+    float *p = t->data;
+    for (int64_t i = 0; i < t->numel; i++)
+      p[i] = (float)v;
+  } else {
+    double *p = t->data;
+    for (int64_t i = 0; i < t->numel; i++)
+      p[i] = v;
+  }
+}
+
+cr_tensor *cr_full(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape, double value) {
+  if (!creation_ok(ctx, "full", dt, ndim, shape))
+    return NULL;
+  cr_tensor *t = cr__new(ctx, dt, ndim, shape);
+  if (t)
+    fill_value(t, value);
+  return t;
+}
+
+cr_tensor *cr_zeros(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape) {
+  if (!creation_ok(ctx, "zeros", dt, ndim, shape))
+    return NULL;
+  cr_tensor *t = cr__new(ctx, dt, ndim, shape);
+  if (t)
+    memset(t->data, 0, (size_t)t->numel * cr_dtype_size(dt));
+  return t;
+}
+
+cr_tensor *cr_ones(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape) {
+  if (!creation_ok(ctx, "ones", dt, ndim, shape))
+    return NULL;
+  return cr_full(ctx, dt, ndim, shape, 1.0);
+}
+
+cr_tensor *cr_from_array(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape,
+                         const void *data) {
+  if (!creation_ok(ctx, "from_array", dt, ndim, shape))
+    return NULL;
+  if (!data)
+    return cr__fail(ctx, CR_ERR_ARG, "from_array: data is NULL");
+  cr_tensor *t = cr__new(ctx, dt, ndim, shape);
+  if (t)
+    memcpy(t->data, data, (size_t)t->numel * cr_dtype_size(dt));
+  return t;
+}
+
+cr_tensor *cr_wrap(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape, void *data) {
+  if (!creation_ok(ctx, "wrap", dt, ndim, shape))
+    return NULL;
+  if (!data)
+    return cr__fail(ctx, CR_ERR_ARG, "wrap: data is NULL");
+  cr_tensor *t = header(ctx, dt, ndim, shape);
+  if (t)
+    t->data = data;
+  return t;
+}
+
+cr_tensor *cr_arange(cr_ctx *ctx, cr_dtype dt, double start, double stop, double step) {
+  if (!ctx || ctx->status != CR_OK || !check_dtype(ctx, "arange", dt))
+    return NULL;
+  if (step == 0 || !isfinite(step) || !isfinite(start) || !isfinite(stop))
+    return cr__fail(ctx, CR_ERR_ARG, "arange: start %g, stop %g, step %g: step must be "
+                    "non-zero and all finite", start, stop, step);
+  double count = ceil((stop - start) / step);
+  if (count < 1)
+    return cr__fail(ctx, CR_ERR_ARG, "arange: start %g, stop %g, step %g: empty range",
+                    start, stop, step);
+  if (count > 1e12)
+    return cr__fail(ctx, CR_ERR_ARG, "arange: %g elements is too many", count);
+  int64_t n = (int64_t)count;
+  cr_tensor *t = cr__new(ctx, dt, 1, &n);
+  if (!t)
+    return NULL;
+  for (int64_t i = 0; i < n; i++)
+    cr_set_flat(t, i, start + (double)i * step);
+  return t;
+}
+
+cr_tensor *cr_rand_uniform(cr_ctx *ctx, cr_rng *rng, cr_dtype dt, int ndim,
+                           const int64_t *shape, double lo, double hi) {
+  if (!creation_ok(ctx, "rand_uniform", dt, ndim, shape))
+    return NULL;
+  cr_tensor *t = cr__new(ctx, dt, ndim, shape);
+  if (t && cr_fill_uniform(ctx, t, rng, lo, hi) != CR_OK)
+    return NULL;
+  return t;
+}
+
+cr_tensor *cr_rand_normal(cr_ctx *ctx, cr_rng *rng, cr_dtype dt, int ndim,
+                          const int64_t *shape, double mean, double std) {
+  if (!creation_ok(ctx, "rand_normal", dt, ndim, shape))
+    return NULL;
+  cr_tensor *t = cr__new(ctx, dt, ndim, shape);
+  if (t && cr_fill_normal(ctx, t, rng, mean, std) != CR_OK)
+    return NULL;
+  return t;
+}
+
+/* ---- persistent tensors */
+
+static cr_tensor *persistent_new(cr_dtype dt, int ndim, const int64_t *shape) {
+  cr_tensor *t = cr__calloc(1, sizeof *t);
+  if (!t)
+    return NULL;
+  t->magic = CR__TENSOR_MAGIC;
+  t->dtype = dt;
+  t->ndim = ndim;
+  memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+  cr__contig_strides(ndim, shape, t->stride);
+  t->numel = cr__numel(ndim, shape);
+  t->persistent = true;
+  t->heap_data = cr__calloc((size_t)t->numel, cr_dtype_size(dt));
+  if (!t->heap_data) {
+    free(t);
+    return NULL;
+  }
+  t->data = t->heap_data;
+  return t;
+}
+
+cr_tensor *cr_tensor_new(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape) {
+  if (!creation_ok(ctx, "tensor_new", dt, ndim, shape))
+    return NULL;
+  cr_tensor *t = persistent_new(dt, ndim, shape);
+  if (!t)
+    return cr__fail(ctx, CR_ERR_NOMEM, "tensor_new: out of memory");
+  return t;
+}
+
+bool cr__check_inputs(cr_ctx *ctx, const char *op, int n, cr_tensor *const *in) {
+  if (!ctx)
+    return false;
+  if (ctx->status != CR_OK)
+    return false;
+  for (int i = 0; i < n; i++) {
+    const cr_tensor *t = in[i];
+    if (!t)
+      return false; /* an earlier op failed in another context, or NULL given */
+    if (t->magic != CR__TENSOR_MAGIC) {
+      cr__fail(ctx, CR_ERR_STATE, "%s: input %d is not a valid tensor (freed, or used "
+               "after its context was reset?)", op, i);
+      return false;
+    }
+    if (!t->persistent && (t->ctx != ctx || t->epoch != ctx->epoch)) {
+      if (t->ctx == ctx)
+        cr__fail(ctx, CR_ERR_STATE, "%s: input %d %s was made before the last "
+                 "cr_ctx_reset and is no longer valid (copy state that must survive "
+                 "a reset with cr_persist or cr_copy_into)", op, i, cr__shp(t));
+      else
+        cr__fail(ctx, CR_ERR_STATE, "%s: input %d %s belongs to another context", op, i,
+                 cr__shp(t));
+      return false;
+    }
+    if (i > 0 && t->dtype != in[0]->dtype) {
+      cr__fail(ctx, CR_ERR_DTYPE, "%s: %s %s and %s %s: dtypes differ (use cr_cast)", op,
+               cr__shp(in[0]), cr_dtype_name(in[0]->dtype), cr__shp(t),
+               cr_dtype_name(t->dtype));
+      return false;
+    }
+  }
+  return true;
+}
+
+cr_tensor *cr_persist(cr_ctx *ctx, const cr_tensor *t) {
+  cr_tensor *in = (cr_tensor *)t;
+  if (!cr__check_inputs(ctx, "persist", 1, &in))
+    return NULL;
+  cr_tensor *p = persistent_new(t->dtype, t->ndim, t->shape);
+  if (!p)
+    return cr__fail(ctx, CR_ERR_NOMEM, "persist: out of memory for %s", cr__shp(t));
+  cr__gather(t, p->data);
+  return p;
+}
+
+void cr_tensor_free(cr_tensor *t) {
+  if (!t || !t->persistent)
+    return;
+  cr_tensor_free(t->grad);
+  free(t->heap_data);
+  t->magic = 0;
+  free(t);
+}
+
+/* Element i (row-major over t's shape) -> offset in elements from data. */
+static int64_t flat_offset(const cr_tensor *t, int64_t i) {
+  int64_t off = 0;
+  for (int d = t->ndim - 1; d >= 0; d--) {
+    off += (i % t->shape[d]) * t->stride[d];
+    i /= t->shape[d];
+  }
+  return off;
+}
+
+void cr__gather(const cr_tensor *t, void *dst) {
+  size_t es = cr_dtype_size(t->dtype);
+  if (cr__is_contig(t)) {
+    memcpy(dst, t->data, (size_t)t->numel * es);
+    return;
+  }
+  if (t->dtype == CR_F32) {
+    const float *s = t->data;
+    float *d = dst;
+    for (int64_t i = 0; i < t->numel; i++)
+      d[i] = s[flat_offset(t, i)];
+  } else {
+    const double *s = t->data;
+    double *d = dst;
+    for (int64_t i = 0; i < t->numel; i++)
+      d[i] = s[flat_offset(t, i)];
+  }
+}
+
+cr_status cr_copy_into(cr_ctx *ctx, cr_tensor *dst, const cr_tensor *src) {
+  cr_tensor *in[2] = {dst, (cr_tensor *)src};
+  if (!ctx)
+    return CR_ERR_ARG;
+  if (!dst || !src) {
+    if (ctx->status == CR_OK)
+      cr__fail(ctx, CR_ERR_ARG, "copy_into: %s tensor is NULL", dst ? "source" : "destination");
+    return ctx->status;
+  }
+  /* dtypes may differ here, so check each alone */
+  if (!cr__check_inputs(ctx, "copy_into", 1, &in[0]) ||
+      !cr__check_inputs(ctx, "copy_into", 1, &in[1]))
+    return ctx->status ? ctx->status : CR_ERR_ARG;
+  if (dst->ndim != src->ndim || memcmp(dst->shape, src->shape, sizeof(int64_t) * (size_t)src->ndim)) {
+    cr__fail(ctx, CR_ERR_SHAPE, "copy_into: %s into %s: shapes differ", cr__shp(src),
+             cr__shp(dst));
+    return CR_ERR_SHAPE;
+  }
+  if (cr__is_contig(dst) && cr__is_contig(src) && dst->dtype == src->dtype) {
+    memmove(dst->data, src->data, (size_t)src->numel * cr_dtype_size(src->dtype));
+    return CR_OK;
+  }
+  for (int64_t i = 0; i < src->numel; i++)
+    cr_set_flat(dst, i, cr_get_flat(src, i));
+  return CR_OK;
+}
+
+cr_status cr_fill(cr_ctx *ctx, cr_tensor *t, double value) {
+  if (!cr__check_inputs(ctx, "fill", 1, &t))
+    return ctx && ctx->status ? ctx->status : CR_ERR_ARG;
+  for (int64_t i = 0; i < t->numel; i++)
+    cr_set_flat(t, i, value);
+  return CR_OK;
+}
+
+/* ---- properties */
+
+int cr_ndim(const cr_tensor *t) { return t ? t->ndim : 0; }
+const int64_t *cr_shape(const cr_tensor *t) { return t ? t->shape : NULL; }
+int64_t cr_dim(const cr_tensor *t, int dim) {
+  if (!t)
+    return 0;
+  if (dim < 0)
+    dim += t->ndim;
+  return dim >= 0 && dim < t->ndim ? t->shape[dim] : 0;
+}
+int64_t cr_numel(const cr_tensor *t) { return t ? t->numel : 0; }
+cr_dtype cr_dtype_of(const cr_tensor *t) { return t ? t->dtype : CR_F32; }
+bool cr_is_contiguous(const cr_tensor *t) { return t && cr__is_contig(t); }
+bool cr_is_persistent(const cr_tensor *t) { return t && t->persistent; }
+
+void cr_set_requires_grad(cr_tensor *t, bool on) {
+  if (t)
+    t->requires_grad = on;
+}
+bool cr_requires_grad(const cr_tensor *t) { return t && t->requires_grad; }
+cr_tensor *cr_grad(const cr_tensor *t) { return t ? t->grad : NULL; }
+
+void cr_zero_grad(cr_tensor *t) {
+  if (t && t->grad)
+    memset(t->grad->data, 0, (size_t)t->grad->numel * cr_dtype_size(t->grad->dtype));
+}
+
+void *cr_data(cr_tensor *t) { return t && cr__is_contig(t) ? t->data : NULL; }
+const void *cr_data_const(const cr_tensor *t) {
+  return t && cr__is_contig(t) ? t->data : NULL;
+}
+
+double cr_get_flat(const cr_tensor *t, int64_t i) {
+  if (!t || i < 0 || i >= t->numel)
+    return NAN;
+  int64_t off = flat_offset(t, i);
+  return t->dtype == CR_F32 ? (double)((const float *)t->data)[off]
+                            : ((const double *)t->data)[off];
+}
+
+void cr_set_flat(cr_tensor *t, int64_t i, double v) {
+  if (!t || i < 0 || i >= t->numel)
+    return;
+  int64_t off = flat_offset(t, i);
+  if (t->dtype == CR_F32)
+    ((float *)t->data)[off] = (float)v;
+  else
+    ((double *)t->data)[off] = v;
+}
+
+double cr_get(const cr_tensor *t, const int64_t *index) {
+  if (!t || !index)
+    return NAN;
+  int64_t flat = 0;
+  for (int d = 0; d < t->ndim; d++) {
+    if (index[d] < 0 || index[d] >= t->shape[d])
+      return NAN;
+    flat = flat * t->shape[d] + index[d];
+  }
+  return cr_get_flat(t, flat);
+}
+
+double cr_item(const cr_tensor *t) {
+  return t && t->numel == 1 ? cr_get_flat(t, 0) : NAN;
+}
+
+void cr_to_doubles(const cr_tensor *t, double *out) {
+  if (!t || !out)
+    return;
+  for (int64_t i = 0; i < t->numel; i++)
+    out[i] = cr_get_flat(t, i);
+}
