@@ -26,6 +26,7 @@
  *   chainrule/autograd.h  backward, detach, graph export
  *   chainrule/gradcheck.h finite-difference gradient checking
  *   chainrule/runtime.h   BLIS sub-configuration and threads
+ *   chainrule/rnn.h       recurrent cells (built-in and user-defined), layers
  */
 #ifndef CHAINRULE_H
 #define CHAINRULE_H
@@ -34,6 +35,7 @@
 #include "chainrule/base.h"
 #include "chainrule/gradcheck.h"
 #include "chainrule/ops.h"
+#include "chainrule/rnn.h"
 #include "chainrule/runtime.h"
 #include "chainrule/tensor.h"
 

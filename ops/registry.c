@@ -14,7 +14,19 @@ extern const cr_op_desc cr__op_matmul;
 /* view.c */
 extern const cr_op_desc cr__op_transpose, cr__op_permute, cr__op_reshape, cr__op_contiguous;
 /* @reduce-softmax-loss-dropout externs@ */
+/* reduce.c */
+extern const cr_op_desc cr__op_sum, cr__op_mean, cr__op_sum_axis, cr__op_mean_axis,
+    cr__op_max_axis;
+/* softmax.c */
+extern const cr_op_desc cr__op_softmax, cr__op_log_softmax;
+/* loss.c */
+extern const cr_op_desc cr__op_cross_entropy, cr__op_mse;
+/* dropout.c */
+extern const cr_op_desc cr__op_dropout;
 /* @shape externs@ */
+/* shape.c, gather.c */
+extern const cr_op_desc cr__op_slice, cr__op_concat, cr__op_stack, cr__op_cast,
+    cr__op_index_select, cr__op_embedding;
 
 static const cr_op_desc *const ops[] = {
     /* binary.c */
@@ -29,7 +41,18 @@ static const cr_op_desc *const ops[] = {
     /* view.c */
     &cr__op_transpose, &cr__op_permute, &cr__op_reshape, &cr__op_contiguous,
     /* @reduce-softmax-loss-dropout entries@ */
+    /* reduce.c */
+    &cr__op_sum, &cr__op_mean, &cr__op_sum_axis, &cr__op_mean_axis, &cr__op_max_axis,
+    /* softmax.c */
+    &cr__op_softmax, &cr__op_log_softmax,
+    /* loss.c */
+    &cr__op_cross_entropy, &cr__op_mse,
+    /* dropout.c */
+    &cr__op_dropout,
     /* @shape entries@ */
+    /* shape.c, gather.c */
+    &cr__op_slice, &cr__op_concat, &cr__op_stack, &cr__op_cast, &cr__op_index_select,
+    &cr__op_embedding,
 };
 
 #define N_OPS ((int)(sizeof ops / sizeof ops[0]))

@@ -1,1 +1,299 @@
-int main(void){return 0;}
+/* The graph and reverse-mode autodiff: values against hand-derived
+ * gradients, accumulation, diamonds, weight sharing over time, grad mode,
+ * detach, arena resets, steady-state allocation, and error messages. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chainrule.h"
+
+static int setup(void **state) {
+  *state = cr_ctx_new();
+  return *state ? 0 : -1;
+}
+static int teardown(void **state) {
+  cr_ctx_free(*state);
+  return 0;
+}
+
+static cr_tensor *param(cr_ctx *ctx, int ndim, const int64_t *shape, const double *v) {
+  cr_tensor *p = cr_tensor_new(ctx, CR_F64, ndim, shape);
+  for (int64_t i = 0; i < cr_numel(p); i++)
+    cr_set_flat(p, i, v[i]);
+  cr_set_requires_grad(p, true);
+  return p;
+}
+
+/* L = sum(a*b + a): dL/da = b + 1, dL/db = a */
+static void test_hand_values(void **state) {
+  cr_ctx *ctx = *state;
+  cr_tensor *a = param(ctx, CR_SHAPE(2), (const double[]){1, 2});
+  cr_tensor *b = param(ctx, CR_SHAPE(2), (const double[]){3, 4});
+  cr_tensor *L = cr_sum(ctx, cr_add(ctx, cr_mul(ctx, a, b), a));
+  assert_non_null(L);
+  assert_true(cr_item(L) == 1 * 3 + 2 * 4 + 1 + 2);
+  assert_int_equal(cr_backward(ctx, L), CR_OK);
+  assert_true(cr_get_flat(cr_grad(a), 0) == 4 && cr_get_flat(cr_grad(a), 1) == 5);
+  assert_true(cr_get_flat(cr_grad(b), 0) == 1 && cr_get_flat(cr_grad(b), 1) == 2);
+  cr_tensor_free(a);
+  cr_tensor_free(b);
+}
+
+/* [[1,2],[3,4]] @ [[5,6],[7,8]] = [[19,22],[43,50]];  L = sum(A@B):
+ * dL/dA = 1 B^T -> rows [11,15]; dL/dB = A^T 1 -> [[4,4],[6,6]] */
+static void test_matmul_values(void **state) {
+  cr_ctx *ctx = *state;
+  cr_tensor *A = param(ctx, CR_SHAPE(2, 2), (const double[]){1, 2, 3, 4});
+  cr_tensor *B = param(ctx, CR_SHAPE(2, 2), (const double[]){5, 6, 7, 8});
+  cr_tensor *Y = cr_matmul(ctx, A, B);
+  const double want[4] = {19, 22, 43, 50};
+  for (int i = 0; i < 4; i++)
+    assert_true(cr_get_flat(Y, i) == want[i]);
+  assert_int_equal(cr_backward(ctx, cr_sum(ctx, Y)), CR_OK);
+  const double ga[4] = {11, 15, 11, 15}, gb[4] = {4, 4, 6, 6};
+  for (int i = 0; i < 4; i++) {
+    assert_true(cr_get_flat(cr_grad(A), i) == ga[i]);
+    assert_true(cr_get_flat(cr_grad(B), i) == gb[i]);
+  }
+  /* f32 gives the same numbers */
+  cr_tensor *a32 = cr_cast(ctx, A, CR_F32), *b32 = cr_cast(ctx, B, CR_F32);
+  cr_tensor *y32 = cr_matmul(ctx, a32, b32);
+  for (int i = 0; i < 4; i++)
+    assert_true(cr_get_flat(y32, i) == want[i]);
+  cr_tensor_free(A);
+  cr_tensor_free(B);
+}
+
+static void test_accumulates_over_two_backward_calls(void **state) {
+  cr_ctx *ctx = *state;
+  cr_tensor *x = param(ctx, CR_SHAPE(3), (const double[]){0.5, -1, 2});
+  for (int call = 1; call <= 2; call++) {
+    cr_tensor *L = cr_sum(ctx, cr_square(ctx, x)); /* dL/dx = 2x */
+    assert_int_equal(cr_backward(ctx, L), CR_OK);
+    for (int i = 0; i < 3; i++)
+      assert_true(cr_get_flat(cr_grad(x), i) == call * 2 * cr_get_flat(x, i));
+  }
+  /* the same graph walked twice: leaves accumulate, intermediates do not */
+  cr_zero_grad(x);
+  cr_tensor *h = cr_mul_scalar(ctx, x, 3.0);
+  cr_tensor *L = cr_sum(ctx, h);
+  assert_int_equal(cr_backward(ctx, L), CR_OK);
+  assert_int_equal(cr_backward(ctx, L), CR_OK);
+  assert_true(cr_get_flat(cr_grad(h), 0) == 1.0);
+  assert_true(cr_get_flat(cr_grad(x), 0) == 6.0);
+  cr_zero_grad(x);
+  assert_true(cr_get_flat(cr_grad(x), 2) == 0.0);
+  cr_tensor_free(x);
+}
+
+/* x -> a = 2x, b = 3x -> y = a*b = 6x^2: both paths reach x, dy/dx = 12x */
+static void test_diamond(void **state) {
+  cr_ctx *ctx = *state;
+  cr_tensor *x = param(ctx, CR_SHAPE(2), (const double[]){1.5, -2});
+  cr_tensor *a = cr_mul_scalar(ctx, x, 2), *b = cr_mul_scalar(ctx, x, 3);
+  cr_tensor *y = cr_sum(ctx, cr_mul(ctx, a, b));
+  assert_int_equal(cr_backward(ctx, y), CR_OK);
+  assert_true(fabs(cr_get_flat(cr_grad(x), 0) - 18.0) < 1e-12);
+  assert_true(fabs(cr_get_flat(cr_grad(x), 1) + 24.0) < 1e-12);
+  /* the gradient of each branch is kept for inspection: dy/da = b */
+  assert_true(fabs(cr_get_flat(cr_grad(a), 0) - cr_get_flat(b, 0)) < 1e-12);
+  cr_tensor_free(x);
+}
+
+/* h_{t+1} = tanh(w h_t + x_t), a weight shared across 50 steps.  The
+ * gradient from backward must equal the hand-derived BPTT sum
+ *   dL/dw = sum_t dL/dh_{t+1} * (1 - h_{t+1}^2) * h_t,
+ *   dL/dh_t = dL/dh_{t+1} * (1 - h_{t+1}^2) * w. */
+static void test_weight_shared_over_50_steps(void **state) {
+  cr_ctx *ctx = *state;
+  enum { T = 50 };
+  double xs[T];
+  for (int t = 0; t < T; t++)
+    xs[t] = 0.3 * sin(0.7 * t);
+  cr_tensor *w = param(ctx, CR_SHAPE(1), (const double[]){0.9});
+  cr_tensor *h = cr_full(ctx, CR_F64, CR_SHAPE(1), 0.1);
+  double hv[T + 1];
+  hv[0] = 0.1;
+  cr_tensor *hs[T + 1];
+  hs[0] = h;
+  for (int t = 0; t < T; t++) {
+    cr_tensor *x = cr_full(ctx, CR_F64, CR_SHAPE(1), xs[t]);
+    h = cr_tanh(ctx, cr_add(ctx, cr_mul(ctx, w, h), x));
+    hs[t + 1] = h;
+    hv[t + 1] = tanh(0.9 * hv[t] + xs[t]);
+  }
+  assert_int_equal(cr_backward(ctx, h), CR_OK); /* L = h_T */
+  double dh = 1.0, dw = 0.0;
+  for (int t = T; t >= 1; t--) {
+    double da = dh * (1 - hv[t] * hv[t]);
+    dw += da * hv[t - 1];
+    dh = da * 0.9;
+  }
+  assert_true(fabs(cr_get_flat(cr_grad(w), 0) - dw) < 1e-12);
+  /* and the per-time-step gradient dL/dh_t agrees at t = 25 */
+  double d25 = 1.0;
+  for (int t = T; t > 25; t--)
+    d25 *= (1 - hv[t] * hv[t]) * 0.9;
+  assert_true(fabs(cr_get_flat(cr_grad(hs[25]), 0) - d25) < 1e-12);
+  cr_tensor_free(w);
+}
+
+static void test_no_grad_mode(void **state) {
+  cr_ctx *ctx = *state;
+  cr_tensor *w = param(ctx, CR_SHAPE(2), (const double[]){1, 2});
+  bool was = cr_set_grad_enabled(ctx, false);
+  assert_true(was);
+  cr_tensor *y = cr_sum(ctx, cr_tanh(ctx, w));
+  assert_false(cr_requires_grad(y));
+  assert_null(cr_grad_fn(y));
+  cr_ctx_stats st;
+  cr_ctx_get_stats(ctx, &st);
+  assert_int_equal(st.nodes, 0);
+  assert_int_equal(cr_backward(ctx, y), CR_ERR_STATE);
+  assert_non_null(strstr(cr_ctx_error(ctx), "does not require grad"));
+  cr_ctx_clear_error(ctx);
+  cr_set_grad_enabled(ctx, true);
+  y = cr_sum(ctx, cr_tanh(ctx, w));
+  assert_string_equal(cr_grad_fn(y), "sum");
+  cr_tensor_free(w);
+}
+
+/* y = x * detach(x): the detached factor is a constant, so dy/dx = x */
+static void test_detach(void **state) {
+  cr_ctx *ctx = *state;
+  cr_tensor *x = param(ctx, CR_SHAPE(2), (const double[]){3, -4});
+  cr_tensor *d = cr_detach(ctx, x);
+  assert_false(cr_requires_grad(d));
+  assert_true(cr_get_flat(d, 1) == -4);
+  assert_int_equal(cr_backward(ctx, cr_sum(ctx, cr_mul(ctx, x, d))), CR_OK);
+  assert_true(cr_get_flat(cr_grad(x), 0) == 3 && cr_get_flat(cr_grad(x), 1) == -4);
+  cr_tensor_free(x);
+}
+
+static void test_backward_seed(void **state) {
+  cr_ctx *ctx = *state;
+  cr_tensor *x = param(ctx, CR_SHAPE(3), (const double[]){1, 2, 3});
+  cr_tensor *y = cr_mul_scalar(ctx, x, 2);
+  assert_int_equal(cr_backward(ctx, y), CR_ERR_SHAPE);
+  assert_string_equal(cr_ctx_error(ctx),
+                      "backward: [3]: output has 3 elements; backward needs a one-element "
+                      "loss, or a seed gradient (cr_backward_seed)");
+  cr_ctx_clear_error(ctx);
+  cr_tensor *seed = cr_from_array(ctx, CR_F64, CR_SHAPE(3), (const double[]){1, 10, 100});
+  assert_int_equal(cr_backward_seed(ctx, y, seed), CR_OK);
+  assert_true(cr_get_flat(cr_grad(x), 2) == 200);
+  cr_tensor_free(x);
+}
+
+static void test_use_after_reset(void **state) {
+  cr_ctx *ctx = *state;
+  cr_tensor *a = cr_ones(ctx, CR_F32, CR_SHAPE(2, 2));
+  cr_ctx_reset(ctx);
+  assert_null(cr_tanh(ctx, a));
+  assert_int_equal(cr_ctx_status(ctx), CR_ERR_STATE);
+  assert_string_equal(cr_ctx_error(ctx),
+                      "tanh: input 0 [2,2] was made before the last cr_ctx_reset and is no "
+                      "longer valid (copy state that must survive a reset with cr_persist or "
+                      "cr_copy_into)");
+  cr_ctx_clear_error(ctx);
+  cr_ctx_stats st;
+  cr_ctx_get_stats(ctx, &st);
+  assert_int_equal(st.epoch, 1);
+  assert_int_equal(st.arena_bytes_used, 0);
+}
+
+static void test_error_messages(void **state) {
+  cr_ctx *ctx = *state;
+  cr_tensor *a = cr_zeros(ctx, CR_F32, CR_SHAPE(32, 65));
+  cr_tensor *b = cr_zeros(ctx, CR_F32, CR_SHAPE(64, 256));
+  assert_null(cr_matmul(ctx, a, b));
+  assert_int_equal(cr_ctx_status(ctx), CR_ERR_SHAPE);
+  assert_string_equal(cr_ctx_error(ctx),
+                      "matmul: [32,65] @ [64,256]: inner dimensions 65 and 64 differ");
+  /* an op given NULL returns NULL and keeps the first message */
+  assert_null(cr_tanh(ctx, cr_matmul(ctx, a, b)));
+  assert_null(cr_add(ctx, a, a)); /* still failing while an error is pending */
+  assert_string_equal(cr_ctx_error(ctx),
+                      "matmul: [32,65] @ [64,256]: inner dimensions 65 and 64 differ");
+  cr_ctx_clear_error(ctx);
+  assert_null(cr_add(ctx, cr_zeros(ctx, CR_F32, CR_SHAPE(3, 4)), cr_zeros(ctx, CR_F32, CR_SHAPE(5))));
+  assert_string_equal(cr_ctx_error(ctx), "add: [3,4] and [5]: dim -1 (4 vs 5) do not broadcast");
+  cr_ctx_clear_error(ctx);
+  assert_null(cr_mul(ctx, cr_zeros(ctx, CR_F32, CR_SHAPE(2)), cr_zeros(ctx, CR_F64, CR_SHAPE(2))));
+  assert_int_equal(cr_ctx_status(ctx), CR_ERR_DTYPE);
+  assert_string_equal(cr_ctx_error(ctx), "mul: [2] f32 and [2] f64: dtypes differ (use cr_cast)");
+  cr_ctx_clear_error(ctx);
+  assert_null(cr_transpose(ctx, a, 0, 2));
+  assert_string_equal(cr_ctx_error(ctx), "transpose: [32,65]: axis 2 out of range for 2 dims");
+  cr_ctx_clear_error(ctx);
+  assert_null(cr_matmul(ctx, cr_zeros(ctx, CR_F32, CR_SHAPE(2, 3, 4)), cr_zeros(ctx, CR_F32, CR_SHAPE(3, 4, 5))));
+  assert_string_equal(cr_ctx_error(ctx), "matmul: [2,3,4] @ [3,4,5]: batch sizes 2 and 3 differ");
+  cr_ctx_clear_error(ctx);
+  assert_null(cr_reshape(ctx, a, CR_SHAPE(7, -1)));
+  assert_string_equal(cr_ctx_error(ctx), "reshape: [32,65] to [7,-1]: 2080 elements do not "
+                                         "divide into the known dims");
+  cr_ctx_clear_error(ctx);
+}
+
+/* A training loop reaches a steady state where a step calls no malloc. */
+static void test_steady_state_does_not_malloc(void **state) {
+  cr_ctx *ctx = *state;
+  cr_rng *rng = cr_rng_new(1);
+  cr_tensor *W = cr_tensor_new(ctx, CR_F32, CR_SHAPE(16, 8));
+  assert_int_equal(cr_fill_uniform(ctx, W, rng, -0.5, 0.5), CR_OK);
+  cr_set_requires_grad(W, true);
+  size_t after_warmup = 0;
+  for (int step = 0; step < 30; step++) {
+    if (step == 5)
+      after_warmup = cr_alloc_count();
+    cr_tensor *x = cr_rand_normal(ctx, rng, CR_F32, CR_SHAPE(4, 16), 0, 1);
+    cr_tensor *h = x;
+    for (int t = 0; t < 3 + (step % 3); t++) /* slightly different graphs */
+      h = cr_tanh(ctx, cr_matmul(ctx, h, cr_matmul(ctx, W, cr_transpose(ctx, W, 0, 1))));
+    cr_tensor *L = cr_mean(ctx, cr_square(ctx, h));
+    cr_zero_grad(W);
+    assert_int_equal(cr_backward(ctx, L), CR_OK);
+    cr_ctx_reset(ctx);
+  }
+  assert_int_equal(cr_alloc_count(), after_warmup);
+  cr_tensor_free(W);
+  cr_rng_free(rng);
+}
+
+static void test_graph_dot(void **state) {
+  cr_ctx *ctx = *state;
+  cr_tensor *x = param(ctx, CR_SHAPE(2), (const double[]){1, 2});
+  cr_tensor *y = cr_sum(ctx, cr_tanh(ctx, x));
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  cr_graph_dot(f, y);
+  fclose(f);
+  assert_non_null(strstr(buf, "label=\"tanh\\n[2]\""));
+  assert_non_null(strstr(buf, "label=\"sum\\n[1]\""));
+  assert_non_null(strstr(buf, "requires_grad"));
+  free(buf);
+  cr_tensor_free(x);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_hand_values, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_matmul_values, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_accumulates_over_two_backward_calls, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_diamond, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_weight_shared_over_50_steps, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_no_grad_mode, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_detach, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_backward_seed, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_use_after_reset, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_error_messages, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_steady_state_does_not_malloc, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_graph_dot, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

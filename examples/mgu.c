@@ -1,0 +1,47 @@
+/* mgu.c — the minimal gated unit as a chainrule cell: a parameter list and
+ * a step function written with ops.  No gradient code: backward through
+ * the unrolled steps is the chain rule over these ops. */
+#include "mgu.h"
+
+enum { W_IH, B_IH, W_HF, W_HN };
+
+static void mgu_param_shape(int i, int64_t I, int64_t H, int *ndim, int64_t *shape) {
+  switch (i) {
+  case W_IH: *ndim = 2; shape[0] = 2 * H; shape[1] = I; break;
+  case B_IH: *ndim = 1; shape[0] = 2 * H; break;
+  default: *ndim = 2; shape[0] = H; shape[1] = H; break; /* U_f, U_n */
+  }
+}
+
+/* Input projections of all T steps in one product: [T,B,I] -> [T,B,2H]. */
+static cr_tensor *mgu_precompute(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *x_all) {
+  return cr_linear(ctx, x_all, L->params[W_IH], L->params[B_IH]);
+}
+
+static cr_status mgu_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
+                          cr_tensor *const *state, cr_tensor **new_state, cr_tensor **out) {
+  cr_tensor *h = state[0];
+  cr_tensor *x2[2]; /* x W_f^T + b_f,  x W_n^T + b_n */
+  cr_status st = cr_chunk(ctx, xp, 2, 1, x2);
+  if (st != CR_OK)
+    return st;
+  /* f = sigmoid(x W_f^T + b_f + h U_f^T) */
+  cr_tensor *f = cr_sigmoid(ctx, cr_add(ctx, x2[0], cr_linear(ctx, h, L->params[W_HF], NULL)));
+  /* n = tanh(x W_n^T + b_n + (f * h) U_n^T) */
+  cr_tensor *n =
+      cr_tanh(ctx, cr_add(ctx, x2[1], cr_linear(ctx, cr_mul(ctx, f, h), L->params[W_HN], NULL)));
+  /* h' = (1 - f) * h + f * n */
+  cr_tensor *h2 = cr_add(ctx, cr_mul(ctx, cr_rsub_scalar(ctx, f, 1.0), h), cr_mul(ctx, f, n));
+  new_state[0] = *out = h2;
+  return h2 ? CR_OK : cr_ctx_status(ctx);
+}
+
+const cr_cell_def mgu_cell = {
+    .name = "mgu",
+    .n_states = 1,
+    .n_params = 4,
+    .param_names = {"weight_ih", "bias_ih", "weight_hf", "weight_hn"},
+    .param_shape = mgu_param_shape,
+    .precompute = mgu_precompute,
+    .step = mgu_step,
+};

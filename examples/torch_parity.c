@@ -1,0 +1,251 @@
+/* torch_parity.c — run a recurrent layer stack described by a PyTorch
+ * fixture (tests/fixtures/README.md gives the format) through chainrule and
+ * compare every output and gradient with PyTorch's.
+ *
+ *   usage: torch-parity FILE.safetensors [--dtype f64|f32] [--tol T]
+ *
+ * For each expected tensor E and computed A it prints the relative error
+ * max|A - E| / max|E| (the error relative to the tensor's scale, which stays
+ * meaningful where elements are near 0).  Exit status: 0 if every error is
+ * within the tolerance (default 1e-9 in f64, 1e-4 in f32), 1 on a mismatch,
+ * 2 for bad usage or a malformed file. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chainrule.h"
+#include "chainrule/io.h"
+
+#define MAX_PARAMS 64
+
+typedef struct {
+  cr_ctx *ctx;
+  cr_st_file *f;
+  const char *path;
+  cr_dtype dt;
+  double tol, worst;
+  int failures;
+} run;
+
+static long meta_long(run *r, const char *key, long lo, long hi) {
+  const char *v = cr_st_meta(r->f, key);
+  if (!v) {
+    fprintf(stderr, "torch-parity: %s: metadata has no '%s'\n", r->path, key);
+    return -1;
+  }
+  char *end;
+  errno = 0;
+  long x = strtol(v, &end, 10);
+  if (errno || *end || end == v || x < lo || x > hi) {
+    fprintf(stderr, "torch-parity: %s: metadata '%s' = '%s' is not an integer in %ld..%ld\n",
+            r->path, key, v, lo, hi);
+    return -1;
+  }
+  return x;
+}
+
+/* A copy of the file's tensor name in the run's dtype, or NULL (message printed). */
+static cr_tensor *load(run *r, const char *name) {
+  cr_tensor *t = cr_st_get(r->ctx, r->f, name);
+  if (!t) {
+    fprintf(stderr, "torch-parity: %s\n", cr_ctx_error(r->ctx));
+    return NULL;
+  }
+  if (cr_dtype_of(t) != r->dt) {
+    cr_tensor *c = cr_persist(r->ctx, cr_cast(r->ctx, t, r->dt));
+    cr_tensor_free(t);
+    t = c;
+  }
+  return t;
+}
+
+static bool same_shape(const cr_tensor *a, int ndim, const int64_t *shape) {
+  if (cr_ndim(a) != ndim)
+    return false;
+  for (int i = 0; i < ndim; i++)
+    if (cr_shape(a)[i] != shape[i])
+      return false;
+  return true;
+}
+
+/* Compare computed a with the file's tensor name; print a line. */
+static bool compare(run *r, const char *name, const cr_tensor *a) {
+  const cr_st_info *info = cr_st_find(r->f, name);
+  if (!info) {
+    fprintf(stderr, "torch-parity: %s: expected tensor '%s' is missing\n", r->path, name);
+    return false;
+  }
+  cr_tensor *e = cr_st_get(r->ctx, r->f, name);
+  if (!e) {
+    fprintf(stderr, "torch-parity: %s\n", cr_ctx_error(r->ctx));
+    return false;
+  }
+  char shp[64];
+  cr_shape_str(shp, sizeof shp, cr_ndim(e), cr_shape(e));
+  if (!a || cr_numel(a) != cr_numel(e) || !same_shape(a, cr_ndim(e), cr_shape(e))) {
+    char got[64] = "none";
+    if (a)
+      cr_shape_str(got, sizeof got, cr_ndim(a), cr_shape(a));
+    fprintf(stderr, "torch-parity: %s: '%s' is %s in the file but chainrule computed %s\n",
+            r->path, name, shp, got);
+    cr_tensor_free(e);
+    return false;
+  }
+  double max_err = 0, scale = 0;
+  for (int64_t i = 0; i < cr_numel(e); i++) {
+    double x = cr_get_flat(a, i), y = cr_get_flat(e, i);
+    max_err = fmax(max_err, isnan(x) ? INFINITY : fabs(x - y));
+    scale = fmax(scale, fabs(y));
+  }
+  double rel = scale > 0 ? max_err / scale : max_err;
+  bool ok = rel <= r->tol;
+  printf("  %-22s %-12s max abs err %.3e  rel err %.3e  %s\n", name, shp, max_err, rel,
+         ok ? "ok" : "MISMATCH");
+  r->worst = fmax(r->worst, rel);
+  r->failures += !ok;
+  cr_tensor_free(e);
+  return true;
+}
+
+static int usage(void) {
+  fprintf(stderr, "usage: torch-parity FILE.safetensors [--dtype f64|f32] [--tol T]\n");
+  return 2;
+}
+
+int main(int argc, char **argv) {
+  run r = {0};
+  r.dt = CR_F64;
+  r.tol = -1;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
+      const char *v = argv[++i];
+      if (!strcmp(v, "f64"))
+        r.dt = CR_F64;
+      else if (!strcmp(v, "f32"))
+        r.dt = CR_F32;
+      else {
+        fprintf(stderr, "torch-parity: --dtype must be f64 or f32, not '%s'\n", v);
+        return 2;
+      }
+    } else if (!strcmp(argv[i], "--tol") && i + 1 < argc) {
+      char *end;
+      r.tol = strtod(argv[++i], &end);
+      if (*end || !(r.tol > 0)) {
+        fprintf(stderr, "torch-parity: --tol must be a positive number, not '%s'\n", argv[i]);
+        return 2;
+      }
+    } else if (argv[i][0] == '-') {
+      fprintf(stderr, "torch-parity: unknown option '%s'\n", argv[i]);
+      return usage();
+    } else if (!r.path) {
+      r.path = argv[i];
+    } else {
+      return usage();
+    }
+  }
+  if (!r.path)
+    return usage();
+  if (r.tol < 0)
+    r.tol = r.dt == CR_F64 ? 1e-9 : 1e-4;
+
+  int rc = 2;
+  r.ctx = cr_ctx_new();
+  cr_rng *rng = cr_rng_new(0);
+  cr_rnn *rnn = NULL;
+  cr_tensor *input = NULL, *init[2] = {NULL, NULL}, *lw_out = NULL, *lw_fin[2] = {NULL, NULL};
+  r.f = cr_st_open(r.ctx, r.path);
+  if (!r.f) {
+    fprintf(stderr, "torch-parity: %s\n", cr_ctx_error(r.ctx));
+    goto done;
+  }
+  const char *cell_name = cr_st_meta(r.f, "cell");
+  const cr_cell_def *cell = cr_cell_by_name(cell_name);
+  if (!cell) {
+    fprintf(stderr, "torch-parity: %s: metadata 'cell' is %s%s%s; expected rnn_tanh, rnn_relu, "
+            "lstm or gru\n", r.path, cell_name ? "'" : "", cell_name ? cell_name : "missing",
+            cell_name ? "'" : "");
+    goto done;
+  }
+  long L = meta_long(&r, "num_layers", 1, 16), I = meta_long(&r, "input_size", 1, 1 << 20),
+       H = meta_long(&r, "hidden_size", 1, 1 << 20);
+  if (L < 0 || I < 0 || H < 0)
+    goto done;
+  cr_rnn_config cfg = {cell, I, H, (int)L, 0.0, false, r.dt};
+  rnn = cr_rnn_new(r.ctx, &cfg, rng);
+  if (!rnn || cr_rnn_num_params(rnn) > MAX_PARAMS) {
+    fprintf(stderr, "torch-parity: %s: %s\n", r.path, cr_ctx_error(r.ctx));
+    goto done;
+  }
+  for (int i = 0; i < cr_rnn_num_params(rnn); i++) {
+    if (cr_st_read_into(r.ctx, r.f, cr_rnn_param_name(rnn, i), cr_rnn_param(rnn, i)) != CR_OK) {
+      fprintf(stderr, "torch-parity: %s\n", cr_ctx_error(r.ctx));
+      goto done;
+    }
+  }
+  int S = cell->n_states;
+  const char *state_names[2] = {"h0", "c0"}, *final_names[2] = {"h_n", "c_n"};
+  const char *lw_names[2] = {"loss_w.h_n", "loss_w.c_n"};
+  if (!(input = load(&r, "input")) || !(lw_out = load(&r, "loss_w.output")))
+    goto done;
+  if (cr_ndim(input) != 3 || cr_dim(input, 2) != I) {
+    char s[64];
+    cr_shape_str(s, sizeof s, cr_ndim(input), cr_shape(input));
+    fprintf(stderr, "torch-parity: %s: 'input' is %s, expected [T,B,%ld]\n", r.path, s, I);
+    goto done;
+  }
+  for (int s = 0; s < S; s++)
+    if (!(init[s] = load(&r, state_names[s])) || !(lw_fin[s] = load(&r, lw_names[s])))
+      goto done;
+  cr_set_requires_grad(input, true);
+  for (int s = 0; s < S; s++)
+    cr_set_requires_grad(init[s], true);
+
+  printf("torch-parity %s: %s, %ld layer%s, input %ld, hidden %ld, T=%lld, B=%lld, %s, tolerance "
+         "%g\n", r.path, cell->name, L, L == 1 ? "" : "s", I, H, (long long)cr_dim(input, 0),
+         (long long)cr_dim(input, 1), cr_dtype_name(r.dt), r.tol);
+  cr_tensor *out = NULL, *fin[2] = {NULL, NULL};
+  if (cr_rnn_forward(r.ctx, rnn, input, init, NULL, NULL, &out, fin) != CR_OK) {
+    fprintf(stderr, "torch-parity: %s: %s\n", r.path, cr_ctx_error(r.ctx));
+    goto done;
+  }
+  /* loss = sum(output * w_out) + sum(h_n * w_h) [+ sum(c_n * w_c)] */
+  cr_tensor *loss = cr_sum(r.ctx, cr_mul(r.ctx, out, lw_out));
+  for (int s = 0; s < S; s++)
+    loss = cr_add(r.ctx, loss, cr_sum(r.ctx, cr_mul(r.ctx, fin[s], lw_fin[s])));
+  if (!loss || cr_backward(r.ctx, loss) != CR_OK) {
+    fprintf(stderr, "torch-parity: %s: %s\n", r.path, cr_ctx_error(r.ctx));
+    goto done;
+  }
+  bool complete = compare(&r, "output", out) && compare(&r, "loss", loss);
+  for (int s = 0; s < S; s++)
+    complete = complete && compare(&r, final_names[s], fin[s]);
+  char gname[80];
+  for (int i = 0; complete && i < cr_rnn_num_params(rnn); i++) {
+    snprintf(gname, sizeof gname, "grad.%s", cr_rnn_param_name(rnn, i));
+    complete = compare(&r, gname, cr_grad(cr_rnn_param(rnn, i)));
+  }
+  complete = complete && compare(&r, "grad.input", cr_grad(input));
+  for (int s = 0; complete && s < S; s++) {
+    snprintf(gname, sizeof gname, "grad.%s", state_names[s]);
+    complete = compare(&r, gname, cr_grad(init[s]));
+  }
+  if (!complete)
+    goto done;
+  printf("%s: worst relative error %.3e (tolerance %g): %s\n", r.path, r.worst, r.tol,
+         r.failures ? "MISMATCH" : "match");
+  rc = r.failures ? 1 : 0;
+done:
+  cr_tensor_free(input);
+  cr_tensor_free(lw_out);
+  for (int s = 0; s < 2; s++) {
+    cr_tensor_free(init[s]);
+    cr_tensor_free(lw_fin[s]);
+  }
+  cr_rnn_free(rnn);
+  cr_st_close(r.f);
+  cr_rng_free(rng);
+  cr_ctx_free(r.ctx);
+  return rc;
+}

@@ -1,0 +1,362 @@
+/* shape.c — ops that cut, join and convert tensors.
+ *
+ *   slice:  y = x[.., start:stop:step, ..] along axis (a view);
+ *           gx[.., start:stop:step, ..] += gy
+ *   concat: y = [x_0 | x_1 | ... | x_{n-1}] along an existing axis;
+ *           gx_k += the piece of gy at x_k's offset along axis
+ *   stack:  y[.., k, ..] = x_k along a new axis;
+ *           gx_k += gy[.., k, ..]
+ *   cast:   y = x converted to another dtype;
+ *           gx += gy converted back to x's dtype
+ *
+ * split and chunk are no ops of their own: they return slice views, so
+ * each piece is a "slice" node and the pieces' gradients meet in gx.
+ *
+ * Every gradient here is a copy of gy (or a part of it) added into a region
+ * of gx, so one strided kernel, region_move, does the forward copies and
+ * the VJP additions; a transposed or sliced input is read through its own
+ * strides and never materialised. */
+#include "op.h"
+
+static void slice_vjp(cr_ctx *ctx, cr_node *nd);
+static void concat_vjp(cr_ctx *ctx, cr_node *nd);
+static void stack_vjp(cr_ctx *ctx, cr_node *nd);
+static void cast_vjp(cr_ctx *ctx, cr_node *nd);
+
+const cr_op_desc cr__op_slice = {"slice", 1, slice_vjp};
+const cr_op_desc cr__op_concat = {"concat", -1, concat_vjp};
+const cr_op_desc cr__op_stack = {"stack", -1, stack_vjp};
+const cr_op_desc cr__op_cast = {"cast", 1, cast_vjp};
+
+/* Address of the element `off` elements past data. */
+static void *elem_at(const void *data, int64_t off, cr_dtype dt) {
+  return (char *)data + off * (int64_t)cr_dtype_size(dt);
+}
+
+/* Over shape (ndim dims): dst = src, or dst += src when add.  Both are given
+ * by a base pointer and element strides (any layout; dst and src must not
+ * overlap). */
+static void region_move(cr_dtype dt, bool add, int ndim, const int64_t *shape, void *dst,
+                        const int64_t *dst_stride, const void *src,
+                        const int64_t *src_stride) {
+  const int64_t *st[2] = {dst_stride, src_stride};
+  cr__iter it;
+  cr__iter_init(&it, ndim, shape, 2, st);
+#define MOVE(T)                                                                \
+  for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                  \
+    T *d = (T *)dst + it.off[0];                                               \
+    const T *s = (const T *)src + it.off[1];                                   \
+    const int64_t sd = it.istr[0], ss = it.istr[1];                            \
+    if (add) {                                                                 \
+      for (int64_t i = 0; i < it.inner; i++)                                   \
+        d[i * sd] += s[i * ss];                                                \
+    } else if (sd == 1 && ss == 1) {                                           \
+      memcpy(d, s, (size_t)it.inner * sizeof(T));                              \
+    } else {                                                                   \
+      for (int64_t i = 0; i < it.inner; i++)                                   \
+        d[i * sd] = s[i * ss];                                                 \
+    }                                                                          \
+  }
+  CR_DISPATCH(dt, MOVE);
+#undef MOVE
+}
+
+/* ---- slice */
+
+/* Python's rule for a slice bound: negative counts from the end, then
+ * clamp to [0, dim]. */
+static int64_t clamp_bound(int64_t b, int64_t dim) {
+  if (b < 0)
+    b = b < -dim ? 0 : b + dim;
+  return b > dim ? dim : b;
+}
+
+cr_tensor *cr_slice(cr_ctx *ctx, cr_tensor *x, int axis, int64_t start, int64_t stop,
+                    int64_t step) {
+  if (!cr__check_inputs(ctx, "slice", 1, &x) || !cr__axis(ctx, "slice", x, &axis))
+    return NULL;
+  const int64_t dim = x->shape[axis];
+  if (step < 1)
+    return cr__fail(ctx, CR_ERR_ARG, "slice: %s axis %d: step %lld must be >= 1", cr__shp(x),
+                    axis, (long long)step);
+  int64_t b = clamp_bound(start, dim), e = clamp_bound(stop, dim);
+  int64_t count = e > b ? (e - b - 1) / step + 1 : 0;
+  if (count == 0)
+    return cr__fail(ctx, CR_ERR_SHAPE, "slice: %s axis %d: %lld:%lld:%lld selects no "
+                    "elements (empty tensors are not supported)", cr__shp(x), axis,
+                    (long long)start, (long long)stop, (long long)step);
+  int64_t shape[CR_MAX_DIMS], stride[CR_MAX_DIMS];
+  memcpy(shape, x->shape, sizeof shape);
+  memcpy(stride, x->stride, sizeof stride);
+  shape[axis] = count;
+  stride[axis] = x->stride[axis] * step;
+  cr_tensor *y = cr__view(ctx, x, x->ndim, shape, stride,
+                          elem_at(x->data, b * x->stride[axis], x->dtype));
+  cr_node *nd = cr__record(ctx, &cr__op_slice, y, 1, &x);
+  if (nd) {
+    nd->iattr[0] = axis;
+    nd->iattr[1] = b;
+    nd->iattr[2] = step;
+  }
+  return y;
+}
+
+/* gx seen through the slice's layout += gy */
+static void slice_vjp(cr_ctx *ctx, cr_node *nd) {
+  cr_tensor *y = nd->out, *gx = cr__grad_acc(ctx, nd->in[0]);
+  if (!gx)
+    return;
+  int axis = (int)nd->iattr[0];
+  int64_t stride[CR_MAX_DIMS];
+  memcpy(stride, gx->stride, sizeof stride);
+  stride[axis] *= nd->iattr[2];
+  void *base = elem_at(gx->data, nd->iattr[1] * gx->stride[axis], gx->dtype);
+  region_move(gx->dtype, true, y->ndim, y->shape, base, stride, y->grad->data,
+              y->grad->stride);
+}
+
+/* ---- concat and stack */
+
+/* Common checks of a list of inputs; false with the error stored. */
+static bool check_list(cr_ctx *ctx, const char *op, cr_tensor *const *xs, int n) {
+  if (!ctx || ctx->status != CR_OK)
+    return false;
+  if (!xs || n < 1) {
+    cr__fail(ctx, CR_ERR_ARG, "%s: %d inputs%s: need at least one tensor", op, n,
+             xs ? "" : " (xs is NULL)");
+    return false;
+  }
+  return cr__check_inputs(ctx, op, n, xs);
+}
+
+cr_tensor *cr_concat(cr_ctx *ctx, cr_tensor *const *xs, int n, int axis) {
+  if (!check_list(ctx, "concat", xs, n) || !cr__axis(ctx, "concat", xs[0], &axis))
+    return NULL;
+  const cr_tensor *x0 = xs[0];
+  int64_t shape[CR_MAX_DIMS];
+  memcpy(shape, x0->shape, sizeof shape);
+  shape[axis] = 0;
+  for (int k = 0; k < n; k++) {
+    const cr_tensor *x = xs[k];
+    if (x->ndim != x0->ndim)
+      return cr__fail(ctx, CR_ERR_SHAPE, "concat: input %d %s vs input 0 %s: %d dims vs %d",
+                      k, cr__shp(x), cr__shp(x0), x->ndim, x0->ndim);
+    for (int d = 0; d < x0->ndim; d++)
+      if (d != axis && x->shape[d] != x0->shape[d])
+        return cr__fail(ctx, CR_ERR_SHAPE, "concat: input %d %s vs input 0 %s: dim %d "
+                        "differs (only the concat axis %d may differ)", k, cr__shp(x),
+                        cr__shp(x0), d, axis);
+    shape[axis] += x->shape[axis];
+  }
+  cr_tensor *y = cr__new(ctx, x0->dtype, x0->ndim, shape);
+  if (!y)
+    return NULL;
+  int64_t at = 0; /* offset of input k along axis */
+  for (int k = 0; k < n; k++) {
+    const cr_tensor *x = xs[k];
+    region_move(y->dtype, false, x->ndim, x->shape,
+                elem_at(y->data, at * y->stride[axis], y->dtype), y->stride, x->data,
+                x->stride);
+    at += x->shape[axis];
+  }
+  cr_node *nd = cr__record(ctx, &cr__op_concat, y, n, xs);
+  if (nd)
+    nd->iattr[0] = axis;
+  return y;
+}
+
+/* gx_k += gy[.., at_k : at_k + len_k, ..] */
+static void concat_vjp(cr_ctx *ctx, cr_node *nd) {
+  const cr_tensor *gy = nd->out->grad;
+  int axis = (int)nd->iattr[0];
+  int64_t at = 0;
+  for (int k = 0; k < nd->n_in; k++) {
+    cr_tensor *x = nd->in[k], *gx = cr__grad_acc(ctx, x);
+    if (gx)
+      region_move(gx->dtype, true, x->ndim, x->shape, gx->data, gx->stride,
+                  elem_at(gy->data, at * gy->stride[axis], gy->dtype), gy->stride);
+    at += x->shape[axis];
+  }
+}
+
+/* y's strides without the stacked axis: where x's elements sit in y. */
+static void drop_axis(const int64_t *ystride, int ndim, int axis, int64_t *out) {
+  for (int d = 0, j = 0; d < ndim + 1; d++)
+    if (d != axis)
+      out[j++] = ystride[d];
+}
+
+cr_tensor *cr_stack(cr_ctx *ctx, cr_tensor *const *xs, int n, int axis) {
+  if (!check_list(ctx, "stack", xs, n))
+    return NULL;
+  const cr_tensor *x0 = xs[0];
+  const int nd_out = x0->ndim + 1;
+  if (nd_out > CR_MAX_DIMS)
+    return cr__fail(ctx, CR_ERR_SHAPE, "stack: %s: the result would have %d dims, more "
+                    "than %d", cr__shp(x0), nd_out, CR_MAX_DIMS);
+  if (axis < -nd_out || axis >= nd_out)
+    return cr__fail(ctx, CR_ERR_ARG, "stack: %s: axis %d out of range for the %d-dim "
+                    "result", cr__shp(x0), axis, nd_out);
+  if (axis < 0)
+    axis += nd_out;
+  for (int k = 1; k < n; k++) {
+    const cr_tensor *x = xs[k];
+    if (x->ndim != x0->ndim ||
+        memcmp(x->shape, x0->shape, (size_t)x0->ndim * sizeof x0->shape[0]) != 0)
+      return cr__fail(ctx, CR_ERR_SHAPE, "stack: input %d %s vs input 0 %s: shapes differ "
+                      "(stack needs equal shapes)", k, cr__shp(x), cr__shp(x0));
+  }
+  int64_t shape[CR_MAX_DIMS];
+  for (int d = 0, j = 0; d < nd_out; d++)
+    shape[d] = d == axis ? n : x0->shape[j++];
+  cr_tensor *y = cr__new(ctx, x0->dtype, nd_out, shape);
+  if (!y)
+    return NULL;
+  int64_t ys[CR_MAX_DIMS];
+  drop_axis(y->stride, x0->ndim, axis, ys);
+  for (int k = 0; k < n; k++)
+    region_move(y->dtype, false, x0->ndim, x0->shape,
+                elem_at(y->data, k * y->stride[axis], y->dtype), ys, xs[k]->data,
+                xs[k]->stride);
+  cr_node *nd = cr__record(ctx, &cr__op_stack, y, n, xs);
+  if (nd)
+    nd->iattr[0] = axis;
+  return y;
+}
+
+/* gx_k += gy[.., k, ..] */
+static void stack_vjp(cr_ctx *ctx, cr_node *nd) {
+  const cr_tensor *gy = nd->out->grad;
+  int axis = (int)nd->iattr[0];
+  int64_t gs[CR_MAX_DIMS];
+  drop_axis(gy->stride, nd->in[0]->ndim, axis, gs);
+  for (int k = 0; k < nd->n_in; k++) {
+    cr_tensor *x = nd->in[k], *gx = cr__grad_acc(ctx, x);
+    if (gx)
+      region_move(gx->dtype, true, x->ndim, x->shape, gx->data, gx->stride,
+                  elem_at(gy->data, k * gy->stride[axis], gy->dtype), gs);
+  }
+}
+
+/* ---- split and chunk: slice views */
+
+static cr_status list_fail(cr_ctx *ctx) {
+  return ctx->status != CR_OK ? ctx->status : CR_ERR_ARG;
+}
+
+cr_status cr_split(cr_ctx *ctx, cr_tensor *x, int axis, const int64_t *sizes, int n,
+                   cr_tensor **out) {
+  for (int i = 0; out && i < n; i++)
+    out[i] = NULL;
+  if (!ctx)
+    return CR_ERR_ARG;
+  if (!cr__check_inputs(ctx, "split", 1, &x))
+    return list_fail(ctx);
+  if (!out || !sizes || n < 1)
+    return cr_ctx_set_error(ctx, CR_ERR_ARG, "split: %s: %d pieces%s: need n >= 1, sizes "
+                            "and out", cr__shp(x), n, !out ? " (out is NULL)"
+                            : !sizes ? " (sizes is NULL)" : "");
+  if (!cr__axis(ctx, "split", x, &axis))
+    return ctx->status;
+  const int64_t dim = x->shape[axis];
+  int64_t total = 0;
+  for (int i = 0; i < n; i++) {
+    if (sizes[i] < 1 || sizes[i] > dim)
+      return cr_ctx_set_error(ctx, CR_ERR_ARG, "split: %s axis %d: size %lld at position %d "
+                              "is out of range [1,%lld]", cr__shp(x), axis,
+                              (long long)sizes[i], i, (long long)dim);
+    total += sizes[i];
+  }
+  if (total != dim)
+    return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "split: %s axis %d: sizes sum to %lld, not "
+                            "the dim %lld", cr__shp(x), axis, (long long)total,
+                            (long long)dim);
+  int64_t at = 0;
+  for (int i = 0; i < n; i++) {
+    out[i] = cr_slice(ctx, x, axis, at, at + sizes[i], 1);
+    if (!out[i]) {
+      for (int j = 0; j < i; j++)
+        out[j] = NULL;
+      return list_fail(ctx);
+    }
+    at += sizes[i];
+  }
+  return CR_OK;
+}
+
+cr_status cr_chunk(cr_ctx *ctx, cr_tensor *x, int n, int axis, cr_tensor **out) {
+  for (int i = 0; out && i < n; i++)
+    out[i] = NULL;
+  if (!ctx)
+    return CR_ERR_ARG;
+  if (!cr__check_inputs(ctx, "chunk", 1, &x))
+    return list_fail(ctx);
+  if (!out || n < 1)
+    return cr_ctx_set_error(ctx, CR_ERR_ARG, "chunk: %s: %d chunks%s: need n >= 1 and out",
+                            cr__shp(x), n, out ? "" : " (out is NULL)");
+  if (!cr__axis(ctx, "chunk", x, &axis))
+    return ctx->status;
+  const int64_t dim = x->shape[axis];
+  if (dim % n != 0)
+    return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "chunk: %s axis %d: dim %lld does not divide "
+                            "into %d equal chunks", cr__shp(x), axis, (long long)dim, n);
+  const int64_t len = dim / n;
+  for (int i = 0; i < n; i++) {
+    out[i] = cr_slice(ctx, x, axis, i * len, (i + 1) * len, 1);
+    if (!out[i]) {
+      for (int j = 0; j < i; j++)
+        out[j] = NULL;
+      return list_fail(ctx);
+    }
+  }
+  return CR_OK;
+}
+
+/* ---- cast */
+
+/* dst (=|+=) src converted to dst's dtype; same shape, dtypes differ. */
+static void convert(cr_tensor *dst, const cr_tensor *src, bool add) {
+  const int64_t *st[2] = {dst->stride, src->stride};
+  cr__iter it;
+  cr__iter_init(&it, src->ndim, src->shape, 2, st);
+#define CONVERT(TD, TS)                                                        \
+  for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                  \
+    TD *d = (TD *)dst->data + it.off[0];                                       \
+    const TS *s = (const TS *)src->data + it.off[1];                           \
+    const int64_t sd = it.istr[0], ss = it.istr[1];                            \
+    if (add)                                                                   \
+      for (int64_t i = 0; i < it.inner; i++)                                   \
+        d[i * sd] += (TD)s[i * ss];                                            \
+    else                                                                       \
+      for (int64_t i = 0; i < it.inner; i++)                                   \
+        d[i * sd] = (TD)s[i * ss];                                             \
+  }
+  if (dst->dtype == CR_F32) {
+    CONVERT(float, double)
+  } else {
+    CONVERT(double, float)
+  }
+#undef CONVERT
+}
+
+cr_tensor *cr_cast(cr_ctx *ctx, cr_tensor *x, cr_dtype dt) {
+  if (!cr__check_inputs(ctx, "cast", 1, &x))
+    return NULL;
+  if (dt != CR_F32 && dt != CR_F64)
+    return cr__fail(ctx, CR_ERR_DTYPE, "cast: %s %s to dtype %d: only f32 and f64 are "
+                    "supported", cr__shp(x), cr_dtype_name(x->dtype), (int)dt);
+  if (x->dtype == dt)
+    return x;
+  cr_tensor *y = cr__new(ctx, dt, x->ndim, x->shape);
+  if (!y)
+    return NULL;
+  convert(y, x, false);
+  cr__record(ctx, &cr__op_cast, y, 1, &x);
+  return y;
+}
+
+static void cast_vjp(cr_ctx *ctx, cr_node *nd) {
+  cr_tensor *gx = cr__grad_acc(ctx, nd->in[0]);
+  if (gx)
+    convert(gx, nd->out->grad, true);
+}

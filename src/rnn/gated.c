@@ -1,0 +1,31 @@
+/* gated.c — what the built-in cells share: PyTorch's four parameters per
+ * layer with G gates stacked along the rows,
+ *   weight_ih [G*H, I], weight_hh [G*H, H], bias_ih [G*H], bias_hh [G*H],
+ * the input projections of all T steps in one product, and the recurrent
+ * weight's transposed view made once per forward. */
+#include "gated.h"
+
+void cr__gated_param_shape(int G, int i, int64_t I, int64_t H, int *ndim, int64_t *shape) {
+  shape[0] = G * H;
+  switch (i) {
+  case CR__W_IH: *ndim = 2; shape[1] = I; break;
+  case CR__W_HH: *ndim = 2; shape[1] = H; break;
+  default: *ndim = 1; break; /* biases */
+  }
+}
+
+/* x_all [T,B,I] -> x_all @ W_ih^T + b_ih  [T,B,G*H]: one product for all T */
+cr_tensor *cr__gated_precompute(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *x_all) {
+  return cr_linear(ctx, x_all, L->params[CR__W_IH], L->params[CR__B_IH]);
+}
+
+cr_status cr__gated_prepare(cr_ctx *ctx, cr_cell_layer *L) {
+  cr_tensor *whh_t = cr_transpose(ctx, L->params[CR__W_HH], 0, 1); /* [H, G*H] view */
+  L->scratch = whh_t;
+  return whh_t ? CR_OK : cr_ctx_status(ctx);
+}
+
+/* h @ W_hh^T + b_hh   [B, G*H] */
+cr_tensor *cr__gated_hidden_proj(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *h) {
+  return cr_add(ctx, cr_matmul(ctx, h, (cr_tensor *)L->scratch), L->params[CR__B_HH]);
+}

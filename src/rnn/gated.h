@@ -1,0 +1,16 @@
+/* gated.h — helpers shared by the built-in cells (see gated.c). */
+#ifndef CHAINRULE_GATED_H
+#define CHAINRULE_GATED_H
+
+#include "chainrule/rnn.h"
+#include "internal.h"
+
+enum { CR__W_IH, CR__W_HH, CR__B_IH, CR__B_HH };
+#define CR__GATED_PARAM_NAMES {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}
+
+void cr__gated_param_shape(int G, int i, int64_t I, int64_t H, int *ndim, int64_t *shape);
+cr_tensor *cr__gated_precompute(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *x_all);
+cr_status cr__gated_prepare(cr_ctx *ctx, cr_cell_layer *L);
+cr_tensor *cr__gated_hidden_proj(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *h);
+
+#endif

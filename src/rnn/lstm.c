@@ -1,0 +1,41 @@
+/* lstm.c — PyTorch's nn.LSTM cell, gates in the order i, f, g, o:
+ *   i = sigmoid(x W_ii^T + b_ii + h W_hi^T + b_hi)
+ *   f = sigmoid(x W_if^T + b_if + h W_hf^T + b_hf)
+ *   g = tanh   (x W_ig^T + b_ig + h W_hg^T + b_hg)
+ *   o = sigmoid(x W_io^T + b_io + h W_ho^T + b_ho)
+ *   c' = f * c + i * g
+ *   h' = o * tanh(c')
+ * The four gates come from one product each for x (all steps at once,
+ * precomputed) and h, split into four column blocks. */
+#include "gated.h"
+
+static void shape4(int i, int64_t I, int64_t H, int *nd, int64_t *s) {
+  cr__gated_param_shape(4, i, I, H, nd, s);
+}
+
+static cr_status lstm_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
+                           cr_tensor *const *state, cr_tensor **new_state, cr_tensor **out) {
+  cr_tensor *h = state[0], *c = state[1];
+  /* all four pre-activations [B, 4H] */
+  cr_tensor *gates = cr_add(ctx, xp, cr__gated_hidden_proj(ctx, L, h));
+  cr_tensor *pre[4];
+  cr_status st = cr_chunk(ctx, gates, 4, 1, pre);
+  if (st != CR_OK)
+    return st;
+  cr_tensor *i = cr_sigmoid(ctx, pre[0]);
+  cr_tensor *f = cr_sigmoid(ctx, pre[1]);
+  cr_tensor *g = cr_tanh(ctx, pre[2]);
+  cr_tensor *o = cr_sigmoid(ctx, pre[3]);
+  /* c' = f * c + i * g */
+  cr_tensor *c2 = cr_add(ctx, cr_mul(ctx, f, c), cr_mul(ctx, i, g));
+  /* h' = o * tanh(c') */
+  cr_tensor *h2 = cr_mul(ctx, o, cr_tanh(ctx, c2));
+  new_state[0] = *out = h2;
+  new_state[1] = c2;
+  return h2 ? CR_OK : cr_ctx_status(ctx);
+}
+
+const cr_cell_def cr_cell_lstm = {
+    .name = "lstm", .n_states = 2, .n_params = 4, .param_names = CR__GATED_PARAM_NAMES,
+    .param_shape = shape4, .precompute = cr__gated_precompute, .prepare = cr__gated_prepare,
+    .step = lstm_step};

@@ -1,0 +1,343 @@
+/* Recurrent layers: gradient checks of every cell unrolled (T = 6, two
+ * layers, every parameter, the input and the initial states), BPTT equal to
+ * the sum of per-step contributions, variable lengths, truncated BPTT,
+ * batch_first, and errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
+#include <string.h>
+
+#include "chainrule.h"
+#include "mgu.h"
+
+/* ---- gradcheck of a whole unrolled stack -------------------------------- */
+
+typedef struct {
+  cr_rnn_config cfg;
+  int n_params;        /* inputs[0..n_params) are the parameters */
+  cr_tensor *w_out;    /* loss weights: sum(output*w_out) + sum(final_s*w_fin[s]) */
+  cr_tensor *w_fin[2];
+  const int64_t *lengths;
+} stack_case;
+
+/* loss = sum(output * w_out) + sum_s sum(final_s * w_fin_s) */
+static cr_tensor *stack_loss(cr_ctx *ctx, cr_tensor *const *in, int n, void *user) {
+  stack_case *sc = user;
+  int S = sc->cfg.cell->n_states;
+  cr_tensor *const *params = in;
+  cr_tensor *input = in[sc->n_params];
+  cr_tensor *init[2] = {NULL, NULL};
+  for (int s = 0; s < S && sc->n_params + 1 + s < n; s++)
+    init[s] = in[sc->n_params + 1 + s];
+  cr_tensor *out, *fin[2];
+  if (cr_rnn_forward_params(ctx, &sc->cfg, params, input, init, sc->lengths, NULL, &out, fin) !=
+      CR_OK)
+    return NULL;
+  cr_tensor *loss = cr_sum(ctx, cr_mul(ctx, out, sc->w_out));
+  for (int s = 0; s < S; s++)
+    loss = cr_add(ctx, loss, cr_sum(ctx, cr_mul(ctx, fin[s], sc->w_fin[s])));
+  return loss;
+}
+
+static void gradcheck_cell(const cr_cell_def *cell, const int64_t *lengths, double *max_err) {
+  enum { T = 6, B = 2, I = 3, H = 4, L = 2 };
+  cr_ctx *ctx = cr_ctx_new();
+  cr_rng *rng = cr_rng_new(99);
+  stack_case sc = {{cell, I, H, L, 0.0, false, CR_F64}, 0, NULL, {NULL, NULL}, lengths};
+  cr_rnn *rnn = cr_rnn_new(ctx, &sc.cfg, rng);
+  assert_non_null(rnn);
+  sc.n_params = cr_rnn_num_params(rnn);
+  int S = cell->n_states, n = sc.n_params + 1 + S;
+  cr_tensor *in[32];
+  for (int i = 0; i < sc.n_params; i++)
+    in[i] = cr_rnn_param(rnn, i);
+  cr_tensor *owned[8];
+  int n_owned = 0;
+  in[sc.n_params] = owned[n_owned++] = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(T, B, I), 0, 1));
+  for (int s = 0; s < S; s++)
+    in[sc.n_params + 1 + s] = owned[n_owned++] =
+        cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(L, B, H), 0, 0.5));
+  sc.w_out = owned[n_owned++] = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(T, B, H), 0, 1));
+  for (int s = 0; s < S; s++)
+    sc.w_fin[s] = owned[n_owned++] = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(L, B, H), 0, 1));
+  cr_gradcheck_opts o;
+  cr_gradcheck_default_opts(&o);
+  o.atol = 1e-7;
+  o.rtol = 1e-6;
+  cr_gradcheck_report rep;
+  bool ok = cr_gradcheck(stack_loss, in, n, &sc, &o, &rep);
+  printf("gradcheck %-9s T=6 L=2%s: %s, %lld elements, max abs err %.2e, max rel err %.2e\n",
+         cell->name, lengths ? " (lengths)" : "", ok ? "pass" : "FAIL",
+         (long long)rep.n_checked, rep.max_abs_err, rep.max_rel_err);
+  if (!ok)
+    printf("  %s\n", rep.message);
+  assert_true(ok);
+  assert_true(rep.n_checked >= sc.n_params);
+  if (max_err)
+    *max_err = rep.max_abs_err;
+  for (int i = 0; i < n_owned; i++)
+    cr_tensor_free(owned[i]);
+  cr_rnn_free(rnn);
+  cr_rng_free(rng);
+  cr_ctx_free(ctx);
+}
+
+static void test_gradcheck_rnn_tanh(void **s) { (void)s; gradcheck_cell(&cr_cell_rnn_tanh, NULL, NULL); }
+static void test_gradcheck_rnn_relu(void **s) { (void)s; gradcheck_cell(&cr_cell_rnn_relu, NULL, NULL); }
+static void test_gradcheck_lstm(void **s) { (void)s; gradcheck_cell(&cr_cell_lstm, NULL, NULL); }
+static void test_gradcheck_gru(void **s) { (void)s; gradcheck_cell(&cr_cell_gru, NULL, NULL); }
+static void test_gradcheck_custom_mgu(void **s) { (void)s; gradcheck_cell(&mgu_cell, NULL, NULL); }
+static void test_gradcheck_lstm_lengths(void **s) {
+  (void)s;
+  gradcheck_cell(&cr_cell_lstm, (const int64_t[]){6, 3}, NULL);
+}
+
+/* ---- BPTT = the sum of per-time-step contributions ---------------------- */
+
+/* dL/dW_hh from one backward over the unrolled graph equals the sum of the
+ * gradients of T separate copies of W_hh, one used at each step. */
+static void test_bptt_is_sum_over_steps(void **state) {
+  (void)state;
+  enum { T = 7, B = 2, I = 3, H = 4 };
+  cr_ctx *ctx = cr_ctx_new();
+  cr_rng *rng = cr_rng_new(5);
+  cr_rnn_config cfg = {&cr_cell_rnn_tanh, I, H, 1, 0, false, CR_F64};
+  cr_rnn *rnn = cr_rnn_new(ctx, &cfg, rng);
+  cr_tensor *x = cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(T, B, I), 0, 1);
+  cr_tensor *out;
+  assert_int_equal(cr_rnn_forward(ctx, rnn, x, NULL, NULL, NULL, &out, NULL), CR_OK);
+  assert_int_equal(cr_backward(ctx, cr_sum(ctx, cr_square(ctx, out))), CR_OK);
+  cr_tensor *Wih = cr_rnn_find_param(rnn, "weight_ih_l0"), *Whh = cr_rnn_find_param(rnn, "weight_hh_l0");
+  cr_tensor *bih = cr_rnn_find_param(rnn, "bias_ih_l0"), *bhh = cr_rnn_find_param(rnn, "bias_hh_l0");
+  cr_tensor *shared_grad = cr_persist(ctx, cr_grad(Whh));
+
+  /* the same network unrolled by hand with a separate copy of W_hh per step */
+  cr_tensor *copies[T];
+  cr_tensor *h = cr_zeros(ctx, CR_F64, CR_SHAPE(B, H));
+  cr_tensor *hs[T];
+  for (int t = 0; t < T; t++) {
+    copies[t] = cr_persist(ctx, Whh);
+    cr_set_requires_grad(copies[t], true);
+    cr_tensor *xt = cr_reshape(ctx, cr_slice(ctx, x, 0, t, t + 1, 1), CR_SHAPE(B, I));
+    h = cr_tanh(ctx, cr_add(ctx, cr_linear(ctx, xt, Wih, bih), cr_linear(ctx, h, copies[t], bhh)));
+    hs[t] = h;
+  }
+  cr_tensor *y = cr_stack(ctx, hs, T, 0);
+  assert_int_equal(cr_backward(ctx, cr_sum(ctx, cr_square(ctx, y))), CR_OK);
+  double max_diff = 0;
+  for (int64_t i = 0; i < cr_numel(Whh); i++) {
+    double sum = 0;
+    for (int t = 0; t < T; t++)
+      sum += cr_get_flat(cr_grad(copies[t]), i);
+    max_diff = fmax(max_diff, fabs(sum - cr_get_flat(shared_grad, i)));
+  }
+  printf("BPTT vs sum of %d per-step copies: max diff %.2e\n", T, max_diff);
+  assert_true(max_diff < 1e-12);
+  /* and no single step's contribution is the whole gradient */
+  assert_true(fabs(cr_get_flat(cr_grad(copies[T - 1]), 0) - cr_get_flat(shared_grad, 0)) > 1e-6);
+  for (int t = 0; t < T; t++)
+    cr_tensor_free(copies[t]);
+  cr_tensor_free(shared_grad);
+  cr_rnn_free(rnn);
+  cr_rng_free(rng);
+  cr_ctx_free(ctx);
+}
+
+/* ---- variable lengths --------------------------------------------------- */
+
+/* Sequence b of a padded batch gives exactly what it gives alone with
+ * T = len_b; padded outputs are 0 and padded inputs get no gradient. */
+static void test_lengths_match_unpadded(void **state) {
+  (void)state;
+  enum { T = 5, B = 3, I = 2, H = 3, L = 2 };
+  const int64_t lengths[B] = {5, 2, 4};
+  cr_ctx *ctx = cr_ctx_new();
+  cr_rng *rng = cr_rng_new(11);
+  cr_rnn_config cfg = {&cr_cell_gru, I, H, L, 0, false, CR_F64};
+  cr_rnn *rnn = cr_rnn_new(ctx, &cfg, rng);
+  cr_tensor *x = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(T, B, I), 0, 1));
+  cr_set_requires_grad(x, true);
+  cr_tensor *out, *fin[1];
+  assert_int_equal(cr_rnn_forward(ctx, rnn, x, NULL, lengths, NULL, &out, fin), CR_OK);
+  assert_int_equal(cr_backward(ctx, cr_sum(ctx, out)), CR_OK);
+  for (int b = 0; b < B; b++) {
+    cr_tensor *xb = cr_slice(ctx, cr_slice(ctx, x, 1, b, b + 1, 1), 0, 0, lengths[b], 1);
+    cr_tensor *ob, *fb[1];
+    assert_int_equal(cr_rnn_forward(ctx, rnn, xb, NULL, NULL, NULL, &ob, fb), CR_OK);
+    for (int64_t t = 0; t < T; t++)
+      for (int64_t j = 0; j < H; j++) {
+        double got = cr_get(out, (const int64_t[]){t, b, j});
+        double want = t < lengths[b] ? cr_get(ob, (const int64_t[]){t, 0, j}) : 0.0;
+        assert_true(fabs(got - want) < 1e-12);
+        if (t >= lengths[b])
+          for (int64_t k = 0; k < I; k++)
+            assert_true(cr_get(cr_grad(x), (const int64_t[]){t, b, k}) == 0.0);
+      }
+    for (int l = 0; l < L; l++)
+      for (int64_t j = 0; j < H; j++)
+        assert_true(fabs(cr_get(fin[0], (const int64_t[]){l, b, j}) -
+                         cr_get(fb[0], (const int64_t[]){l, 0, j})) < 1e-12);
+  }
+  cr_tensor_free(x);
+  cr_rnn_free(rnn);
+  cr_rng_free(rng);
+  cr_ctx_free(ctx);
+}
+
+/* ---- truncated BPTT ------------------------------------------------------ */
+
+/* Chunks of k steps with the state carried in persistent tensors (cut from
+ * the graph) give the same outputs as one long forward, while the arena
+ * holds only one chunk: its peak use does not grow with the length. */
+static void test_truncated_bptt(void **state) {
+  (void)state;
+  enum { T = 24, K = 6, B = 2, I = 3, H = 5 };
+  cr_ctx *ctx = cr_ctx_new();
+  cr_rng *rng = cr_rng_new(3);
+  cr_rnn_config cfg = {&cr_cell_lstm, I, H, 1, 0, false, CR_F64};
+  cr_rnn *rnn = cr_rnn_new(ctx, &cfg, rng);
+  cr_tensor *x = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(T, B, I), 0, 1));
+  cr_tensor *full;
+  assert_int_equal(cr_rnn_forward(ctx, rnn, x, NULL, NULL, NULL, &full, NULL), CR_OK);
+  cr_tensor *full_p = cr_persist(ctx, full);
+  cr_ctx_reset(ctx);
+
+  cr_tensor *carry[2] = {cr_tensor_new(ctx, CR_F64, CR_SHAPE(1, B, H)),
+                         cr_tensor_new(ctx, CR_F64, CR_SHAPE(1, B, H))};
+  size_t peak[T / K];
+  for (int c = 0; c < T / K; c++) {
+    cr_tensor *xc = cr_slice(ctx, x, 0, c * K, (c + 1) * K, 1);
+    cr_tensor *out, *fin[2];
+    assert_int_equal(cr_rnn_forward(ctx, rnn, xc, carry, NULL, NULL, &out, fin), CR_OK);
+    assert_int_equal(cr_backward(ctx, cr_sum(ctx, out)), CR_OK);
+    for (int64_t t = 0; t < K; t++)
+      for (int64_t j = 0; j < B * H; j++) {
+        double got = cr_get_flat(out, t * B * H + j);
+        double want = cr_get_flat(full_p, (c * K + t) * B * H + j);
+        assert_true(fabs(got - want) < 1e-12);
+      }
+    /* carry the state into the next chunk, cut from this chunk's graph */
+    assert_int_equal(cr_copy_into(ctx, carry[0], fin[0]), CR_OK);
+    assert_int_equal(cr_copy_into(ctx, carry[1], fin[1]), CR_OK);
+    cr_ctx_stats st;
+    cr_ctx_get_stats(ctx, &st);
+    peak[c] = st.arena_bytes_used;
+    cr_ctx_reset(ctx);
+  }
+  for (int c = 1; c < T / K; c++)
+    assert_int_equal(peak[c], peak[0]);
+  cr_tensor_free(carry[0]);
+  cr_tensor_free(carry[1]);
+  cr_tensor_free(full_p);
+  cr_tensor_free(x);
+  cr_rnn_free(rnn);
+  cr_rng_free(rng);
+  cr_ctx_free(ctx);
+}
+
+static void test_batch_first(void **state) {
+  (void)state;
+  cr_ctx *ctx = cr_ctx_new();
+  cr_rng *rng = cr_rng_new(8);
+  cr_rnn_config cfg = {&cr_cell_lstm, 3, 4, 2, 0, false, CR_F64};
+  cr_rnn *rnn = cr_rnn_new(ctx, &cfg, rng);
+  cr_rng_seed(rng, 8);
+  cfg.batch_first = true;
+  cr_rnn *rnn_bf = cr_rnn_new(ctx, &cfg, rng); /* same weights: same seed */
+  cr_tensor *x = cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(5, 2, 3), 0, 1);
+  cr_tensor *o1, *o2;
+  assert_int_equal(cr_rnn_forward(ctx, rnn, x, NULL, NULL, NULL, &o1, NULL), CR_OK);
+  assert_int_equal(cr_rnn_forward(ctx, rnn_bf, cr_transpose(ctx, x, 0, 1), NULL, NULL, NULL, &o2, NULL), CR_OK);
+  assert_int_equal(cr_dim(o2, 0), 2);
+  for (int64_t t = 0; t < 5; t++)
+    for (int64_t b = 0; b < 2; b++)
+      for (int64_t j = 0; j < 4; j++)
+        assert_true(fabs(cr_get(o1, (const int64_t[]){t, b, j}) -
+                         cr_get(o2, (const int64_t[]){b, t, j})) < 1e-12);
+  cr_rnn_free(rnn);
+  cr_rnn_free(rnn_bf);
+  cr_rng_free(rng);
+  cr_ctx_free(ctx);
+}
+
+static void test_param_names_and_errors(void **state) {
+  (void)state;
+  cr_ctx *ctx = cr_ctx_new();
+  cr_rng *rng = cr_rng_new(1);
+  cr_rnn_config cfg = {&cr_cell_gru, 10, 20, 2, 0.0, false, CR_F32};
+  cr_rnn *rnn = cr_rnn_new(ctx, &cfg, rng);
+  assert_int_equal(cr_rnn_num_params(rnn), 8);
+  assert_string_equal(cr_rnn_param_name(rnn, 5), "weight_hh_l1");
+  assert_int_equal(cr_dim(cr_rnn_find_param(rnn, "weight_ih_l0"), 0), 60);
+  assert_int_equal(cr_dim(cr_rnn_find_param(rnn, "weight_ih_l1"), 1), 20);
+  /* U(-1/sqrt(H), 1/sqrt(H)) */
+  cr_tensor *w = cr_rnn_find_param(rnn, "weight_hh_l0");
+  double k = 1 / sqrt(20.0), mx = 0;
+  for (int64_t i = 0; i < cr_numel(w); i++)
+    mx = fmax(mx, fabs(cr_get_flat(w, i)));
+  assert_true(mx <= k && mx > 0.9 * k);
+  cr_tensor *out;
+  cr_tensor *x = cr_zeros(ctx, CR_F32, CR_SHAPE(4, 2, 9));
+  assert_int_equal(cr_rnn_forward(ctx, rnn, x, NULL, NULL, NULL, &out, NULL), CR_ERR_SHAPE);
+  assert_string_equal(cr_ctx_error(ctx), "rnn_forward: input [4,2,9]: expected [T, B, 10] (time first)");
+  cr_ctx_clear_error(ctx);
+  x = cr_zeros(ctx, CR_F32, CR_SHAPE(4, 2, 10));
+  cr_tensor *h0 = cr_zeros(ctx, CR_F32, CR_SHAPE(1, 2, 20));
+  assert_int_equal(cr_rnn_forward(ctx, rnn, x, &h0, NULL, NULL, &out, NULL), CR_ERR_SHAPE);
+  assert_string_equal(cr_ctx_error(ctx), "rnn_forward: initial state 0 [1,2,20] f32: expected [2,2,20] f32");
+  cr_ctx_clear_error(ctx);
+  assert_int_equal(cr_rnn_forward(ctx, rnn, x, NULL, (const int64_t[]){4, 0}, NULL, &out, NULL), CR_ERR_ARG);
+  assert_string_equal(cr_ctx_error(ctx), "rnn_forward: lengths[1] = 0 is outside 1..4 (T)");
+  cr_ctx_clear_error(ctx);
+  cfg.num_layers = 0;
+  assert_null(cr_rnn_new(ctx, &cfg, rng));
+  assert_int_equal(cr_ctx_status(ctx), CR_ERR_ARG);
+  cr_ctx_clear_error(ctx);
+  cr_rnn_free(rnn);
+  cr_rng_free(rng);
+  cr_ctx_free(ctx);
+}
+
+/* dropout between layers acts only in training mode */
+static void test_dropout_between_layers(void **state) {
+  (void)state;
+  cr_ctx *ctx = cr_ctx_new();
+  cr_rng *rng = cr_rng_new(4);
+  cr_rnn_config cfg = {&cr_cell_rnn_tanh, 3, 8, 2, 0.5, false, CR_F64};
+  cr_rnn *rnn = cr_rnn_new(ctx, &cfg, rng);
+  cr_tensor *x = cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(4, 2, 3), 0, 1);
+  cr_tensor *a, *b, *c;
+  assert_int_equal(cr_rnn_forward(ctx, rnn, x, NULL, NULL, rng, &a, NULL), CR_OK);
+  cr_set_training(ctx, false);
+  assert_int_equal(cr_rnn_forward(ctx, rnn, x, NULL, NULL, NULL, &b, NULL), CR_OK);
+  assert_int_equal(cr_rnn_forward(ctx, rnn, x, NULL, NULL, NULL, &c, NULL), CR_OK);
+  bool differs = false;
+  for (int64_t i = 0; i < cr_numel(a); i++) {
+    differs |= cr_get_flat(a, i) != cr_get_flat(b, i);
+    assert_true(cr_get_flat(b, i) == cr_get_flat(c, i));
+  }
+  assert_true(differs);
+  cr_rnn_free(rnn);
+  cr_rng_free(rng);
+  cr_ctx_free(ctx);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_gradcheck_rnn_tanh),
+      cmocka_unit_test(test_gradcheck_rnn_relu),
+      cmocka_unit_test(test_gradcheck_lstm),
+      cmocka_unit_test(test_gradcheck_gru),
+      cmocka_unit_test(test_gradcheck_custom_mgu),
+      cmocka_unit_test(test_gradcheck_lstm_lengths),
+      cmocka_unit_test(test_bptt_is_sum_over_steps),
+      cmocka_unit_test(test_lengths_match_unpadded),
+      cmocka_unit_test(test_truncated_bptt),
+      cmocka_unit_test(test_batch_first),
+      cmocka_unit_test(test_param_names_and_errors),
+      cmocka_unit_test(test_dropout_between_layers),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
