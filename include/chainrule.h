@@ -25,8 +25,10 @@
  *   chainrule/ops.h       the primitive differentiable ops
  *   chainrule/autograd.h  backward, detach, graph export
  *   chainrule/gradcheck.h finite-difference gradient checking
+ *   chainrule/io.h        safetensors checkpoints (atomic save, validated load)
  *   chainrule/runtime.h   BLIS sub-configuration and threads
  *   chainrule/rnn.h       recurrent cells (built-in and user-defined), layers
+ *   chainrule/optim.h     optimizers, gradient clipping, learning-rate schedules
  */
 #ifndef CHAINRULE_H
 #define CHAINRULE_H
@@ -34,7 +36,9 @@
 #include "chainrule/autograd.h"
 #include "chainrule/base.h"
 #include "chainrule/gradcheck.h"
+#include "chainrule/io.h"
 #include "chainrule/ops.h"
+#include "chainrule/optim.h"
 #include "chainrule/rnn.h"
 #include "chainrule/runtime.h"
 #include "chainrule/tensor.h"

@@ -51,7 +51,7 @@ static const cr_op_desc *const descs[] = {&cr__op_add, &cr__op_sub, &cr__op_mul,
     }                                                                          \
   }
 
-static void bin_forward(bin_kind k, cr_tensor *y, const cr_tensor *a, const cr_tensor *b) {
+CR_KERNEL static void bin_forward(bin_kind k, cr_tensor *y, const cr_tensor *a, const cr_tensor *b) {
   int64_t sa[CR_MAX_DIMS], sb[CR_MAX_DIMS];
   cr__bcast_strides(a, y->ndim, y->shape, sa);
   cr__bcast_strides(b, y->ndim, y->shape, sb);
@@ -106,7 +106,7 @@ cr_tensor *cr_mul(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) { return binary(ctx, 
 cr_tensor *cr_div(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) { return binary(ctx, OP_DIV, a, b); }
 
 /* g (input `which`'s gradient, broadcast over y) += term(gy, a, b). */
-static void bin_grad(bin_kind k, int which, cr_tensor *g, const cr_tensor *y,
+CR_KERNEL static void bin_grad(bin_kind k, int which, cr_tensor *g, const cr_tensor *y,
                      const cr_tensor *gy, const cr_tensor *a, const cr_tensor *b) {
   int64_t sg[CR_MAX_DIMS], sa[CR_MAX_DIMS], sb[CR_MAX_DIMS];
   cr__bcast_strides(g, y->ndim, y->shape, sg);

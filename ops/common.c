@@ -54,6 +54,8 @@ cr_tensor *cr__grad_acc(cr_ctx *ctx, cr_tensor *t) {
 
 void cr__iter_init(cr__iter *it, int ndim, const int64_t *shape, int nops,
                    const int64_t *const *strides) {
+  CR_ASSERT(nops >= 1 && nops <= 4 && ndim >= 1 && ndim <= CR_MAX_DIMS,
+            "cr__iter_init: %d operands over %d dims", nops, ndim);
   it->nops = nops;
   /* copy, dropping size-1 dims, then merge dims contiguous for all ops */
   int nd = 0;
@@ -155,7 +157,7 @@ bool cr__axis(cr_ctx *ctx, const char *op, const cr_tensor *x, int *axis) {
   return true;
 }
 
-void cr__add_dense(cr_tensor *dst, const cr_tensor *src) {
+CR_KERNEL void cr__add_dense(cr_tensor *dst, const cr_tensor *src) {
   int64_t n = dst->numel;
 #define ADD_DENSE(T)                                                           \
   {                                                                            \
@@ -168,7 +170,7 @@ void cr__add_dense(cr_tensor *dst, const cr_tensor *src) {
 #undef ADD_DENSE
 }
 
-void cr__add_reduced(cr_tensor *dst, const cr_tensor *src) {
+CR_KERNEL void cr__add_reduced(cr_tensor *dst, const cr_tensor *src) {
   int64_t sd[CR_MAX_DIMS];
   cr__bcast_strides(dst, src->ndim, src->shape, sd);
   const int64_t *strides[2] = {sd, src->stride};

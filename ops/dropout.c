@@ -36,16 +36,16 @@ cr_tensor *cr_dropout(cr_ctx *ctx, cr_tensor *x, double p, cr_rng *rng) {
   const int64_t *st[2] = {y->stride, x->stride};
   cr__iter it;
   cr__iter_init(&it, x->ndim, x->shape, 2, st);
-#define DROPOUT_FWD(T)                                                         \
-  {                                                                            \
-    const T s = (T)scale;                                                      \
-    for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                \
-      T *py = (T *)y->data + it.off[0];                                        \
-      const T *px = (const T *)x->data + it.off[1];                            \
-      const unsigned char *pm = mask + it.off[0];                              \
-      for (int64_t i = 0; i < it.inner; i++)                                   \
-        py[i * it.istr[0]] = pm[i * it.istr[0]] ? px[i * it.istr[1]] * s : (T)0; \
-    }                                                                          \
+#define DROPOUT_FWD(T)                                                                             \
+  {                                                                                                \
+    const T s = (T)scale;                                                                          \
+    for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                                    \
+      T *py = (T *)y->data + it.off[0];                                                            \
+      const T *px = (const T *)x->data + it.off[1];                                                \
+      const unsigned char *pm = mask + it.off[0];                                                  \
+      for (int64_t i = 0; i < it.inner; i++)                                                       \
+        py[i * it.istr[0]] = pm[i * it.istr[0]] ? px[i * it.istr[1]] * s : (T)0;                   \
+    }                                                                                              \
   }
   CR_DISPATCH(x->dtype, DROPOUT_FWD);
 #undef DROPOUT_FWD
@@ -64,14 +64,14 @@ static void dropout_vjp(cr_ctx *ctx, cr_node *nd) {
     return;
   const unsigned char *mask = nd->saved;
   const cr_tensor *gy = nd->out->grad;
-#define DROPOUT_BWD(T)                                                         \
-  {                                                                            \
-    const T s = (T)nd->dattr[0];                                               \
-    T *g = gx->data;                                                           \
-    const T *pgy = gy->data;                                                   \
-    for (int64_t i = 0; i < gx->numel; i++)                                    \
-      if (mask[i])                                                             \
-        g[i] += pgy[i] * s;                                                    \
+#define DROPOUT_BWD(T)                                                                             \
+  {                                                                                                \
+    const T s = (T)nd->dattr[0];                                                                   \
+    T *g = gx->data;                                                                               \
+    const T *pgy = gy->data;                                                                       \
+    for (int64_t i = 0; i < gx->numel; i++)                                                        \
+      if (mask[i])                                                                                 \
+        g[i] += pgy[i] * s;                                                                        \
   }
   CR_DISPATCH(gx->dtype, DROPOUT_BWD);
 #undef DROPOUT_BWD

@@ -35,8 +35,10 @@ cr_tensor *cr_cross_entropy(cr_ctx *ctx, cr_tensor *logits, const int64_t *targe
   if (!cr__check_inputs(ctx, "cross_entropy", 1, &x))
     return NULL;
   if (x->ndim != 2)
-    return cr__fail(ctx, CR_ERR_SHAPE, "cross_entropy: %s: logits must be 2-d [N,C] "
-                    "(reshape a batch of sequences to [B*T,C])", cr__shp(x));
+    return cr__fail(ctx, CR_ERR_SHAPE,
+                    "cross_entropy: %s: logits must be 2-d [N,C] "
+                    "(reshape a batch of sequences to [B*T,C])",
+                    cr__shp(x));
   if (!targets)
     return cr__fail(ctx, CR_ERR_ARG, "cross_entropy: %s: targets is NULL", cr__shp(x));
   const int64_t N = x->shape[0], C = x->shape[1];
@@ -45,9 +47,10 @@ cr_tensor *cr_cross_entropy(cr_ctx *ctx, cr_tensor *logits, const int64_t *targe
     if (targets[i] == ignore_index)
       continue;
     if (targets[i] < 0 || targets[i] >= C)
-      return cr__fail(ctx, CR_ERR_ARG, "cross_entropy: %s: target %lld at row %lld is out of "
-                      "range [0,%lld)", cr__shp(x), (long long)targets[i], (long long)i,
-                      (long long)C);
+      return cr__fail(ctx, CR_ERR_ARG,
+                      "cross_entropy: %s: target %lld at row %lld is out of "
+                      "range [0,%lld)",
+                      cr__shp(x), (long long)targets[i], (long long)i, (long long)C);
     count++;
   }
   const int64_t one = 1;
@@ -69,22 +72,22 @@ cr_tensor *cr_cross_entropy(cr_ctx *ctx, cr_tensor *logits, const int64_t *targe
   }
   const int64_t rs = x->stride[0], cs = x->stride[1];
   double total = 0;
-#define CE_FWD(T)                                                              \
-  for (int64_t i = 0; i < N; i++) {                                            \
-    if (targets[i] == ignore_index)                                            \
-      continue;                                                                \
-    const T *row = (const T *)x->data + i * rs;                                \
-    T m = row[0];                                                              \
-    for (int64_t j = 1; j < C; j++)                                            \
-      m = row[j * cs] > m ? row[j * cs] : m;                                   \
-    T s = 0;                                                                   \
-    for (int64_t j = 0; j < C; j++)                                            \
-      s += CR_EXP(row[j * cs] - m);                                            \
-    const double lse = (double)m + (double)CR_LOG(s);                          \
-    if (sv)                                                                    \
-      sv->lse[i] = lse;                                                        \
-    total += lse - (double)row[targets[i] * cs];                               \
-  }                                                                            \
+#define CE_FWD(T)                                                                                  \
+  for (int64_t i = 0; i < N; i++) {                                                                \
+    if (targets[i] == ignore_index)                                                                \
+      continue;                                                                                    \
+    const T *row = (const T *)x->data + i * rs;                                                    \
+    T m = row[0];                                                                                  \
+    for (int64_t j = 1; j < C; j++)                                                                \
+      m = row[j * cs] > m ? row[j * cs] : m;                                                       \
+    T s = 0;                                                                                       \
+    for (int64_t j = 0; j < C; j++)                                                                \
+      s += CR_EXP(row[j * cs] - m);                                                                \
+    const double lse = (double)m + (double)CR_LOG(s);                                              \
+    if (sv)                                                                                        \
+      sv->lse[i] = lse;                                                                            \
+    total += lse - (double)row[targets[i] * cs];                                                   \
+  }                                                                                                \
   *(T *)y->data = count ? (T)(total / (double)count) : (T)0;
   CR_DISPATCH(x->dtype, CE_FWD);
 #undef CE_FWD
@@ -99,19 +102,19 @@ static void cross_entropy_vjp(cr_ctx *ctx, cr_node *nd) {
     return;
   const int64_t N = x->shape[0], C = x->shape[1], rs = x->stride[0], cs = x->stride[1];
   const int64_t ignore = nd->iattr[0];
-#define CE_BWD(T)                                                              \
-  {                                                                            \
-    const T c = (T)(((const T *)nd->out->grad->data)[0] / (double)sv->count);  \
-    for (int64_t i = 0; i < N; i++) {                                          \
-      if (sv->target[i] == ignore)                                             \
-        continue;                                                              \
-      const T *row = (const T *)x->data + i * rs;                              \
-      T *g = (T *)gx->data + i * C;                                            \
-      const T lse = (T)sv->lse[i];                                             \
-      for (int64_t j = 0; j < C; j++)                                          \
-        g[j] += c * CR_EXP(row[j * cs] - lse);                                 \
-      g[sv->target[i]] -= c;                                                   \
-    }                                                                          \
+#define CE_BWD(T)                                                                                  \
+  {                                                                                                \
+    const T c = (T)(((const T *)nd->out->grad->data)[0] / (double)sv->count);                      \
+    for (int64_t i = 0; i < N; i++) {                                                              \
+      if (sv->target[i] == ignore)                                                                 \
+        continue;                                                                                  \
+      const T *row = (const T *)x->data + i * rs;                                                  \
+      T *g = (T *)gx->data + i * C;                                                                \
+      const T lse = (T)sv->lse[i];                                                                 \
+      for (int64_t j = 0; j < C; j++)                                                              \
+        g[j] += c * CR_EXP(row[j * cs] - lse);                                                     \
+      g[sv->target[i]] -= c;                                                                       \
+    }                                                                                              \
   }
   CR_DISPATCH(x->dtype, CE_BWD);
 #undef CE_BWD
@@ -145,20 +148,20 @@ cr_tensor *cr_mse(cr_ctx *ctx, cr_tensor *pred, cr_tensor *target) {
   cr__iter it;
   cr__iter_init(&it, pred->ndim, pred->shape, 3, st);
   const double n = (double)pred->numel;
-#define MSE_FWD(T)                                                             \
-  {                                                                            \
-    double acc = 0;                                                            \
-    for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                \
-      const T *pa = (const T *)pred->data + it.off[1];                         \
-      const T *pb = (const T *)target->data + it.off[2];                       \
-      for (int64_t i = 0; i < it.inner; i++) {                                 \
-        const T d = pa[i * it.istr[1]] - pb[i * it.istr[2]];                   \
-        acc += (double)d * (double)d;                                          \
-        if (diff)                                                              \
-          ((T *)diff)[it.off[0] + i * it.istr[0]] = d;                         \
-      }                                                                        \
-    }                                                                          \
-    *(T *)y->data = (T)(acc / n);                                              \
+#define MSE_FWD(T)                                                                                 \
+  {                                                                                                \
+    double acc = 0;                                                                                \
+    for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                                    \
+      const T *pa = (const T *)pred->data + it.off[1];                                             \
+      const T *pb = (const T *)target->data + it.off[2];                                           \
+      for (int64_t i = 0; i < it.inner; i++) {                                                     \
+        const T d = pa[i * it.istr[1]] - pb[i * it.istr[2]];                                       \
+        acc += (double)d * (double)d;                                                              \
+        if (diff)                                                                                  \
+          ((T *)diff)[it.off[0] + i * it.istr[0]] = d;                                             \
+      }                                                                                            \
+    }                                                                                              \
+    *(T *)y->data = (T)(acc / n);                                                                  \
   }
   CR_DISPATCH(pred->dtype, MSE_FWD);
 #undef MSE_FWD
@@ -174,13 +177,13 @@ static void mse_vjp(cr_ctx *ctx, cr_node *nd) {
       continue;
     /* pred: +2 gy / n;  target: -2 gy / n */
     const double scale = (which == 0 ? 2.0 : -2.0) / (double)n;
-#define MSE_BWD(T)                                                             \
-  {                                                                            \
-    const T c = (T)(((const T *)y->grad->data)[0] * scale);                    \
-    const T *d = nd->saved;                                                    \
-    T *pg = g->data;                                                           \
-    for (int64_t i = 0; i < n; i++)                                            \
-      pg[i] += c * d[i];                                                       \
+#define MSE_BWD(T)                                                                                 \
+  {                                                                                                \
+    const T c = (T)(((const T *)y->grad->data)[0] * scale);                                        \
+    const T *d = nd->saved;                                                                        \
+    T *pg = g->data;                                                                               \
+    for (int64_t i = 0; i < n; i++)                                                                \
+      pg[i] += c * d[i];                                                                           \
   }
     CR_DISPATCH(g->dtype, MSE_BWD);
 #undef MSE_BWD

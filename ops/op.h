@@ -13,6 +13,7 @@
 #define CHAINRULE_OP_H
 
 #include "internal.h"
+#include "vmath.h"
 
 typedef struct cr_node cr_node;
 
@@ -89,11 +90,12 @@ void cr__add_dense(cr_tensor *dst, const cr_tensor *src);
  * ndim dims) over the dims where S was broadcast. */
 void cr__add_reduced(cr_tensor *dst, const cr_tensor *src);
 
-/* Math by element type, so one kernel text serves float and double. */
-#define CR_EXP(x) _Generic((x), float: expf, default: exp)(x)
+/* Math by element type, so one kernel text serves float and double; float
+ * uses the vectorisable routines of vmath.h (1-2 ulp), double uses libm. */
+#define CR_EXP(x) _Generic((x), float: cr__expf, default: exp)(x)
 #define CR_LOG(x) _Generic((x), float: logf, default: log)(x)
 #define CR_SQRT(x) _Generic((x), float: sqrtf, default: sqrt)(x)
-#define CR_TANH(x) _Generic((x), float: tanhf, default: tanh)(x)
+#define CR_TANH(x) _Generic((x), float: cr__tanhf, default: tanh)(x)
 #define CR_FABS(x) _Generic((x), float: fabsf, default: fabs)(x)
 #define CR_POW(x, p) _Generic((x), float: powf, default: pow)(x, p)
 

@@ -47,15 +47,15 @@ static cr_tensor *reduce_all(cr_ctx *ctx, red_kind k, cr_tensor *x) {
   const int64_t *st[1] = {x->stride};
   cr__iter it;
   cr__iter_init(&it, x->ndim, x->shape, 1, st);
-#define SUM_ALL(T)                                                             \
-  {                                                                            \
-    double acc = 0;                                                            \
-    for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                \
-      const T *px = (const T *)x->data + it.off[0];                            \
-      for (int64_t i = 0; i < it.inner; i++)                                   \
-        acc += px[i * it.istr[0]];                                             \
-    }                                                                          \
-    *(T *)y->data = (T)(acc / div);                                            \
+#define SUM_ALL(T)                                                                                 \
+  {                                                                                                \
+    double acc = 0;                                                                                \
+    for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                                    \
+      const T *px = (const T *)x->data + it.off[0];                                                \
+      for (int64_t i = 0; i < it.inner; i++)                                                       \
+        acc += px[i * it.istr[0]];                                                                 \
+    }                                                                                              \
+    *(T *)y->data = (T)(acc / div);                                                                \
   }
   CR_DISPATCH(x->dtype, SUM_ALL);
 #undef SUM_ALL
@@ -75,12 +75,12 @@ static void reduce_all_vjp(cr_ctx *ctx, cr_node *nd) {
     return;
   const cr_tensor *gy = nd->out->grad;
   double div = nd->dattr[0];
-#define SUM_ALL_BWD(T)                                                         \
-  {                                                                            \
-    T *g = gx->data;                                                           \
-    const T d = (T)(((const T *)gy->data)[0] / div);                           \
-    for (int64_t i = 0; i < gx->numel; i++)                                    \
-      g[i] += d;                                                               \
+#define SUM_ALL_BWD(T)                                                                             \
+  {                                                                                                \
+    T *g = gx->data;                                                                               \
+    const T d = (T)(((const T *)gy->data)[0] / div);                                               \
+    for (int64_t i = 0; i < gx->numel; i++)                                                        \
+      g[i] += d;                                                                                   \
   }
   CR_DISPATCH(gx->dtype, SUM_ALL_BWD);
 #undef SUM_ALL_BWD
@@ -104,32 +104,32 @@ static void axis_forward(red_kind k, cr_tensor *y, const cr_tensor *x, int axis,
   cr__iter_init(&it, x->ndim, shape, 2, st);
   const int64_t K = x->shape[axis], sk = x->stride[axis];
   const double div = k == R_MEAN_AXIS ? (double)K : 1.0;
-#define AX_FWD(T)                                                              \
-  for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                  \
-    for (int64_t i = 0; i < it.inner; i++) {                                   \
-      const int64_t yo = it.off[0] + i * it.istr[0];                           \
-      const T *line = (const T *)x->data + it.off[1] + i * it.istr[1];         \
-      T *py = (T *)y->data + yo;                                               \
-      if (k == R_MAX_AXIS) {                                                   \
-        T best = line[0];                                                      \
-        int64_t bk = 0;                                                        \
-        for (int64_t j = 1; j < K; j++) {                                      \
-          const T v = line[j * sk];                                            \
-          if (v > best || (v != v && best == best)) {                          \
-            best = v;                                                          \
-            bk = j;                                                            \
-          }                                                                    \
-        }                                                                      \
-        *py = best;                                                            \
-        if (arg)                                                               \
-          arg[yo] = bk;                                                        \
-      } else {                                                                 \
-        double acc = 0;                                                        \
-        for (int64_t j = 0; j < K; j++)                                        \
-          acc += line[j * sk];                                                 \
-        *py = (T)(acc / div);                                                  \
-      }                                                                        \
-    }                                                                          \
+#define AX_FWD(T)                                                                                  \
+  for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                                      \
+    for (int64_t i = 0; i < it.inner; i++) {                                                       \
+      const int64_t yo = it.off[0] + i * it.istr[0];                                               \
+      const T *line = (const T *)x->data + it.off[1] + i * it.istr[1];                             \
+      T *py = (T *)y->data + yo;                                                                   \
+      if (k == R_MAX_AXIS) {                                                                       \
+        T best = line[0];                                                                          \
+        int64_t bk = 0;                                                                            \
+        for (int64_t j = 1; j < K; j++) {                                                          \
+          const T v = line[j * sk];                                                                \
+          if (v > best || (v != v && best == best)) {                                              \
+            best = v;                                                                              \
+            bk = j;                                                                                \
+          }                                                                                        \
+        }                                                                                          \
+        *py = best;                                                                                \
+        if (arg)                                                                                   \
+          arg[yo] = bk;                                                                            \
+      } else {                                                                                     \
+        double acc = 0;                                                                            \
+        for (int64_t j = 0; j < K; j++)                                                            \
+          acc += line[j * sk];                                                                     \
+        *py = (T)(acc / div);                                                                      \
+      }                                                                                            \
+    }                                                                                              \
   }
   CR_DISPATCH(x->dtype, AX_FWD);
 #undef AX_FWD
@@ -195,20 +195,20 @@ static void reduce_axis_vjp(cr_ctx *ctx, cr_node *nd) {
   cr__iter_init(&it, x->ndim, shape, 2, st);
   const int64_t K = x->shape[axis], sk = gx->stride[axis];
   const double div = k == R_MEAN_AXIS ? (double)K : 1.0;
-#define AX_BWD(T)                                                              \
-  for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                  \
-    for (int64_t i = 0; i < it.inner; i++) {                                   \
-      const int64_t yo = it.off[0] + i * it.istr[0];                           \
-      T *line = (T *)gx->data + it.off[1] + i * it.istr[1];                    \
-      const T g = ((const T *)gy->data)[yo];                                   \
-      if (k == R_MAX_AXIS) {                                                   \
-        line[arg[yo] * sk] += g;                                               \
-      } else {                                                                 \
-        const T d = (T)(g / div);                                              \
-        for (int64_t j = 0; j < K; j++)                                        \
-          line[j * sk] += d;                                                   \
-      }                                                                        \
-    }                                                                          \
+#define AX_BWD(T)                                                                                  \
+  for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                                      \
+    for (int64_t i = 0; i < it.inner; i++) {                                                       \
+      const int64_t yo = it.off[0] + i * it.istr[0];                                               \
+      T *line = (T *)gx->data + it.off[1] + i * it.istr[1];                                        \
+      const T g = ((const T *)gy->data)[yo];                                                       \
+      if (k == R_MAX_AXIS) {                                                                       \
+        line[arg[yo] * sk] += g;                                                                   \
+      } else {                                                                                     \
+        const T d = (T)(g / div);                                                                  \
+        for (int64_t j = 0; j < K; j++)                                                            \
+          line[j * sk] += d;                                                                       \
+      }                                                                                            \
+    }                                                                                              \
   }
   CR_DISPATCH(x->dtype, AX_BWD);
 #undef AX_BWD

@@ -40,30 +40,30 @@ static cr_tensor *softmax_impl(cr_ctx *ctx, const cr_op_desc *op, bool log_form,
   cr__iter it;
   lines_init(&it, x, axis, 2, st);
   const int64_t K = x->shape[axis], sx = x->stride[axis], sy = y->stride[axis];
-#define SOFTMAX_FWD(T)                                                         \
-  for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                  \
-    for (int64_t i = 0; i < it.inner; i++) {                                   \
-      const T *px = (const T *)x->data + it.off[1] + i * it.istr[1];           \
-      T *py = (T *)y->data + it.off[0] + i * it.istr[0];                       \
-      T m = px[0];                                                             \
-      for (int64_t k = 1; k < K; k++)                                          \
-        m = px[k * sx] > m ? px[k * sx] : m;                                   \
-      T s = 0;                                                                 \
-      for (int64_t k = 0; k < K; k++) {                                        \
-        const T e = CR_EXP(px[k * sx] - m);                                    \
-        s += e;                                                                \
-        py[k * sy] = e;                                                        \
-      }                                                                        \
-      if (log_form) {                                                          \
-        const T ls = m + CR_LOG(s);                                            \
-        for (int64_t k = 0; k < K; k++)                                        \
-          py[k * sy] = px[k * sx] - ls;                                        \
-      } else {                                                                 \
-        const T inv = (T)1 / s;                                                \
-        for (int64_t k = 0; k < K; k++)                                        \
-          py[k * sy] *= inv;                                                   \
-      }                                                                        \
-    }                                                                          \
+#define SOFTMAX_FWD(T)                                                                             \
+  for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                                      \
+    for (int64_t i = 0; i < it.inner; i++) {                                                       \
+      const T *px = (const T *)x->data + it.off[1] + i * it.istr[1];                               \
+      T *py = (T *)y->data + it.off[0] + i * it.istr[0];                                           \
+      T m = px[0];                                                                                 \
+      for (int64_t k = 1; k < K; k++)                                                              \
+        m = px[k * sx] > m ? px[k * sx] : m;                                                       \
+      T s = 0;                                                                                     \
+      for (int64_t k = 0; k < K; k++) {                                                            \
+        const T e = CR_EXP(px[k * sx] - m);                                                        \
+        s += e;                                                                                    \
+        py[k * sy] = e;                                                                            \
+      }                                                                                            \
+      if (log_form) {                                                                              \
+        const T ls = m + CR_LOG(s);                                                                \
+        for (int64_t k = 0; k < K; k++)                                                            \
+          py[k * sy] = px[k * sx] - ls;                                                            \
+      } else {                                                                                     \
+        const T inv = (T)1 / s;                                                                    \
+        for (int64_t k = 0; k < K; k++)                                                            \
+          py[k * sy] *= inv;                                                                       \
+      }                                                                                            \
+    }                                                                                              \
   }
   CR_DISPATCH(x->dtype, SOFTMAX_FWD);
 #undef SOFTMAX_FWD
@@ -92,20 +92,20 @@ static void softmax_vjp(cr_ctx *ctx, cr_node *nd) {
   cr__iter it;
   lines_init(&it, y, axis, 1, st);
   const int64_t K = y->shape[axis], sk = y->stride[axis];
-#define SOFTMAX_BWD(T)                                                         \
-  for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                  \
-    for (int64_t i = 0; i < it.inner; i++) {                                   \
-      const int64_t o = it.off[0] + i * it.istr[0];                            \
-      const T *py = (const T *)y->data + o, *pgy = (const T *)gy->data + o;    \
-      T *pgx = (T *)gx->data + o;                                              \
-      T dot = 0; /* softmax: sum gy*y;  log_softmax: sum gy */                 \
-      for (int64_t k = 0; k < K; k++)                                          \
-        dot += log_form ? pgy[k * sk] : pgy[k * sk] * py[k * sk];              \
-      for (int64_t k = 0; k < K; k++) {                                        \
-        const int64_t j = k * sk;                                              \
-        pgx[j] += log_form ? pgy[j] - CR_EXP(py[j]) * dot : py[j] * (pgy[j] - dot); \
-      }                                                                        \
-    }                                                                          \
+#define SOFTMAX_BWD(T)                                                                             \
+  for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                                      \
+    for (int64_t i = 0; i < it.inner; i++) {                                                       \
+      const int64_t o = it.off[0] + i * it.istr[0];                                                \
+      const T *py = (const T *)y->data + o, *pgy = (const T *)gy->data + o;                        \
+      T *pgx = (T *)gx->data + o;                                                                  \
+      T dot = 0; /* softmax: sum gy*y;  log_softmax: sum gy */                                     \
+      for (int64_t k = 0; k < K; k++)                                                              \
+        dot += log_form ? pgy[k * sk] : pgy[k * sk] * py[k * sk];                                  \
+      for (int64_t k = 0; k < K; k++) {                                                            \
+        const int64_t j = k * sk;                                                                  \
+        pgx[j] += log_form ? pgy[j] - CR_EXP(py[j]) * dot : py[j] * (pgy[j] - dot);                \
+      }                                                                                            \
+    }                                                                                              \
   }
   CR_DISPATCH(y->dtype, SOFTMAX_BWD);
 #undef SOFTMAX_BWD

@@ -59,7 +59,7 @@ static const cr_op_desc *const descs[U_COUNT] = {
     const T *px = (const T *)x->data + it.off[1];                              \
     const int64_t sx = it.istr[1];                                             \
     if (sx == 1) {                                                             \
-      for (int64_t i = 0; i < it.inner; i++) {                                 \
+      _Pragma("omp simd") for (int64_t i = 0; i < it.inner; i++) {             \
         const T v = px[i];                                                     \
         py[i] = (F);                                                           \
       }                                                                        \
@@ -71,9 +71,12 @@ static const cr_op_desc *const descs[U_COUNT] = {
     }                                                                          \
   }
 
-#define SIGMOID(T, v) ((v) >= 0 ? (T)1 / ((T)1 + CR_EXP(-(v))) : CR_EXP(v) / ((T)1 + CR_EXP(v)))
+static inline double sigmoid_d(double v) {
+  return v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v));
+}
+#define SIGMOID(T, v) _Generic((v), float: cr__sigmoidf, default: sigmoid_d)(v)
 
-static void un_forward(un_kind k, cr_tensor *y, const cr_tensor *x, double s0, double s1) {
+CR_KERNEL static void un_forward(un_kind k, cr_tensor *y, const cr_tensor *x, double s0, double s1) {
   const int64_t *st[2] = {y->stride, x->stride};
   cr__iter it;
   cr__iter_init(&it, x->ndim, x->shape, 2, st);
@@ -137,14 +140,14 @@ static cr_tensor *unary(cr_ctx *ctx, un_kind k, cr_tensor *x, double s0, double 
     const T *py = (const T *)y->data + it.off[2];                              \
     const T *pgy = (const T *)gy->data + it.off[3];                            \
     const int64_t sx = it.istr[1];                                             \
-    for (int64_t i = 0; i < it.inner; i++) {                                   \
+    _Pragma("omp simd") for (int64_t i = 0; i < it.inner; i++) {               \
       const T v = px[i * sx], w = py[i], g = pgy[i];                           \
       (void)v, (void)w;                                                        \
       pg[i] += g * (D);                                                        \
     }                                                                          \
   }
 
-static void un_vjp(cr_ctx *ctx, cr_node *nd) {
+CR_KERNEL static void un_vjp(cr_ctx *ctx, cr_node *nd) {
   cr_tensor *x = nd->in[0], *y = nd->out, *gy = y->grad;
   cr_tensor *gx = cr__grad_acc(ctx, x);
   if (!gx)

@@ -162,20 +162,28 @@ void *cr__fail(cr_ctx *ctx, cr_status st, const char *fmt, ...) {
 }
 
 bool cr_set_grad_enabled(cr_ctx *ctx, bool on) {
+  if (!ctx)
+    return false;
   bool old = ctx->grad_enabled;
   ctx->grad_enabled = on;
   return old;
 }
-bool cr_grad_enabled(const cr_ctx *ctx) { return ctx->grad_enabled; }
+bool cr_grad_enabled(const cr_ctx *ctx) { return ctx && ctx->grad_enabled; }
 bool cr_set_training(cr_ctx *ctx, bool on) {
+  if (!ctx)
+    return false;
   bool old = ctx->training;
   ctx->training = on;
   return old;
 }
-bool cr_training(const cr_ctx *ctx) { return ctx->training; }
+bool cr_training(const cr_ctx *ctx) { return ctx && ctx->training; }
 
 void cr_ctx_get_stats(const cr_ctx *ctx, cr_ctx_stats *out) {
+  if (!out)
+    return;
   memset(out, 0, sizeof *out);
+  if (!ctx)
+    return;
   out->arena_bytes_used = ctx->used_total;
   for (cr__chunk *c = ctx->first; c; c = c->next)
     out->arena_bytes_reserved += c->cap;

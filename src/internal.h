@@ -67,6 +67,15 @@ struct cr_ctx {
     }                                                                          \
   } while (0)
 
+/* Hot elementwise and small-product kernels are compiled for AVX-512,
+ * AVX2+FMA and baseline x86-64, the best chosen at load time (ifunc), so
+ * the library stays portable while its loops use the CPU's full width. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define CR_KERNEL __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CR_KERNEL
+#endif
+
 /* ---- memory */
 void *cr__malloc(size_t n); /* counted in cr_alloc_count */
 void *cr__calloc(size_t n, size_t size);
@@ -112,5 +121,8 @@ void cr__gemm(cr_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
               double alpha, const void *a, int64_t rsa, int64_t csa,
               const void *b, int64_t rsb, int64_t csb, double beta, void *c,
               int64_t rsc, int64_t csc);
+
+/* m*n*k at or below which cr__gemm uses plain loops instead of BLIS. */
+extern int64_t cr__small_gemm_mnk;
 
 #endif

@@ -59,7 +59,16 @@ bool cr__check_shape(cr_ctx *ctx, const char *op, int ndim, const int64_t *shape
     cr__fail(ctx, CR_ERR_ARG, "%s: shape is NULL", op);
     return false;
   }
+  int64_t n = 1;
   for (int i = 0; i < ndim; i++) {
+    if (shape[i] >= 1 && n > (((int64_t)1 << 40) / shape[i])) {
+      char b[96];
+      cr_shape_str(b, sizeof b, ndim, shape);
+      cr__fail(ctx, CR_ERR_SHAPE, "%s: %s: more than 2^40 elements", op, b);
+      return false;
+    }
+    if (shape[i] >= 1)
+      n *= shape[i];
     if (shape[i] < 1) {
       char b[96];
       cr_shape_str(b, sizeof b, ndim, shape);

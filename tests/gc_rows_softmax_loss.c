@@ -2,10 +2,10 @@
  * 2-layer MLP ending in cross_entropy. */
 #include "gc_rows.h"
 
-#define FN(name, call)                                                         \
-  static cr_tensor *name(cr_ctx *c, cr_tensor *const *in, int n, void *u) {    \
-    (void)n, (void)u;                                                          \
-    return call;                                                               \
+#define FN(name, call)                                                                             \
+  static cr_tensor *name(cr_ctx *c, cr_tensor *const *in, int n, void *u) {                        \
+    (void)n, (void)u;                                                                              \
+    return call;                                                                                   \
   }
 #define T01(x) cr_transpose(c, (x), 0, 1)
 
@@ -59,8 +59,7 @@ static cr_tensor *f_dropout_eval(cr_ctx *c, cr_tensor *const *in, int n, void *u
  * data x [4,3] is fixed (rows hold at most GC_MAX_IN = 4 inputs). */
 static cr_tensor *f_mlp(cr_ctx *c, cr_tensor *const *in, int n, void *u) {
   (void)n, (void)u;
-  static const double xdata[12] = {0.5, -1.2, 0.3, 1.1, 0.4, -0.7,
-                                   -0.9, 0.8, 1.5, 0.2, -0.3, -1.4};
+  static const double xdata[12] = {0.5, -1.2, 0.3, 1.1, 0.4, -0.7, -0.9, 0.8, 1.5, 0.2, -0.3, -1.4};
   static const int64_t t[4] = {0, 2, 1, 2};
   cr_tensor *x = cr_from_array(c, CR_F64, CR_SHAPE(4, 3), xdata);
   cr_tensor *h = cr_tanh(c, cr_add(c, cr_matmul(c, x, in[0]), in[1])); /* [4,5] */
@@ -68,6 +67,7 @@ static cr_tensor *f_mlp(cr_ctx *c, cr_tensor *const *in, int n, void *u) {
   return cr_cross_entropy(c, logits, t, CR_NO_IGNORE);
 }
 
+// clang-format off
 const gc_row gc_rows_softmax_loss[] = {
     {"softmax", "[3,4] axis -1", 1, {2}, {{3, 4}}, -2, 2, 0, f_softmax_am1, 0, 0},
     {"softmax", "[3,4] axis 0", 1, {2}, {{3, 4}}, -2, 2, 0, f_softmax_a0, 0, 0},
@@ -102,4 +102,5 @@ const gc_row gc_rows_softmax_loss[] = {
     {"cross_entropy", "composite 2-layer MLP", 4, {2, 1, 2, 1}, {{3, 5}, {5}, {5, 3}, {3}}, -1, 1,
      0, f_mlp, 0, 0},
 };
+// clang-format on
 GC_COUNT(gc_rows_softmax_loss);

@@ -68,6 +68,66 @@ static void test_matmul_values(void **state) {
   cr_tensor_free(B);
 }
 
+/* The matmul forward and both VJPs agree between the BLIS path (large
+ * products) and the plain-loop path (small ones), on plain and transposed
+ * operands, in both dtypes. */
+extern int64_t cr__small_gemm_mnk; /* internal: the small-product threshold */
+
+static void matmul_both_paths(cr_ctx *ctx, cr_dtype dt, bool ta, bool tb, double *max_diff) {
+  enum { M = 37, K = 45, N = 29 };
+  cr_rng *rng = cr_rng_new(17);
+  cr_tensor *A = cr_persist(ctx, cr_rand_normal(ctx, rng, dt, ta ? 2 : 2, ta ? (const int64_t[]){K, M} : (const int64_t[]){M, K}, 0, 1));
+  cr_tensor *B = cr_persist(ctx, cr_rand_normal(ctx, rng, dt, 2, tb ? (const int64_t[]){N, K} : (const int64_t[]){K, N}, 0, 1));
+  cr_tensor *seed = cr_persist(ctx, cr_rand_normal(ctx, rng, dt, CR_SHAPE(M, N), 0, 1));
+  cr_set_requires_grad(A, true);
+  cr_set_requires_grad(B, true);
+  double got[2][3][M * N > M * K ? (M * N > K * N ? M * N : K * N) : (M * K > K * N ? M * K : K * N)];
+  int64_t saved = cr__small_gemm_mnk;
+  for (int path = 0; path < 2; path++) {
+    cr__small_gemm_mnk = path == 0 ? 0 : INT64_MAX; /* 0: always BLIS; then always loops */
+    cr_zero_grad(A);
+    cr_zero_grad(B);
+    cr_tensor *a = ta ? cr_transpose(ctx, A, 0, 1) : A, *b = tb ? cr_transpose(ctx, B, 0, 1) : B;
+    cr_tensor *y = cr_matmul(ctx, a, b);
+    assert_non_null(y);
+    assert_int_equal(cr_backward_seed(ctx, y, seed), CR_OK);
+    cr_to_doubles(y, got[path][0]);
+    cr_to_doubles(cr_grad(A), got[path][1]);
+    cr_to_doubles(cr_grad(B), got[path][2]);
+    cr_ctx_reset(ctx);
+  }
+  cr__small_gemm_mnk = saved;
+  /* and the loops agree with a reference triple loop in double */
+  for (int64_t i = 0; i < M; i++)
+    for (int64_t j = 0; j < N; j++) {
+      double ref = 0;
+      for (int64_t p = 0; p < K; p++)
+        ref += cr_get_flat(A, ta ? p * M + i : i * K + p) * cr_get_flat(B, tb ? j * K + p : p * N + j);
+      *max_diff = fmax(*max_diff, fabs(ref - got[1][0][i * N + j]) / (1 + fabs(ref)));
+    }
+  int64_t sizes[3] = {M * N, M * K, K * N};
+  for (int w = 0; w < 3; w++)
+    for (int64_t i = 0; i < sizes[w]; i++)
+      *max_diff = fmax(*max_diff, fabs(got[0][w][i] - got[1][w][i]) / (1 + fabs(got[1][w][i])));
+  cr_tensor_free(A);
+  cr_tensor_free(B);
+  cr_tensor_free(seed);
+  cr_rng_free(rng);
+}
+
+static void test_matmul_blis_and_loop_paths_agree(void **state) {
+  cr_ctx *ctx = *state;
+  for (int dt = 0; dt < 2; dt++) {
+    double max_diff = 0;
+    for (int ta = 0; ta < 2; ta++)
+      for (int tb = 0; tb < 2; tb++)
+        matmul_both_paths(ctx, dt ? CR_F64 : CR_F32, ta, tb, &max_diff);
+    printf("matmul %s: BLIS vs loops vs reference, max relative difference %.2e\n",
+           dt ? "f64" : "f32", max_diff);
+    assert_true(max_diff < (dt ? 1e-13 : 1e-4));
+  }
+}
+
 static void test_accumulates_over_two_backward_calls(void **state) {
   cr_ctx *ctx = *state;
   cr_tensor *x = param(ctx, CR_SHAPE(3), (const double[]){0.5, -1, 2});
@@ -284,6 +344,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_hand_values, setup, teardown),
       cmocka_unit_test_setup_teardown(test_matmul_values, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_matmul_blis_and_loop_paths_agree, setup, teardown),
       cmocka_unit_test_setup_teardown(test_accumulates_over_two_backward_calls, setup, teardown),
       cmocka_unit_test_setup_teardown(test_diamond, setup, teardown),
       cmocka_unit_test_setup_teardown(test_weight_shared_over_50_steps, setup, teardown),

@@ -6,7 +6,9 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,8 +99,8 @@ static void test_sum_axis_values(void **state) {
     /* 3-d, middle axis: [2,3,4] 0..23 -> [2,4] */
     cr_tensor *c = cr_reshape(ctx, cr_arange(ctx, (cr_dtype)dt, 0, 24, 1), CR_SHAPE(2, 3, 4));
     CHECK(cr_sum_axis(ctx, c, 1, false), CR_SHAPE(2, 4), 0, 12, 15, 18, 21, 48, 51, 54, 57);
-    CHECK(cr_sum_axis(ctx, c, -3, true), CR_SHAPE(1, 3, 4), 0, 12, 14, 16, 18, 20, 22, 24, 26,
-          28, 30, 32, 34);
+    CHECK(cr_sum_axis(ctx, c, -3, true), CR_SHAPE(1, 3, 4), 0, 12, 14, 16, 18, 20, 22, 24, 26, 28,
+          30, 32, 34);
   }
   assert_int_equal(cr_ctx_status(ctx), CR_OK);
 }
@@ -108,22 +110,24 @@ static void test_sum_axis_grads(void **state) {
   for (int dt = CR_F32; dt <= CR_F64; dt++) {
     cr_tensor *x = arange23(ctx, (cr_dtype)dt);
     cr_tensor *y = cr_sum_axis(ctx, x, 1, false); /* [2] */
-    assert_int_equal(cr_backward_seed(ctx, y, seed_of(ctx, (cr_dtype)dt, CR_SHAPE(2),
-                                                      (const double[]){10, 20})),
-                     CR_OK);
+    assert_int_equal(
+        cr_backward_seed(ctx, y, seed_of(ctx, (cr_dtype)dt, CR_SHAPE(2), (const double[]){10, 20})),
+        CR_OK);
     CHECK(cr_grad(x), CR_SHAPE(2, 3), 0, 10, 10, 10, 20, 20, 20);
     cr_zero_grad(x);
     y = cr_mean_axis(ctx, x, 0, true); /* [1,3] */
-    assert_int_equal(cr_backward_seed(ctx, y, seed_of(ctx, (cr_dtype)dt, CR_SHAPE(1, 3),
-                                                      (const double[]){3, 6, 9})),
-                     CR_OK);
+    assert_int_equal(
+        cr_backward_seed(ctx, y,
+                         seed_of(ctx, (cr_dtype)dt, CR_SHAPE(1, 3), (const double[]){3, 6, 9})),
+        CR_OK);
     CHECK(cr_grad(x), CR_SHAPE(2, 3), 1e-6, 1.5, 3, 4.5, 1.5, 3, 4.5);
     /* through a transposed view: t = x^T [3,2]; sum over t's axis 1 */
     cr_zero_grad(x);
     y = cr_sum_axis(ctx, cr_transpose(ctx, x, 0, 1), 1, false); /* [3] */
-    assert_int_equal(cr_backward_seed(ctx, y, seed_of(ctx, (cr_dtype)dt, CR_SHAPE(3),
-                                                      (const double[]){1, 2, 3})),
-                     CR_OK);
+    assert_int_equal(
+        cr_backward_seed(ctx, y,
+                         seed_of(ctx, (cr_dtype)dt, CR_SHAPE(3), (const double[]){1, 2, 3})),
+        CR_OK);
     CHECK(cr_grad(x), CR_SHAPE(2, 3), 0, 1, 2, 3, 1, 2, 3);
   }
   assert_int_equal(cr_ctx_status(ctx), CR_OK);
@@ -144,9 +148,10 @@ static void test_max_axis_ties(void **state) {
     cr_zero_grad(x);
     y = cr_max_axis(ctx, x, -2, true);
     CHECK(y, CR_SHAPE(1, 3), 0, 2, 3, 3);
-    assert_int_equal(cr_backward_seed(ctx, y, seed_of(ctx, (cr_dtype)dt, CR_SHAPE(1, 3),
-                                                      (const double[]){5, 6, 7})),
-                     CR_OK);
+    assert_int_equal(
+        cr_backward_seed(ctx, y,
+                         seed_of(ctx, (cr_dtype)dt, CR_SHAPE(1, 3), (const double[]){5, 6, 7})),
+        CR_OK);
     CHECK(cr_grad(x), CR_SHAPE(2, 3), 0, 0, 6, 7, 5, 0, 0);
     /* all equal: only element 0 gets the gradient; transposed view */
     cr_tensor *e = cr_full(ctx, (cr_dtype)dt, CR_SHAPE(3, 2), 4.0);
@@ -183,8 +188,8 @@ static void test_softmax_values(void **state) {
     double third = 1.0 / 3;
     CHECK(cr_softmax(ctx, m, 0), CR_SHAPE(3, 2), tol, sm[0], third, sm[1], third, sm[2], third);
     /* the same through a transposed view: rows of m^T */
-    CHECK(cr_softmax(ctx, cr_transpose(ctx, m, 0, 1), -1), CR_SHAPE(2, 3), tol, sm[0], sm[1],
-          sm[2], third, third, third);
+    CHECK(cr_softmax(ctx, cr_transpose(ctx, m, 0, 1), -1), CR_SHAPE(2, 3), tol, sm[0], sm[1], sm[2],
+          third, third, third);
   }
   assert_int_equal(cr_ctx_status(ctx), CR_OK);
 }
@@ -219,8 +224,7 @@ static void test_cross_entropy_values(void **state) {
   cr_ctx *ctx = *state;
   for (int dt = CR_F32; dt <= CR_F64; dt++) {
     double tol = dt == CR_F32 ? 1e-6 : 1e-12;
-    cr_tensor *x =
-        seed_of(ctx, (cr_dtype)dt, CR_SHAPE(2, 3), (const double[]){1, 2, 3, 1, 2, 3});
+    cr_tensor *x = seed_of(ctx, (cr_dtype)dt, CR_SHAPE(2, 3), (const double[]){1, 2, 3, 1, 2, 3});
     cr_set_requires_grad(x, true);
     int64_t t[2] = {2, 0};
     cr_tensor *L = cr_cross_entropy(ctx, x, t, CR_NO_IGNORE);
@@ -244,8 +248,7 @@ static void test_cross_entropy_values(void **state) {
           dt == CR_F32 ? 1e-3 : 1e-9, (1000 + 0.6931471805599453) / 2);
     /* transposed logits: x^T of [3,2] data is the same [2,3] matrix */
     cr_tensor *xt = cr_transpose(
-        ctx, seed_of(ctx, (cr_dtype)dt, CR_SHAPE(3, 2), (const double[]){1, 1, 2, 2, 3, 3}), 0,
-        1);
+        ctx, seed_of(ctx, (cr_dtype)dt, CR_SHAPE(3, 2), (const double[]){1, 1, 2, 2, 3, 3}), 0, 1);
     CHECK(cr_cross_entropy(ctx, xt, (const int64_t[]){2, 0}, CR_NO_IGNORE), CR_SHAPE(1), tol,
           1.4076059644443804);
   }
@@ -256,8 +259,7 @@ static void test_cross_entropy_ignore(void **state) {
   cr_ctx *ctx = *state;
   for (int dt = CR_F32; dt <= CR_F64; dt++) {
     double tol = dt == CR_F32 ? 1e-6 : 1e-12;
-    cr_tensor *x =
-        seed_of(ctx, (cr_dtype)dt, CR_SHAPE(2, 3), (const double[]){1, 2, 3, 1, 2, 3});
+    cr_tensor *x = seed_of(ctx, (cr_dtype)dt, CR_SHAPE(2, 3), (const double[]){1, 2, 3, 1, 2, 3});
     cr_set_requires_grad(x, true);
     /* row 1 ignored: the mean is over row 0 alone, row 1 gets no gradient */
     cr_tensor *L = cr_cross_entropy(ctx, x, (const int64_t[]){2, -100}, -100);
@@ -431,12 +433,12 @@ static void test_error_messages(void **state) {
   assert_null(cr_cross_entropy(ctx, logits, (const int64_t[]){0, 1, 7, 2}, CR_NO_IGNORE));
   expect_error(ctx, CR_ERR_ARG, "cross_entropy: [4,5]: target 7 at row 2 is out of range [0,5)");
   assert_null(cr_cross_entropy(ctx, logits, (const int64_t[]){-1, 1, 2, 2}, -100));
-  expect_error(ctx, CR_ERR_ARG,
-               "cross_entropy: [4,5]: target -1 at row 0 is out of range [0,5)");
+  expect_error(ctx, CR_ERR_ARG, "cross_entropy: [4,5]: target -1 at row 0 is out of range [0,5)");
   assert_null(cr_cross_entropy(ctx, cr_zeros(ctx, CR_F32, CR_SHAPE(2, 3, 4)),
                                (const int64_t[]){0, 0}, CR_NO_IGNORE));
-  expect_error(ctx, CR_ERR_SHAPE, "cross_entropy: [2,3,4]: logits must be 2-d [N,C] (reshape a "
-                                  "batch of sequences to [B*T,C])");
+  expect_error(ctx, CR_ERR_SHAPE,
+               "cross_entropy: [2,3,4]: logits must be 2-d [N,C] (reshape a "
+               "batch of sequences to [B*T,C])");
   assert_null(cr_cross_entropy(ctx, logits, NULL, CR_NO_IGNORE));
   expect_error(ctx, CR_ERR_ARG, "cross_entropy: [4,5]: targets is NULL");
 

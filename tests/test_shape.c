@@ -80,6 +80,16 @@ static void test_slice_values_and_view(void **state) {
                              6, 1);
     CHECK(ts, CR_SHAPE(2, 4), 4, 10, 16, 22, 5, 11, 17, 23);
   }
+  /* no new data: slicing and chunking a [64,64] f64 (32 KiB) costs the
+   * arena tensor headers only */
+  cr_tensor *big = cr_zeros(ctx, CR_F64, CR_SHAPE(64, 64));
+  cr_ctx_stats before, after;
+  cr_ctx_get_stats(ctx, &before);
+  cr_tensor *half = cr_slice(ctx, big, 1, 0, 64, 2), *quarters[4];
+  assert_int_equal(cr_chunk(ctx, big, 4, 1, quarters), CR_OK);
+  cr_ctx_get_stats(ctx, &after);
+  assert_non_null(half);
+  assert_true(after.arena_bytes_used - before.arena_bytes_used < 5 * 1024);
   assert_int_equal(cr_ctx_status(ctx), CR_OK);
 }
 
@@ -278,6 +288,16 @@ static void test_cast(void **state) {
   cr_tensor *seed2 = cr_from_array(ctx, CR_F32, CR_SHAPE(2, 2), (const float[]){1, 10, 100, 1000});
   assert_int_equal(cr_backward_seed(ctx, yt, seed2), CR_OK);
   CHECK(cr_grad(x), CR_SHAPE(2, 2), 2.5, 98, 10.25, 1008);
+  /* two casts of the same f32 value both add into its gradient:
+   * y2 = cast(y) + 3 cast(y), so dy2/dy = 4 */
+  cr_tensor *y2 =
+      cr_add(ctx, cr_cast(ctx, y, CR_F64), cr_mul_scalar(ctx, cr_cast(ctx, y, CR_F64), 3));
+  cr_tensor *seed3 = cr_from_array(ctx, CR_F64, CR_SHAPE(2, 2), (const double[]){1, 2, 3, 4});
+  cr_zero_grad(x);
+  assert_int_equal(cr_backward_seed(ctx, y2, seed3), CR_OK);
+  assert_int_equal(cr_dtype_of(cr_grad(y)), CR_F32);
+  CHECK(cr_grad(y), CR_SHAPE(2, 2), 4, 8, 12, 16);
+  CHECK(cr_grad(x), CR_SHAPE(2, 2), 4, 8, 12, 16);
   cr_tensor_free(x);
 }
 

@@ -60,12 +60,14 @@ typedef struct cr_st_info {
  * metadata.  Returns a file owned by the caller (free with cr_st_close), or
  * NULL and an error naming the path and the problem, e.g.
  * "m.safetensors: data_offsets [0,16] of tensor 'w' end beyond the data
- * section (8 bytes)".  A malformed file never crashes the reader. */
+ * section (8 bytes)".  A tensor of another dtype makes the whole file
+ * fail ("unsupported dtype BF16 for tensor 'w'").  Unused bytes between or
+ * after tensors and unknown fields in an entry are accepted.  A malformed
+ * file never crashes the reader. */
 cr_st_file *cr_st_open(cr_ctx *ctx, const char *path);
 /* The same from n bytes in memory, which are copied (the caller keeps its
  * buffer).  name is used in messages in place of a path (NULL: "<memory>"). */
-cr_st_file *cr_st_open_mem(cr_ctx *ctx, const void *bytes, size_t n,
-                           const char *name);
+cr_st_file *cr_st_open_mem(cr_ctx *ctx, const void *bytes, size_t n, const char *name);
 /* Free the file and everything borrowed from it.  NULL accepted. */
 void cr_st_close(cr_st_file *f);
 
@@ -92,8 +94,8 @@ cr_tensor *cr_st_get(cr_ctx *ctx, const cr_st_file *f, const char *name);
  * converted (F32 <-> F64).  No graph is recorded.  On error (no such
  * tensor; shapes differ: the message names the file, the tensor and both
  * shapes) dst is left unchanged. */
-CR_NODISCARD cr_status cr_st_read_into(cr_ctx *ctx, const cr_st_file *f,
-                                       const char *name, cr_tensor *dst);
+CR_NODISCARD cr_status cr_st_read_into(cr_ctx *ctx, const cr_st_file *f, const char *name,
+                                       cr_tensor *dst);
 
 /* Value of the metadata entry key, or NULL if absent.  Borrowed from f. */
 const char *cr_st_meta(const cr_st_file *f, const char *key);
@@ -119,12 +121,11 @@ void cr_st_writer_free(cr_st_writer *w);
  * a NULL argument, a name already added, the reserved name "__metadata__",
  * a name that is not valid UTF-8; an invalid or stale t is reported as by
  * the ops.  On error the writer is unchanged. */
-CR_NODISCARD cr_status cr_st_writer_add(cr_ctx *ctx, cr_st_writer *w,
-                                        const char *name, const cr_tensor *t);
+CR_NODISCARD cr_status cr_st_writer_add(cr_ctx *ctx, cr_st_writer *w, const char *name,
+                                        const cr_tensor *t);
 /* Set the metadata entry key to value (both copied; a second call with the
  * same key replaces the value).  Both must be valid UTF-8 (CR_ERR_ARG). */
-CR_NODISCARD cr_status cr_st_writer_set_meta(cr_ctx *ctx, cr_st_writer *w,
-                                             const char *key,
+CR_NODISCARD cr_status cr_st_writer_set_meta(cr_ctx *ctx, cr_st_writer *w, const char *key,
                                              const char *value);
 /* Write everything added so far to path, atomically: the file is written
  * to a temporary file in the same directory, flushed to disk (fsync), then
@@ -136,8 +137,7 @@ CR_NODISCARD cr_status cr_st_writer_set_meta(cr_ctx *ctx, cr_st_writer *w,
  * changed and may be saved again.  The header is compact JSON with
  * "__metadata__" first (if any metadata was set), padded with spaces to a
  * multiple of 8 bytes; data follows without gaps in the order added. */
-CR_NODISCARD cr_status cr_st_writer_save(cr_ctx *ctx, const cr_st_writer *w,
-                                         const char *path);
+CR_NODISCARD cr_status cr_st_writer_save(cr_ctx *ctx, const cr_st_writer *w, const char *path);
 
 #ifdef __cplusplus
 }

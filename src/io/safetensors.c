@@ -116,17 +116,17 @@ typedef struct st_entry {
 } st_entry;
 
 struct cr_st_file {
-  char *path;                 /* for messages */
-  unsigned char *buf;         /* the whole file */
-  size_t size;                /* bytes in buf */
-  const unsigned char *data;  /* the data section, inside buf */
-  size_t data_size;           /* its length */
-  json_t *root;               /* the parsed header; owns names and metadata */
-  json_t *meta;               /* borrowed from root; NULL if absent */
-  st_entry *entries;          /* [n], header order */
-  const st_entry **by_name;   /* [n], sorted by name for lookup */
+  char *path;                /* for messages */
+  unsigned char *buf;        /* the whole file */
+  size_t size;               /* bytes in buf */
+  const unsigned char *data; /* the data section, inside buf */
+  size_t data_size;          /* its length */
+  json_t *root;              /* the parsed header; owns names and metadata */
+  json_t *meta;              /* borrowed from root; NULL if absent */
+  st_entry *entries;         /* [n], header order */
+  const st_entry **by_name;  /* [n], sorted by name for lookup */
   int n;
-  const char **meta_keys;     /* [n_meta], header order */
+  const char **meta_keys; /* [n_meta], header order */
   int n_meta;
 };
 
@@ -172,8 +172,10 @@ static int cmp_by_offset(const void *a, const void *b) {
 static const char *parse_entry(const cr_st_file *f, const char *name, json_t *v, st_entry *e,
                                char *msg, size_t n) {
   if (!json_is_object(v)) {
-    snprintf(msg, n, "entry '%s' is not an object (expected {\"dtype\", \"shape\", "
-             "\"data_offsets\"})", name);
+    snprintf(msg, n,
+             "entry '%s' is not an object (expected {\"dtype\", \"shape\", "
+             "\"data_offsets\"})",
+             name);
     return msg;
   }
   memset(e, 0, sizeof *e);
@@ -190,8 +192,8 @@ static const char *parse_entry(const cr_st_file *f, const char *name, json_t *v,
   else if (!strcmp(dt, "F64"))
     e->info.dtype = CR_F64;
   else {
-    snprintf(msg, n, "unsupported dtype %.32s for tensor '%s' (chainrule reads F32 and F64)",
-             dt, name);
+    snprintf(msg, n, "unsupported dtype %.32s for tensor '%s' (chainrule reads F32 and F64)", dt,
+             name);
     return msg;
   }
   size_t es = cr_dtype_size(e->info.dtype);
@@ -204,8 +206,7 @@ static const char *parse_entry(const cr_st_file *f, const char *name, json_t *v,
   }
   size_t nd = json_array_size(shape);
   if (nd > CR_MAX_DIMS) {
-    snprintf(msg, n, "tensor '%s' has %zu dims, more than CR_MAX_DIMS (%d)", name, nd,
-             CR_MAX_DIMS);
+    snprintf(msg, n, "tensor '%s' has %zu dims, more than CR_MAX_DIMS (%d)", name, nd, CR_MAX_DIMS);
     return msg;
   }
   bool has_zero = false;
@@ -239,14 +240,18 @@ static const char *parse_entry(const cr_st_file *f, const char *name, json_t *v,
   if (!json_is_array(off) || json_array_size(off) != 2 || !json_is_integer(jb) ||
       !json_is_integer(je) || json_integer_value(jb) < 0 ||
       json_integer_value(jb) > json_integer_value(je)) {
-    snprintf(msg, n, "data_offsets of tensor '%s' must be two integers [begin, end] with "
-             "0 <= begin <= end", name);
+    snprintf(msg, n,
+             "data_offsets of tensor '%s' must be two integers [begin, end] with "
+             "0 <= begin <= end",
+             name);
     return msg;
   }
   long long b = json_integer_value(jb), end = json_integer_value(je);
   if ((uint64_t)end > (uint64_t)f->data_size) {
-    snprintf(msg, n, "data_offsets [%lld,%lld] of tensor '%s' end beyond the data section "
-             "(%zu bytes)", b, end, name, f->data_size);
+    snprintf(msg, n,
+             "data_offsets [%lld,%lld] of tensor '%s' end beyond the data section "
+             "(%zu bytes)",
+             b, end, name, f->data_size);
     return msg;
   }
   if ((uint64_t)(end - b) != (uint64_t)e->info.nbytes) {
@@ -260,6 +265,9 @@ static const char *parse_entry(const cr_st_file *f, const char *name, json_t *v,
   return NULL;
 }
 
+/* Returned by parse_meta when out of memory (not a format problem). */
+static const char st_oom[] = "out of memory";
+
 static const char *parse_meta(cr_st_file *f, json_t *meta, char *msg, size_t n) {
   if (!json_is_object(meta)) {
     snprintf(msg, n, "__metadata__ is not an object of strings");
@@ -267,10 +275,8 @@ static const char *parse_meta(cr_st_file *f, json_t *meta, char *msg, size_t n) 
   }
   f->meta = meta;
   f->meta_keys = cr__malloc(json_object_size(meta) * sizeof *f->meta_keys);
-  if (!f->meta_keys) {
-    snprintf(msg, n, "out of memory");
-    return msg;
-  }
+  if (!f->meta_keys)
+    return st_oom;
   const char *key;
   json_t *v;
   json_object_foreach(meta, key, v) {
@@ -286,24 +292,26 @@ static const char *parse_meta(cr_st_file *f, json_t *meta, char *msg, size_t n) 
 /* Validate f->buf (f->size bytes) and build the index.  Takes f. */
 static cr_st_file *parse(cr_ctx *ctx, cr_st_file *f) {
   if (f->size < 8)
-    return bad_file(ctx, f, "file is %zu bytes, shorter than the 8-byte header length",
-                    f->size);
+    return bad_file(ctx, f, "file is %zu bytes, shorter than the 8-byte header length", f->size);
   uint64_t hlen = load_u64le(f->buf);
   if (hlen > ST_MAX_HEADER)
-    return bad_file(ctx, f, "header length %llu is absurd (more than %llu bytes; not a "
-                    "safetensors file?)", (unsigned long long)hlen,
-                    (unsigned long long)ST_MAX_HEADER);
+    return bad_file(ctx, f,
+                    "header length %llu is absurd (more than %llu bytes; not a "
+                    "safetensors file?)",
+                    (unsigned long long)hlen, (unsigned long long)ST_MAX_HEADER);
   if (hlen > f->size - 8)
-    return bad_file(ctx, f, "header length %llu is larger than the %zu bytes after it "
-                    "(truncated file?)", (unsigned long long)hlen, f->size - 8);
+    return bad_file(ctx, f,
+                    "header length %llu is larger than the %zu bytes after it "
+                    "(truncated file?)",
+                    (unsigned long long)hlen, f->size - 8);
   f->data = f->buf + 8 + hlen;
   f->data_size = f->size - 8 - (size_t)hlen;
 
   json_error_t jerr;
   f->root = json_loadb((const char *)f->buf + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
   if (!f->root)
-    return bad_file(ctx, f, "invalid JSON header: %s (line %d, column %d)", jerr.text,
-                    jerr.line, jerr.column);
+    return bad_file(ctx, f, "invalid JSON header: %s (line %d, column %d)", jerr.text, jerr.line,
+                    jerr.column);
   if (!json_is_object(f->root))
     return bad_file(ctx, f, "header is not a JSON object");
 
@@ -324,6 +332,11 @@ static cr_st_file *parse(cr_ctx *ctx, cr_st_file *f) {
       problem = parse_meta(f, v, msg, sizeof msg);
     else
       problem = parse_entry(f, key, v, &f->entries[f->n], msg, sizeof msg);
+    if (problem == st_oom) {
+      cr__fail(ctx, CR_ERR_NOMEM, "%s: out of memory for the metadata", f->path);
+      cr_st_close(f);
+      return NULL;
+    }
     if (problem)
       return bad_file(ctx, f, "%s", problem);
     if (strcmp(key, ST_META_KEY)) {
@@ -341,9 +354,9 @@ static cr_st_file *parse(cr_ctx *ctx, cr_st_file *f) {
   for (int i = 1; i < m; i++) {
     const st_entry *a = f->by_name[i - 1], *b = f->by_name[i];
     if (b->begin < a->begin + a->info.nbytes)
-      return bad_file(ctx, f, "tensors '%s' [%zu,%zu] and '%s' [%zu,%zu] overlap",
-                      a->info.name, a->begin, a->begin + a->info.nbytes, b->info.name,
-                      b->begin, b->begin + b->info.nbytes);
+      return bad_file(ctx, f, "tensors '%s' [%zu,%zu] and '%s' [%zu,%zu] overlap", a->info.name,
+                      a->begin, a->begin + a->info.nbytes, b->info.name, b->begin,
+                      b->begin + b->info.nbytes);
   }
 
   for (int i = 0; i < f->n; i++)
@@ -401,8 +414,8 @@ cr_st_file *cr_st_open(cr_ctx *ctx, const char *path) {
     free(buf);
     if (err)
       return cr__fail(ctx, CR_ERR_IO, "%s: read failed: %s", path, strerror(e));
-    return cr__fail(ctx, CR_ERR_IO, "%s: file shrank while reading (%zu of %zu bytes)", path,
-                    got, size);
+    return cr__fail(ctx, CR_ERR_IO, "%s: file shrank while reading (%zu of %zu bytes)", path, got,
+                    size);
   }
   cr_st_file *f = file_new(ctx, path, buf, size);
   return f ? parse(ctx, f) : NULL;
@@ -435,8 +448,7 @@ static const st_entry *find(const cr_st_file *f, const char *name) {
     return NULL;
   st_entry key = {.info.name = name};
   const st_entry *kp = &key;
-  const st_entry **hit =
-      bsearch(&kp, f->by_name, (size_t)f->n, sizeof *f->by_name, cmp_by_name);
+  const st_entry **hit = bsearch(&kp, f->by_name, (size_t)f->n, sizeof *f->by_name, cmp_by_name);
   return hit ? *hit : NULL;
 }
 
@@ -459,8 +471,7 @@ const char *cr_st_meta_key(const cr_st_file *f, int i) {
 
 /* The entry called name, or NULL and an error naming op, the file and the
  * first few names it does hold. */
-static const st_entry *lookup(cr_ctx *ctx, const char *op, const cr_st_file *f,
-                              const char *name) {
+static const st_entry *lookup(cr_ctx *ctx, const char *op, const cr_st_file *f, const char *name) {
   if (!f || !name) {
     cr__fail(ctx, CR_ERR_ARG, "%s: %s is NULL", op, f ? "name" : "file");
     return NULL;
@@ -475,8 +486,8 @@ static const st_entry *lookup(cr_ctx *ctx, const char *op, const cr_st_file *f,
                           f->entries[i].info.name);
   if (k >= sizeof have)
     memcpy(have + sizeof have - 4, "...", 4);
-  cr__fail(ctx, CR_ERR_ARG, "%s: no tensor named '%s' (it holds %d: %s)", f->path, name,
-           f->n, f->n ? have : "none");
+  cr__fail(ctx, CR_ERR_ARG, "%s: no tensor named '%s' (it holds %d: %s)", f->path, name, f->n,
+           f->n ? have : "none");
   return NULL;
 }
 
@@ -492,8 +503,10 @@ static bool load_shape(cr_ctx *ctx, const cr_st_file *f, const st_entry *e, int 
   if (e->info.numel == 0) {
     char b[96];
     cr_shape_str(b, sizeof b, e->info.ndim, e->info.shape);
-    cr__fail(ctx, CR_ERR_SHAPE, "%s: tensor '%s' has shape %s: chainrule tensors have "
-             "every dim >= 1", f->path, e->info.name, b);
+    cr__fail(ctx, CR_ERR_SHAPE,
+             "%s: tensor '%s' has shape %s: chainrule tensors have "
+             "every dim >= 1",
+             f->path, e->info.name, b);
     return false;
   }
   *ndim = e->info.ndim;
@@ -534,9 +547,10 @@ cr_status cr_st_read_into(cr_ctx *ctx, const cr_st_file *f, const char *name, cr
   if (ndim != dst->ndim || memcmp(shape, dst->shape, (size_t)ndim * sizeof *shape)) {
     char b[96];
     cr_shape_str(b, sizeof b, e->info.ndim, e->info.shape);
-    return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "%s: tensor '%s' has shape %s in the file, "
-                            "but the destination has shape %s", f->path, name, b,
-                            cr__shp(dst));
+    return cr_ctx_set_error(ctx, CR_ERR_SHAPE,
+                            "%s: tensor '%s' has shape %s in the file, "
+                            "but the destination has shape %s",
+                            f->path, name, b, cr__shp(dst));
   }
   const unsigned char *src = f->data + e->begin;
   if (dst->dtype == e->info.dtype && cr__is_contig(dst)) {
@@ -619,13 +633,15 @@ cr_status cr_st_writer_add(cr_ctx *ctx, cr_st_writer *w, const char *name, const
   if (!t)
     return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: tensor '%s' is NULL", op, name);
   if (!strcmp(name, ST_META_KEY))
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: the name '%s' is reserved for metadata",
-                            op, ST_META_KEY);
+    return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: the name '%s' is reserved for metadata", op,
+                            ST_META_KEY);
   if (!utf8_valid(name))
     return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: tensor name is not valid UTF-8", op);
   if (json_object_get(w->tensors, name))
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: a tensor named '%s' was already added "
-                            "(names must be unique)", op, name);
+    return cr_ctx_set_error(ctx, CR_ERR_ARG,
+                            "%s: a tensor named '%s' was already added "
+                            "(names must be unique)",
+                            op, name);
   cr_tensor *in = (cr_tensor *)t;
   if (!cr__check_inputs(ctx, op, 1, &in))
     return ctx->status;
@@ -653,8 +669,7 @@ cr_status cr_st_writer_add(cr_ctx *ctx, cr_st_writer *w, const char *name, const
   return CR_OK;
 }
 
-cr_status cr_st_writer_set_meta(cr_ctx *ctx, cr_st_writer *w, const char *key,
-                                const char *value) {
+cr_status cr_st_writer_set_meta(cr_ctx *ctx, cr_st_writer *w, const char *key, const char *value) {
   static const char op[] = "st_writer_set_meta";
   if (!ctx)
     return CR_ERR_ARG;
@@ -662,7 +677,9 @@ cr_status cr_st_writer_set_meta(cr_ctx *ctx, cr_st_writer *w, const char *key,
     return ctx->status;
   if (!w || !key || !value)
     return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: %s is NULL", op,
-                            !w ? "writer" : !key ? "key" : "value");
+                            !w     ? "writer"
+                            : !key ? "key"
+                                   : "value");
   if (!utf8_valid(key) || !utf8_valid(value))
     return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: %s is not valid UTF-8", op,
                             utf8_valid(key) ? "value" : "key");
@@ -735,17 +752,17 @@ cr_status cr_st_writer_save(cr_ctx *ctx, const cr_st_writer *w, const char *path
   if (ctx->status != CR_OK)
     return ctx->status;
   if (!w || !path)
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "st_writer_save: %s is NULL",
-                            w ? "path" : "writer");
+    return cr_ctx_set_error(ctx, CR_ERR_ARG, "st_writer_save: %s is NULL", w ? "path" : "writer");
   size_t hn = 0;
   unsigned char *header = build_header(w, &hn);
   if (!header)
     return cr_ctx_set_error(ctx, CR_ERR_NOMEM, "%s: out of memory building the header", path);
   if (hn - 8 > ST_MAX_HEADER) {
     free(header);
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: the header would be %zu bytes, more than "
-                            "readers accept (%llu)", path, hn - 8,
-                            (unsigned long long)ST_MAX_HEADER);
+    return cr_ctx_set_error(ctx, CR_ERR_ARG,
+                            "%s: the header would be %zu bytes, more than "
+                            "readers accept (%llu)",
+                            path, hn - 8, (unsigned long long)ST_MAX_HEADER);
   }
 
   /* a fresh temporary file next to the target (O_EXCL: never clobber) */
@@ -757,15 +774,14 @@ cr_status cr_st_writer_save(cr_ctx *ctx, const cr_st_writer *w, const char *path
   }
   int fd = -1;
   for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-    snprintf(tmp, tn, "%s.tmp-%ld-%u", path, (long)getpid(),
-             atomic_fetch_add(&g_tmp_counter, 1u));
+    snprintf(tmp, tn, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&g_tmp_counter, 1u));
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0 && errno != EEXIST)
       break;
   }
   if (fd < 0) {
-    cr_ctx_set_error(ctx, CR_ERR_IO, "%s: cannot create the temporary file %s: %s", path,
-                     tmp, strerror(errno));
+    cr_ctx_set_error(ctx, CR_ERR_IO, "%s: cannot create the temporary file %s: %s", path, tmp,
+                     strerror(errno));
     free(tmp);
     free(header);
     return CR_ERR_IO;
@@ -793,8 +809,10 @@ cr_status cr_st_writer_save(cr_ctx *ctx, const cr_st_writer *w, const char *path
   free(header);
   if (what) {
     unlink(tmp);
-    cr_ctx_set_error(ctx, CR_ERR_IO, "%s: %s of the temporary file %s failed: %s (the "
-                     "previous file, if any, is unchanged)", path, what, tmp, strerror(e));
+    cr_ctx_set_error(ctx, CR_ERR_IO,
+                     "%s: %s of the temporary file %s failed: %s (the "
+                     "previous file, if any, is unchanged)",
+                     path, what, tmp, strerror(e));
     free(tmp);
     return CR_ERR_IO;
   }
@@ -803,16 +821,20 @@ cr_status cr_st_writer_save(cr_ctx *ctx, const cr_st_writer *w, const char *path
   /* make the rename itself durable */
   char *dir = dir_of(path);
   if (!dir)
-    return cr_ctx_set_error(ctx, CR_ERR_NOMEM, "%s: saved, but out of memory syncing its "
-                            "directory", path);
+    return cr_ctx_set_error(ctx, CR_ERR_NOMEM,
+                            "%s: saved, but out of memory syncing its "
+                            "directory",
+                            path);
   int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   bool synced = dfd >= 0 && (fsync(dfd) == 0 || errno == EINVAL);
   e = errno;
   if (dfd >= 0)
     close(dfd);
   if (!synced) {
-    cr_ctx_set_error(ctx, CR_ERR_IO, "%s: saved, but syncing its directory %s failed: %s "
-                     "(the new file may not survive a crash)", path, dir, strerror(e));
+    cr_ctx_set_error(ctx, CR_ERR_IO,
+                     "%s: saved, but syncing its directory %s failed: %s "
+                     "(the new file may not survive a crash)",
+                     path, dir, strerror(e));
     free(dir);
     return CR_ERR_IO;
   }
