@@ -106,7 +106,7 @@ cr_tensor *cr_mul(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) { return binary(ctx, 
 cr_tensor *cr_div(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) { return binary(ctx, OP_DIV, a, b); }
 
 /* g (input `which`'s gradient, broadcast over y) += term(gy, a, b). */
-CR_KERNEL static void bin_grad(bin_kind k, int which, cr_tensor *g, const cr_tensor *y,
+CR_KERNEL static void bin_grad(bin_kind k, int which, bool assign, cr_tensor *g, const cr_tensor *y,
                      const cr_tensor *gy, const cr_tensor *a, const cr_tensor *b) {
   int64_t sg[CR_MAX_DIMS], sa[CR_MAX_DIMS], sb[CR_MAX_DIMS];
   cr__bcast_strides(g, y->ndim, y->shape, sg);
@@ -116,43 +116,57 @@ CR_KERNEL static void bin_grad(bin_kind k, int which, cr_tensor *g, const cr_ten
   cr__iter it;
   cr__iter_init(&it, y->ndim, y->shape, 4, st);
   /* p0: g, p1: a, p2: b, p3: gy */
-#define GRAD_T(T)                                                              \
+#define GRAD_OPS(T, ACC_, DEC_)                                                              \
   switch (k * 2 + which) {                                                     \
   case OP_ADD * 2 + 0:                                                         \
   case OP_ADD * 2 + 1:                                                         \
   case OP_SUB * 2 + 0:                                                         \
-    BIN_LOOP(T, it, g->data, a->data, b->data, gy->data, p0[i * S0] += p3[i * S3]);         \
+    BIN_LOOP(T, it, g->data, a->data, b->data, gy->data, p0[i * S0] ACC_ p3[i * S3]);         \
     break;                                                                     \
   case OP_SUB * 2 + 1:                                                         \
-    BIN_LOOP(T, it, g->data, a->data, b->data, gy->data, p0[i * S0] -= p3[i * S3]);         \
+    BIN_LOOP(T, it, g->data, a->data, b->data, gy->data, p0[i * S0] DEC_ p3[i * S3]);         \
     break;                                                                     \
   case OP_MUL * 2 + 0:                                                         \
     BIN_LOOP(T, it, g->data, a->data, b->data, gy->data,                       \
-             p0[i * S0] += p3[i * S3] * p2[i * S2]);                           \
+             p0[i * S0] ACC_ p3[i * S3] * p2[i * S2]);                           \
     break;                                                                     \
   case OP_MUL * 2 + 1:                                                         \
     BIN_LOOP(T, it, g->data, a->data, b->data, gy->data,                       \
-             p0[i * S0] += p3[i * S3] * p1[i * S1]);                           \
+             p0[i * S0] ACC_ p3[i * S3] * p1[i * S1]);                           \
     break;                                                                     \
   case OP_DIV * 2 + 0:                                                         \
     BIN_LOOP(T, it, g->data, a->data, b->data, gy->data,                       \
-             p0[i * S0] += p3[i * S3] / p2[i * S2]);                           \
+             p0[i * S0] ACC_ p3[i * S3] / p2[i * S2]);                           \
     break;                                                                     \
   case OP_DIV * 2 + 1:                                                         \
     BIN_LOOP(T, it, g->data, a->data, b->data, gy->data,                       \
-             p0[i * S0] -= p3[i * S3] * p1[i * S1] / (p2[i * S2] * p2[i * S2])); \
+             p0[i * S0] DEC_ p3[i * S3] * p1[i * S1] / (p2[i * S2] * p2[i * S2])); \
     break;                                                                     \
+  }
+#define GRAD_T(T)                                                              \
+  if (assign) {                                                                \
+    GRAD_OPS(T, =, = -)                                                        \
+  } else {                                                                     \
+    GRAD_OPS(T, +=, -=)                                                        \
   }
   CR_DISPATCH(y->dtype, GRAD_T);
 #undef GRAD_T
+#undef GRAD_OPS
 }
 
 static void bin_vjp(cr_ctx *ctx, cr_node *nd) {
   bin_kind k = (bin_kind)nd->iattr[0];
   cr_tensor *a = nd->in[0], *b = nd->in[1], *y = nd->out;
   for (int which = 0; which < 2; which++) {
-    cr_tensor *g = cr__grad_acc(ctx, nd->in[which]);
-    if (g)
-      bin_grad(k, which, g, y, y->grad, a, b);
+    bool fresh;
+    cr_tensor *g = cr__grad_acc_fresh(ctx, nd->in[which], &fresh);
+    if (!g)
+      continue;
+    /* a fresh buffer is overwritten by the first term when it covers every
+     * element once (no broadcast), else zeroed and accumulated into */
+    bool assign = fresh && g->numel == y->numel;
+    if (fresh && !assign)
+      memset(g->data, 0, (size_t)g->numel * cr_dtype_size(g->dtype));
+    bin_grad(k, which, assign, g, y, y->grad, a, b);
   }
 }

@@ -27,29 +27,34 @@ cr_node *cr__record(cr_ctx *ctx, const cr_op_desc *op, cr_tensor *out, int n_in,
   return nd;
 }
 
-cr_tensor *cr__grad_acc(cr_ctx *ctx, cr_tensor *t) {
+cr_tensor *cr__grad_acc_fresh(cr_ctx *ctx, cr_tensor *t, bool *fresh) {
+  *fresh = false;
   if (!t->requires_grad)
     return NULL;
+  bool first_use = !t->grad || (t->node && t->grad_pass != ctx->pass);
   if (!t->grad) {
-    if (t->persistent) {
-      cr_tensor *g = cr_tensor_new(ctx, t->dtype, t->ndim, t->shape);
-      if (!g)
-        return NULL;
-      t->grad = g;
-    } else {
-      t->grad = cr_zeros(ctx, t->dtype, t->ndim, t->shape);
-      if (!t->grad)
-        return NULL;
-    }
-    t->grad_pass = ctx->pass;
-    return t->grad;
-  }
-  if (t->node && t->grad_pass != ctx->pass) {
-    /* an intermediate: its gradient is recomputed by each backward pass */
-    memset(t->grad->data, 0, (size_t)t->numel * cr_dtype_size(t->dtype));
+    if (t->persistent)
+      t->grad = cr_tensor_new(ctx, t->dtype, t->ndim, t->shape); /* zeros */
+    else
+      t->grad = cr__new(ctx, t->dtype, t->ndim, t->shape); /* written below or by caller */
+    if (!t->grad)
+      return NULL;
   }
   t->grad_pass = ctx->pass;
+  /* a leaf accumulates across passes; an intermediate's gradient is
+   * recomputed by each pass, so its first contribution may overwrite */
+  *fresh = first_use && !t->persistent && t->node;
+  if (first_use && !t->persistent && !t->node)
+    memset(t->grad->data, 0, (size_t)t->numel * cr_dtype_size(t->dtype)); /* arena leaf */
   return t->grad;
+}
+
+cr_tensor *cr__grad_acc(cr_ctx *ctx, cr_tensor *t) {
+  bool fresh;
+  cr_tensor *g = cr__grad_acc_fresh(ctx, t, &fresh);
+  if (g && fresh)
+    memset(g->data, 0, (size_t)g->numel * cr_dtype_size(g->dtype));
+  return g;
 }
 
 void cr__iter_init(cr__iter *it, int ndim, const int64_t *shape, int nops,

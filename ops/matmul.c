@@ -1,6 +1,8 @@
 /* matmul.c — matrix products through BLIS.
  *
- *   matmul: y = a @ b;   ga += gy @ b^T;   gb += a^T @ gy
+ *   matmul: y = a @ b;       ga += gy @ b^T;   gb += a^T @ gy
+ *   addmm:  y = c + a @ b;   gc += gy (summed over rows when c is [N]);
+ *                            ga += gy @ b^T;   gb += a^T @ gy
  *
  * Shapes: [M,K] @ [K,N] -> [M,N]; [B,M,K] @ [B,K,N] -> [B,M,N] (one product
  * per batch entry); [B,M,K] @ [K,N] -> [B,M,N] (b shared: gb sums over B).
@@ -11,6 +13,7 @@
 
 static void matmul_vjp(cr_ctx *ctx, cr_node *nd);
 const cr_op_desc cr__op_matmul = {"matmul", 2, matmul_vjp};
+
 
 /* Layout of an operand seen as `batch` matrices of rows x cols. */
 typedef struct {
@@ -41,6 +44,76 @@ static bool foldable(const mat_view *a) { return a->batch == 1 || a->bs == a->ro
 static size_t esize(const cr_tensor *t) { return cr_dtype_size(t->dtype); }
 static const char *at(const cr_tensor *t, int64_t off) {
   return (const char *)t->data + off * (int64_t)esize(t);
+}
+
+/* ---- deferred weight gradients
+ * A weight shared by T time steps receives T contributions a_t^T @ gy_t,
+ * each a thin product (a_t has only B rows).  Instead of T thin gemms we
+ * record them and, when the gradient is needed, stack the a_t into [sum B, K]
+ * and the gy_t into [sum B, N] and add A^T @ G in one efficient gemm — the
+ * same sum, as sum_t a_t^T gy_t = A^T G. */
+#define DEFER_MAX_ROWS 512 /* thin products only; big ones gain nothing */
+
+typedef struct cr__deferred {
+  struct cr__deferred *next;
+  cr_tensor *gb, *a, *gy; /* gb += a^T @ gy; a [M,K] (strided), gy [M,N] dense */
+  bool done;
+} cr__deferred;
+
+static void defer_or_run(cr_ctx *ctx, cr_tensor *gb, cr_tensor *a, cr_tensor *gy) {
+  int64_t M = a->shape[0], K = a->shape[1], N = gy->shape[1];
+  cr__deferred *d = M <= DEFER_MAX_ROWS ? cr__alloc(ctx, sizeof *d) : NULL;
+  if (!d) {
+    mat_view va = view_of(a);
+    cr__gemm(a->dtype, true, false, K, N, M, 1.0, a->data, va.rs, va.cs, gy->data, N, 1, 1.0,
+             gb->data, N, 1);
+    return;
+  }
+  *d = (cr__deferred){ctx->deferred, gb, a, gy, false};
+  ctx->deferred = d;
+  gb->deferred++;
+}
+
+void cr__settle_deferred(cr_ctx *ctx, cr_tensor *gb) {
+  int64_t rows = 0, K = 0, N = 0;
+  for (cr__deferred *d = ctx->deferred; d; d = d->next)
+    if (!d->done && d->gb == gb) {
+      rows += d->a->shape[0];
+      K = d->a->shape[1];
+      N = d->gy->shape[1];
+    }
+  if (rows == 0) {
+    gb->deferred = 0;
+    return;
+  }
+  size_t es = cr_dtype_size(gb->dtype);
+  char *A = cr__alloc(ctx, (size_t)(rows * K) * es), *G = cr__alloc(ctx, (size_t)(rows * N) * es);
+  int64_t r = 0;
+  for (cr__deferred *d = ctx->deferred; d; d = d->next) {
+    if (d->done || d->gb != gb)
+      continue;
+    int64_t M = d->a->shape[0];
+    if (A && G) {
+      cr__gather(d->a, A + (size_t)(r * K) * es); /* dense rows, whatever a's strides */
+      memcpy(G + (size_t)(r * N) * es, d->gy->data, (size_t)(M * N) * es);
+    } else { /* out of arena memory: settle this one alone */
+      mat_view va = view_of(d->a);
+      cr__gemm(gb->dtype, true, false, K, N, M, 1.0, d->a->data, va.rs, va.cs, d->gy->data, N, 1,
+               1.0, gb->data, N, 1);
+    }
+    r += M;
+    d->done = true;
+  }
+  if (A && G) /* gb += A^T @ G  ([K, rows] @ [rows, N]) */
+    cr__gemm(gb->dtype, true, false, K, N, rows, 1.0, A, K, 1, G, N, 1, 1.0, gb->data, N, 1);
+  gb->deferred = 0;
+}
+
+void cr__settle_all_deferred(cr_ctx *ctx) {
+  for (cr__deferred *d = ctx->deferred; d; d = d->next)
+    if (!d->done)
+      cr__settle_deferred(ctx, d->gb);
+  ctx->deferred = NULL;
 }
 
 cr_tensor *cr_matmul(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) {
@@ -82,22 +155,26 @@ static void matmul_vjp(cr_ctx *ctx, cr_node *nd) {
   int64_t M = va.rows, K = va.cols, N = vb.cols, B = va.batch;
   cr_dtype dt = a->dtype;
   size_t es = esize(a);
-  cr_tensor *ga = cr__grad_acc(ctx, a);
+  bool fresh_a;
+  cr_tensor *ga = cr__grad_acc_fresh(ctx, a, &fresh_a);
   cr_tensor *gb = cr__grad_acc(ctx, b);
+  double beta_a = fresh_a ? 0.0 : 1.0; /* a fresh buffer is overwritten */
   /* ga[i] += gy[i] @ b[i]^T   ([M,N] @ [N,K]) */
   if (ga) {
     if (b->ndim == 2)
-      cr__gemm(dt, false, true, B * M, K, N, 1.0, gy->data, N, 1, b->data, vb.rs, vb.cs, 1.0,
+      cr__gemm(dt, false, true, B * M, K, N, 1.0, gy->data, N, 1, b->data, vb.rs, vb.cs, beta_a,
                ga->data, K, 1);
     else
       for (int64_t i = 0; i < B; i++)
         cr__gemm(dt, false, true, M, K, N, 1.0, (char *)gy->data + i * M * N * (int64_t)es, N,
-                 1, at(b, i * vb.bs), vb.rs, vb.cs, 1.0,
+                 1, at(b, i * vb.bs), vb.rs, vb.cs, beta_a,
                  (char *)ga->data + i * M * K * (int64_t)es, K, 1);
   }
   /* gb[i] += a[i]^T @ gy[i]   ([K,M] @ [M,N]); shared b sums over the batch */
   if (gb) {
-    if (b->ndim == 2 && foldable(&va))
+    if (a->ndim == 2 && b->ndim == 2)
+      defer_or_run(ctx, gb, a, gy);
+    else if (b->ndim == 2 && foldable(&va))
       cr__gemm(dt, true, false, K, N, B * M, 1.0, a->data, va.rs, va.cs, gy->data, N, 1, 1.0,
                gb->data, N, 1);
     else
@@ -106,4 +183,70 @@ static void matmul_vjp(cr_ctx *ctx, cr_node *nd) {
                  (char *)gy->data + i * M * N * (int64_t)es, N, 1, 1.0,
                  (char *)gb->data + (b->ndim == 3 ? i * K * N * (int64_t)es : 0), N, 1);
   }
+}
+
+/* ---- addmm: y = c + a @ b ------------------------------------------------- */
+
+static void addmm_vjp(cr_ctx *ctx, cr_node *nd);
+const cr_op_desc cr__op_addmm = {"addmm", 3, addmm_vjp};
+
+cr_tensor *cr_addmm(cr_ctx *ctx, cr_tensor *c, cr_tensor *a, cr_tensor *b) {
+  cr_tensor *in[3] = {c, a, b};
+  if (!cr__check_inputs(ctx, "addmm", 3, in))
+    return NULL;
+  if (a->ndim != 2 || b->ndim != 2)
+    return cr__fail(ctx, CR_ERR_SHAPE, "addmm: %s @ %s: a and b must be 2-d", cr__shp(a),
+                    cr__shp(b));
+  mat_view va = view_of(a), vb = view_of(b);
+  int64_t M = va.rows, K = va.cols, N = vb.cols;
+  if (K != vb.rows)
+    return cr__fail(ctx, CR_ERR_SHAPE, "addmm: %s @ %s: inner dimensions %lld and %lld differ",
+                    cr__shp(a), cr__shp(b), (long long)K, (long long)vb.rows);
+  bool row = c->ndim == 1 || (c->ndim == 2 && c->shape[0] == 1);
+  if (c->shape[c->ndim - 1] != N || c->ndim > 2 || (c->ndim == 2 && !row && c->shape[0] != M))
+    return cr__fail(ctx, CR_ERR_SHAPE, "addmm: %s + %s @ %s: c must be [%lld,%lld] or [%lld]",
+                    cr__shp(c), cr__shp(a), cr__shp(b), (long long)M, (long long)N, (long long)N);
+  int64_t shape[2] = {M, N};
+  cr_tensor *y = cr__new(ctx, a->dtype, 2, shape);
+  if (!y)
+    return NULL;
+  /* y = c (rows broadcast), then y += a @ b */
+  size_t es = cr_dtype_size(y->dtype);
+  int64_t cs = c->stride[c->ndim - 1], rs = row ? 0 : c->stride[0];
+  for (int64_t i = 0; i < M; i++) {
+    char *dst = (char *)y->data + (size_t)(i * N) * es;
+    const char *src = (const char *)c->data + (size_t)(i * rs) * es;
+    if (cs == 1)
+      memcpy(dst, src, (size_t)N * es);
+    else
+      for (int64_t j = 0; j < N; j++)
+        memcpy(dst + (size_t)j * es, src + (size_t)(j * cs) * es, es);
+  }
+  cr__gemm(a->dtype, false, false, M, N, K, 1.0, a->data, va.rs, va.cs, b->data, vb.rs, vb.cs,
+           1.0, y->data, N, 1);
+  cr__record(ctx, &cr__op_addmm, y, 3, in);
+  return y;
+}
+
+static void addmm_vjp(cr_ctx *ctx, cr_node *nd) {
+  cr_tensor *c = nd->in[0], *a = nd->in[1], *b = nd->in[2], *gy = nd->out->grad;
+  mat_view va = view_of(a), vb = view_of(b);
+  int64_t M = va.rows, K = va.cols, N = vb.cols;
+  bool fresh_c, fresh_a;
+  cr_tensor *gc = cr__grad_acc_fresh(ctx, c, &fresh_c), *ga = cr__grad_acc_fresh(ctx, a, &fresh_a);
+  cr_tensor *gb = cr__grad_acc(ctx, b);
+  if (gc) {
+    if (fresh_c && gc->numel == gy->numel) /* gc = gy */
+      memcpy(gc->data, gy->data, (size_t)gy->numel * cr_dtype_size(gy->dtype));
+    else {
+      if (fresh_c)
+        memset(gc->data, 0, (size_t)gc->numel * cr_dtype_size(gc->dtype));
+      cr__add_reduced(gc, gy); /* sums over the rows when c was broadcast */
+    }
+  }
+  if (ga) /* ga += gy @ b^T  (= when fresh) */
+    cr__gemm(a->dtype, false, true, M, K, N, 1.0, gy->data, N, 1, b->data, vb.rs, vb.cs,
+             fresh_a ? 0.0 : 1.0, ga->data, K, 1);
+  if (gb) /* gb += a^T @ gy, deferred to one product over all uses of b */
+    defer_or_run(ctx, gb, a, gy);
 }

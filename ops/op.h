@@ -49,6 +49,20 @@ cr_node *cr__record(cr_ctx *ctx, const cr_op_desc *op, cr_tensor *out,
  * and dtype, zeroed at its first use in this backward pass), or NULL when t
  * needs no gradient. */
 cr_tensor *cr__grad_acc(cr_ctx *ctx, cr_tensor *t);
+/* The same without zeroing: *fresh is true when this is the buffer's first
+ * use in the pass and it holds garbage — the caller must then WRITE every
+ * element (y = ..., not +=); later contributions accumulate.  Saves a
+ * memset and a read of every intermediate gradient. */
+cr_tensor *cr__grad_acc_fresh(cr_ctx *ctx, cr_tensor *t, bool *fresh);
+
+/* Weight gradients gb += a^T @ gy of the T steps that share a weight are
+ * collected during backward and computed as ONE product over the stacked
+ * rows (ops/matmul.c): far more efficient than T thin products.  backward
+ * settles them before anything reads the gradient: */
+/* ... before the VJP of the node whose output gradient is g */
+void cr__settle_deferred(cr_ctx *ctx, cr_tensor *g);
+/* ... and all of them when backward ends */
+void cr__settle_all_deferred(cr_ctx *ctx);
 
 /* ---- strided iteration over a shape for up to 4 operands.
  * Operands are given by strides over the iteration shape (0 on broadcast

@@ -10,7 +10,7 @@ extern const cr_op_desc cr__op_neg, cr__op_exp, cr__op_log, cr__op_sqrt, cr__op_
     cr__op_sub_scalar, cr__op_rsub_scalar, cr__op_mul_scalar, cr__op_div_scalar,
     cr__op_pow_scalar;
 /* matmul.c */
-extern const cr_op_desc cr__op_matmul;
+extern const cr_op_desc cr__op_matmul, cr__op_addmm;
 /* view.c */
 extern const cr_op_desc cr__op_transpose, cr__op_permute, cr__op_reshape, cr__op_contiguous;
 /* @reduce-softmax-loss-dropout externs@ */
@@ -37,7 +37,7 @@ static const cr_op_desc *const ops[] = {
     &cr__op_sub_scalar, &cr__op_rsub_scalar, &cr__op_mul_scalar, &cr__op_div_scalar,
     &cr__op_pow_scalar,
     /* matmul.c */
-    &cr__op_matmul,
+    &cr__op_matmul, &cr__op_addmm,
     /* view.c */
     &cr__op_transpose, &cr__op_permute, &cr__op_reshape, &cr__op_contiguous,
     /* @reduce-softmax-loss-dropout entries@ */

@@ -132,7 +132,8 @@ static cr_tensor *unary(cr_ctx *ctx, un_kind k, cr_tensor *x, double s0, double 
   return y;
 }
 
-/* gx[i] += gy[i] * D, with v = x[i] (strided) and w = y[i]. */
+/* gx[i] += gy[i] * D (or = when gx is fresh), with v = x[i] (strided) and
+ * w = y[i]. */
 #define UN_BWD(T, D)                                                           \
   for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                  \
     T *pg = (T *)gx->data + it.off[0];                                         \
@@ -140,16 +141,25 @@ static cr_tensor *unary(cr_ctx *ctx, un_kind k, cr_tensor *x, double s0, double 
     const T *py = (const T *)y->data + it.off[2];                              \
     const T *pgy = (const T *)gy->data + it.off[3];                            \
     const int64_t sx = it.istr[1];                                             \
-    _Pragma("omp simd") for (int64_t i = 0; i < it.inner; i++) {               \
-      const T v = px[i * sx], w = py[i], g = pgy[i];                           \
-      (void)v, (void)w;                                                        \
-      pg[i] += g * (D);                                                        \
+    if (fresh) {                                                               \
+      _Pragma("omp simd") for (int64_t i = 0; i < it.inner; i++) {             \
+        const T v = px[i * sx], w = py[i], g = pgy[i];                         \
+        (void)v, (void)w;                                                      \
+        pg[i] = g * (D);                                                       \
+      }                                                                        \
+    } else {                                                                   \
+      _Pragma("omp simd") for (int64_t i = 0; i < it.inner; i++) {             \
+        const T v = px[i * sx], w = py[i], g = pgy[i];                         \
+        (void)v, (void)w;                                                      \
+        pg[i] += g * (D);                                                      \
+      }                                                                        \
     }                                                                          \
   }
 
 CR_KERNEL static void un_vjp(cr_ctx *ctx, cr_node *nd) {
   cr_tensor *x = nd->in[0], *y = nd->out, *gy = y->grad;
-  cr_tensor *gx = cr__grad_acc(ctx, x);
+  bool fresh;
+  cr_tensor *gx = cr__grad_acc_fresh(ctx, x, &fresh);
   if (!gx)
     return;
   un_kind k = (un_kind)nd->iattr[0];

@@ -64,9 +64,12 @@ cr_tensor *cr_permute(cr_ctx *ctx, cr_tensor *x, const int *perm) {
 /* gx (seen through perm) += gy */
 static void permute_vjp(cr_ctx *ctx, cr_node *nd) {
   cr_tensor *x = nd->in[0], *y = nd->out;
-  cr_tensor *gx = cr__grad_acc(ctx, x);
+  bool fresh;
+  cr_tensor *gx = cr__grad_acc_fresh(ctx, x, &fresh);
   if (!gx)
     return;
+  if (fresh) /* a permutation covers every element once: copy */
+    memset(gx->data, 0, (size_t)gx->numel * cr_dtype_size(gx->dtype));
   int64_t gstride[CR_MAX_DIMS];
   for (int k = 0; k < y->ndim; k++)
     gstride[k] = gx->stride[nd->iattr[k]];
@@ -85,9 +88,15 @@ static void permute_vjp(cr_ctx *ctx, cr_node *nd) {
 }
 
 static void same_vjp(cr_ctx *ctx, cr_node *nd) {
-  cr_tensor *gx = cr__grad_acc(ctx, nd->in[0]);
-  if (gx)
-    cr__add_dense(gx, nd->out->grad); /* same numel, both dense row-major */
+  bool fresh;
+  cr_tensor *gx = cr__grad_acc_fresh(ctx, nd->in[0], &fresh);
+  if (!gx)
+    return;
+  /* same numel, both dense row-major */
+  if (fresh)
+    memcpy(gx->data, nd->out->grad->data, (size_t)gx->numel * cr_dtype_size(gx->dtype));
+  else
+    cr__add_dense(gx, nd->out->grad);
 }
 
 cr_tensor *cr_contiguous(cr_ctx *ctx, cr_tensor *x) {

@@ -49,6 +49,7 @@ static cr_node **topo_order(cr_ctx *ctx, cr_node *root, size_t *count) {
 
 static cr_status backward_impl(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed) {
   ctx->pass++;
+  ctx->deferred = NULL;
   cr_tensor *gy = cr__grad_acc(ctx, y);
   if (!gy)
     return ctx->status ? ctx->status : CR_ERR_NOMEM;
@@ -78,12 +79,17 @@ static cr_status backward_impl(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed) {
     return ctx->status;
   for (size_t i = n; i-- > 0;) {
     cr_node *nd = order[i];
-    if (nd->out->grad && nd->out->grad_pass == ctx->pass)
+    cr_tensor *g = nd->out->grad;
+    if (g && nd->out->grad_pass == ctx->pass) {
+      if (g->deferred)
+        cr__settle_deferred(ctx, g); /* its gradient is complete only now */
       nd->op->vjp(ctx, nd);
+    }
     if (ctx->status != CR_OK)
-      return ctx->status;
+      break;
   }
-  return CR_OK;
+  cr__settle_all_deferred(ctx);
+  return ctx->status;
 }
 
 static bool backward_check(cr_ctx *ctx, const char *op, cr_tensor *y) {

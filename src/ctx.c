@@ -121,6 +121,7 @@ void cr_ctx_reset(cr_ctx *ctx) {
   ctx->cur = ctx->first;
   ctx->used_total = 0;
   ctx->nodes = 0;
+  ctx->deferred = NULL;
   ctx->epoch++;
 }
 

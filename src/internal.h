@@ -32,6 +32,7 @@ struct cr_tensor {
   cr_ctx *ctx;          /* owning arena's context; NULL when persistent */
   uint32_t epoch;       /* arena epoch at creation */
   uint32_t grad_pass;   /* backward pass that last zeroed grad */
+  uint32_t deferred;    /* on a grad buffer: weight-gradient products still owed */
   bool requires_grad;
   bool persistent;
 };
@@ -50,6 +51,7 @@ struct cr_ctx {
   size_t nodes;
   uint32_t epoch;
   uint32_t pass; /* backward pass counter */
+  struct cr__deferred *deferred; /* weight-gradient products owed (ops/matmul.c) */
   bool grad_enabled, training;
   cr_status status;
   char msg[512];

@@ -54,6 +54,10 @@ cr_tensor *cr_clamp(cr_ctx *ctx, cr_tensor *x, double lo, double hi);
  * [B,M,K] @ [K,N] -> [B,M,N] (one matrix for every batch entry).
  * Transposed views (cr_transpose) are passed to BLIS by strides, no copy. */
 cr_tensor *cr_matmul(cr_ctx *ctx, cr_tensor *a, cr_tensor *b);
+/* c + a @ b for a [M,K], b [K,N] and c [M,N], [N] or [1,N] (broadcast over
+ * rows: a bias).  One product that accumulates onto c (BLIS beta = 1), so
+ * it saves a pass and an intermediate over cr_add(c, cr_matmul(a, b)). */
+cr_tensor *cr_addmm(cr_ctx *ctx, cr_tensor *c, cr_tensor *a, cr_tensor *b);
 
 /* ---- reductions */
 cr_tensor *cr_sum(cr_ctx *ctx, cr_tensor *x);  /* all elements -> [1] */

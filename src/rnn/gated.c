@@ -19,6 +19,20 @@ cr_tensor *cr__gated_precompute(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *
   return cr_linear(ctx, x_all, L->params[CR__W_IH], L->params[CR__B_IH]);
 }
 
+/* For cells where both biases simply add (rnn, lstm):
+ *   x_all @ W_ih^T + (b_ih + b_hh)   [T,B,G*H]
+ * so each step needs only  gates_t = xp_t + h @ W_hh^T  (one addmm). */
+cr_tensor *cr__gated_precompute_both_biases(cr_ctx *ctx, const cr_cell_layer *L,
+                                            cr_tensor *x_all) {
+  cr_tensor *bias = cr_add(ctx, L->params[CR__B_IH], L->params[CR__B_HH]);
+  return cr_linear(ctx, x_all, L->params[CR__W_IH], bias);
+}
+
+/* xp_t + h @ W_hh^T   [B, G*H] */
+cr_tensor *cr__gated_preact(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp, cr_tensor *h) {
+  return cr_addmm(ctx, xp, h, (cr_tensor *)L->scratch);
+}
+
 cr_status cr__gated_prepare(cr_ctx *ctx, cr_cell_layer *L) {
   cr_tensor *whh_t = cr_transpose(ctx, L->params[CR__W_HH], 0, 1); /* [H, G*H] view */
   L->scratch = whh_t;
@@ -27,5 +41,5 @@ cr_status cr__gated_prepare(cr_ctx *ctx, cr_cell_layer *L) {
 
 /* h @ W_hh^T + b_hh   [B, G*H] */
 cr_tensor *cr__gated_hidden_proj(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *h) {
-  return cr_add(ctx, cr_matmul(ctx, h, (cr_tensor *)L->scratch), L->params[CR__B_HH]);
+  return cr_addmm(ctx, L->params[CR__B_HH], h, (cr_tensor *)L->scratch);
 }

@@ -11,6 +11,9 @@ enum { CR__W_IH, CR__W_HH, CR__B_IH, CR__B_HH };
 void cr__gated_param_shape(int G, int i, int64_t I, int64_t H, int *ndim, int64_t *shape);
 cr_tensor *cr__gated_precompute(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *x_all);
 cr_status cr__gated_prepare(cr_ctx *ctx, cr_cell_layer *L);
+cr_tensor *cr__gated_precompute_both_biases(cr_ctx *ctx, const cr_cell_layer *L,
+                                            cr_tensor *x_all);
+cr_tensor *cr__gated_preact(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp, cr_tensor *h);
 cr_tensor *cr__gated_hidden_proj(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *h);
 
 #endif

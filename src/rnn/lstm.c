@@ -16,8 +16,9 @@ static void shape4(int i, int64_t I, int64_t H, int *nd, int64_t *s) {
 static cr_status lstm_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
                            cr_tensor *const *state, cr_tensor **new_state, cr_tensor **out) {
   cr_tensor *h = state[0], *c = state[1];
-  /* all four pre-activations [B, 4H] */
-  cr_tensor *gates = cr_add(ctx, xp, cr__gated_hidden_proj(ctx, L, h));
+  /* all four pre-activations [B, 4H]: xp = x W_ih^T + b_ih + b_hh for
+   * every step was computed at once (precompute); add h W_hh^T */
+  cr_tensor *gates = cr__gated_preact(ctx, L, xp, h);
   cr_tensor *pre[4];
   cr_status st = cr_chunk(ctx, gates, 4, 1, pre);
   if (st != CR_OK)
@@ -37,5 +38,5 @@ static cr_status lstm_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
 
 const cr_cell_def cr_cell_lstm = {
     .name = "lstm", .n_states = 2, .n_params = 4, .param_names = CR__GATED_PARAM_NAMES,
-    .param_shape = shape4, .precompute = cr__gated_precompute, .prepare = cr__gated_prepare,
+    .param_shape = shape4, .precompute = cr__gated_precompute_both_biases, .prepare = cr__gated_prepare,
     .step = lstm_step};

@@ -76,8 +76,9 @@ static double now_s(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* G: gate blocks of the input and recurrent weights (mgu: [2H,I] and two [H,H]). */
 static int gates_of(const char *cell) {
-  return !strcmp(cell, "lstm") ? 4 : !strcmp(cell, "gru") ? 3 : 1;
+  return !strcmp(cell, "lstm") ? 4 : !strcmp(cell, "gru") ? 3 : !strcmp(cell, "mgu") ? 2 : 1;
 }
 
 /* Forward matrix-product FLOPs of one step (E = H). */
@@ -241,7 +242,7 @@ static bool run_row(const options *o, const char *cell, const bench_config *c, i
     last = t;
     steps++;
     elapsed = t - start;
-    if (o->steps ? steps >= o->steps : steps >= 3 && elapsed >= budget)
+    if (!isfinite(loss) || (o->steps ? steps >= o->steps : steps >= 3 && elapsed >= budget))
       break;
   }
   r->allocs = cr_alloc_count() - allocs0;

@@ -6,7 +6,10 @@ The same training step of a character model, in float32:
     -> backward -> SGD step (lr 0.1, no momentum)
 in two variants:
     fused  nn.RNN(tanh) / nn.LSTM / nn.GRU over the whole sequence
-    loop   nn.RNNCell / nn.LSTMCell / nn.GRUCell unrolled in Python
+    loop   nn.RNNCell / nn.LSTMCell / nn.GRUCell unrolled in Python over
+           x.unbind(0) (indexing x[t] instead makes PyTorch's backward
+           zero-fill a whole [T,B,E] gradient per step: 13x slower for
+           rnn_tanh small)
 for the configs tiny (H 32, batch 1, seq 32), small (H 128, batch 32,
 seq 64) and medium (H 512, batch 32, seq 64), with torch.set_num_threads(1)
 and (2).  Each row is warmed up, then timed over enough steps for about
@@ -19,16 +22,30 @@ GFLOP/s counts 3x the forward matrix-product FLOPs of a step,
     3 * (2*T*B*E*G*H + 2*T*B*H*G*H + 2*T*B*H*V),  G = 1 rnn, 4 lstm, 3 gru;
 the peak RSS (getrusage) is printed at the end.
 
-Run it with Debian's python3-torch, with the OpenBLAS tuning variables of
-this machine's environment removed for this one command (they slow
-PyTorch's OpenBLAS down here; leave them set elsewhere):
+Run it with Debian's python3-torch (the python3 on PATH cannot import
+torch), with the OpenBLAS tuning variables of this machine's environment
+removed for this one command (they slow an OpenBLAS down here; leave them
+set elsewhere):
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 tests/bench/bench_torch.py
+
+Which BLAS PyTorch really uses: Debian's torch calls the generic
+libblas.so.3, which the alternatives system may point at BLIS (on the
+Debian 12 machines of this project: blis-openmp, and no OpenBLAS is
+installed at all).  BLIS's own CPU detection does not know AMD family 0x1A
+(Zen 5) and falls back to its slow "generic" kernels (1024^3 sgemm: about
+30 GFLOP/s instead of about 120).  chainrule avoids that by choosing the
+sub-configuration from CPUID (chainrule/runtime.h), so for a fair
+comparison this script does the same before importing torch: unless
+BLIS_ARCH_TYPE is already set, it sets it to skx (0) when the CPU has
+AVX-512F/DQ/BW/VL, else zen3 (6) on AMD / haswell (3) with AVX2+FMA.  The
+"runtime:" line names the BLAS library loaded and the setting used;
+--blis-own-detection leaves BLIS's choice alone (to see the unfair number).
 
 Options: --quick (short timing, for smoke runs), --cells lstm,gru
 (rnn_tanh, lstm, gru), --configs tiny,small (tiny, small, medium),
 --threads 1,2, --steps N (a fixed number of timed steps), --variants
-fused,loop.
+fused,loop, --blis-own-detection.
 """
 
 import argparse
@@ -39,9 +56,41 @@ import statistics
 import sys
 import time
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+
+def cpu_flags():
+    """(the CPU's feature flags, whether it is AMD) from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return set(), False
+    flags = next((l.split(":", 1)[1].split() for l in text.splitlines()
+                  if l.startswith("flags")), [])
+    return set(flags), "AuthenticAMD" in text
+
+
+def choose_blis_arch():
+    """BLIS_ARCH_TYPE as chainrule's runtime picks it; returns a description."""
+    if os.environ.get("BLIS_ARCH_TYPE"):
+        return f"BLIS_ARCH_TYPE={os.environ['BLIS_ARCH_TYPE']} from the environment"
+    if "--blis-own-detection" in sys.argv:
+        return "BLIS_ARCH_TYPE unset (BLIS's own detection)"
+    flags, amd = cpu_flags()
+    if {"avx512f", "avx512dq", "avx512bw", "avx512vl", "fma"} <= flags:
+        arch, name = "0", "skx"
+    elif {"avx2", "fma"} <= flags:
+        arch, name = ("6", "zen3") if amd else ("3", "haswell")
+    else:
+        return "BLIS_ARCH_TYPE unset (no AVX2/AVX-512 found)"
+    os.environ["BLIS_ARCH_TYPE"] = arch  # read by BLIS at its first call
+    return f"BLIS_ARCH_TYPE={arch} ({name}) set by this script, as chainrule does"
+
+
+BLIS_ARCH = choose_blis_arch()
+
+import torch  # noqa: E402  (after BLIS_ARCH_TYPE is set)
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 VOCAB = 65
 CONFIGS = {  # name: (hidden, batch, seq)
@@ -72,11 +121,12 @@ class CharModel(nn.Module):
         if self.variant == "fused":
             h, _ = self.rnn(x)  # [T,B,H]
         else:
-            T, B = ids.shape
+            # unbind, not x[t]: each x[t]'s backward (SelectBackward) would
+            # zero-fill and add a whole [T,B,E] gradient, O(T^2) traffic
             state = None
             outs = []
-            for t in range(T):
-                state = self.rnn(x[t], state)
+            for x_t in x.unbind(0):
+                state = self.rnn(x_t, state)
                 outs.append(state[0] if self.cell_name == "lstm" else state)
             h = torch.stack(outs)  # [T,B,H]
         return self.head(h.reshape(-1, h.shape[-1]))  # [T*B,V]
@@ -145,16 +195,23 @@ def main():
     p.add_argument("--steps", type=int, default=0, help="fixed number of timed steps")
     p.add_argument("--variants", type=lambda v: parse_list(v, ("fused", "loop"), "variant"),
                    default=["fused", "loop"])
+    p.add_argument("--blis-own-detection", action="store_true",
+                   help="do not set BLIS_ARCH_TYPE (see the docstring)")
     args = p.parse_args()
 
     print("pytorch training step: embedding -> 1-layer cell -> linear -> cross_entropy -> "
           f"backward -> SGD(lr 0.1); f32, vocab {VOCAB}, E = H")
+    torch.ones(8, 8) @ torch.ones(8, 8)  # load the BLAS
+    with open("/proc/self/maps") as f:
+        libs = sorted({os.path.realpath(l.split()[-1]) for l in f
+                       if any(k in l for k in ("blas", "blis", "mkl_rt", "mkl_core"))})
     cpu = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
     cpu = cpu() if cpu else os.environ.get("ATEN_CPU_CAPABILITY", "default CPU capability")
     env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
     print(f"runtime: torch {torch.__version__}, {cpu}, "
           f"mkldnn {torch.backends.mkldnn.is_available()}, "
           f"OPENBLAS_* tuning {env if env else 'unset'}")
+    print(f"BLAS: {', '.join(libs) if libs else 'none found in /proc/self/maps'}; {BLIS_ARCH}")
     print("ms/step is the median step (tokens/s and GFLOP/s use it), mean ms the mean; GFLOP/s "
           "counts 3x the forward matmul FLOPs" + (" (--quick: short timing)" if args.quick else ""))
     print(f"load average before the run: {os.getloadavg()[0]:.2f} "
