@@ -116,6 +116,16 @@ void cr__settle_all_deferred(cr_ctx *ctx) {
   ctx->deferred = NULL;
 }
 
+/* For a product reading b transposed (ga += gy @ b^T), BLIS packs fastest
+ * when b^T's rows are contiguous, i.e. b is column-major.  A contiguous
+ * copy of a transposed view (see cr_contiguous) is row-major, but its
+ * source view holds the same values column-major: use that one. */
+static const cr_tensor *best_for_transposed_read(const cr_tensor *b) {
+  if (b->ndim == 2 && b->alt && b->alt->ndim == 2 && b->alt->stride[0] == 1 && b->stride[0] != 1)
+    return b->alt;
+  return b;
+}
+
 cr_tensor *cr_matmul(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) {
   cr_tensor *in[2] = {a, b};
   if (!cr__check_inputs(ctx, "matmul", 2, in))
@@ -161,10 +171,12 @@ static void matmul_vjp(cr_ctx *ctx, cr_node *nd) {
   double beta_a = fresh_a ? 0.0 : 1.0; /* a fresh buffer is overwritten */
   /* ga[i] += gy[i] @ b[i]^T   ([M,N] @ [N,K]) */
   if (ga) {
-    if (b->ndim == 2)
-      cr__gemm(dt, false, true, B * M, K, N, 1.0, gy->data, N, 1, b->data, vb.rs, vb.cs, beta_a,
-               ga->data, K, 1);
-    else
+    if (b->ndim == 2) {
+      const cr_tensor *bb = best_for_transposed_read(b);
+      mat_view vbb = view_of(bb);
+      cr__gemm(dt, false, true, B * M, K, N, 1.0, gy->data, N, 1, bb->data, vbb.rs, vbb.cs,
+               beta_a, ga->data, K, 1);
+    } else
       for (int64_t i = 0; i < B; i++)
         cr__gemm(dt, false, true, M, K, N, 1.0, (char *)gy->data + i * M * N * (int64_t)es, N,
                  1, at(b, i * vb.bs), vb.rs, vb.cs, beta_a,
@@ -244,9 +256,12 @@ static void addmm_vjp(cr_ctx *ctx, cr_node *nd) {
       cr__add_reduced(gc, gy); /* sums over the rows when c was broadcast */
     }
   }
-  if (ga) /* ga += gy @ b^T  (= when fresh) */
-    cr__gemm(a->dtype, false, true, M, K, N, 1.0, gy->data, N, 1, b->data, vb.rs, vb.cs,
+  if (ga) { /* ga += gy @ b^T  (= when fresh) */
+    const cr_tensor *bb = best_for_transposed_read(b);
+    mat_view vbb = view_of(bb);
+    cr__gemm(a->dtype, false, true, M, K, N, 1.0, gy->data, N, 1, bb->data, vbb.rs, vbb.cs,
              fresh_a ? 0.0 : 1.0, ga->data, K, 1);
+  }
   if (gb) /* gb += a^T @ gy, deferred to one product over all uses of b */
     defer_or_run(ctx, gb, a, gy);
 }

@@ -76,6 +76,24 @@ static void permute_vjp(cr_ctx *ctx, cr_node *nd) {
   const int64_t *st[2] = {gstride, y->grad->stride};
   cr__iter it;
   cr__iter_init(&it, y->ndim, y->shape, 2, st);
+  if (it.ndim == 1 && it.istr[0] != 1 && it.stride[0][0] == 1 && it.istr[1] == 1) {
+    /* a 2-d transpose: add in 32 x 32 tiles so both sides stay in cache
+     * (a plain loop strides through gx a cache line per element) */
+    const int64_t R = it.rows, C = it.inner, ds = it.istr[0], ss = it.stride[1][0];
+#define TILED_ADD(T)                                                           \
+  {                                                                            \
+    T *d = gx->data;                                                           \
+    const T *src = y->grad->data;                                              \
+    for (int64_t r0 = 0; r0 < R; r0 += 32)                                     \
+      for (int64_t c0 = 0; c0 < C; c0 += 32)                                   \
+        for (int64_t c = c0; c < c0 + 32 && c < C; c++)                        \
+          for (int64_t r = r0; r < r0 + 32 && r < R; r++)                      \
+            d[r + c * ds] += src[r * ss + c];                                  \
+  }
+    CR_DISPATCH(x->dtype, TILED_ADD);
+#undef TILED_ADD
+    return;
+  }
 #define PERM_ADD(T)                                                            \
   for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                  \
     T *d = (T *)gx->data + it.off[0];                                          \
@@ -108,6 +126,7 @@ cr_tensor *cr_contiguous(cr_ctx *ctx, cr_tensor *x) {
   if (!y)
     return NULL;
   cr__gather(x, y->data);
+  y->alt = x; /* the strided original holds the same values */
   cr__record(ctx, &cr__op_contiguous, y, 1, &x);
   return y;
 }

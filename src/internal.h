@@ -29,6 +29,9 @@ struct cr_tensor {
   void *heap_data;      /* persistent tensors: the malloc'd block */
   cr_tensor *grad;      /* contiguous, same shape and dtype */
   struct cr_node *node; /* the op that produced it; NULL for a leaf */
+  cr_tensor *alt;       /* the same values in another layout (a contiguous
+                           copy's source view), or NULL: products may read
+                           whichever layout BLIS handles faster */
   cr_ctx *ctx;          /* owning arena's context; NULL when persistent */
   uint32_t epoch;       /* arena epoch at creation */
   uint32_t grad_pass;   /* backward pass that last zeroed grad */
