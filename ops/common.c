@@ -27,10 +27,32 @@ cr_node *cr__record(cr_ctx *ctx, const cr_op_desc *op, cr_tensor *out, int n_in,
   return nd;
 }
 
+extern const cr_op_desc cr__op_reshape;
+
+/* The gradient of a reshape of a dense tensor is its input's gradient under
+ * another shape: share the buffer (the reshape's VJP then has nothing to
+ * do), saving a copy of every such gradient. */
+static cr_tensor *reshape_alias(cr_ctx *ctx, cr_tensor *t, bool *fresh) {
+  cr_tensor *x = t->node->in[0];
+  cr_tensor *gx = cr__grad_acc_fresh(ctx, x, fresh);
+  if (!gx)
+    return NULL;
+  if (!t->grad || t->grad->data != gx->data) {
+    t->grad = cr__view(ctx, gx, t->ndim, t->shape, t->stride, gx->data);
+    if (!t->grad)
+      return NULL;
+  }
+  t->grad_pass = ctx->pass;
+  return t->grad;
+}
+
 cr_tensor *cr__grad_acc_fresh(cr_ctx *ctx, cr_tensor *t, bool *fresh) {
   *fresh = false;
   if (!t->requires_grad)
     return NULL;
+  if (t->node && t->node->op == &cr__op_reshape && t->node->in[0]->requires_grad &&
+      cr__is_contig(t->node->in[0]))
+    return reshape_alias(ctx, t, fresh);
   bool first_use = !t->grad || (t->node && t->grad_pass != ctx->pass);
   if (!t->grad) {
     if (t->persistent)

@@ -77,7 +77,7 @@ static void defer_or_run(cr_ctx *ctx, cr_tensor *gb, cr_tensor *a, cr_tensor *gy
 void cr__settle_deferred(cr_ctx *ctx, cr_tensor *gb) {
   int64_t rows = 0, K = 0, N = 0;
   for (cr__deferred *d = ctx->deferred; d; d = d->next)
-    if (!d->done && d->gb == gb) {
+    if (!d->done && d->gb->data == gb->data) {
       rows += d->a->shape[0];
       K = d->a->shape[1];
       N = d->gy->shape[1];
@@ -90,7 +90,7 @@ void cr__settle_deferred(cr_ctx *ctx, cr_tensor *gb) {
   char *A = cr__alloc(ctx, (size_t)(rows * K) * es), *G = cr__alloc(ctx, (size_t)(rows * N) * es);
   int64_t r = 0;
   for (cr__deferred *d = ctx->deferred; d; d = d->next) {
-    if (d->done || d->gb != gb)
+    if (d->done || d->gb->data != gb->data)
       continue;
     int64_t M = d->a->shape[0];
     if (A && G) {

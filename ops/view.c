@@ -106,6 +106,9 @@ static void permute_vjp(cr_ctx *ctx, cr_node *nd) {
 }
 
 static void same_vjp(cr_ctx *ctx, cr_node *nd) {
+  if (nd->op == &cr__op_reshape && nd->out->grad && nd->in[0]->grad &&
+      nd->out->grad->data == nd->in[0]->grad->data)
+    return; /* the reshape's gradient already is its input's (common.c) */
   bool fresh;
   cr_tensor *gx = cr__grad_acc_fresh(ctx, nd->in[0], &fresh);
   if (!gx)

@@ -81,7 +81,7 @@ static cr_status backward_impl(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed) {
     cr_node *nd = order[i];
     cr_tensor *g = nd->out->grad;
     if (g && nd->out->grad_pass == ctx->pass) {
-      if (g->deferred)
+      if (ctx->deferred)
         cr__settle_deferred(ctx, g); /* its gradient is complete only now */
       nd->op->vjp(ctx, nd);
     }

@@ -42,6 +42,14 @@ AVX-512F/DQ/BW/VL, else zen3 (6) on AMD / haswell (3) with AVX2+FMA.  The
 "runtime:" line names the BLAS library loaded and the setting used;
 --blis-own-detection leaves BLIS's choice alone (to see the unfair number).
 
+PyTorch's step time also varies from run to run (lstm small: 27 to 43 ms
+on one machine) because glibc hands its large freed blocks back to the OS
+and every step page-faults them in again (about 840 faults per step);
+its best case, for a comparison that favours PyTorch, is
+
+    MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296 \
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 tests/bench/bench_torch.py
+
 Options: --quick (short timing, for smoke runs), --cells lstm,gru
 (rnn_tanh, lstm, gru), --configs tiny,small (tiny, small, medium),
 --threads 1,2, --steps N (a fixed number of timed steps), --variants
