@@ -29,7 +29,7 @@
 typedef struct opts {
   const char *cmd, *data, *cell, *optimizer, *schedule, *save, *resume, *load, *finetune, *prime;
   long hidden, layers, embed, seq, batch, steps, epochs, threads, length, eval_every, eval_chars,
-      log_every, save_every;
+      log_every, save_every, stop_after;
   double lr, clip, temperature, dropout;
   unsigned long long seed;
   bool tbptt, freeze_recurrent, lr_set;
@@ -51,7 +51,8 @@ static void usage(FILE *f) {
           "training\n"
           "  --seq N              characters per sequence (BPTT length) [64]\n"
           "  --batch N            sequences per batch [32]\n"
-          "  --steps N            optimizer steps [1000]\n"
+          "  --steps N            optimizer steps (the schedule spans them) [1000]\n"
+          "  --stop-after N       stop (and --save) after step N of --steps; --resume later\n"
           "  --epochs N           instead of --steps: passes over the training text\n"
           "  --optimizer NAME     sgd | adam | adamw | rmsprop | adagrad [adam]\n"
           "  --lr X               learning rate [adam/adamw 3e-3, rmsprop 2e-3, sgd 1, adagrad 0.1]\n"
@@ -166,6 +167,7 @@ static int parse_args(int argc, char **argv, opts *o) {
     else if (!strcmp(a, "--eval-chars")) ok = parse_long(a, v, 0, 1000000000, &o->eval_chars);
     else if (!strcmp(a, "--log-every")) ok = parse_long(a, v, 1, 1000000000, &o->log_every);
     else if (!strcmp(a, "--save-every")) ok = parse_long(a, v, 1, 1000000000, &o->save_every);
+    else if (!strcmp(a, "--stop-after")) ok = parse_long(a, v, 1, 1000000000, &o->stop_after);
     else if (!strcmp(a, "--seed")) {
       ok = parse_long(a, v, 0, 0x7fffffffffffffffL, &l);
       o->seed = (unsigned long long)l;
@@ -729,7 +731,8 @@ static int train(trainer *t) {
   int64_t first_step = t->step;
   int rc = 0;
   cr_tensor *zero_init[2] = {NULL, NULL};
-  while (t->step < o->steps) {
+  int64_t stop = o->stop_after > 0 && o->stop_after < o->steps ? o->stop_after : o->steps;
+  while (t->step < stop) {
     cr_sched_apply(&t->sched, t->opt, t->step);
     bool wrapped = next_batch(t);
     /* a stream that wrapped around starts again from a zero state */
@@ -777,7 +780,7 @@ static int train(trainer *t) {
              loss_avg, tps, eta);
       fflush(stdout);
     }
-    if (t->step % o->eval_every == 0 || t->step == o->steps) {
+    if (t->step % o->eval_every == 0 || t->step == o->steps || t->step == stop) {
       bool final = t->step == o->steps;
       double nats = evaluate(t, final ? 0 : o->eval_chars);
       printf("%sstep %lld: validation %.4f bits/char%s (unigram %.3f)\n", tty ? "\n" : "",
@@ -804,7 +807,7 @@ static int train(trainer *t) {
       else
         printf("saved %s\n", o->save);
     }
-    if (rc == 0 && o->length > 0) {
+    if (rc == 0 && o->length > 0 && t->step == o->steps) {
       printf("--- sample (temperature %g) ---\n", o->temperature);
       rc = sample(t);
     }
