@@ -142,28 +142,29 @@ cr_tensor *cr_reshape(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape)
                     CR_MAX_DIMS);
   int64_t s[CR_MAX_DIMS], known = 1;
   int infer = -1;
-  char want[96];
-  cr_shape_str(want, sizeof want, ndim, shape);
+  char want[96] = "";
   for (int k = 0; k < ndim; k++) {
     s[k] = shape[k];
     if (s[k] == -1 && infer < 0)
       infer = k;
     else if (s[k] < 1)
       return cr__fail(ctx, CR_ERR_SHAPE, "reshape: %s to %s: dim %d is invalid", cr__shp(x),
-                      want, k);
+                      (cr_shape_str(want, sizeof want, ndim, shape), want), k);
     else
       known *= s[k];
   }
   if (infer >= 0) {
     if (x->numel % known != 0)
       return cr__fail(ctx, CR_ERR_SHAPE, "reshape: %s to %s: %lld elements do not divide "
-                      "into the known dims", cr__shp(x), want, (long long)x->numel);
+                      "into the known dims", cr__shp(x),
+                      (cr_shape_str(want, sizeof want, ndim, shape), want), (long long)x->numel);
     s[infer] = x->numel / known;
     known *= s[infer];
   }
   if (known != x->numel)
     return cr__fail(ctx, CR_ERR_SHAPE, "reshape: %s to %s: element counts %lld and %lld "
-                    "differ", cr__shp(x), want, (long long)x->numel, (long long)known);
+                    "differ", cr__shp(x), (cr_shape_str(want, sizeof want, ndim, shape), want),
+                    (long long)x->numel, (long long)known);
   cr_tensor *c = cr_contiguous(ctx, x);
   if (!c)
     return NULL;

@@ -169,7 +169,7 @@ static bool opts_ok(cr_ctx *ctx, const cr_optim_opts *o) {
 #define OPTIM_KERNELS(T, SFX, FMA, SQRT)                                                           \
   /* sgd:  g += wd*p;  buf = g (t = 1) | m*buf + (1-dampening)*g;                                  \
    *       g = nesterov ? g + m*buf : buf;  p -= lr*g */                                           \
-  static void sgd_##SFX(const cr_optim_opts *o, double lr, int64_t t, int64_t n, T *p,             \
+  CR_KERNEL static void sgd_##SFX(const cr_optim_opts *o, double lr, int64_t t, int64_t n, T *p,             \
                         const T *grad, T *buf) {                                                   \
     const T wd = (T)o->weight_decay, m = (T)o->momentum, damp1 = (T)(1 - o->dampening);            \
     for (int64_t i = 0; i < n; i++) {                                                              \
@@ -188,7 +188,7 @@ static bool opts_ok(cr_ctx *ctx, const cr_optim_opts *o) {
    *        m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g*g;  vmax = max(vmax, v) (amsgrad);           \
    *        denom = sqrt(v or vmax) / sqrt(1 - b2^t) + eps;                                        \
    *        p += -(lr / (1 - b1^t)) * m / denom */                                                 \
-  static void adam_##SFX(const cr_optim_opts *o, double lr, int64_t t, int64_t n, T *p,            \
+  CR_KERNEL static void adam_##SFX(const cr_optim_opts *o, double lr, int64_t t, int64_t n, T *p,            \
                          const T *grad, T *m, T *v, T *vmax) {                                     \
     const bool adamw = o->kind == CR_ADAMW;                                                        \
     const T wd = (T)o->weight_decay, decay = (T)(1 - lr * o->weight_decay);                        \
@@ -219,7 +219,7 @@ static bool opts_ok(cr_ctx *ctx, const cr_optim_opts *o) {
    *           avg = sqrt(sq) + eps, or centered: ga = alpha*ga + (1-alpha)*g,                     \
    *                                  avg = sqrt(sq - ga*ga) + eps;                                \
    *           momentum: buf = m*buf + g/avg, p -= lr*buf;  else p -= lr*g/avg */                  \
-  static void rmsprop_##SFX(const cr_optim_opts *o, double lr, int64_t n, T *p, const T *grad,     \
+  CR_KERNEL static void rmsprop_##SFX(const cr_optim_opts *o, double lr, int64_t n, T *p, const T *grad,     \
                             T *sq, T *buf, T *ga) {                                                \
     const T wd = (T)o->weight_decay, alpha = (T)o->alpha, one_a = (T)(1 - o->alpha);               \
     const T eps = (T)o->eps, mom = (T)o->momentum, neg_lr = (T)-lr;                                \
@@ -247,7 +247,7 @@ static bool opts_ok(cr_ctx *ctx, const cr_optim_opts *o) {
                                                                                                    \
   /* adagrad:  g += wd*p;  clr = lr / (1 + (t-1)*lr_decay);  sum += g*g;                           \
    *           p -= clr * g / (sqrt(sum) + eps) */                                                 \
-  static void adagrad_##SFX(const cr_optim_opts *o, double lr, int64_t t, int64_t n, T *p,         \
+  CR_KERNEL static void adagrad_##SFX(const cr_optim_opts *o, double lr, int64_t t, int64_t n, T *p,         \
                             const T *grad, T *sum) {                                               \
     const T wd = (T)o->weight_decay, eps = (T)o->eps;                                              \
     const T neg_clr = (T)(-(lr / (1 + (double)(t - 1) * o->lr_decay)));                            \
