@@ -51,7 +51,7 @@ static void usage(FILE *f) {
           "training\n"
           "  --seq N              characters per sequence (BPTT length) [64]\n"
           "  --batch N            sequences per batch [32]\n"
-          "  --steps N            optimizer steps (the schedule spans them) [1000]\n"
+          "  --steps N            optimizer steps (the schedule spans them) [2000]\n"
           "  --stop-after N       stop (and --save) after step N of --steps; --resume later\n"
           "  --epochs N           instead of --steps: passes over the training text\n"
           "  --optimizer NAME     sgd | adam | adamw | rmsprop | adagrad [adam]\n"
@@ -121,7 +121,7 @@ static bool parse_double(const char *flag, const char *v, double lo, double hi, 
 static int parse_args(int argc, char **argv, opts *o) {
   *o = (opts){.data = CHAR_LM_DEFAULT_DATA, .cell = "lstm", .optimizer = "adam",
               .schedule = "cosine", .prime = "\n", .hidden = 256, .layers = 1, .embed = 64,
-              .seq = 64, .batch = 32, .steps = 1000, .threads = 1, .length = 400,
+              .seq = 64, .batch = 32, .steps = 2000, .threads = 1, .length = 400,
               .eval_every = -1, .eval_chars = 16384, .log_every = -1, .lr = 3e-3, .clip = 5,
               .temperature = 0.8, .seed = 1, .dtype = CR_F32};
   if (argc < 2) {
