@@ -23,8 +23,8 @@ static cr_status gru_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
   cr_tensor *r = cr_sigmoid(ctx, cr_add(ctx, x3[0], h3[0]));
   cr_tensor *z = cr_sigmoid(ctx, cr_add(ctx, x3[1], h3[1]));
   cr_tensor *n = cr_tanh(ctx, cr_add(ctx, x3[2], cr_mul(ctx, r, h3[2])));
-  /* h' = (1 - z) * n + z * h */
-  cr_tensor *h2 = cr_add(ctx, cr_mul(ctx, cr_rsub_scalar(ctx, z, 1.0), n), cr_mul(ctx, z, h));
+  /* h' = (1 - z) * n + z * h, computed as n + z * (h - n) (one op fewer) */
+  cr_tensor *h2 = cr_add(ctx, n, cr_mul(ctx, z, cr_sub(ctx, h, n)));
   new_state[0] = *out = h2;
   return h2 ? CR_OK : cr_ctx_status(ctx);
 }
