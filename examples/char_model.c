@@ -92,8 +92,14 @@ cr_status cm_save(cr_ctx *ctx, const char_model *m, cr_st_writer *w) {
   META("model.dropout", "%.17g", c->dropout);
   META("model.dtype", "%s", cr_dtype_name(c->dtype));
 #undef META
-  for (int i = 0; st == CR_OK && i < m->n_params; i++)
-    st = cr_st_writer_add(ctx, w, m->names[i], m->params[i]);
+  if (st == CR_OK)
+    st = cr_st_writer_add(ctx, w, "embed.weight", m->embed);
+  if (st == CR_OK)
+    st = cr_rnn_save(ctx, m->rnn, w, "rnn.");
+  if (st == CR_OK)
+    st = cr_st_writer_add(ctx, w, "head.weight", m->head_w);
+  if (st == CR_OK)
+    st = cr_st_writer_add(ctx, w, "head.bias", m->head_b);
   return st;
 }
 
@@ -132,28 +138,21 @@ bool cm_read_config(const cr_st_file *f, const char *path, cm_config *cfg, char 
 }
 
 cr_status cm_load(cr_ctx *ctx, char_model *m, const cr_st_file *f, const char *path) {
-  /* check every tensor first, so a mismatch changes nothing */
-  for (int i = 0; i < m->n_params; i++) {
-    const cr_st_info *info = cr_st_find(f, m->names[i]);
-    const cr_tensor *p = m->params[i];
-    if (!info)
-      return cr_ctx_set_error(ctx, CR_ERR_FORMAT, "%s: no tensor '%s' (a checkpoint of a "
-                              "different model?)", path, m->names[i]);
-    bool same = info->ndim == cr_ndim(p) || (info->ndim == 0 && cr_numel(p) == 1);
-    for (int d = 0; same && d < info->ndim; d++)
-      same = info->shape[d] == cr_shape(p)[d];
-    if (!same) {
-      char a[64], b[64];
-      cr_shape_str(a, sizeof a, info->ndim, info->shape);
-      cr_shape_str(b, sizeof b, cr_ndim(p), cr_shape(p));
-      return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "%s: tensor '%s' is %s but this model needs "
-                              "%s (a checkpoint of a different model?)", path, m->names[i], a, b);
-    }
-  }
-  for (int i = 0; i < m->n_params; i++) {
-    cr_status st = cr_st_read_into(ctx, f, m->names[i], m->params[i]);
-    if (st != CR_OK)
-      return st;
-  }
-  return CR_OK;
+  (void)path; /* messages name the file through cr_st_path */
+  /* check the embedding and head first; cr_rnn_load checks its own tensors
+   * before reading any, so a mismatch anywhere changes nothing */
+  cr_status st = cr_st_expect(ctx, f, "embed.weight", m->embed);
+  if (st == CR_OK)
+    st = cr_st_expect(ctx, f, "head.weight", m->head_w);
+  if (st == CR_OK)
+    st = cr_st_expect(ctx, f, "head.bias", m->head_b);
+  if (st == CR_OK)
+    st = cr_rnn_load(ctx, m->rnn, f, "rnn.");
+  if (st == CR_OK)
+    st = cr_st_read_into(ctx, f, "embed.weight", m->embed);
+  if (st == CR_OK)
+    st = cr_st_read_into(ctx, f, "head.weight", m->head_w);
+  if (st == CR_OK)
+    st = cr_st_read_into(ctx, f, "head.bias", m->head_b);
+  return st;
 }

@@ -7,7 +7,10 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "chainrule.h"
 #include "mgu.h"
@@ -324,6 +327,65 @@ static void test_dropout_between_layers(void **state) {
   cr_ctx_free(ctx);
 }
 
+/* save and load a stack; a file for another shape fails and changes nothing */
+static void test_save_load(void **state) {
+  (void)state;
+  cr_ctx *ctx = cr_ctx_new();
+  cr_rng *rng = cr_rng_new(12);
+  char dir[] = "/tmp/cr_rnn_XXXXXX", path[64], other[64];
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/a.safetensors", dir);
+  snprintf(other, sizeof other, "%s/b.safetensors", dir);
+  cr_rnn_config cfg = {&cr_cell_lstm, 6, 10, 2, 0, false, CR_F32};
+  cr_rnn *a = cr_rnn_new(ctx, &cfg, rng), *b = cr_rnn_new(ctx, &cfg, rng);
+  cr_st_writer *w = cr_st_writer_new();
+  assert_int_equal(cr_rnn_save(ctx, a, w, "rnn."), CR_OK);
+  assert_int_equal(cr_st_writer_save(ctx, w, path), CR_OK);
+  cr_st_writer_free(w);
+  /* a wider layer saved to another file */
+  cr_rnn_config wide = cfg;
+  wide.hidden_size = 20;
+  cr_rnn *c = cr_rnn_new(ctx, &wide, rng);
+  w = cr_st_writer_new();
+  assert_int_equal(cr_rnn_save(ctx, c, w, "rnn."), CR_OK);
+  assert_int_equal(cr_st_writer_save(ctx, w, other), CR_OK);
+  cr_st_writer_free(w);
+
+  cr_st_file *f = cr_st_open(ctx, path);
+  assert_non_null(f);
+  assert_int_equal(cr_rnn_load(ctx, b, f, "rnn."), CR_OK);
+  for (int i = 0; i < cr_rnn_num_params(a); i++)
+    assert_memory_equal(cr_data(cr_rnn_param(a, i)), cr_data(cr_rnn_param(b, i)),
+                        (size_t)cr_numel(cr_rnn_param(a, i)) * sizeof(float));
+  cr_st_close(f);
+
+  /* b keeps every value when the file is for another shape */
+  float before[800];
+  cr_tensor *w_last = cr_rnn_find_param(b, "bias_hh_l1");
+  memcpy(before, cr_data(cr_rnn_param(b, 0)), 240 * sizeof(float));
+  float bias_before[40];
+  memcpy(bias_before, cr_data(w_last), sizeof bias_before);
+  f = cr_st_open(ctx, other);
+  assert_int_equal(cr_rnn_load(ctx, b, f, "rnn."), CR_ERR_SHAPE);
+  char want[256];
+  snprintf(want, sizeof want, "%s: tensor 'rnn.weight_ih_l0' is [80,6], this model needs [40,6]", other);
+  assert_string_equal(cr_ctx_error(ctx), want);
+  cr_ctx_clear_error(ctx);
+  assert_memory_equal(before, cr_data(cr_rnn_param(b, 0)), 240 * sizeof(float));
+  assert_memory_equal(bias_before, cr_data(w_last), sizeof bias_before);
+  assert_int_equal(cr_rnn_load(ctx, b, f, "nothere."), CR_ERR_FORMAT);
+  cr_ctx_clear_error(ctx);
+  cr_st_close(f);
+  remove(path);
+  remove(other);
+  rmdir(dir);
+  cr_rnn_free(a);
+  cr_rnn_free(b);
+  cr_rnn_free(c);
+  cr_rng_free(rng);
+  cr_ctx_free(ctx);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_gradcheck_rnn_tanh),
@@ -338,6 +400,7 @@ int main(void) {
       cmocka_unit_test(test_batch_first),
       cmocka_unit_test(test_param_names_and_errors),
       cmocka_unit_test(test_dropout_between_layers),
+      cmocka_unit_test(test_save_load),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

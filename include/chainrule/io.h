@@ -71,6 +71,9 @@ cr_st_file *cr_st_open_mem(cr_ctx *ctx, const void *bytes, size_t n, const char 
 /* Free the file and everything borrowed from it.  NULL accepted. */
 void cr_st_close(cr_st_file *f);
 
+/* The path the file was opened from (the name given to cr_st_open_mem).
+ * Borrowed from f; "" for NULL. */
+const char *cr_st_path(const cr_st_file *f);
 /* Number of tensors in the file (0 for NULL). */
 int cr_st_count(const cr_st_file *f);
 /* Name of tensor i, 0 <= i < cr_st_count, in the order of the header (the
@@ -96,6 +99,14 @@ cr_tensor *cr_st_get(cr_ctx *ctx, const cr_st_file *f, const char *name);
  * shapes) dst is left unchanged. */
 CR_NODISCARD cr_status cr_st_read_into(cr_ctx *ctx, const cr_st_file *f, const char *name,
                                        cr_tensor *dst);
+
+/* Check, without reading any data, that f holds a tensor called name with
+ * exactly like's shape (a scalar matches [1]): CR_OK, or an error naming
+ * the file, the tensor and both shapes ("m.safetensors: tensor 'w' is
+ * [40,6], this model needs [80,6]") or the missing name.  Loaders call it
+ * for every tensor before reading any, so a mismatch changes nothing. */
+CR_NODISCARD cr_status cr_st_expect(cr_ctx *ctx, const cr_st_file *f, const char *name,
+                                    const cr_tensor *like);
 
 /* Value of the metadata entry key, or NULL if absent.  Borrowed from f. */
 const char *cr_st_meta(const cr_st_file *f, const char *key);

@@ -20,6 +20,7 @@
 #ifndef CHAINRULE_RNN_H
 #define CHAINRULE_RNN_H
 
+#include "chainrule/io.h"
 #include "chainrule/ops.h"
 
 #ifdef __cplusplus
@@ -112,6 +113,17 @@ cr_tensor *cr_rnn_find_param(const cr_rnn *rnn, const char *name);
 CR_NODISCARD cr_status cr_rnn_forward(cr_ctx *ctx, const cr_rnn *rnn, cr_tensor *input,
                                       cr_tensor *const *init, const int64_t *lengths,
                                       cr_rng *rng, cr_tensor **output, cr_tensor **final);
+
+/* Checkpointing: add every parameter to w as prefix + its PyTorch name
+ * (e.g. "rnn." + "weight_ih_l0"; prefix may be ""), and read them back.
+ * cr_rnn_load first checks that the file has every parameter with exactly
+ * the right shape and changes nothing otherwise: the error names the file
+ * and the tensor, e.g. "m.safetensors: tensor 'weight_hh_l0' is [40,10],
+ * this model needs [80,20]".  Values are converted if the dtypes differ. */
+CR_NODISCARD cr_status cr_rnn_save(cr_ctx *ctx, const cr_rnn *rnn, cr_st_writer *w,
+                                   const char *prefix);
+CR_NODISCARD cr_status cr_rnn_load(cr_ctx *ctx, cr_rnn *rnn, const cr_st_file *f,
+                                   const char *prefix);
 
 /* cr_rnn_forward with the parameters given explicitly, in cr_rnn_param
  * order (layer-major, then the cell's param_names), instead of an rnn's

@@ -841,3 +841,28 @@ cr_status cr_st_writer_save(cr_ctx *ctx, const cr_st_writer *w, const char *path
   free(dir);
   return CR_OK;
 }
+
+const char *cr_st_path(const cr_st_file *f) { return f && f->path ? f->path : ""; }
+
+cr_status cr_st_expect(cr_ctx *ctx, const cr_st_file *f, const char *name, const cr_tensor *like) {
+  if (!ctx)
+    return CR_ERR_ARG;
+  if (!f || !name || !like)
+    return cr_ctx_set_error(ctx, CR_ERR_ARG, "st_expect: file, name or tensor is NULL");
+  const cr_st_info *info = cr_st_find(f, name);
+  if (!info)
+    return cr_ctx_set_error(ctx, CR_ERR_FORMAT, "%s: no tensor '%s' (a checkpoint of another "
+                            "model?)", cr_st_path(f), name);
+  int nd = cr_ndim(like);
+  const int64_t *shape = cr_shape(like);
+  bool same = info->ndim == nd || (info->ndim == 0 && cr_numel(like) == 1);
+  for (int d = 0; same && d < info->ndim; d++)
+    same = info->shape[d] == shape[d];
+  if (same)
+    return CR_OK;
+  char have[96], want[96];
+  cr_shape_str(have, sizeof have, info->ndim, info->shape);
+  cr_shape_str(want, sizeof want, nd, shape);
+  return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "%s: tensor '%s' is %s, this model needs %s",
+                          cr_st_path(f), name, have, want);
+}

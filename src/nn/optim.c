@@ -592,31 +592,8 @@ cr_status cr_optim_save(cr_ctx *ctx, const cr_optim *opt, cr_st_writer *w, const
   return st;
 }
 
-/* The path f was opened with, for messages.  io.h has no accessor for it,
- * so it is taken from the reader's own "no tensor named" message, provoked
- * in a scratch context on a name no checkpoint holds; "the file" if that
- * fails. */
 static void st_path(const cr_st_file *f, char *out, size_t n) {
-  static const char probe[] = "\x01optim-path-probe";
-  snprintf(out, n, "the file");
-  if (cr_st_find(f, probe))
-    return;
-  cr_ctx scratch;
-  memset(&scratch, 0, sizeof scratch);
-  double v = 0;
-  cr_tensor t;
-  memset(&t, 0, sizeof t);
-  t.magic = CR__TENSOR_MAGIC;
-  t.dtype = CR_F64;
-  t.ndim = 1;
-  t.shape[0] = t.stride[0] = t.numel = 1;
-  t.data = &v;
-  t.persistent = true;
-  if (cr_st_read_into(&scratch, f, probe, &t) != CR_OK) {
-    const char *end = strstr(scratch.msg, ": no tensor named '");
-    if (end && (size_t)(end - scratch.msg) < n)
-      snprintf(out, n, "%.*s", (int)(end - scratch.msg), scratch.msg);
-  }
+  snprintf(out, n, "%s", cr_st_path(f));
 }
 
 /* Exactly n comma-separated counts >= 0 from s into out. */

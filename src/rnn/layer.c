@@ -312,3 +312,42 @@ cr_status cr_rnn_forward_params(cr_ctx *ctx, const cr_rnn_config *c, cr_tensor *
     final[s] = cr_stack(ctx, finals[s], L, 0); /* [L,B,H] */
   return cr_ctx_status(ctx);
 }
+
+/* ---- checkpoints ---------------------------------------------------------- */
+
+cr_status cr_rnn_save(cr_ctx *ctx, const cr_rnn *r, cr_st_writer *w, const char *prefix) {
+  if (!ctx)
+    return CR_ERR_ARG;
+  if (!r || !w)
+    return cr_ctx_set_error(ctx, CR_ERR_ARG, "rnn_save: rnn or writer is NULL");
+  char name[128];
+  for (int i = 0; i < r->n_params; i++) {
+    snprintf(name, sizeof name, "%s%s", prefix ? prefix : "", r->names[i]);
+    cr_status st = cr_st_writer_add(ctx, w, name, r->params[i]);
+    if (st != CR_OK)
+      return st;
+  }
+  return CR_OK;
+}
+
+cr_status cr_rnn_load(cr_ctx *ctx, cr_rnn *r, const cr_st_file *f, const char *prefix) {
+  if (!ctx)
+    return CR_ERR_ARG;
+  if (!r || !f)
+    return cr_ctx_set_error(ctx, CR_ERR_ARG, "rnn_load: rnn or file is NULL");
+  char name[128];
+  /* check everything first: a mismatch must leave the layer as it was */
+  for (int i = 0; i < r->n_params; i++) {
+    snprintf(name, sizeof name, "%s%s", prefix ? prefix : "", r->names[i]);
+    cr_status st = cr_st_expect(ctx, f, name, r->params[i]);
+    if (st != CR_OK)
+      return st;
+  }
+  for (int i = 0; i < r->n_params; i++) {
+    snprintf(name, sizeof name, "%s%s", prefix ? prefix : "", r->names[i]);
+    cr_status st = cr_st_read_into(ctx, f, name, r->params[i]);
+    if (st != CR_OK)
+      return st;
+  }
+  return CR_OK;
+}
