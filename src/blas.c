@@ -10,6 +10,9 @@
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_threads = 1;
+static bool g_avx512; /* the CPU and OS support AVX-512F: skinny products */
+/* largest m sent to the skinny kernel (a variable so tests can move it) */
+int64_t cr__skinny_max_m = 32;
 static const char *g_reason = "BLIS's own detection";
 
 /* ---- CPU features (x86-64 CPUID + XGETBV) */
@@ -37,6 +40,7 @@ static int pick_arch(const char **reason) {
   __cpuid_count(7, 0, a, b, c, d);
   bool avx2 = b & (1u << 5);
   bool f = b & (1u << 16), dq = b & (1u << 17), bw = b & (1u << 30), vl = b & (1u << 31);
+  g_avx512 = zmm_ok && f;
   if (zmm_ok && f && dq && bw && vl && fma) {
     *reason = "chosen from CPUID: AVX-512F/DQ/BW/VL";
     return BLIS_ARCH_SKX;
@@ -57,6 +61,8 @@ static int pick_arch(const char **reason) {
 static void runtime_init_once(void) {
   const char *user = getenv("BLIS_ARCH_TYPE");
   if (user && *user) {
+    const char *unused;
+    (void)pick_arch(&unused); /* for the CPU features only */
     g_reason = "BLIS_ARCH_TYPE from the environment";
   } else {
     const char *why = NULL;
@@ -204,8 +210,17 @@ void cr__gemm(cr_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, do
                                                  csb, beta, c, rsc, csc);
     return;
   }
+  dim_t nt = threads_for(m, n, k);
+  const int64_t bj = tb ? rsb : csb;
+  if (dt == CR_F32 && g_avx512 && nt == 1 && m <= cr__skinny_max_m && bj == 1 && csc == 1 &&
+      cr__skinny_ok(m, n, k)) {
+    /* few rows against a large right operand: skip BLIS's packing of B */
+    cr__skinny_sgemm(m, n, k, (float)alpha, a, ta ? csa : rsa, ta ? rsa : csa, b, tb ? csb : rsb,
+                     (float)beta, c, rsc);
+    return;
+  }
   rntm_t rntm = BLIS_RNTM_INITIALIZER;
-  bli_rntm_set_num_threads(threads_for(m, n, k), &rntm);
+  bli_rntm_set_num_threads(nt, &rntm);
   trans_t tra = ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE;
   trans_t trb = tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE;
   if (dt == CR_F32) {

@@ -130,4 +130,11 @@ void cr__gemm(cr_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
 /* m*n*k at or below which cr__gemm uses plain loops instead of BLIS. */
 extern int64_t cr__small_gemm_mnk;
 
+/* Few-row float32 products without packing B (src/skinny_gemm.c): needs
+ * AVX-512F (cr__have_avx512), op(B) and C with contiguous rows. */
+bool cr__skinny_ok(int64_t m, int64_t n, int64_t k);
+extern int64_t cr__skinny_max_m; /* 0 disables the skinny path */
+void cr__skinny_sgemm(int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t ai,
+                      int64_t ap, const float *B, int64_t bp, float beta, float *C, int64_t rsc);
+
 #endif

@@ -72,6 +72,7 @@ static void test_matmul_values(void **state) {
  * products) and the plain-loop path (small ones), on plain and transposed
  * operands, in both dtypes. */
 extern int64_t cr__small_gemm_mnk; /* internal: the small-product threshold */
+extern int64_t cr__skinny_max_m;   /* internal: rows up to which the AVX-512 kernel runs */
 
 static void matmul_both_paths(cr_ctx *ctx, cr_dtype dt, bool ta, bool tb, double *max_diff) {
   enum { M = 37, K = 45, N = 29 };
@@ -81,10 +82,13 @@ static void matmul_both_paths(cr_ctx *ctx, cr_dtype dt, bool ta, bool tb, double
   cr_tensor *seed = cr_persist(ctx, cr_rand_normal(ctx, rng, dt, CR_SHAPE(M, N), 0, 1));
   cr_set_requires_grad(A, true);
   cr_set_requires_grad(B, true);
-  double got[2][3][M * N > M * K ? (M * N > K * N ? M * N : K * N) : (M * K > K * N ? M * K : K * N)];
-  int64_t saved = cr__small_gemm_mnk;
-  for (int path = 0; path < 2; path++) {
-    cr__small_gemm_mnk = path == 0 ? 0 : INT64_MAX; /* 0: always BLIS; then always loops */
+  double got[3][3][M * N > M * K ? (M * N > K * N ? M * N : K * N) : (M * K > K * N ? M * K : K * N)];
+  int64_t saved = cr__small_gemm_mnk, saved_skinny = cr__skinny_max_m;
+  for (int path = 0; path < 3; path++) {
+    /* 0: always BLIS; 1: always the plain loops; 2: the few-row AVX-512
+     * kernel wherever its layout allows (BLIS elsewhere, or without AVX-512) */
+    cr__small_gemm_mnk = path == 1 ? INT64_MAX : 0;
+    cr__skinny_max_m = path == 2 ? 64 : 0;
     cr_zero_grad(A);
     cr_zero_grad(B);
     cr_tensor *a = ta ? cr_transpose(ctx, A, 0, 1) : A, *b = tb ? cr_transpose(ctx, B, 0, 1) : B;
@@ -97,6 +101,7 @@ static void matmul_both_paths(cr_ctx *ctx, cr_dtype dt, bool ta, bool tb, double
     cr_ctx_reset(ctx);
   }
   cr__small_gemm_mnk = saved;
+  cr__skinny_max_m = saved_skinny;
   /* and the loops agree with a reference triple loop in double */
   for (int64_t i = 0; i < M; i++)
     for (int64_t j = 0; j < N; j++) {
@@ -106,9 +111,10 @@ static void matmul_both_paths(cr_ctx *ctx, cr_dtype dt, bool ta, bool tb, double
       *max_diff = fmax(*max_diff, fabs(ref - got[1][0][i * N + j]) / (1 + fabs(ref)));
     }
   int64_t sizes[3] = {M * N, M * K, K * N};
-  for (int w = 0; w < 3; w++)
-    for (int64_t i = 0; i < sizes[w]; i++)
-      *max_diff = fmax(*max_diff, fabs(got[0][w][i] - got[1][w][i]) / (1 + fabs(got[1][w][i])));
+  for (int path = 0; path < 3; path += 2)
+    for (int w = 0; w < 3; w++)
+      for (int64_t i = 0; i < sizes[w]; i++)
+        *max_diff = fmax(*max_diff, fabs(got[path][w][i] - got[1][w][i]) / (1 + fabs(got[1][w][i])));
   cr_tensor_free(A);
   cr_tensor_free(B);
   cr_tensor_free(seed);
@@ -122,7 +128,8 @@ static void test_matmul_blis_and_loop_paths_agree(void **state) {
     for (int ta = 0; ta < 2; ta++)
       for (int tb = 0; tb < 2; tb++)
         matmul_both_paths(ctx, dt ? CR_F64 : CR_F32, ta, tb, &max_diff);
-    printf("matmul %s: BLIS vs loops vs reference, max relative difference %.2e\n",
+    printf("matmul %s: BLIS vs AVX-512 few-row kernel vs loops vs reference, max relative "
+           "difference %.2e\n",
            dt ? "f64" : "f32", max_diff);
     assert_true(max_diff < (dt ? 1e-13 : 1e-4));
   }
