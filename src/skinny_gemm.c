@@ -17,6 +17,7 @@
 
 #define MR 8   /* rows per tile */
 #define NR 64  /* columns per tile: 4 zmm */
+#define KC 512  /* rows of B per pass: a 512 x 64 block of B (128 KiB) stays in L2 */
 #define MAX_PACK (64 * 4096) /* floats of packed A^T (m <= 64, k <= 4096) */
 
 static _Thread_local float packed[MAX_PACK] __attribute__((aligned(64)));
@@ -38,6 +39,9 @@ cr__skinny_sgemm(int64_t m, int64_t n, int64_t k, float alpha, const float *A, i
     for (int64_t i = m; i < mp; i++)
       dst[i] = 0.0f;
   }
+  for (int64_t k0 = 0; k0 < k; k0 += KC) {
+  const int64_t kb = k - k0 < KC ? k - k0 : KC;
+  const float bt = k0 == 0 ? beta : 1.0f; /* later passes add to C */
   for (int64_t j0 = 0; j0 < n; j0 += NR) {
     __mmask16 mask[4];
     for (int v = 0; v < 4; v++) {
@@ -51,9 +55,9 @@ cr__skinny_sgemm(int64_t m, int64_t n, int64_t k, float alpha, const float *A, i
 #pragma GCC unroll 4
         for (int v = 0; v < 4; v++)
           acc[r][v] = _mm512_setzero_ps();
-      const float *bcol = B + j0;
-      const float *a = packed + i0;
-      for (int64_t p = 0; p < k; p++, bcol += bp, a += mp) {
+      const float *bcol = B + k0 * bp + j0;
+      const float *a = packed + k0 * mp + i0;
+      for (int64_t p = 0; p < kb; p++, bcol += bp, a += mp) {
         __m512 b0 = _mm512_maskz_loadu_ps(mask[0], bcol);
         __m512 b1 = _mm512_maskz_loadu_ps(mask[1], bcol + 16);
         __m512 b2 = _mm512_maskz_loadu_ps(mask[2], bcol + 32);
@@ -77,11 +81,12 @@ cr__skinny_sgemm(int64_t m, int64_t n, int64_t k, float alpha, const float *A, i
           if (!mask[v])
             continue;
           __m512 y = acc[r][v];
-          if (beta != 0.0f)
-            y = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(mask[v], c + 16 * v), y);
+          if (bt != 0.0f)
+            y = _mm512_fmadd_ps(_mm512_set1_ps(bt), _mm512_maskz_loadu_ps(mask[v], c + 16 * v), y);
           _mm512_mask_storeu_ps(c + 16 * v, mask[v], y);
         }
       }
     }
+  }
   }
 }
