@@ -36,7 +36,7 @@ static void *elem_at(const void *data, int64_t off, cr_dtype dt) {
 /* Over shape (ndim dims): dst = src, or dst += src when add.  Both are given
  * by a base pointer and element strides (any layout; dst and src must not
  * overlap). */
-static void region_move(cr_dtype dt, bool add, int ndim, const int64_t *shape, void *dst,
+CR_KERNEL static void region_move(cr_dtype dt, bool add, int ndim, const int64_t *shape, void *dst,
                         const int64_t *dst_stride, const void *src,
                         const int64_t *src_stride) {
   const int64_t *st[2] = {dst_stride, src_stride};
@@ -47,7 +47,9 @@ static void region_move(cr_dtype dt, bool add, int ndim, const int64_t *shape, v
     T *d = (T *)dst + it.off[0];                                               \
     const T *s = (const T *)src + it.off[1];                                   \
     const int64_t sd = it.istr[0], ss = it.istr[1];                            \
-    if (add) {                                                                 \
+    if (add && sd == 1 && ss == 1) {                                           \
+      _Pragma("omp simd") for (int64_t i = 0; i < it.inner; i++) d[i] += s[i]; \
+    } else if (add) {                                                          \
       for (int64_t i = 0; i < it.inner; i++)                                   \
         d[i * sd] += s[i * ss];                                                \
     } else if (sd == 1 && ss == 1) {                                           \
