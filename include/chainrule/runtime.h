@@ -12,6 +12,13 @@
  * (one BLIS call costs 5-8 us, and two threads slow a 1x128x64 product
  * down) always run on one.  The initial count is BLIS_NUM_THREADS from the
  * environment, else 1.
+ *
+ * Two kinds of product bypass BLIS where it is slow: products of fewer than
+ * 40,000 multiply-adds run as plain vectorised loops (a BLIS call costs
+ * 5-8 us), and float32 products with at most 32 rows against a row-major
+ * right operand (the per-step products of a recurrent layer) run in an
+ * AVX-512 kernel that reads that operand in place instead of repacking it
+ * (when the CPU and OS support AVX-512F, and only on one thread).
  */
 #ifndef CHAINRULE_RUNTIME_H
 #define CHAINRULE_RUNTIME_H
