@@ -14,10 +14,10 @@ typedef enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV } bin_kind;
 
 static void bin_vjp(cr_ctx *ctx, cr_node *nd);
 
-const cr_op_desc cr__op_add = {"add", 2, bin_vjp};
-const cr_op_desc cr__op_sub = {"sub", 2, bin_vjp};
-const cr_op_desc cr__op_mul = {"mul", 2, bin_vjp};
-const cr_op_desc cr__op_div = {"div", 2, bin_vjp};
+const cr_op_desc cr__op_add = {"add", 2, bin_vjp, true};
+const cr_op_desc cr__op_sub = {"sub", 2, bin_vjp, true};
+const cr_op_desc cr__op_mul = {"mul", 2, bin_vjp, true};
+const cr_op_desc cr__op_div = {"div", 2, bin_vjp, true};
 
 static const cr_op_desc *const descs[] = {&cr__op_add, &cr__op_sub, &cr__op_mul, &cr__op_div};
 

@@ -27,7 +27,30 @@ cr_node *cr__record(cr_ctx *ctx, const cr_op_desc *op, cr_tensor *out, int n_in,
   return nd;
 }
 
-extern const cr_op_desc cr__op_reshape;
+extern const cr_op_desc cr__op_reshape, cr__op_slice;
+
+/* The gradient of a slice as a view into its input's gradient (see
+ * mark_slice_consumers in autograd.c): the slice's VJP then has nothing to
+ * do.  The input's gradient is zeroed first, as slices need not cover it. */
+static cr_tensor *slice_alias(cr_ctx *ctx, cr_tensor *t) {
+  const cr_node *nd = t->node;
+  cr_tensor *gx = cr__grad_acc(ctx, nd->in[0]);
+  if (!gx)
+    return NULL;
+  int axis = (int)nd->iattr[0];
+  int64_t stride[CR_MAX_DIMS];
+  memcpy(stride, gx->stride, sizeof(int64_t) * (size_t)gx->ndim);
+  stride[axis] *= nd->iattr[2];
+  char *base = (char *)gx->data + (size_t)(nd->iattr[1] * gx->stride[axis]) * cr_dtype_size(gx->dtype);
+  if (!t->grad || !t->grad_is_view || t->grad->data != base) {
+    t->grad = cr__view(ctx, gx, t->ndim, t->shape, stride, base);
+    if (!t->grad)
+      return NULL;
+    t->grad_is_view = true;
+  }
+  t->grad_pass = ctx->pass;
+  return t->grad;
+}
 
 /* The gradient of a reshape of a dense tensor is its input's gradient under
  * another shape: share the buffer (the reshape's VJP then has nothing to
@@ -53,6 +76,13 @@ cr_tensor *cr__grad_acc_fresh(cr_ctx *ctx, cr_tensor *t, bool *fresh) {
   if (t->node && t->node->op == &cr__op_reshape && t->node->in[0]->requires_grad &&
       cr__is_contig(t->node->in[0]))
     return reshape_alias(ctx, t, fresh);
+  if (t->node && t->node->op == &cr__op_slice && t->alias_pass == ctx->pass && !t->alias_bad &&
+      t->node->in[0]->requires_grad)
+    return slice_alias(ctx, t);
+  if (t->grad_is_view) { /* was a view in an earlier pass; now it needs its own buffer */
+    t->grad = NULL;
+    t->grad_is_view = false;
+  }
   bool first_use = !t->grad || (t->node && t->grad_pass != ctx->pass);
   if (!t->grad) {
     if (t->persistent)

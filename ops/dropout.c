@@ -13,7 +13,7 @@
 
 static void dropout_vjp(cr_ctx *ctx, cr_node *nd);
 
-const cr_op_desc cr__op_dropout = {"dropout", 1, dropout_vjp};
+const cr_op_desc cr__op_dropout = {"dropout", 1, dropout_vjp, false};
 
 cr_tensor *cr_dropout(cr_ctx *ctx, cr_tensor *x, double p, cr_rng *rng) {
   if (!cr__check_inputs(ctx, "dropout", 1, &x))

@@ -18,8 +18,8 @@
 static void index_select_vjp(cr_ctx *ctx, cr_node *nd);
 static void embedding_vjp(cr_ctx *ctx, cr_node *nd);
 
-const cr_op_desc cr__op_index_select = {"index_select", 1, index_select_vjp};
-const cr_op_desc cr__op_embedding = {"embedding", 1, embedding_vjp};
+const cr_op_desc cr__op_index_select = {"index_select", 1, index_select_vjp, false};
+const cr_op_desc cr__op_embedding = {"embedding", 1, embedding_vjp, false};
 
 /* An arena copy of n indices; NULL (with the error set) when out of memory. */
 static int64_t *save_indices(cr_ctx *ctx, const int64_t *idx, int64_t n) {

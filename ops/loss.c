@@ -18,8 +18,8 @@
 static void cross_entropy_vjp(cr_ctx *ctx, cr_node *nd);
 static void mse_vjp(cr_ctx *ctx, cr_node *nd);
 
-const cr_op_desc cr__op_cross_entropy = {"cross_entropy", 1, cross_entropy_vjp};
-const cr_op_desc cr__op_mse = {"mse", 2, mse_vjp};
+const cr_op_desc cr__op_cross_entropy = {"cross_entropy", 1, cross_entropy_vjp, false};
+const cr_op_desc cr__op_mse = {"mse", 2, mse_vjp, false};
 
 /* ---- cross_entropy */
 

@@ -12,7 +12,7 @@
 #include "op.h"
 
 static void matmul_vjp(cr_ctx *ctx, cr_node *nd);
-const cr_op_desc cr__op_matmul = {"matmul", 2, matmul_vjp};
+const cr_op_desc cr__op_matmul = {"matmul", 2, matmul_vjp, false};
 
 
 /* Layout of an operand seen as `batch` matrices of rows x cols. */
@@ -200,7 +200,7 @@ static void matmul_vjp(cr_ctx *ctx, cr_node *nd) {
 /* ---- addmm: y = c + a @ b ------------------------------------------------- */
 
 static void addmm_vjp(cr_ctx *ctx, cr_node *nd);
-const cr_op_desc cr__op_addmm = {"addmm", 3, addmm_vjp};
+const cr_op_desc cr__op_addmm = {"addmm", 3, addmm_vjp, false};
 
 cr_tensor *cr_addmm(cr_ctx *ctx, cr_tensor *c, cr_tensor *a, cr_tensor *b) {
   cr_tensor *in[3] = {c, a, b};

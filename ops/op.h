@@ -24,6 +24,10 @@ typedef struct cr_op_desc {
   const char *name; /* as in messages and cr_grad_fn */
   int n_inputs;     /* -1: variable (concat, stack) */
   cr_vjp_fn vjp;
+  /* The VJP accepts input-gradient buffers that are strided views (it
+   * writes through their strides), so the gradient of a slice consumed
+   * only by such ops can be a view into the sliced tensor's gradient. */
+  bool strided_input_grads;
 } cr_op_desc;
 
 /* A recorded application of an op. */

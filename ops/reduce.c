@@ -24,11 +24,11 @@ typedef enum { R_SUM, R_MEAN, R_SUM_AXIS, R_MEAN_AXIS, R_MAX_AXIS, R_COUNT } red
 static void reduce_all_vjp(cr_ctx *ctx, cr_node *nd);
 static void reduce_axis_vjp(cr_ctx *ctx, cr_node *nd);
 
-const cr_op_desc cr__op_sum = {"sum", 1, reduce_all_vjp};
-const cr_op_desc cr__op_mean = {"mean", 1, reduce_all_vjp};
-const cr_op_desc cr__op_sum_axis = {"sum_axis", 1, reduce_axis_vjp};
-const cr_op_desc cr__op_mean_axis = {"mean_axis", 1, reduce_axis_vjp};
-const cr_op_desc cr__op_max_axis = {"max_axis", 1, reduce_axis_vjp};
+const cr_op_desc cr__op_sum = {"sum", 1, reduce_all_vjp, false};
+const cr_op_desc cr__op_mean = {"mean", 1, reduce_all_vjp, false};
+const cr_op_desc cr__op_sum_axis = {"sum_axis", 1, reduce_axis_vjp, false};
+const cr_op_desc cr__op_mean_axis = {"mean_axis", 1, reduce_axis_vjp, false};
+const cr_op_desc cr__op_max_axis = {"max_axis", 1, reduce_axis_vjp, false};
 
 static const cr_op_desc *const descs[R_COUNT] = {&cr__op_sum, &cr__op_mean, &cr__op_sum_axis,
                                                  &cr__op_mean_axis, &cr__op_max_axis};

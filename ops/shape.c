@@ -23,10 +23,10 @@ static void concat_vjp(cr_ctx *ctx, cr_node *nd);
 static void stack_vjp(cr_ctx *ctx, cr_node *nd);
 static void cast_vjp(cr_ctx *ctx, cr_node *nd);
 
-const cr_op_desc cr__op_slice = {"slice", 1, slice_vjp};
-const cr_op_desc cr__op_concat = {"concat", -1, concat_vjp};
-const cr_op_desc cr__op_stack = {"stack", -1, stack_vjp};
-const cr_op_desc cr__op_cast = {"cast", 1, cast_vjp};
+const cr_op_desc cr__op_slice = {"slice", 1, slice_vjp, false};
+const cr_op_desc cr__op_concat = {"concat", -1, concat_vjp, false};
+const cr_op_desc cr__op_stack = {"stack", -1, stack_vjp, false};
+const cr_op_desc cr__op_cast = {"cast", 1, cast_vjp, false};
 
 /* Address of the element `off` elements past data. */
 static void *elem_at(const void *data, int64_t off, cr_dtype dt) {
@@ -105,6 +105,8 @@ cr_tensor *cr_slice(cr_ctx *ctx, cr_tensor *x, int axis, int64_t start, int64_t 
 
 /* gx seen through the slice's layout += gy */
 static void slice_vjp(cr_ctx *ctx, cr_node *nd) {
+  if (nd->out->grad_is_view)
+    return; /* the slice's gradient was a view into gx all along (common.c) */
   cr_tensor *y = nd->out, *gx = cr__grad_acc(ctx, nd->in[0]);
   if (!gx)
     return;

@@ -14,8 +14,8 @@
 
 static void softmax_vjp(cr_ctx *ctx, cr_node *nd);
 
-const cr_op_desc cr__op_softmax = {"softmax", 1, softmax_vjp};
-const cr_op_desc cr__op_log_softmax = {"log_softmax", 1, softmax_vjp};
+const cr_op_desc cr__op_softmax = {"softmax", 1, softmax_vjp, false};
+const cr_op_desc cr__op_log_softmax = {"log_softmax", 1, softmax_vjp, false};
 
 /* An iterator over the start of every line along axis of a tensor of
  * x's shape: x's shape with the axis set to 1. */

@@ -29,22 +29,22 @@ typedef enum {
 
 static void un_vjp(cr_ctx *ctx, cr_node *nd);
 
-const cr_op_desc cr__op_neg = {"neg", 1, un_vjp};
-const cr_op_desc cr__op_exp = {"exp", 1, un_vjp};
-const cr_op_desc cr__op_log = {"log", 1, un_vjp};
-const cr_op_desc cr__op_sqrt = {"sqrt", 1, un_vjp};
-const cr_op_desc cr__op_square = {"square", 1, un_vjp};
-const cr_op_desc cr__op_tanh = {"tanh", 1, un_vjp};
-const cr_op_desc cr__op_sigmoid = {"sigmoid", 1, un_vjp};
-const cr_op_desc cr__op_relu = {"relu", 1, un_vjp};
-const cr_op_desc cr__op_abs = {"abs", 1, un_vjp};
-const cr_op_desc cr__op_clamp = {"clamp", 1, un_vjp};
-const cr_op_desc cr__op_add_scalar = {"add_scalar", 1, un_vjp};
-const cr_op_desc cr__op_sub_scalar = {"sub_scalar", 1, un_vjp};
-const cr_op_desc cr__op_rsub_scalar = {"rsub_scalar", 1, un_vjp};
-const cr_op_desc cr__op_mul_scalar = {"mul_scalar", 1, un_vjp};
-const cr_op_desc cr__op_div_scalar = {"div_scalar", 1, un_vjp};
-const cr_op_desc cr__op_pow_scalar = {"pow_scalar", 1, un_vjp};
+const cr_op_desc cr__op_neg = {"neg", 1, un_vjp, true};
+const cr_op_desc cr__op_exp = {"exp", 1, un_vjp, true};
+const cr_op_desc cr__op_log = {"log", 1, un_vjp, true};
+const cr_op_desc cr__op_sqrt = {"sqrt", 1, un_vjp, true};
+const cr_op_desc cr__op_square = {"square", 1, un_vjp, true};
+const cr_op_desc cr__op_tanh = {"tanh", 1, un_vjp, true};
+const cr_op_desc cr__op_sigmoid = {"sigmoid", 1, un_vjp, true};
+const cr_op_desc cr__op_relu = {"relu", 1, un_vjp, true};
+const cr_op_desc cr__op_abs = {"abs", 1, un_vjp, true};
+const cr_op_desc cr__op_clamp = {"clamp", 1, un_vjp, true};
+const cr_op_desc cr__op_add_scalar = {"add_scalar", 1, un_vjp, true};
+const cr_op_desc cr__op_sub_scalar = {"sub_scalar", 1, un_vjp, true};
+const cr_op_desc cr__op_rsub_scalar = {"rsub_scalar", 1, un_vjp, true};
+const cr_op_desc cr__op_mul_scalar = {"mul_scalar", 1, un_vjp, true};
+const cr_op_desc cr__op_div_scalar = {"div_scalar", 1, un_vjp, true};
+const cr_op_desc cr__op_pow_scalar = {"pow_scalar", 1, un_vjp, true};
 
 static const cr_op_desc *const descs[U_COUNT] = {
     &cr__op_neg,        &cr__op_exp,        &cr__op_log,        &cr__op_sqrt,
@@ -140,8 +140,14 @@ static cr_tensor *unary(cr_ctx *ctx, un_kind k, cr_tensor *x, double s0, double 
     const T *px = (const T *)x->data + it.off[1];                              \
     const T *py = (const T *)y->data + it.off[2];                              \
     const T *pgy = (const T *)gy->data + it.off[3];                            \
-    const int64_t sx = it.istr[1];                                             \
-    if (fresh) {                                                               \
+    const int64_t sx = it.istr[1], sg = it.istr[0];                            \
+    if (sg != 1 && it.inner > 1) { /* gx is a strided view: a slice gradient */ \
+      for (int64_t i = 0; i < it.inner; i++) {                                 \
+        const T v = px[i * sx], w = py[i], g = pgy[i];                         \
+        (void)v, (void)w;                                                      \
+        pg[i * sg] += g * (D);                                                 \
+      }                                                                        \
+    } else if (fresh) {                                                        \
       _Pragma("omp simd") for (int64_t i = 0; i < it.inner; i++) {             \
         const T v = px[i * sx], w = py[i], g = pgy[i];                         \
         (void)v, (void)w;                                                      \

@@ -12,10 +12,10 @@
 static void permute_vjp(cr_ctx *ctx, cr_node *nd);
 static void same_vjp(cr_ctx *ctx, cr_node *nd);
 
-const cr_op_desc cr__op_transpose = {"transpose", 1, permute_vjp};
-const cr_op_desc cr__op_permute = {"permute", 1, permute_vjp};
-const cr_op_desc cr__op_reshape = {"reshape", 1, same_vjp};
-const cr_op_desc cr__op_contiguous = {"contiguous", 1, same_vjp};
+const cr_op_desc cr__op_transpose = {"transpose", 1, permute_vjp, false};
+const cr_op_desc cr__op_permute = {"permute", 1, permute_vjp, false};
+const cr_op_desc cr__op_reshape = {"reshape", 1, same_vjp, false};
+const cr_op_desc cr__op_contiguous = {"contiguous", 1, same_vjp, false};
 
 static cr_tensor *permuted(cr_ctx *ctx, const cr_op_desc *op, cr_tensor *x, const int *perm) {
   int64_t shape[CR_MAX_DIMS], stride[CR_MAX_DIMS];

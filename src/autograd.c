@@ -47,6 +47,32 @@ static cr_node **topo_order(cr_ctx *ctx, cr_node *root, size_t *count) {
   return order;
 }
 
+extern const cr_op_desc cr__op_slice, cr__op_reshape;
+
+/* A slice's gradient can be a strided view into its input's gradient (so
+ * no separate buffer and no copy back) when every op that consumes the
+ * slice in this graph writes input gradients through strides, or is a
+ * reshape of a contiguous axis-0 slice (whose view is dense). */
+static void mark_slice_consumers(cr_ctx *ctx, cr_node *const *order, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    cr_node *nd = order[i];
+    for (int k = 0; k < nd->n_in; k++) {
+      cr_tensor *t = nd->in[k];
+      if (!t || !t->node || t->node->op != &cr__op_slice)
+        continue;
+      if (t->alias_pass != ctx->pass) {
+        t->alias_pass = ctx->pass;
+        t->alias_bad = false;
+      }
+      const cr_node *sl = t->node;
+      bool dense_view = sl->iattr[0] == 0 && sl->iattr[2] == 1 && !(sl->in[0]->node &&
+                        sl->in[0]->node->op == &cr__op_slice);
+      bool ok = nd->op->strided_input_grads || (nd->op == &cr__op_reshape && dense_view);
+      t->alias_bad |= !ok;
+    }
+  }
+}
+
 static cr_status backward_impl(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed) {
   ctx->pass++;
   ctx->deferred = NULL;
@@ -77,6 +103,7 @@ static cr_status backward_impl(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed) {
   cr_node **order = topo_order(ctx, y->node, &n);
   if (!order)
     return ctx->status;
+  mark_slice_consumers(ctx, order, n);
   for (size_t i = n; i-- > 0;) {
     cr_node *nd = order[i];
     cr_tensor *g = nd->out->grad;

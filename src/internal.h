@@ -35,6 +35,9 @@ struct cr_tensor {
   cr_ctx *ctx;          /* owning arena's context; NULL when persistent */
   uint32_t epoch;       /* arena epoch at creation */
   uint32_t grad_pass;   /* backward pass that last zeroed grad */
+  uint32_t alias_pass;  /* slices: the pass whose consumers were examined */
+  bool alias_bad;       /* ... and one of them needs a dense gradient */
+  bool grad_is_view;    /* grad is a view into the input's gradient */
   uint32_t deferred;    /* on a grad buffer: weight-gradient products still owed */
   bool requires_grad;
   bool persistent;

@@ -17,6 +17,15 @@ FN(f_slice_t, cr_slice(c, cr_transpose(c, in[0], 0, 1), 0, 1, 5, 2))
 FN(f_slice_twice, cr_add(c, cr_slice(c, in[0], 0, 0, 2, 1), cr_slice(c, in[0], 0, 1, 3, 1)))
 /* middle axis of [2,4,3], stop past the end clamps: 1:100 -> 1..3; then
  * square so the gradient depends on the values */
+/* slices whose gradients are views into the input's gradient (their
+ * consumers write through strides): every-other column, a slice of a
+ * slice, a slice of a transposed input, overlapping pieces */
+FN(f_slice_view_step, cr_tanh(c, cr_slice(c, in[0], 1, 0, 7, 2)))
+FN(f_slice_view_nested, cr_mul(c, cr_slice(c, cr_slice(c, in[0], 0, 1, 4, 1), 1, 1, 6, 2),
+                                cr_slice(c, cr_slice(c, in[0], 0, 0, 3, 1), 1, 0, 3, 1)))
+FN(f_slice_view_t, cr_exp(c, cr_slice(c, cr_transpose(c, in[0], 0, 1), 0, 1, 4, 1)))
+FN(f_slice_view_overlap, cr_mul(c, cr_sigmoid(c, cr_slice(c, in[0], 0, 0, 3, 1)),
+                                   cr_tanh(c, cr_slice(c, in[0], 0, 1, 4, 1))))
 FN(f_slice_mid, cr_square(c, cr_slice(c, in[0], 1, 1, 100, 1)))
 
 /* ---- concat and stack */
@@ -121,6 +130,10 @@ const gc_row gc_rows_shape[] = {
     {"slice", "step 2, negative start -6:7:2 on axis -1", 1, {2}, {{3, 7}}, -1, 1, 0,
      f_slice_step, 0, 0},
     {"slice", "of a transposed input, step 2", 1, {2}, {{4, 5}}, -1, 1, 0, f_slice_t, 0, 0},
+    {"slice", "gradient as a strided view: tanh of every other column", 1, {2}, {{3, 7}}, -1, 1, 0, f_slice_view_step, 0, 0},
+    {"slice", "gradient as a view: slice of a slice, times another slice", 1, {2}, {{5, 7}}, -1, 1, 0, f_slice_view_nested, 0, 0},
+    {"slice", "gradient as a view: exp of a slice of a transposed input", 1, {2}, {{4, 5}}, -1, 1, 0, f_slice_view_t, 0, 0},
+    {"slice", "gradient as a view: overlapping slices through sigmoid, tanh", 1, {2}, {{5, 3}}, -1, 1, 0, f_slice_view_overlap, 0, 0},
     {"slice", "used twice, overlapping rows 0:2 + 1:3", 1, {2}, {{3, 4}}, -1, 1, 0,
      f_slice_twice, 0, 0},
     {"slice", "3-d middle axis, stop clamped", 1, {3}, {{2, 4, 3}}, -1, 1, 0, f_slice_mid, 0,

@@ -340,6 +340,30 @@ static void test_steady_state_does_not_malloc(void **state) {
   cr_rng_free(rng);
 }
 
+/* A slice consumed only by ops that write gradients through strides gets
+ * its gradient as a view into its input's gradient (no buffer of its own);
+ * consumed by a matmul it gets a dense buffer.  Values are right either way. */
+static void test_slice_gradient_views(void **state) {
+  cr_ctx *ctx = *state;
+  cr_tensor *x = param(ctx, CR_SHAPE(2, 4), (const double[]){1, 2, 3, 4, 5, 6, 7, 8});
+  cr_tensor *cols = cr_slice(ctx, x, 1, 1, 4, 2); /* columns 1 and 3 */
+  cr_tensor *L = cr_sum(ctx, cr_square(ctx, cols));
+  assert_int_equal(cr_backward(ctx, L), CR_OK);
+  assert_false(cr_is_contiguous(cr_grad(cols))); /* a strided view into dL/dx */
+  const double want[8] = {0, 4, 0, 8, 0, 12, 0, 16}; /* 2x on the sliced columns */
+  for (int i = 0; i < 8; i++)
+    assert_true(cr_get_flat(cr_grad(x), i) == want[i]);
+  cr_zero_grad(x);
+  cr_tensor *w = cr_ones(ctx, CR_F64, CR_SHAPE(2, 1));
+  L = cr_sum(ctx, cr_matmul(ctx, cols, w)); /* matmul needs a dense gradient */
+  assert_int_equal(cr_backward(ctx, L), CR_OK);
+  assert_true(cr_is_contiguous(cr_grad(cols)));
+  const double want2[8] = {0, 1, 0, 1, 0, 1, 0, 1};
+  for (int i = 0; i < 8; i++)
+    assert_true(cr_get_flat(cr_grad(x), i) == want2[i]);
+  cr_tensor_free(x);
+}
+
 static void test_graph_dot(void **state) {
   cr_ctx *ctx = *state;
   cr_tensor *x = param(ctx, CR_SHAPE(2), (const double[]){1, 2});
@@ -370,6 +394,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_use_after_reset, setup, teardown),
       cmocka_unit_test_setup_teardown(test_error_messages, setup, teardown),
       cmocka_unit_test_setup_teardown(test_steady_state_does_not_malloc, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_slice_gradient_views, setup, teardown),
       cmocka_unit_test_setup_teardown(test_graph_dot, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
