@@ -245,6 +245,8 @@ CR_KERNEL void cr__add_reduced(cr_tensor *dst, const cr_tensor *src) {
         for (int64_t i = 0; i < it.inner; i++)                                 \
           acc += sr[i * it.istr[1]];                                           \
         dr[0] += acc;                                                          \
+      } else if (it.istr[0] == 1 && it.istr[1] == 1) {                         \
+        _Pragma("omp simd") for (int64_t i = 0; i < it.inner; i++) dr[i] += sr[i]; \
       } else {                                                                 \
         for (int64_t i = 0; i < it.inner; i++)                                 \
           dr[i * it.istr[0]] += sr[i * it.istr[1]];                            \
