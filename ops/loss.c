@@ -29,6 +29,37 @@ typedef struct {
   int64_t count;   /* rows counted (not ignored) */
 } ce_saved;
 
+/* Row kernels, vectorised over the classes when they are contiguous:
+ *   lse = m + log sum_j exp(x_j - m),  m = max_j x_j
+ *   g_j += c * exp(x_j - lse)          (c = gy / count) */
+#define ROW_KERNELS(T, SFX)                                                    \
+  CR_KERNEL static double row_lse_##SFX(const T *row, int64_t C, int64_t cs) { \
+    T m = row[0], s = 0;                                                       \
+    if (cs == 1) {                                                             \
+      _Pragma("omp simd reduction(max : m)") for (int64_t j = 1; j < C; j++)   \
+        m = row[j] > m ? row[j] : m;                                           \
+      _Pragma("omp simd reduction(+ : s)") for (int64_t j = 0; j < C; j++)     \
+        s += CR_EXP(row[j] - m);                                               \
+    } else {                                                                   \
+      for (int64_t j = 1; j < C; j++)                                          \
+        m = row[j * cs] > m ? row[j * cs] : m;                                 \
+      for (int64_t j = 0; j < C; j++)                                          \
+        s += CR_EXP(row[j * cs] - m);                                          \
+    }                                                                          \
+    return (double)m + (double)CR_LOG(s);                                      \
+  }                                                                            \
+  CR_KERNEL static void row_grad_##SFX(T *g, const T *row, int64_t C, int64_t cs, T c, T lse) { \
+    if (cs == 1) {                                                             \
+      _Pragma("omp simd") for (int64_t j = 0; j < C; j++) g[j] += c * CR_EXP(row[j] - lse); \
+    } else {                                                                   \
+      for (int64_t j = 0; j < C; j++)                                          \
+        g[j] += c * CR_EXP(row[j * cs] - lse);                                 \
+    }                                                                          \
+  }
+ROW_KERNELS(float, f)
+ROW_KERNELS(double, d)
+#undef ROW_KERNELS
+
 cr_tensor *cr_cross_entropy(cr_ctx *ctx, cr_tensor *logits, const int64_t *targets,
                             int64_t ignore_index) {
   cr_tensor *x = logits;
@@ -77,13 +108,7 @@ cr_tensor *cr_cross_entropy(cr_ctx *ctx, cr_tensor *logits, const int64_t *targe
     if (targets[i] == ignore_index)                                                                \
       continue;                                                                                    \
     const T *row = (const T *)x->data + i * rs;                                                    \
-    T m = row[0];                                                                                  \
-    for (int64_t j = 1; j < C; j++)                                                                \
-      m = row[j * cs] > m ? row[j * cs] : m;                                                       \
-    T s = 0;                                                                                       \
-    for (int64_t j = 0; j < C; j++)                                                                \
-      s += CR_EXP(row[j * cs] - m);                                                                \
-    const double lse = (double)m + (double)CR_LOG(s);                                              \
+    const double lse = _Generic(row[0], float: row_lse_f, default: row_lse_d)(row, C, cs);        \
     if (sv)                                                                                        \
       sv->lse[i] = lse;                                                                            \
     total += lse - (double)row[targets[i] * cs];                                                   \
@@ -110,9 +135,7 @@ static void cross_entropy_vjp(cr_ctx *ctx, cr_node *nd) {
         continue;                                                                                  \
       const T *row = (const T *)x->data + i * rs;                                                  \
       T *g = (T *)gx->data + i * C;                                                                \
-      const T lse = (T)sv->lse[i];                                                                 \
-      for (int64_t j = 0; j < C; j++)                                                              \
-        g[j] += c * CR_EXP(row[j * cs] - lse);                                                     \
+      _Generic(c, float: row_grad_f, default: row_grad_d)(g, row, C, cs, c, (T)sv->lse[i]);        \
       g[sv->target[i]] -= c;                                                                       \
     }                                                                                              \
   }
