@@ -4,23 +4,27 @@
  * rewinds it; if the last step needed more than one chunk, the chunks are
  * replaced by a single one big enough for all of them, so after the first
  * steps of a loop every step fits in one chunk and no malloc happens. */
+#include <stdatomic.h>
+
 #include "chainrule/runtime.h"
 #include "internal.h"
 
 #define CR__ALIGN 64
 #define CR__MIN_CHUNK ((size_t)1 << 20)
 
-static size_t g_alloc_count; /* heap allocations made by chainrule */
+/* heap allocations made by chainrule (atomic: contexts may live on
+ * different threads) */
+static _Atomic size_t g_alloc_count;
 
-size_t cr_alloc_count(void) { return g_alloc_count; }
+size_t cr_alloc_count(void) { return atomic_load_explicit(&g_alloc_count, memory_order_relaxed); }
 
 void *cr__malloc(size_t n) {
-  g_alloc_count++;
+  atomic_fetch_add_explicit(&g_alloc_count, 1, memory_order_relaxed);
   return malloc(n ? n : 1);
 }
 
 void *cr__calloc(size_t n, size_t size) {
-  g_alloc_count++;
+  atomic_fetch_add_explicit(&g_alloc_count, 1, memory_order_relaxed);
   return calloc(n ? n : 1, size ? size : 1);
 }
 
