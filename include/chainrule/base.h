@@ -17,6 +17,9 @@
  *     if (!loss) { fprintf(stderr, "%s\n", cr_ctx_error(ctx)); ... }
  * Only the FIRST error is kept; cr_ctx_clear_error() forgets it.  While an
  * error is pending, ops keep returning NULL (so no garbage flows on).
+ *
+ * Threads: a context, its tensors and an rng are used by one thread at a
+ * time; separate contexts may run on separate threads at once.
  */
 #ifndef CHAINRULE_BASE_H
 #define CHAINRULE_BASE_H
