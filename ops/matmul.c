@@ -71,10 +71,33 @@ static void defer_or_run(cr_ctx *ctx, cr_tensor *gb, cr_tensor *a, cr_tensor *gy
   }
   *d = (cr__deferred){ctx->deferred, gb, a, gy, false};
   ctx->deferred = d;
-  gb->deferred++;
+  /* remember the target buffer, so backward settles only where it must */
+  bool known = ctx->n_owed < 0;
+  for (int i = 0; !known && i < ctx->n_owed; i++)
+    known = ctx->owed[i] == gb->data;
+  if (!known) {
+    if (ctx->n_owed < (int)(sizeof ctx->owed / sizeof ctx->owed[0]))
+      ctx->owed[ctx->n_owed++] = gb->data;
+    else
+      ctx->n_owed = -1; /* too many targets: settle checks every node */
+  }
+}
+
+/* Is a deferred product owed to the buffer at data? */
+static bool owed(const cr_ctx *ctx, const void *data) {
+  if (!ctx->deferred)
+    return false;
+  if (ctx->n_owed < 0)
+    return true;
+  for (int i = 0; i < ctx->n_owed; i++)
+    if (ctx->owed[i] == data)
+      return true;
+  return false;
 }
 
 void cr__settle_deferred(cr_ctx *ctx, cr_tensor *gb) {
+  if (!owed(ctx, gb->data))
+    return;
   int64_t rows = 0, K = 0, N = 0;
   for (cr__deferred *d = ctx->deferred; d; d = d->next)
     if (!d->done && d->gb->data == gb->data) {
@@ -82,10 +105,8 @@ void cr__settle_deferred(cr_ctx *ctx, cr_tensor *gb) {
       K = d->a->shape[1];
       N = d->gy->shape[1];
     }
-  if (rows == 0) {
-    gb->deferred = 0;
+  if (rows == 0)
     return;
-  }
   size_t es = cr_dtype_size(gb->dtype);
   char *A = cr__alloc(ctx, (size_t)(rows * K) * es), *G = cr__alloc(ctx, (size_t)(rows * N) * es);
   int64_t r = 0;
@@ -106,7 +127,9 @@ void cr__settle_deferred(cr_ctx *ctx, cr_tensor *gb) {
   }
   if (A && G) /* gb += A^T @ G  ([K, rows] @ [rows, N]) */
     cr__gemm(gb->dtype, true, false, K, N, rows, 1.0, A, K, 1, G, N, 1, 1.0, gb->data, N, 1);
-  gb->deferred = 0;
+  for (int i = 0; i < ctx->n_owed; i++) /* settled: forget the target */
+    if (ctx->owed[i] == gb->data)
+      ctx->owed[i--] = ctx->owed[--ctx->n_owed];
 }
 
 void cr__settle_all_deferred(cr_ctx *ctx) {
@@ -114,6 +137,7 @@ void cr__settle_all_deferred(cr_ctx *ctx) {
     if (!d->done)
       cr__settle_deferred(ctx, d->gb);
   ctx->deferred = NULL;
+  ctx->n_owed = 0;
 }
 
 /* For a product reading b transposed (ga += gy @ b^T), BLIS packs fastest

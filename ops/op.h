@@ -63,7 +63,8 @@ cr_tensor *cr__grad_acc_fresh(cr_ctx *ctx, cr_tensor *t, bool *fresh);
  * collected during backward and computed as ONE product over the stacked
  * rows (ops/matmul.c): far more efficient than T thin products.  backward
  * settles them before anything reads the gradient: */
-/* ... before the VJP of the node whose output gradient is g */
+/* ... before the VJP of the node whose output gradient is g (a no-op when
+ * nothing is owed to g) */
 void cr__settle_deferred(cr_ctx *ctx, cr_tensor *g);
 /* ... and all of them when backward ends */
 void cr__settle_all_deferred(cr_ctx *ctx);

@@ -76,6 +76,7 @@ static void mark_slice_consumers(cr_ctx *ctx, cr_node *const *order, size_t n) {
 static cr_status backward_impl(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed) {
   ctx->pass++;
   ctx->deferred = NULL;
+  ctx->n_owed = 0;
   cr_tensor *gy = cr__grad_acc(ctx, y);
   if (!gy)
     return ctx->status ? ctx->status : CR_ERR_NOMEM;
@@ -108,8 +109,7 @@ static cr_status backward_impl(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed) {
     cr_node *nd = order[i];
     cr_tensor *g = nd->out->grad;
     if (g && nd->out->grad_pass == ctx->pass) {
-      if (ctx->deferred)
-        cr__settle_deferred(ctx, g); /* its gradient is complete only now */
+      cr__settle_deferred(ctx, g); /* its gradient is complete only now */
       nd->op->vjp(ctx, nd);
     }
     if (ctx->status != CR_OK)

@@ -126,6 +126,7 @@ void cr_ctx_reset(cr_ctx *ctx) {
   ctx->used_total = 0;
   ctx->nodes = 0;
   ctx->deferred = NULL;
+  ctx->n_owed = 0;
   ctx->epoch++;
 }
 

@@ -38,7 +38,6 @@ struct cr_tensor {
   uint32_t alias_pass;  /* slices: the pass whose consumers were examined */
   bool alias_bad;       /* ... and one of them needs a dense gradient */
   bool grad_is_view;    /* grad is a view into the input's gradient */
-  uint32_t deferred;    /* on a grad buffer: weight-gradient products still owed */
   bool requires_grad;
   bool persistent;
 };
@@ -58,6 +57,8 @@ struct cr_ctx {
   uint32_t epoch;
   uint32_t pass; /* backward pass counter */
   struct cr__deferred *deferred; /* weight-gradient products owed (ops/matmul.c) */
+  void *owed[16];                /* the gradient buffers they go to (distinct) */
+  int n_owed;                    /* -1: more than 16, check every node */
   bool grad_enabled, training;
   cr_status status;
   char msg[512];
