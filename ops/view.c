@@ -150,8 +150,9 @@ cr_tensor *cr_reshape(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape)
     else if (s[k] < 1)
       return cr__fail(ctx, CR_ERR_SHAPE, "reshape: %s to %s: dim %d is invalid", cr__shp(x),
                       (cr_shape_str(want, sizeof want, ndim, shape), want), k);
-    else
-      known *= s[k];
+    else if (!cr__mul_ok(known, s[k], &known) || known > CR__MAX_NUMEL)
+      return cr__fail(ctx, CR_ERR_SHAPE, "reshape: %s to %s: more than 2^40 elements",
+                      cr__shp(x), (cr_shape_str(want, sizeof want, ndim, shape), want));
   }
   if (infer >= 0) {
     if (x->numel % known != 0)

@@ -97,7 +97,32 @@ void *cr__fail(cr_ctx *ctx, cr_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 cr_status cr__failv(cr_ctx *ctx, cr_status st, const char *fmt, va_list ap);
 
+/* ---- checked size arithmetic: every product of dims, strides, element
+ * counts or byte sizes goes through these, so no size ever wraps around.
+ * The largest tensor chainrule makes has CR__MAX_NUMEL elements. */
+#define CR__MAX_NUMEL ((int64_t)1 << 40)
+/* *out = a * b for a, b >= 0; false (out untouched) on overflow of int64. */
+static inline bool cr__mul_ok(int64_t a, int64_t b, int64_t *out) {
+  int64_t r;
+  if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r))
+    return false;
+  *out = r;
+  return true;
+}
+/* *out = a + b for a, b >= 0; false on overflow. */
+static inline bool cr__add_ok(int64_t a, int64_t b, int64_t *out) {
+  int64_t r;
+  if (a < 0 || b < 0 || __builtin_add_overflow(a, b, &r))
+    return false;
+  *out = r;
+  return true;
+}
+/* The element count of shape when every dim is >= 1 and the count is at
+ * most CR__MAX_NUMEL; else false (no message: callers name their op). */
+bool cr__numel_ok(int ndim, const int64_t *shape, int64_t *numel);
+
 /* ---- tensors */
+/* Element count of a shape already validated (by cr__check_shape). */
 int64_t cr__numel(int ndim, const int64_t *shape);
 void cr__contig_strides(int ndim, const int64_t *shape, int64_t *stride);
 bool cr__is_contig(const cr_tensor *t);

@@ -8,6 +8,15 @@ int64_t cr__numel(int ndim, const int64_t *shape) {
   return n;
 }
 
+bool cr__numel_ok(int ndim, const int64_t *shape, int64_t *numel) {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++)
+    if (shape[i] < 1 || !cr__mul_ok(n, shape[i], &n) || n > CR__MAX_NUMEL)
+      return false;
+  *numel = n;
+  return true;
+}
+
 void cr__contig_strides(int ndim, const int64_t *shape, int64_t *stride) {
   int64_t s = 1;
   for (int i = ndim - 1; i >= 0; i--) {
@@ -59,16 +68,7 @@ bool cr__check_shape(cr_ctx *ctx, const char *op, int ndim, const int64_t *shape
     cr__fail(ctx, CR_ERR_ARG, "%s: shape is NULL", op);
     return false;
   }
-  int64_t n = 1;
   for (int i = 0; i < ndim; i++) {
-    if (shape[i] >= 1 && n > (((int64_t)1 << 40) / shape[i])) {
-      char b[96];
-      cr_shape_str(b, sizeof b, ndim, shape);
-      cr__fail(ctx, CR_ERR_SHAPE, "%s: %s: more than 2^40 elements", op, b);
-      return false;
-    }
-    if (shape[i] >= 1)
-      n *= shape[i];
     if (shape[i] < 1) {
       char b[96];
       cr_shape_str(b, sizeof b, ndim, shape);
@@ -76,6 +76,13 @@ bool cr__check_shape(cr_ctx *ctx, const char *op, int ndim, const int64_t *shape
                i, (long long)shape[i]);
       return false;
     }
+  }
+  int64_t n;
+  if (!cr__numel_ok(ndim, shape, &n)) {
+    char b[96];
+    cr_shape_str(b, sizeof b, ndim, shape);
+    cr__fail(ctx, CR_ERR_SHAPE, "%s: %s: more than 2^40 elements", op, b);
+    return false;
   }
   return true;
 }
@@ -465,6 +472,31 @@ double cr_get(const cr_tensor *t, const int64_t *index) {
 
 double cr_item(const cr_tensor *t) {
   return t && t->numel == 1 ? cr_get_flat(t, 0) : NAN;
+}
+
+bool cr_all_finite(const cr_tensor *t) {
+  if (!t || t->magic != CR__TENSOR_MAGIC)
+    return false;
+  if (cr__is_contig(t)) {
+    if (t->dtype == CR_F32) {
+      const float *p = t->data;
+      float acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t i = 0; i < t->numel; i++)
+        acc += p[i] * 0.0f; /* 0 for finite values, NaN for NaN or +-Inf */
+      return acc == 0;
+    }
+    const double *p = t->data;
+    double acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t i = 0; i < t->numel; i++)
+      acc += p[i] * 0.0;
+    return acc == 0;
+  }
+  for (int64_t i = 0; i < t->numel; i++)
+    if (!isfinite(cr_get_flat(t, i)))
+      return false;
+  return true;
 }
 
 void cr_to_doubles(const cr_tensor *t, double *out) {

@@ -15,7 +15,9 @@
  * +inf above 88.72 (NaN stays NaN). */
 static inline float cr__expf(float x) {
   const float hi = 88.7228390f, lo = -87.3365448f;
-  float xc = x > hi ? hi : (x < lo ? lo : x);
+  /* a NaN is replaced by 0 for the arithmetic (so no NaN is ever converted
+   * to an integer, which C leaves undefined) and restored at the end */
+  float xc = x != x ? 0.0f : (x > hi ? hi : (x < lo ? lo : x));
   /* round to nearest by adding and removing 1.5 * 2^23 (no libm call) */
   float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   float r = xc - n * 0.693359375f;
@@ -27,7 +29,9 @@ static inline float cr__expf(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  int32_t bits = ((int32_t)n + 127) << 23;
+  /* n is an integer in [-126, 128] here, so the biased exponent is in
+   * [1, 255] and the shift stays within 32 unsigned bits */
+  uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
   float scale;
   memcpy(&scale, &bits, sizeof scale);
   float y = p * scale;

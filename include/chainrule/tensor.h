@@ -125,6 +125,11 @@ double cr_get_flat(const cr_tensor *t, int64_t i);
 void cr_set_flat(cr_tensor *t, int64_t i, double value);
 /* The single value of a one-element tensor; NAN otherwise or for NULL. */
 double cr_item(const cr_tensor *t);
+/* True when every element of t is finite (no NaN, no +-Inf); false also
+ * for NULL.  One pass over the data, vectorised for contiguous tensors:
+ * cheap enough to run on every parameter after loading a checkpoint or on
+ * every loss. */
+bool cr_all_finite(const cr_tensor *t);
 /* Copy all elements, row-major, converted to double, into out[numel]. */
 void cr_to_doubles(const cr_tensor *t, double *out);
 
