@@ -23,7 +23,9 @@
  *   chainrule/base.h      context, dtypes, status codes, the error rule
  *   chainrule/tensor.h    tensors, ownership rules, random numbers
  *   chainrule/ops.h       the primitive differentiable ops
- *   chainrule/autograd.h  backward, detach, graph export
+ *   chainrule/autograd.h  backward, higher-order gradients, hooks, anomaly
+ *                         mode, detach, graph export
+ *   chainrule/function.h  ops of your own: a forward and its VJP
  *   chainrule/gradcheck.h finite-difference gradient checking
  *   chainrule/io.h        safetensors checkpoints (atomic save, validated load)
  *   chainrule/runtime.h   BLIS sub-configuration and threads
@@ -35,6 +37,7 @@
 
 #include "chainrule/autograd.h"
 #include "chainrule/base.h"
+#include "chainrule/function.h"
 #include "chainrule/gradcheck.h"
 #include "chainrule/io.h"
 #include "chainrule/ops.h"

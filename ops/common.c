@@ -1,15 +1,73 @@
-/* common.c — machinery every op uses: recording nodes, gradient buffers,
- * broadcasting and strided iteration. */
+/* common.c — machinery every op uses: recording nodes, the anomaly check
+ * of results, gradient buffers and their plug-in tricks, queued
+ * accumulations, broadcasting and strided iteration. */
 #include "op.h"
+
+/* ---- recording */
+
+bool cr__will_record(const cr_ctx *ctx, int n_in, cr_tensor *const *in) {
+  if (!ctx->grad_enabled)
+    return false;
+  for (int i = 0; i < n_in; i++)
+    if (in[i]->requires_grad)
+      return true;
+  return false;
+}
+
+/* The first non-finite element of t (row-major), or -1. */
+static int64_t first_non_finite(const cr_tensor *t, double *value) {
+  if (cr_all_finite(t))
+    return -1;
+  for (int64_t i = 0; i < t->numel; i++) {
+    double v = cr_get_flat(t, i);
+    if (!isfinite(v)) {
+      *value = v;
+      return i;
+    }
+  }
+  return -1;
+}
+
+static const char *kind_of(double v) { return isnan(v) ? "nan" : v > 0 ? "inf" : "-inf"; }
+
+/* "[2,3] 'x', [3]" — the shapes (and names) of n tensors, into buf. */
+static const char *list_shapes(char *buf, size_t size, int n, cr_tensor *const *in) {
+  size_t k = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < n && k < size; i++)
+    k += (size_t)snprintf(buf + k, size - k, "%s%s", i ? ", " : "", in[i] ? cr__shp(in[i]) : "NULL");
+  return buf;
+}
+
+bool cr__anomaly_forward(cr_ctx *ctx, const char *op, const cr_tensor *out, int n_in,
+                         cr_tensor *const *in) {
+  double v = 0;
+  int64_t at = first_non_finite(out, &v);
+  if (at < 0)
+    return true;
+  char shapes[256];
+  list_shapes(shapes, sizeof shapes, n_in, in);
+  if (ctx->vjp_node) {
+    const cr_node *nd = ctx->vjp_node;
+    char fw[256];
+    list_shapes(fw, sizeof fw, nd->n_in, nd->in);
+    cr__fail(ctx, CR_ERR_NUMERIC, "anomaly: VJP of %s %s produced %s (element %lld of %s %s "
+             "inside it, computed from %s)", nd->name, fw, kind_of(v), (long long)at, op,
+             cr__shape_only(out), shapes);
+  } else {
+    cr__fail(ctx, CR_ERR_NUMERIC, "anomaly: forward op %s %s produced %s in its result %s "
+             "(element %lld)", op, shapes, kind_of(v), cr__shp(out), (long long)at);
+  }
+  return false;
+}
 
 cr_node *cr__record(cr_ctx *ctx, const cr_op_desc *op, cr_tensor *out, int n_in,
                     cr_tensor *const *in) {
-  if (!out || !ctx->grad_enabled)
+  if (!out)
     return NULL;
-  bool need = false;
-  for (int i = 0; i < n_in; i++)
-    need |= in[i]->requires_grad;
-  if (!need)
+  if (ctx->anomaly && !cr__anomaly_forward(ctx, op->name, out, n_in, in))
+    return NULL;
+  if (!cr__will_record(ctx, n_in, in))
     return NULL;
   cr_node *nd = cr__alloc(ctx, sizeof *nd);
   cr_tensor **ins = cr__alloc(ctx, (size_t)n_in * sizeof *ins);
@@ -18,6 +76,7 @@ cr_node *cr__record(cr_ctx *ctx, const cr_op_desc *op, cr_tensor *out, int n_in,
   memset(nd, 0, sizeof *nd);
   memcpy(ins, in, (size_t)n_in * sizeof *ins);
   nd->op = op;
+  nd->name = op->name;
   nd->out = out;
   nd->n_in = n_in;
   nd->in = ins;
@@ -27,59 +86,51 @@ cr_node *cr__record(cr_ctx *ctx, const cr_op_desc *op, cr_tensor *out, int n_in,
   return nd;
 }
 
-extern const cr_op_desc cr__op_reshape, cr__op_slice;
+/* ---- gradient buffers of the kernel path */
 
-/* The gradient of a slice as a view into its input's gradient (see
- * mark_slice_consumers in autograd.c): the slice's VJP then has nothing to
- * do.  The input's gradient is zeroed first, as slices need not cover it. */
-static cr_tensor *slice_alias(cr_ctx *ctx, cr_tensor *t) {
-  const cr_node *nd = t->node;
-  cr_tensor *gx = cr__grad_acc(ctx, nd->in[0]);
-  if (!gx)
-    return NULL;
-  int axis = (int)nd->iattr[0];
-  int64_t stride[CR_MAX_DIMS];
-  memcpy(stride, gx->stride, sizeof(int64_t) * (size_t)gx->ndim);
-  stride[axis] *= nd->iattr[2];
-  char *base = (char *)gx->data + (size_t)(nd->iattr[1] * gx->stride[axis]) * cr_dtype_size(gx->dtype);
-  if (!t->grad || !t->grad_is_view || t->grad->data != base) {
-    t->grad = cr__view(ctx, gx, t->ndim, t->shape, stride, base);
-    if (!t->grad)
-      return NULL;
-    t->grad_is_view = true;
-  }
-  t->grad_pass = ctx->pass;
-  return t->grad;
+bool cr__may_alias(const cr_ctx *ctx, const cr_tensor *t) {
+  return !t->hooks && !t->retain_grad && !ctx->anomaly;
 }
 
-/* The gradient of a reshape of a dense tensor is its input's gradient under
- * another shape: share the buffer (the reshape's VJP then has nothing to
- * do), saving a copy of every such gradient. */
-static cr_tensor *reshape_alias(cr_ctx *ctx, cr_tensor *t, bool *fresh) {
-  cr_tensor *x = t->node->in[0];
-  cr_tensor *gx = cr__grad_acc_fresh(ctx, x, fresh);
-  if (!gx)
-    return NULL;
-  if (!t->grad || t->grad->data != gx->data) {
-    t->grad = cr__view(ctx, gx, t->ndim, t->shape, t->stride, gx->data);
-    if (!t->grad)
-      return NULL;
-  }
+bool cr__consumers_take_views(const cr_ctx *ctx, const cr_tensor *t) {
+  return t->view_pass == ctx->pass && t->view_ok && cr__may_alias(ctx, t);
+}
+
+void cr__grad_set(cr_ctx *ctx, cr_tensor *t, cr_tensor *buf, bool is_view) {
+  t->grad = buf;
+  t->grad_is_view = is_view;
   t->grad_pass = ctx->pass;
-  return t->grad;
+}
+
+/* A leaf with hooks collects this pass's contribution apart (pgrad), so
+ * the hooks can see and rewrite it before it joins the accumulated grad
+ * (the engine does that when the pass ends). */
+static cr_tensor *hooked_leaf_buffer(cr_ctx *ctx, cr_tensor *t) {
+  if (t->pgrad_pass != ctx->pass || !t->pgrad) {
+    cr_tensor *g = cr__new(ctx, t->dtype, t->ndim, t->shape);
+    if (!g)
+      return NULL;
+    memset(g->data, 0, (size_t)g->numel * cr_dtype_size(g->dtype));
+    t->pgrad = g;
+    t->pgrad_pass = ctx->pass;
+  }
+  return t->pgrad;
 }
 
 cr_tensor *cr__grad_acc_fresh(cr_ctx *ctx, cr_tensor *t, bool *fresh) {
   *fresh = false;
   if (!t->requires_grad)
     return NULL;
-  if (t->node && t->node->op == &cr__op_reshape && t->node->in[0]->requires_grad &&
-      cr__is_contig(t->node->in[0]))
-    return reshape_alias(ctx, t, fresh);
-  if (t->node && t->node->op == &cr__op_slice && t->alias_pass == ctx->pass && !t->alias_bad &&
-      t->node->in[0]->requires_grad)
-    return slice_alias(ctx, t);
-  if (t->grad_is_view) { /* was a view in an earlier pass; now it needs its own buffer */
+  if (!t->node && t->hooks)
+    return hooked_leaf_buffer(ctx, t);
+  if (t->node && t->grad && t->grad_pass == ctx->pass)
+    return t->grad; /* set up earlier in this pass: accumulate */
+  if (t->node && t->node->op->grad_alias && cr__may_alias(ctx, t)) {
+    cr_tensor *g = t->node->op->grad_alias(ctx, t->node, fresh);
+    if (g || ctx->status != CR_OK)
+      return g;
+  }
+  if (t->grad_is_view) { /* a view in an earlier pass; now it needs its own buffer */
     t->grad = NULL;
     t->grad_is_view = false;
   }
@@ -95,7 +146,7 @@ cr_tensor *cr__grad_acc_fresh(cr_ctx *ctx, cr_tensor *t, bool *fresh) {
   t->grad_pass = ctx->pass;
   /* a leaf accumulates across passes; an intermediate's gradient is
    * recomputed by each pass, so its first contribution may overwrite */
-  *fresh = first_use && !t->persistent && t->node;
+  *fresh = first_use && t->node;
   if (first_use && !t->persistent && !t->node)
     memset(t->grad->data, 0, (size_t)t->numel * cr_dtype_size(t->dtype)); /* arena leaf */
   return t->grad;
@@ -108,6 +159,80 @@ cr_tensor *cr__grad_acc(cr_ctx *ctx, cr_tensor *t) {
     memset(g->data, 0, (size_t)g->numel * cr_dtype_size(g->dtype));
   return g;
 }
+
+/* ---- queued accumulations */
+
+bool cr__pending_allowed(const cr_ctx *ctx) { return !ctx->anomaly; }
+
+void cr__pending_add(cr_ctx *ctx, cr__pending *p) {
+  p->next = ctx->pending;
+  p->done = false;
+  ctx->pending = p;
+  bool known = ctx->n_owed < 0;
+  for (int i = 0; !known && i < ctx->n_owed; i++)
+    known = ctx->owed[i] == p->target;
+  if (!known) {
+    if (ctx->n_owed < (int)(sizeof ctx->owed / sizeof ctx->owed[0]))
+      ctx->owed[ctx->n_owed++] = p->target;
+    else
+      ctx->n_owed = -1; /* too many targets: settle checks every node */
+  }
+}
+
+static bool owed(const cr_ctx *ctx, const void *target) {
+  if (!ctx->pending)
+    return false;
+  if (ctx->n_owed < 0)
+    return true;
+  for (int i = 0; i < ctx->n_owed; i++)
+    if (ctx->owed[i] == target)
+      return true;
+  return false;
+}
+
+static void settle_target(cr_ctx *ctx, void *target) {
+  for (;;) { /* each kind settles all of its entries for the target */
+    cr__pending *p = ctx->pending;
+    while (p && (p->done || p->target != target))
+      p = p->next;
+    if (!p)
+      break;
+    p->settle(ctx, ctx->pending, target);
+    CR_ASSERT(p->done, "pending accumulation was not settled");
+  }
+  for (int i = 0; i < ctx->n_owed; i++) /* settled: forget the target */
+    if (ctx->owed[i] == target)
+      ctx->owed[i--] = ctx->owed[--ctx->n_owed];
+}
+
+void cr__pending_settle(cr_ctx *ctx, const cr_tensor *g) {
+  if (owed(ctx, g->data))
+    settle_target(ctx, g->data);
+}
+
+void cr__pending_settle_all(cr_ctx *ctx) {
+  for (cr__pending *p = ctx->pending; p; p = p->next)
+    if (!p->done)
+      settle_target(ctx, p->target);
+  ctx->pending = NULL;
+  ctx->n_owed = 0;
+}
+
+/* ---- helpers for graph VJPs */
+
+cr_tensor *cr__const_like(cr_ctx *ctx, const cr_tensor *x) {
+  return cr__new(ctx, x->dtype, x->ndim, x->shape);
+}
+
+cr_tensor *cr__reduce_to(cr_ctx *ctx, cr_tensor *g, const cr_tensor *x) {
+  if (!g)
+    return NULL;
+  if (g->ndim == x->ndim && memcmp(g->shape, x->shape, sizeof(int64_t) * (size_t)x->ndim) == 0)
+    return g;
+  return cr_sum_to(ctx, g, x->ndim, x->shape);
+}
+
+/* ---- strided iteration */
 
 void cr__iter_init(cr__iter *it, int ndim, const int64_t *shape, int nops,
                    const int64_t *const *strides) {
@@ -214,45 +339,61 @@ bool cr__axis(cr_ctx *ctx, const char *op, const cr_tensor *x, int *axis) {
   return true;
 }
 
-CR_KERNEL void cr__add_dense(cr_tensor *dst, const cr_tensor *src) {
-  int64_t n = dst->numel;
-#define ADD_DENSE(T)                                                           \
-  {                                                                            \
-    T *d = dst->data;                                                          \
-    const T *s = src->data;                                                    \
-    for (int64_t i = 0; i < n; i++)                                            \
-      d[i] += s[i];                                                            \
-  }
-  CR_DISPATCH(dst->dtype, ADD_DENSE);
-#undef ADD_DENSE
+/* ---- the typed kernels (common_kernels.inc) */
+
+#define T float
+#define SFX _f
+#include "common_kernels.inc"
+#undef T
+#undef SFX
+#define T double
+#define SFX _d
+#include "common_kernels.inc"
+#undef T
+#undef SFX
+
+void cr__add_dense(cr_tensor *dst, const cr_tensor *src) {
+  if (dst->dtype == CR_F32)
+    add_dense_f(dst->data, src->data, dst->numel);
+  else
+    add_dense_d(dst->data, src->data, dst->numel);
 }
 
-CR_KERNEL void cr__add_reduced(cr_tensor *dst, const cr_tensor *src) {
+void cr__add_reduced(cr_tensor *dst, const cr_tensor *src) {
   int64_t sd[CR_MAX_DIMS];
   cr__bcast_strides(dst, src->ndim, src->shape, sd);
   const int64_t *strides[2] = {sd, src->stride};
   cr__iter it;
   cr__iter_init(&it, src->ndim, src->shape, 2, strides);
-#define ADD_RED(T)                                                             \
-  {                                                                            \
-    T *d = dst->data;                                                          \
-    const T *s = src->data;                                                    \
-    for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                \
-      T *dr = d + it.off[0];                                                   \
-      const T *sr = s + it.off[1];                                             \
-      if (it.istr[0] == 0) {                                                   \
-        T acc = 0;                                                             \
-        for (int64_t i = 0; i < it.inner; i++)                                 \
-          acc += sr[i * it.istr[1]];                                           \
-        dr[0] += acc;                                                          \
-      } else if (it.istr[0] == 1 && it.istr[1] == 1) {                         \
-        _Pragma("omp simd") for (int64_t i = 0; i < it.inner; i++) dr[i] += sr[i]; \
-      } else {                                                                 \
-        for (int64_t i = 0; i < it.inner; i++)                                 \
-          dr[i * it.istr[0]] += sr[i * it.istr[1]];                            \
-      }                                                                        \
-    }                                                                          \
+  if (dst->dtype == CR_F32)
+    add_reduced_f(&it, dst->data, src->data);
+  else
+    add_reduced_d(&it, dst->data, src->data);
+}
+
+/* dst (=|+=) src over src's shape, each through its own strides. */
+void cr__copy_convert(cr_tensor *dst, const cr_tensor *src, bool add) {
+  const int64_t *st[2] = {dst->stride, src->stride};
+  cr__iter it;
+  cr__iter_init(&it, src->ndim, src->shape, 2, st);
+  for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {
+    const int64_t sd = it.istr[0], ss = it.istr[1];
+    if (dst->dtype == CR_F32 && src->dtype == CR_F64) {
+      float *d = (float *)dst->data + it.off[0];
+      const double *s = (const double *)src->data + it.off[1];
+      for (int64_t i = 0; i < it.inner; i++)
+        d[i * sd] = add ? d[i * sd] + (float)s[i * ss] : (float)s[i * ss];
+    } else if (dst->dtype == CR_F64 && src->dtype == CR_F32) {
+      double *d = (double *)dst->data + it.off[0];
+      const float *s = (const float *)src->data + it.off[1];
+      for (int64_t i = 0; i < it.inner; i++)
+        d[i * sd] = add ? d[i * sd] + (double)s[i * ss] : (double)s[i * ss];
+    } else if (dst->dtype == CR_F32) {
+      move_row_f((float *)dst->data + it.off[0], sd, (const float *)src->data + it.off[1], ss,
+                 it.inner, add);
+    } else {
+      move_row_d((double *)dst->data + it.off[0], sd, (const double *)src->data + it.off[1], ss,
+                 it.inner, add);
+    }
   }
-  CR_DISPATCH(dst->dtype, ADD_RED);
-#undef ADD_RED
 }

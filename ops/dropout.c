@@ -11,9 +11,26 @@
  * it is kept in the arena (one byte per element) for the VJP. */
 #include "op.h"
 
-static void dropout_vjp(cr_ctx *ctx, cr_node *nd);
+typedef struct {
+  double scale; /* 1 / (1 - p) */
+} dropout_attr;
+CR__ATTR(dropout_attr)
 
-const cr_op_desc cr__op_dropout = {"dropout", 1, dropout_vjp, false};
+#define T float
+#define SFX _f
+#include "dropout_kernels.inc"
+#undef T
+#undef SFX
+#define T double
+#define SFX _d
+#include "dropout_kernels.inc"
+#undef T
+#undef SFX
+
+static void dropout_vjp(cr_ctx *ctx, cr_node *nd);
+static cr_status dropout_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
+
+const cr_op_desc cr__op_dropout = {"dropout", 1, dropout_vjp, dropout_vjp_graph, NULL, NULL};
 
 cr_tensor *cr_dropout(cr_ctx *ctx, cr_tensor *x, double p, cr_rng *rng) {
   if (!cr__check_inputs(ctx, "dropout", 1, &x))
@@ -36,25 +53,16 @@ cr_tensor *cr_dropout(cr_ctx *ctx, cr_tensor *x, double p, cr_rng *rng) {
   const int64_t *st[2] = {y->stride, x->stride};
   cr__iter it;
   cr__iter_init(&it, x->ndim, x->shape, 2, st);
-#define DROPOUT_FWD(T)                                                                             \
-  {                                                                                                \
-    const T s = (T)scale;                                                                          \
-    for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                                    \
-      T *py = (T *)y->data + it.off[0];                                                            \
-      const T *px = (const T *)x->data + it.off[1];                                                \
-      const unsigned char *pm = mask + it.off[0];                                                  \
-      for (int64_t i = 0; i < it.inner; i++)                                                       \
-        py[i * it.istr[0]] = pm[i * it.istr[0]] ? px[i * it.istr[1]] * s : (T)0;                   \
-    }                                                                                              \
-  }
-  CR_DISPATCH(x->dtype, DROPOUT_FWD);
-#undef DROPOUT_FWD
+  if (x->dtype == CR_F32)
+    dropout_apply_f(&it, y->data, x->data, mask, (float)scale);
+  else
+    dropout_apply_d(&it, y->data, x->data, mask, scale);
   cr_node *nd = cr__record(ctx, &cr__op_dropout, y, 1, &x);
   if (nd) {
     nd->saved = mask;
-    nd->dattr[0] = scale;
+    dropout_attr_of(nd)->scale = scale;
   }
-  return y;
+  return ctx->status == CR_OK ? y : NULL;
 }
 
 /* gx, gy and mask are all dense row-major over x's shape. */
@@ -62,17 +70,23 @@ static void dropout_vjp(cr_ctx *ctx, cr_node *nd) {
   cr_tensor *gx = cr__grad_acc(ctx, nd->in[0]);
   if (!gx)
     return;
-  const unsigned char *mask = nd->saved;
-  const cr_tensor *gy = nd->out->grad;
-#define DROPOUT_BWD(T)                                                                             \
-  {                                                                                                \
-    const T s = (T)nd->dattr[0];                                                                   \
-    T *g = gx->data;                                                                               \
-    const T *pgy = gy->data;                                                                       \
-    for (int64_t i = 0; i < gx->numel; i++)                                                        \
-      if (mask[i])                                                                                 \
-        g[i] += pgy[i] * s;                                                                        \
-  }
-  CR_DISPATCH(gx->dtype, DROPOUT_BWD);
-#undef DROPOUT_BWD
+  const double s = dropout_attr_of(nd)->scale;
+  if (gx->dtype == CR_F32)
+    dropout_grad_f(gx->data, nd->out->grad->data, nd->saved, (float)s, gx->numel);
+  else
+    dropout_grad_d(gx->data, nd->out->grad->data, nd->saved, s, gx->numel);
+}
+
+/* gx = gy * (mask / (1 - p)), the mask a constant */
+static cr_status dropout_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx) {
+  cr_tensor *x = nd->in[0], *m = cr_zeros(ctx, x->dtype, x->ndim, x->shape);
+  if (!m)
+    return cr_ctx_status(ctx);
+  const double s = dropout_attr_of(nd)->scale;
+  if (m->dtype == CR_F32)
+    dropout_grad_f(m->data, NULL, nd->saved, (float)s, m->numel);
+  else
+    dropout_grad_d(m->data, NULL, nd->saved, s, m->numel);
+  gx[0] = cr_mul(ctx, gy, m);
+  return cr_ctx_status(ctx);
 }

@@ -15,11 +15,26 @@
  * caller's array may go away before backward; lse[i] is saved per row. */
 #include "op.h"
 
+#define T float
+#define SFX _f
+#include "loss_kernels.inc"
+#undef T
+#undef SFX
+#define T double
+#define SFX _d
+#include "loss_kernels.inc"
+#undef T
+#undef SFX
+
 static void cross_entropy_vjp(cr_ctx *ctx, cr_node *nd);
 static void mse_vjp(cr_ctx *ctx, cr_node *nd);
+static cr_status cross_entropy_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy,
+                                         cr_tensor **gx);
+static cr_status mse_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
-const cr_op_desc cr__op_cross_entropy = {"cross_entropy", 1, cross_entropy_vjp, false};
-const cr_op_desc cr__op_mse = {"mse", 2, mse_vjp, false};
+const cr_op_desc cr__op_cross_entropy = {"cross_entropy", 1, cross_entropy_vjp,
+                                         cross_entropy_vjp_graph, NULL, NULL};
+const cr_op_desc cr__op_mse = {"mse", 2, mse_vjp, mse_vjp_graph, NULL, NULL};
 
 /* ---- cross_entropy */
 
@@ -27,38 +42,8 @@ typedef struct {
   int64_t *target; /* [N] copy of the caller's targets */
   double *lse;     /* [N] log-sum-exp of each counted row */
   int64_t count;   /* rows counted (not ignored) */
+  int64_t ignore;  /* the ignore_index */
 } ce_saved;
-
-/* Row kernels, vectorised over the classes when they are contiguous:
- *   lse = m + log sum_j exp(x_j - m),  m = max_j x_j
- *   g_j += c * exp(x_j - lse)          (c = gy / count) */
-#define ROW_KERNELS(T, SFX)                                                    \
-  CR_KERNEL static double row_lse_##SFX(const T *row, int64_t C, int64_t cs) { \
-    T m = row[0], s = 0;                                                       \
-    if (cs == 1) {                                                             \
-      _Pragma("omp simd reduction(max : m)") for (int64_t j = 1; j < C; j++)   \
-        m = row[j] > m ? row[j] : m;                                           \
-      _Pragma("omp simd reduction(+ : s)") for (int64_t j = 0; j < C; j++)     \
-        s += CR_EXP(row[j] - m);                                               \
-    } else {                                                                   \
-      for (int64_t j = 1; j < C; j++)                                          \
-        m = row[j * cs] > m ? row[j * cs] : m;                                 \
-      for (int64_t j = 0; j < C; j++)                                          \
-        s += CR_EXP(row[j * cs] - m);                                          \
-    }                                                                          \
-    return (double)m + (double)CR_LOG(s);                                      \
-  }                                                                            \
-  CR_KERNEL static void row_grad_##SFX(T *g, const T *row, int64_t C, int64_t cs, T c, T lse) { \
-    if (cs == 1) {                                                             \
-      _Pragma("omp simd") for (int64_t j = 0; j < C; j++) g[j] += c * CR_EXP(row[j] - lse); \
-    } else {                                                                   \
-      for (int64_t j = 0; j < C; j++)                                          \
-        g[j] += c * CR_EXP(row[j * cs] - lse);                                 \
-    }                                                                          \
-  }
-ROW_KERNELS(float, f)
-ROW_KERNELS(double, d)
-#undef ROW_KERNELS
 
 cr_tensor *cr_cross_entropy(cr_ctx *ctx, cr_tensor *logits, const int64_t *targets,
                             int64_t ignore_index) {
@@ -88,35 +73,29 @@ cr_tensor *cr_cross_entropy(cr_ctx *ctx, cr_tensor *logits, const int64_t *targe
   cr_tensor *y = cr__new(ctx, x->dtype, 1, &one);
   if (!y)
     return NULL;
-  cr_node *nd = cr__record(ctx, &cr__op_cross_entropy, y, 1, &x);
   ce_saved *sv = NULL;
-  if (nd) {
+  if (cr__will_record(ctx, 1, &x)) {
     sv = cr__alloc(ctx, sizeof *sv);
     int64_t *tcopy = cr__alloc(ctx, (size_t)N * sizeof *tcopy);
     double *lse = cr__alloc(ctx, (size_t)N * sizeof *lse);
     if (!sv || !tcopy || !lse)
       return NULL;
     memcpy(tcopy, targets, (size_t)N * sizeof *tcopy);
-    *sv = (ce_saved){tcopy, lse, count};
-    nd->saved = sv;
-    nd->iattr[0] = ignore_index;
+    *sv = (ce_saved){tcopy, lse, count, ignore_index};
   }
   const int64_t rs = x->stride[0], cs = x->stride[1];
-  double total = 0;
-#define CE_FWD(T)                                                                                  \
-  for (int64_t i = 0; i < N; i++) {                                                                \
-    if (targets[i] == ignore_index)                                                                \
-      continue;                                                                                    \
-    const T *row = (const T *)x->data + i * rs;                                                    \
-    const double lse = _Generic(row[0], float: row_lse_f, default: row_lse_d)(row, C, cs);        \
-    if (sv)                                                                                        \
-      sv->lse[i] = lse;                                                                            \
-    total += lse - (double)row[targets[i] * cs];                                                   \
-  }                                                                                                \
-  *(T *)y->data = count ? (T)(total / (double)count) : (T)0;
-  CR_DISPATCH(x->dtype, CE_FWD);
-#undef CE_FWD
-  return y;
+  double *lse = sv ? sv->lse : NULL;
+  double total = x->dtype == CR_F32 ? ce_total_f(x->data, N, C, rs, cs, targets, ignore_index, lse)
+                                    : ce_total_d(x->data, N, C, rs, cs, targets, ignore_index, lse);
+  double mean = count ? total / (double)count : 0;
+  if (x->dtype == CR_F32)
+    *(float *)y->data = (float)mean;
+  else
+    *(double *)y->data = mean;
+  cr_node *nd = cr__record(ctx, &cr__op_cross_entropy, y, 1, &x);
+  if (nd)
+    nd->saved = sv;
+  return ctx->status == CR_OK ? y : NULL;
 }
 
 static void cross_entropy_vjp(cr_ctx *ctx, cr_node *nd) {
@@ -126,21 +105,34 @@ static void cross_entropy_vjp(cr_ctx *ctx, cr_node *nd) {
   if (!gx || sv->count == 0)
     return;
   const int64_t N = x->shape[0], C = x->shape[1], rs = x->stride[0], cs = x->stride[1];
-  const int64_t ignore = nd->iattr[0];
-#define CE_BWD(T)                                                                                  \
-  {                                                                                                \
-    const T c = (T)(((const T *)nd->out->grad->data)[0] / (double)sv->count);                      \
-    for (int64_t i = 0; i < N; i++) {                                                              \
-      if (sv->target[i] == ignore)                                                                 \
-        continue;                                                                                  \
-      const T *row = (const T *)x->data + i * rs;                                                  \
-      T *g = (T *)gx->data + i * C;                                                                \
-      _Generic(c, float: row_grad_f, default: row_grad_d)(g, row, C, cs, c, (T)sv->lse[i]);        \
-      g[sv->target[i]] -= c;                                                                       \
-    }                                                                                              \
-  }
-  CR_DISPATCH(x->dtype, CE_BWD);
-#undef CE_BWD
+  const double c = cr_get_flat(nd->out->grad, 0) / (double)sv->count;
+  if (x->dtype == CR_F32)
+    ce_grad_f(gx->data, x->data, N, C, rs, cs, sv->target, sv->ignore, sv->lse, (float)c);
+  else
+    ce_grad_d(gx->data, x->data, N, C, rs, cs, sv->target, sv->ignore, sv->lse, c);
+}
+
+/* gx = (softmax(x) * m - onehot) * gy / count, with m[i] = 1 for the rows
+ * counted and onehot[i, t_i] = 1 on them (both constants) */
+static cr_status cross_entropy_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy,
+                                         cr_tensor **gx) {
+  cr_tensor *x = nd->in[0];
+  const ce_saved *sv = nd->saved;
+  const int64_t N = x->shape[0];
+  if (sv->count == 0)
+    return cr_ctx_status(ctx); /* no gradient */
+  cr_tensor *rows = cr_zeros(ctx, x->dtype, CR_SHAPE(N, 1));
+  cr_tensor *onehot = cr_zeros(ctx, x->dtype, x->ndim, x->shape);
+  if (!rows || !onehot)
+    return cr_ctx_status(ctx);
+  for (int64_t i = 0; i < N; i++)
+    if (sv->target[i] != sv->ignore) {
+      cr_set_flat(rows, i, 1.0);
+      cr_set_flat(onehot, i * x->shape[1] + sv->target[i], 1.0);
+    }
+  cr_tensor *p = cr_mul(ctx, cr_softmax(ctx, x, 1), rows);
+  gx[0] = cr_mul(ctx, cr_sub(ctx, p, onehot), cr_div_scalar(ctx, gy, (double)sv->count));
+  return cr_ctx_status(ctx);
 }
 
 /* ---- mse */
@@ -157,58 +149,49 @@ cr_tensor *cr_mse(cr_ctx *ctx, cr_tensor *pred, cr_tensor *target) {
   cr_tensor *y = cr__new(ctx, pred->dtype, 1, &one);
   if (!y)
     return NULL;
-  cr_node *nd = cr__record(ctx, &cr__op_mse, y, 2, in);
   void *diff = NULL; /* [numel] pred - target, row-major, for the VJP */
-  if (nd) {
-    diff = cr__alloc(ctx, (size_t)pred->numel * cr_dtype_size(pred->dtype));
-    if (!diff)
-      return NULL;
-    nd->saved = diff;
-  }
+  if (cr__will_record(ctx, 2, in) &&
+      !(diff = cr__alloc(ctx, (size_t)pred->numel * cr_dtype_size(pred->dtype))))
+    return NULL;
   int64_t dstride[CR_MAX_DIMS];
   cr__contig_strides(pred->ndim, pred->shape, dstride);
   const int64_t *st[3] = {dstride, pred->stride, target->stride};
   cr__iter it;
   cr__iter_init(&it, pred->ndim, pred->shape, 3, st);
   const double n = (double)pred->numel;
-#define MSE_FWD(T)                                                                                 \
-  {                                                                                                \
-    double acc = 0;                                                                                \
-    for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                                    \
-      const T *pa = (const T *)pred->data + it.off[1];                                             \
-      const T *pb = (const T *)target->data + it.off[2];                                           \
-      for (int64_t i = 0; i < it.inner; i++) {                                                     \
-        const T d = pa[i * it.istr[1]] - pb[i * it.istr[2]];                                       \
-        acc += (double)d * (double)d;                                                              \
-        if (diff)                                                                                  \
-          ((T *)diff)[it.off[0] + i * it.istr[0]] = d;                                             \
-      }                                                                                            \
-    }                                                                                              \
-    *(T *)y->data = (T)(acc / n);                                                                  \
-  }
-  CR_DISPATCH(pred->dtype, MSE_FWD);
-#undef MSE_FWD
-  return y;
+  if (pred->dtype == CR_F32)
+    *(float *)y->data = (float)(sq_diff_f(&it, pred->data, target->data, diff) / n);
+  else
+    *(double *)y->data = sq_diff_d(&it, pred->data, target->data, diff) / n;
+  cr_node *nd = cr__record(ctx, &cr__op_mse, y, 2, in);
+  if (nd)
+    nd->saved = diff;
+  return ctx->status == CR_OK ? y : NULL;
 }
 
 static void mse_vjp(cr_ctx *ctx, cr_node *nd) {
-  const cr_tensor *y = nd->out;
   const int64_t n = nd->in[0]->numel;
+  const double gy = cr_get_flat(nd->out->grad, 0);
   for (int which = 0; which < 2; which++) {
     cr_tensor *g = cr__grad_acc(ctx, nd->in[which]);
     if (!g)
       continue;
     /* pred: +2 gy / n;  target: -2 gy / n */
-    const double scale = (which == 0 ? 2.0 : -2.0) / (double)n;
-#define MSE_BWD(T)                                                                                 \
-  {                                                                                                \
-    const T c = (T)(((const T *)y->grad->data)[0] * scale);                                        \
-    const T *d = nd->saved;                                                                        \
-    T *pg = g->data;                                                                               \
-    for (int64_t i = 0; i < n; i++)                                                                \
-      pg[i] += c * d[i];                                                                           \
+    const double c = gy * ((which == 0 ? 2.0 : -2.0) / (double)n);
+    if (g->dtype == CR_F32)
+      axpy_f(g->data, nd->saved, (float)c, n);
+    else
+      axpy_d(g->data, nd->saved, c, n);
   }
-    CR_DISPATCH(g->dtype, MSE_BWD);
-#undef MSE_BWD
-  }
+}
+
+/* ga = (a - b) * gy * 2/n;  gb = -ga */
+static cr_status mse_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx) {
+  cr_tensor *a = nd->in[0], *b = nd->in[1];
+  cr_tensor *g = cr_mul(ctx, cr_sub(ctx, a, b), cr_mul_scalar(ctx, gy, 2.0 / (double)a->numel));
+  if (a->requires_grad)
+    gx[0] = g;
+  if (b->requires_grad)
+    gx[1] = cr_neg(ctx, g);
+  return cr_ctx_status(ctx);
 }

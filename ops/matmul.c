@@ -12,7 +12,8 @@
 #include "op.h"
 
 static void matmul_vjp(cr_ctx *ctx, cr_node *nd);
-const cr_op_desc cr__op_matmul = {"matmul", 2, matmul_vjp, false};
+static cr_status matmul_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
+const cr_op_desc cr__op_matmul = {"matmul", 2, matmul_vjp, matmul_vjp_graph, NULL, NULL};
 
 
 /* Layout of an operand seen as `batch` matrices of rows x cols. */
@@ -48,71 +49,55 @@ static const char *at(const cr_tensor *t, int64_t off) {
 
 /* ---- deferred weight gradients
  * A weight shared by T time steps receives T contributions a_t^T @ gy_t,
- * each a thin product (a_t has only B rows).  Instead of T thin gemms we
- * record them and, when the gradient is needed, stack the a_t into [sum B, K]
- * and the gy_t into [sum B, N] and add A^T @ G in one efficient gemm — the
- * same sum, as sum_t a_t^T gy_t = A^T G. */
+ * each a thin product (a_t has only B rows).  Instead of T thin gemms the
+ * VJP queues them (op.h: pending accumulations) and, when the gradient is
+ * needed, stacks the a_t into [sum B, K] and the gy_t into [sum B, N] and
+ * adds A^T @ G in one efficient gemm — the same sum, as
+ * sum_t a_t^T gy_t = A^T G. */
 #define DEFER_MAX_ROWS 512 /* thin products only; big ones gain nothing */
 
-typedef struct cr__deferred {
-  struct cr__deferred *next;
+typedef struct {
+  cr__pending base;       /* target: gb's data */
   cr_tensor *gb, *a, *gy; /* gb += a^T @ gy; a [M,K] (strided), gy [M,N] dense */
-  bool done;
-} cr__deferred;
+} deferred_product;
+
+static void settle_products(cr_ctx *ctx, cr__pending *first, void *target);
 
 static void defer_or_run(cr_ctx *ctx, cr_tensor *gb, cr_tensor *a, cr_tensor *gy) {
   int64_t M = a->shape[0], K = a->shape[1], N = gy->shape[1];
-  cr__deferred *d = M <= DEFER_MAX_ROWS ? cr__alloc(ctx, sizeof *d) : NULL;
+  deferred_product *d =
+      M <= DEFER_MAX_ROWS && cr__pending_allowed(ctx) ? cr__alloc(ctx, sizeof *d) : NULL;
   if (!d) {
     mat_view va = view_of(a);
     cr__gemm(a->dtype, true, false, K, N, M, 1.0, a->data, va.rs, va.cs, gy->data, N, 1, 1.0,
              gb->data, N, 1);
     return;
   }
-  *d = (cr__deferred){ctx->deferred, gb, a, gy, false};
-  ctx->deferred = d;
-  /* remember the target buffer, so backward settles only where it must */
-  bool known = ctx->n_owed < 0;
-  for (int i = 0; !known && i < ctx->n_owed; i++)
-    known = ctx->owed[i] == gb->data;
-  if (!known) {
-    if (ctx->n_owed < (int)(sizeof ctx->owed / sizeof ctx->owed[0]))
-      ctx->owed[ctx->n_owed++] = gb->data;
-    else
-      ctx->n_owed = -1; /* too many targets: settle checks every node */
-  }
+  *d = (deferred_product){{NULL, gb->data, settle_products, false}, gb, a, gy};
+  cr__pending_add(ctx, &d->base);
 }
 
-/* Is a deferred product owed to the buffer at data? */
-static bool owed(const cr_ctx *ctx, const void *data) {
-  if (!ctx->deferred)
-    return false;
-  if (ctx->n_owed < 0)
-    return true;
-  for (int i = 0; i < ctx->n_owed; i++)
-    if (ctx->owed[i] == data)
-      return true;
-  return false;
-}
-
-void cr__settle_deferred(cr_ctx *ctx, cr_tensor *gb) {
-  if (!owed(ctx, gb->data))
-    return;
+/* gb += A^T G over every product queued for target */
+static void settle_products(cr_ctx *ctx, cr__pending *first, void *target) {
   int64_t rows = 0, K = 0, N = 0;
-  for (cr__deferred *d = ctx->deferred; d; d = d->next)
-    if (!d->done && d->gb->data == gb->data) {
+  cr_tensor *gb = NULL;
+  for (cr__pending *p = first; p; p = p->next)
+    if (!p->done && p->target == target && p->settle == settle_products) {
+      const deferred_product *d = (const deferred_product *)p;
       rows += d->a->shape[0];
       K = d->a->shape[1];
       N = d->gy->shape[1];
+      gb = d->gb;
     }
-  if (rows == 0)
+  if (!gb)
     return;
   size_t es = cr_dtype_size(gb->dtype);
   char *A = cr__alloc(ctx, (size_t)(rows * K) * es), *G = cr__alloc(ctx, (size_t)(rows * N) * es);
   int64_t r = 0;
-  for (cr__deferred *d = ctx->deferred; d; d = d->next) {
-    if (d->done || d->gb->data != gb->data)
+  for (cr__pending *p = first; p; p = p->next) {
+    if (p->done || p->target != target || p->settle != settle_products)
       continue;
+    const deferred_product *d = (const deferred_product *)p;
     int64_t M = d->a->shape[0];
     if (A && G) {
       cr__gather(d->a, A + (size_t)(r * K) * es); /* dense rows, whatever a's strides */
@@ -123,21 +108,10 @@ void cr__settle_deferred(cr_ctx *ctx, cr_tensor *gb) {
                1.0, gb->data, N, 1);
     }
     r += M;
-    d->done = true;
+    p->done = true;
   }
   if (A && G) /* gb += A^T @ G  ([K, rows] @ [rows, N]) */
     cr__gemm(gb->dtype, true, false, K, N, rows, 1.0, A, K, 1, G, N, 1, 1.0, gb->data, N, 1);
-  for (int i = 0; i < ctx->n_owed; i++) /* settled: forget the target */
-    if (ctx->owed[i] == gb->data)
-      ctx->owed[i--] = ctx->owed[--ctx->n_owed];
-}
-
-void cr__settle_all_deferred(cr_ctx *ctx) {
-  for (cr__deferred *d = ctx->deferred; d; d = d->next)
-    if (!d->done)
-      cr__settle_deferred(ctx, d->gb);
-  ctx->deferred = NULL;
-  ctx->n_owed = 0;
 }
 
 /* For a product reading b transposed (ga += gy @ b^T), BLIS packs fastest
@@ -180,7 +154,7 @@ cr_tensor *cr_matmul(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) {
                N, 1);
   }
   cr__record(ctx, &cr__op_matmul, y, 2, in);
-  return y;
+  return ctx->status == CR_OK ? y : NULL;
 }
 
 static void matmul_vjp(cr_ctx *ctx, cr_node *nd) {
@@ -224,7 +198,8 @@ static void matmul_vjp(cr_ctx *ctx, cr_node *nd) {
 /* ---- addmm: y = c + a @ b ------------------------------------------------- */
 
 static void addmm_vjp(cr_ctx *ctx, cr_node *nd);
-const cr_op_desc cr__op_addmm = {"addmm", 3, addmm_vjp, false};
+static cr_status addmm_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
+const cr_op_desc cr__op_addmm = {"addmm", 3, addmm_vjp, addmm_vjp_graph, NULL, NULL};
 
 cr_tensor *cr_addmm(cr_ctx *ctx, cr_tensor *c, cr_tensor *a, cr_tensor *b) {
   cr_tensor *in[3] = {c, a, b};
@@ -261,7 +236,7 @@ cr_tensor *cr_addmm(cr_ctx *ctx, cr_tensor *c, cr_tensor *a, cr_tensor *b) {
   cr__gemm(a->dtype, false, false, M, N, K, 1.0, a->data, va.rs, va.cs, b->data, vb.rs, vb.cs,
            1.0, y->data, N, 1);
   cr__record(ctx, &cr__op_addmm, y, 3, in);
-  return y;
+  return ctx->status == CR_OK ? y : NULL;
 }
 
 static void addmm_vjp(cr_ctx *ctx, cr_node *nd) {
@@ -288,4 +263,39 @@ static void addmm_vjp(cr_ctx *ctx, cr_node *nd) {
   }
   if (gb) /* gb += a^T @ gy, deferred to one product over all uses of b */
     defer_or_run(ctx, gb, a, gy);
+}
+
+/* ---- the VJPs as ops (create_graph) */
+
+/* The transpose of the last two axes (a view). */
+static cr_tensor *mT(cr_ctx *ctx, cr_tensor *x) { return cr_transpose(ctx, x, -2, -1); }
+
+/* ga = gy @ b^T;  gb = a^T @ gy (for a shared b [K,N] under a batched a,
+ * the batch folds into the rows: gb = a'^T @ gy' with a' [B*M,K]) */
+static cr_status matmul_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx) {
+  cr_tensor *a = nd->in[0], *b = nd->in[1];
+  if (a->requires_grad)
+    gx[0] = cr_matmul(ctx, gy, mT(ctx, b));
+  if (b->requires_grad) {
+    if (a->ndim == 3 && b->ndim == 2) {
+      int64_t K = a->shape[2], N = gy->shape[2];
+      gx[1] = cr_matmul(ctx, mT(ctx, cr_reshape(ctx, a, CR_SHAPE(-1, K))),
+                        cr_reshape(ctx, gy, CR_SHAPE(-1, N)));
+    } else {
+      gx[1] = cr_matmul(ctx, mT(ctx, a), gy);
+    }
+  }
+  return cr_ctx_status(ctx);
+}
+
+/* gc = gy summed to c's shape;  ga = gy @ b^T;  gb = a^T @ gy */
+static cr_status addmm_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx) {
+  cr_tensor *c = nd->in[0], *a = nd->in[1], *b = nd->in[2];
+  if (c->requires_grad)
+    gx[0] = cr__reduce_to(ctx, gy, c);
+  if (a->requires_grad)
+    gx[1] = cr_matmul(ctx, gy, mT(ctx, b));
+  if (b->requires_grad)
+    gx[2] = cr_matmul(ctx, mT(ctx, a), gy);
+  return cr_ctx_status(ctx);
 }

@@ -4,70 +4,157 @@
  * the inputs, y the result, gy the upstream gradient, gx/ga/gb the input
  * gradients, e.g.   tanh: y = tanh(x);  gx += gy * (1 - y*y)
  * and keeps, side by side, the public function (checks shapes, computes y
- * with the forward kernel, records a node) and the VJP (adds into the
- * input gradients; never overwrites, so shared values accumulate).
+ * with the forward kernel, records a node) and the two forms of its
+ * vector-Jacobian product:
  *
- * Every op has one cr_op_desc, listed in ops/registry.c.
+ *   vjp        the kernel: adds the input gradients into their buffers
+ *              (never overwrites, so shared values accumulate) — the fast
+ *              first-order path;
+ *   vjp_graph  the same formula written with ops, returning the input
+ *              gradients as tensors; when backward records its own graph
+ *              (create_graph) these tensors can be differentiated again.
+ *
+ * A test checks that the two agree on every gradient-check row.  Every op
+ * has one cr_op_desc, listed in ops/registry.c.
  */
 #ifndef CHAINRULE_OP_H
 #define CHAINRULE_OP_H
+
+#include <stdalign.h>
+#include <stddef.h>
 
 #include "internal.h"
 #include "vmath.h"
 
 typedef struct cr_node cr_node;
 
-/* Add the input gradients implied by node->out's gradient. */
-typedef void (*cr_vjp_fn)(cr_ctx *ctx, cr_node *node);
-
 typedef struct cr_op_desc {
   const char *name; /* as in messages and cr_grad_fn */
-  int n_inputs;     /* -1: variable (concat, stack) */
-  cr_vjp_fn vjp;
-  /* The VJP accepts input-gradient buffers that are strided views (it
-   * writes through their strides), so the gradient of a slice consumed
-   * only by such ops can be a view into the sliced tensor's gradient. */
-  bool strided_input_grads;
+  int n_inputs;     /* -1: variable (concat, stack, custom) */
+  /* Add the input gradients implied by node->out's gradient (complete when
+   * this is called) into the input gradient buffers (cr__grad_acc). */
+  void (*vjp)(cr_ctx *ctx, cr_node *nd);
+  /* The same as tensors built with ops: gx[k] = the gradient for input k
+   * (exactly its shape and dtype), or NULL where input k needs none.  gy may
+   * carry a graph.  Returns CR_OK or the error stored in ctx. */
+  cr_status (*vjp_graph)(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
+
+  /* ---- the plug-in point for gradient-buffer tricks (optional; the
+   * engine knows no op by name, it only calls these) */
+  /* A buffer for the gradient of nd->out that shares an input's gradient
+   * buffer (a reshape: the same buffer; a slice: a strided view into it),
+   * so the VJP has nothing left to do; NULL to use a buffer of its own.
+   * *fresh as for cr__grad_acc_fresh. */
+  cr_tensor *(*grad_alias)(cr_ctx *ctx, cr_node *nd, bool *fresh);
+  /* Whether the kernel VJP writes input k's gradient through strides, so
+   * that buffer may be a strided view (see cr__consumers_take_views).
+   * NULL: never. */
+  bool (*takes_view_grad)(const cr_node *nd, int k);
 } cr_op_desc;
+
+/* Bytes of op-specific attributes stored in a node (a named struct per op,
+ * see CR__ATTR). */
+#define CR__ATTR_BYTES 64
 
 /* A recorded application of an op. */
 struct cr_node {
   const cr_op_desc *op;
+  const char *name; /* op->name, or a custom op's own name */
   cr_tensor *out;
   int n_in;
   cr_tensor **in;
-  uint32_t mark;   /* backward pass that last visited it */
-  int64_t iattr[CR_MAX_DIMS]; /* op-specific integers (axis, perm, ...) */
-  double dattr[2];  /* op-specific scalars */
-  void *saved;      /* op-specific saved data in the arena */
+  uint32_t mark; /* graph walk that last visited it */
+  void *saved;   /* op-specific data saved in the arena (indices, masks) */
+  union {
+    max_align_t align;
+    unsigned char bytes[CR__ATTR_BYTES];
+  } attr;
 };
 
-/* Record a node for out when grad mode is on and an input requires grad;
- * then out->requires_grad is set.  Returns the node, or NULL when nothing
- * needed recording (or on out-of-memory, which sets the error: check
- * cr_ctx_status if the node is essential). */
-cr_node *cr__record(cr_ctx *ctx, const cr_op_desc *op, cr_tensor *out,
-                    int n_in, cr_tensor *const *in);
+/* Declare the accessor for an op's attribute struct:
+ *   typedef struct { int axis; int64_t start, step; } slice_attr;
+ *   CR__ATTR(slice_attr)   ->   slice_attr *slice_attr_of(const cr_node *)  */
+#define CR__ATTR(type)                                                         \
+  _Static_assert(sizeof(type) <= CR__ATTR_BYTES, #type " too large");          \
+  static inline type *type##_of(const cr_node *nd) {                           \
+    return (type *)(void *)((cr_node *)nd)->attr.bytes;                        \
+  }
 
-/* For a VJP: the gradient buffer of t to add into (contiguous, t's shape
- * and dtype, zeroed at its first use in this backward pass), or NULL when t
- * needs no gradient. */
+/* Will an op on these inputs record a node (grad mode on and an input
+ * requires grad)?  Lets an op save data for its VJP only when needed. */
+bool cr__will_record(const cr_ctx *ctx, int n_in, cr_tensor *const *in);
+/* Finish an op: out has been computed from in.  In anomaly mode, checks
+ * out for NaN/Inf (naming the op).  Then records a node for out when grad
+ * mode is on and an input requires grad, and sets out->requires_grad.
+ * Returns the node (the op fills its attributes), or NULL when nothing was
+ * recorded or on error (out of memory, anomaly: the error is stored and
+ * the op must return NULL — test cr_ctx_status when NULL matters). */
+cr_node *cr__record(cr_ctx *ctx, const cr_op_desc *op, cr_tensor *out, int n_in,
+                    cr_tensor *const *in);
+/* The forward anomaly check alone (cr__record calls it). */
+bool cr__anomaly_forward(cr_ctx *ctx, const char *op, const cr_tensor *out, int n_in,
+                         cr_tensor *const *in);
+
+/* For a kernel VJP: the gradient buffer of t to add into (t's shape and
+ * dtype, zeroed at its first use in this backward pass; contiguous unless
+ * it is a strided view that an op's takes_view_grad allowed), or NULL when
+ * t needs no gradient. */
 cr_tensor *cr__grad_acc(cr_ctx *ctx, cr_tensor *t);
 /* The same without zeroing: *fresh is true when this is the buffer's first
  * use in the pass and it holds garbage — the caller must then WRITE every
  * element (y = ..., not +=); later contributions accumulate.  Saves a
  * memset and a read of every intermediate gradient. */
 cr_tensor *cr__grad_acc_fresh(cr_ctx *ctx, cr_tensor *t, bool *fresh);
+/* For grad_alias hooks: true when every op consuming t in this backward
+ * pass takes a strided-view gradient for it (takes_view_grad), and t has
+ * no hook and is not retained (those need a buffer of their own). */
+bool cr__consumers_take_views(const cr_ctx *ctx, const cr_tensor *t);
+/* For grad_alias hooks: false when t needs its own gradient buffer (it has
+ * hooks, is retained, or anomaly mode is on: then every VJP's result is
+ * checked at its own node). */
+bool cr__may_alias(const cr_ctx *ctx, const cr_tensor *t);
+/* Mark buf (an arena tensor) as t's gradient buffer for this pass. */
+void cr__grad_set(cr_ctx *ctx, cr_tensor *t, cr_tensor *buf, bool is_view);
 
-/* Weight gradients gb += a^T @ gy of the T steps that share a weight are
- * collected during backward and computed as ONE product over the stacked
- * rows (ops/matmul.c): far more efficient than T thin products.  backward
- * settles them before anything reads the gradient: */
-/* ... before the VJP of the node whose output gradient is g (a no-op when
- * nothing is owed to g) */
-void cr__settle_deferred(cr_ctx *ctx, cr_tensor *g);
-/* ... and all of them when backward ends */
-void cr__settle_all_deferred(cr_ctx *ctx);
+/* ---- pending accumulations: a kernel VJP may queue a contribution to a
+ * gradient buffer instead of adding it at once (matmul collects the weight
+ * gradients of the T steps sharing a weight and adds them as ONE product),
+ * provided it is settled before anything reads that buffer: the engine
+ * calls cr__pending_settle before a node's VJP reads its output gradient,
+ * and cr__pending_settle_all when the pass ends. */
+typedef struct cr__pending cr__pending;
+struct cr__pending {
+  cr__pending *next;
+  void *target; /* data pointer of the gradient buffer owed */
+  /* Settle every queued entry of this kind owed to target (and mark them
+   * done); called once per target by the engine. */
+  void (*settle)(cr_ctx *ctx, cr__pending *first, void *target);
+  bool done;
+};
+/* Queue p (arena memory; its settle and target set) for this pass. */
+void cr__pending_add(cr_ctx *ctx, cr__pending *p);
+/* Settle what is owed to g's buffer (nothing when nothing is). */
+void cr__pending_settle(cr_ctx *ctx, const cr_tensor *g);
+void cr__pending_settle_all(cr_ctx *ctx);
+/* Whether contributions may be queued now (off in anomaly mode). */
+bool cr__pending_allowed(const cr_ctx *ctx);
+
+/* ---- helpers for graph VJPs */
+/* A constant (no graph) arena tensor of x's shape and dtype, or NULL. */
+cr_tensor *cr__const_like(cr_ctx *ctx, const cr_tensor *x);
+/* g summed over the dims where x was broadcast to g's shape, so it has
+ * x's shape (g itself when the shapes already match). */
+cr_tensor *cr__reduce_to(cr_ctx *ctx, cr_tensor *g, const cr_tensor *x);
+
+/* slice's adjoint as an op (shape.c): zeros of shape with x placed at
+ * start, start+step, ... along axis.  Its gradient is a slice again. */
+cr_tensor *cr__unslice(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape, int axis,
+                       int64_t start, int64_t step);
+/* index_select's adjoint as an op (gather.c): zeros of shape with
+ * y[.., idx[j], ..] += x[.., j, ..] along axis (n = x's dim there); idx is
+ * copied.  Its gradient is an index_select again. */
+cr_tensor *cr__index_add(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape, int axis,
+                         const int64_t *idx);
 
 /* ---- strided iteration over a shape for up to 4 operands.
  * Operands are given by strides over the iteration shape (0 on broadcast
@@ -108,6 +195,8 @@ void cr__add_dense(cr_tensor *dst, const cr_tensor *src);
 /* dst (contiguous, shape S) += reduce of src (dense, broadcast shape of
  * ndim dims) over the dims where S was broadcast. */
 void cr__add_reduced(cr_tensor *dst, const cr_tensor *src);
+/* dst = src (same shape, any strides, dst's dtype; converts). */
+void cr__copy_convert(cr_tensor *dst, const cr_tensor *src, bool add);
 
 /* Math by element type, so one kernel text serves float and double; float
  * uses the vectorisable routines of vmath.h (1-2 ulp), double uses libm. */
@@ -117,16 +206,16 @@ void cr__add_reduced(cr_tensor *dst, const cr_tensor *src);
 #define CR_TANH(x) _Generic((x), float: cr__tanhf, default: tanh)(x)
 #define CR_FABS(x) _Generic((x), float: fabsf, default: fabs)(x)
 #define CR_POW(x, p) _Generic((x), float: powf, default: pow)(x, p)
+#define CR_SIGMOID(x) _Generic((x), float: cr__sigmoidf, default: cr__sigmoid)(x)
 
-/* Instantiate a kernel body for both element types:  KERNEL(T) expands to
- * the body with T = float or double depending on dt. */
-#define CR_DISPATCH(dt, KERNEL)                                                \
-  do {                                                                         \
-    if ((dt) == CR_F32) {                                                      \
-      KERNEL(float);                                                           \
-    } else {                                                                   \
-      KERNEL(double);                                                          \
-    }                                                                          \
-  } while (0)
+static inline double cr__sigmoid(double v) {
+  return v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v));
+}
+
+/* Token pasting for the typed kernel templates (*.inc files included once
+ * with T = float, SFX = f and once with T = double, SFX = d). */
+#define CR__CAT_(a, b) a##b
+#define CR__CAT(a, b) CR__CAT_(a, b)
+#define CR__T(name) CR__CAT(name, SFX) /* name_f / name_d */
 
 #endif

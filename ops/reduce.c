@@ -21,14 +21,34 @@
 
 typedef enum { R_SUM, R_MEAN, R_SUM_AXIS, R_MEAN_AXIS, R_MAX_AXIS, R_COUNT } red_kind;
 
+typedef struct {
+  red_kind kind;
+  int axis;   /* the axis reduced (axis ops) */
+  double div; /* 1 for sums, the element count for means */
+} reduce_attr;
+CR__ATTR(reduce_attr)
+
+#define T float
+#define SFX _f
+#include "reduce_kernels.inc"
+#undef T
+#undef SFX
+#define T double
+#define SFX _d
+#include "reduce_kernels.inc"
+#undef T
+#undef SFX
+
 static void reduce_all_vjp(cr_ctx *ctx, cr_node *nd);
 static void reduce_axis_vjp(cr_ctx *ctx, cr_node *nd);
+static cr_status reduce_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
-const cr_op_desc cr__op_sum = {"sum", 1, reduce_all_vjp, false};
-const cr_op_desc cr__op_mean = {"mean", 1, reduce_all_vjp, false};
-const cr_op_desc cr__op_sum_axis = {"sum_axis", 1, reduce_axis_vjp, false};
-const cr_op_desc cr__op_mean_axis = {"mean_axis", 1, reduce_axis_vjp, false};
-const cr_op_desc cr__op_max_axis = {"max_axis", 1, reduce_axis_vjp, false};
+const cr_op_desc cr__op_sum = {"sum", 1, reduce_all_vjp, reduce_vjp_graph, NULL, NULL};
+const cr_op_desc cr__op_mean = {"mean", 1, reduce_all_vjp, reduce_vjp_graph, NULL, NULL};
+const cr_op_desc cr__op_sum_axis = {"sum_axis", 1, reduce_axis_vjp, reduce_vjp_graph, NULL, NULL};
+const cr_op_desc cr__op_mean_axis = {"mean_axis", 1, reduce_axis_vjp, reduce_vjp_graph, NULL,
+                                     NULL};
+const cr_op_desc cr__op_max_axis = {"max_axis", 1, reduce_axis_vjp, reduce_vjp_graph, NULL, NULL};
 
 static const cr_op_desc *const descs[R_COUNT] = {&cr__op_sum, &cr__op_mean, &cr__op_sum_axis,
                                                  &cr__op_mean_axis, &cr__op_max_axis};
@@ -47,22 +67,14 @@ static cr_tensor *reduce_all(cr_ctx *ctx, red_kind k, cr_tensor *x) {
   const int64_t *st[1] = {x->stride};
   cr__iter it;
   cr__iter_init(&it, x->ndim, x->shape, 1, st);
-#define SUM_ALL(T)                                                                                 \
-  {                                                                                                \
-    double acc = 0;                                                                                \
-    for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                                    \
-      const T *px = (const T *)x->data + it.off[0];                                                \
-      for (int64_t i = 0; i < it.inner; i++)                                                       \
-        acc += px[i * it.istr[0]];                                                                 \
-    }                                                                                              \
-    *(T *)y->data = (T)(acc / div);                                                                \
-  }
-  CR_DISPATCH(x->dtype, SUM_ALL);
-#undef SUM_ALL
+  if (x->dtype == CR_F32)
+    *(float *)y->data = (float)(sum_all_f(&it, x->data) / div);
+  else
+    *(double *)y->data = sum_all_d(&it, x->data) / div;
   cr_node *nd = cr__record(ctx, op, y, 1, &x);
   if (nd)
-    nd->dattr[0] = div;
-  return y;
+    *reduce_attr_of(nd) = (reduce_attr){k, 0, div};
+  return ctx->status == CR_OK ? y : NULL;
 }
 
 cr_tensor *cr_sum(cr_ctx *ctx, cr_tensor *x) { return reduce_all(ctx, R_SUM, x); }
@@ -74,16 +86,11 @@ static void reduce_all_vjp(cr_ctx *ctx, cr_node *nd) {
   if (!gx)
     return;
   const cr_tensor *gy = nd->out->grad;
-  double div = nd->dattr[0];
-#define SUM_ALL_BWD(T)                                                                             \
-  {                                                                                                \
-    T *g = gx->data;                                                                               \
-    const T d = (T)(((const T *)gy->data)[0] / div);                                               \
-    for (int64_t i = 0; i < gx->numel; i++)                                                        \
-      g[i] += d;                                                                                   \
-  }
-  CR_DISPATCH(gx->dtype, SUM_ALL_BWD);
-#undef SUM_ALL_BWD
+  double div = reduce_attr_of(nd)->div;
+  if (gx->dtype == CR_F32)
+    add_const_f(gx->data, (float)(((const float *)gy->data)[0] / div), gx->numel);
+  else
+    add_const_d(gx->data, ((const double *)gy->data)[0] / div, gx->numel);
 }
 
 /* ---- along one axis: sum_axis, mean_axis, max_axis */
@@ -94,45 +101,14 @@ static void line_shape(const cr_tensor *x, int axis, int64_t *shape) {
     shape[d] = d == axis ? 1 : x->shape[d];
 }
 
-/* y[p] = reduce_k x[p,k]; arg (may be NULL) receives k* for max. */
-static void axis_forward(red_kind k, cr_tensor *y, const cr_tensor *x, int axis, int64_t *arg) {
+/* An iterator over the starts of x's lines along axis: operand 0 walks a
+ * dense tensor of the line shape (y, gy), operand 1 the strides of t. */
+static void lines_iter(cr__iter *it, const cr_tensor *x, int axis, const cr_tensor *t) {
   int64_t shape[CR_MAX_DIMS], ystride[CR_MAX_DIMS];
   line_shape(x, axis, shape);
   cr__contig_strides(x->ndim, shape, ystride);
-  const int64_t *st[2] = {ystride, x->stride};
-  cr__iter it;
-  cr__iter_init(&it, x->ndim, shape, 2, st);
-  const int64_t K = x->shape[axis], sk = x->stride[axis];
-  const double div = k == R_MEAN_AXIS ? (double)K : 1.0;
-#define AX_FWD(T)                                                                                  \
-  for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                                      \
-    for (int64_t i = 0; i < it.inner; i++) {                                                       \
-      const int64_t yo = it.off[0] + i * it.istr[0];                                               \
-      const T *line = (const T *)x->data + it.off[1] + i * it.istr[1];                             \
-      T *py = (T *)y->data + yo;                                                                   \
-      if (k == R_MAX_AXIS) {                                                                       \
-        T best = line[0];                                                                          \
-        int64_t bk = 0;                                                                            \
-        for (int64_t j = 1; j < K; j++) {                                                          \
-          const T v = line[j * sk];                                                                \
-          if (v > best || (v != v && best == best)) {                                              \
-            best = v;                                                                              \
-            bk = j;                                                                                \
-          }                                                                                        \
-        }                                                                                          \
-        *py = best;                                                                                \
-        if (arg)                                                                                   \
-          arg[yo] = bk;                                                                            \
-      } else {                                                                                     \
-        double acc = 0;                                                                            \
-        for (int64_t j = 0; j < K; j++)                                                            \
-          acc += line[j * sk];                                                                     \
-        *py = (T)(acc / div);                                                                      \
-      }                                                                                            \
-    }                                                                                              \
-  }
-  CR_DISPATCH(x->dtype, AX_FWD);
-#undef AX_FWD
+  const int64_t *st[2] = {ystride, t->stride};
+  cr__iter_init(it, x->ndim, shape, 2, st);
 }
 
 static cr_tensor *reduce_axis(cr_ctx *ctx, red_kind k, cr_tensor *x, int axis, bool keepdim) {
@@ -151,20 +127,24 @@ static cr_tensor *reduce_axis(cr_ctx *ctx, red_kind k, cr_tensor *x, int axis, b
   cr_tensor *y = cr__new(ctx, x->dtype, ndim, shape);
   if (!y)
     return NULL;
+  int64_t *arg = NULL; /* [y's numel] winning k, for the VJPs of max */
+  if (k == R_MAX_AXIS && cr__will_record(ctx, 1, &x) &&
+      !(arg = cr__alloc(ctx, (size_t)y->numel * sizeof *arg)))
+    return NULL;
+  const int64_t K = x->shape[axis], sk = x->stride[axis];
+  const double div = k == R_MEAN_AXIS ? (double)K : 1.0;
+  cr__iter it;
+  lines_iter(&it, x, axis, x);
+  if (x->dtype == CR_F32)
+    axis_reduce_f(&it, y->data, x->data, K, sk, div, k == R_MAX_AXIS, arg);
+  else
+    axis_reduce_d(&it, y->data, x->data, K, sk, div, k == R_MAX_AXIS, arg);
   cr_node *nd = cr__record(ctx, op, y, 1, &x);
-  int64_t *arg = NULL; /* [y's numel] winning k for the VJP of max */
   if (nd) {
-    nd->iattr[0] = axis;
-    nd->iattr[1] = k;
-    if (k == R_MAX_AXIS) {
-      arg = cr__alloc(ctx, (size_t)y->numel * sizeof *arg);
-      if (!arg)
-        return NULL;
-      nd->saved = arg;
-    }
+    *reduce_attr_of(nd) = (reduce_attr){k, axis, div};
+    nd->saved = arg;
   }
-  axis_forward(k, y, x, axis, arg);
-  return y;
+  return ctx->status == CR_OK ? y : NULL;
 }
 
 cr_tensor *cr_sum_axis(cr_ctx *ctx, cr_tensor *x, int axis, bool keepdim) {
@@ -184,32 +164,55 @@ static void reduce_axis_vjp(cr_ctx *ctx, cr_node *nd) {
   if (!gx)
     return;
   const cr_tensor *gy = nd->out->grad;
-  const int axis = (int)nd->iattr[0];
-  const red_kind k = (red_kind)nd->iattr[1];
-  const int64_t *arg = nd->saved;
-  int64_t shape[CR_MAX_DIMS], ystride[CR_MAX_DIMS];
-  line_shape(x, axis, shape);
-  cr__contig_strides(x->ndim, shape, ystride);
-  const int64_t *st[2] = {ystride, gx->stride};
+  const reduce_attr *at = reduce_attr_of(nd);
+  const int64_t *arg = at->kind == R_MAX_AXIS ? nd->saved : NULL;
   cr__iter it;
-  cr__iter_init(&it, x->ndim, shape, 2, st);
-  const int64_t K = x->shape[axis], sk = gx->stride[axis];
-  const double div = k == R_MEAN_AXIS ? (double)K : 1.0;
-#define AX_BWD(T)                                                                                  \
-  for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                                      \
-    for (int64_t i = 0; i < it.inner; i++) {                                                       \
-      const int64_t yo = it.off[0] + i * it.istr[0];                                               \
-      T *line = (T *)gx->data + it.off[1] + i * it.istr[1];                                        \
-      const T g = ((const T *)gy->data)[yo];                                                       \
-      if (k == R_MAX_AXIS) {                                                                       \
-        line[arg[yo] * sk] += g;                                                                   \
-      } else {                                                                                     \
-        const T d = (T)(g / div);                                                                  \
-        for (int64_t j = 0; j < K; j++)                                                            \
-          line[j * sk] += d;                                                                       \
-      }                                                                                            \
-    }                                                                                              \
+  lines_iter(&it, x, at->axis, gx);
+  const int64_t K = x->shape[at->axis], sk = gx->stride[at->axis];
+  if (x->dtype == CR_F32)
+    axis_spread_f(&it, gx->data, gy->data, K, sk, at->div, arg);
+  else
+    axis_spread_d(&it, gx->data, gy->data, K, sk, at->div, arg);
+}
+
+/* The one-hot mask of max's winners: 1 at gx[p, arg[p]], 0 elsewhere (a
+ * constant: the derivative of max is piecewise constant). */
+static cr_tensor *winner_mask(cr_ctx *ctx, const cr_node *nd) {
+  cr_tensor *x = nd->in[0], *m = cr__const_like(ctx, x);
+  if (!m)
+    return NULL;
+  memset(m->data, 0, (size_t)m->numel * cr_dtype_size(m->dtype));
+  const reduce_attr *at = reduce_attr_of(nd);
+  int64_t shape[CR_MAX_DIMS];
+  line_shape(x, at->axis, shape);
+  cr_tensor *ones = cr_full(ctx, x->dtype, x->ndim, shape, 1.0);
+  if (!ones)
+    return NULL;
+  cr__iter it;
+  lines_iter(&it, x, at->axis, m);
+  if (x->dtype == CR_F32)
+    axis_spread_f(&it, m->data, ones->data, x->shape[at->axis], m->stride[at->axis], 1,
+                  nd->saved);
+  else
+    axis_spread_d(&it, m->data, ones->data, x->shape[at->axis], m->stride[at->axis], 1,
+                  nd->saved);
+  return m;
+}
+
+/* gx = gy / div broadcast back over x's shape (through the keepdim shape
+ * for the axis ops); for max only the winners: times the one-hot mask */
+static cr_status reduce_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx) {
+  cr_tensor *x = nd->in[0];
+  const reduce_attr *at = reduce_attr_of(nd);
+  cr_tensor *g = at->div != 1.0 ? cr_div_scalar(ctx, gy, at->div) : gy;
+  if (at->kind != R_SUM && at->kind != R_MEAN) {
+    int64_t shape[CR_MAX_DIMS];
+    line_shape(x, at->axis, shape);
+    g = cr_reshape(ctx, g, x->ndim, shape);
   }
-  CR_DISPATCH(x->dtype, AX_BWD);
-#undef AX_BWD
+  g = cr_expand(ctx, g, x->ndim, x->shape);
+  if (at->kind == R_MAX_AXIS)
+    g = cr_mul(ctx, g, winner_mask(ctx, nd));
+  gx[0] = g;
+  return cr_ctx_status(ctx);
 }

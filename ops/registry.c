@@ -13,7 +13,6 @@ extern const cr_op_desc cr__op_neg, cr__op_exp, cr__op_log, cr__op_sqrt, cr__op_
 extern const cr_op_desc cr__op_matmul, cr__op_addmm;
 /* view.c */
 extern const cr_op_desc cr__op_transpose, cr__op_permute, cr__op_reshape, cr__op_contiguous;
-/* @reduce-softmax-loss-dropout externs@ */
 /* reduce.c */
 extern const cr_op_desc cr__op_sum, cr__op_mean, cr__op_sum_axis, cr__op_mean_axis,
     cr__op_max_axis;
@@ -23,10 +22,13 @@ extern const cr_op_desc cr__op_softmax, cr__op_log_softmax;
 extern const cr_op_desc cr__op_cross_entropy, cr__op_mse;
 /* dropout.c */
 extern const cr_op_desc cr__op_dropout;
-/* @shape externs@ */
 /* shape.c, gather.c */
-extern const cr_op_desc cr__op_slice, cr__op_concat, cr__op_stack, cr__op_cast,
-    cr__op_index_select, cr__op_embedding;
+extern const cr_op_desc cr__op_slice, cr__op_unslice, cr__op_concat, cr__op_stack, cr__op_cast,
+    cr__op_index_select, cr__op_index_add, cr__op_embedding;
+/* broadcast.c */
+extern const cr_op_desc cr__op_expand, cr__op_sum_to;
+/* custom.c */
+extern const cr_op_desc cr__op_function;
 
 static const cr_op_desc *const ops[] = {
     /* binary.c */
@@ -40,7 +42,6 @@ static const cr_op_desc *const ops[] = {
     &cr__op_matmul, &cr__op_addmm,
     /* view.c */
     &cr__op_transpose, &cr__op_permute, &cr__op_reshape, &cr__op_contiguous,
-    /* @reduce-softmax-loss-dropout entries@ */
     /* reduce.c */
     &cr__op_sum, &cr__op_mean, &cr__op_sum_axis, &cr__op_mean_axis, &cr__op_max_axis,
     /* softmax.c */
@@ -49,10 +50,13 @@ static const cr_op_desc *const ops[] = {
     &cr__op_cross_entropy, &cr__op_mse,
     /* dropout.c */
     &cr__op_dropout,
-    /* @shape entries@ */
     /* shape.c, gather.c */
-    &cr__op_slice, &cr__op_concat, &cr__op_stack, &cr__op_cast, &cr__op_index_select,
-    &cr__op_embedding,
+    &cr__op_slice, &cr__op_unslice, &cr__op_concat, &cr__op_stack, &cr__op_cast,
+    &cr__op_index_select, &cr__op_index_add, &cr__op_embedding,
+    /* broadcast.c */
+    &cr__op_expand, &cr__op_sum_to,
+    /* custom.c: every user-defined function shares this descriptor */
+    &cr__op_function,
 };
 
 #define N_OPS ((int)(sizeof ops / sizeof ops[0]))

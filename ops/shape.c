@@ -12,21 +12,45 @@
  * split and chunk are no ops of their own: they return slice views, so
  * each piece is a "slice" node and the pieces' gradients meet in gx.
  *
+ * unslice (internal) is slice's adjoint, the gradient of a slice as an op
+ * (its own gradient is a slice again), used by the differentiable VJPs.
+ *
  * Every gradient here is a copy of gy (or a part of it) added into a region
  * of gx, so one strided kernel, region_move, does the forward copies and
  * the VJP additions; a transposed or sliced input is read through its own
  * strides and never materialised. */
 #include "op.h"
 
+typedef struct {
+  int axis;
+  int64_t start, step; /* the first element taken, and the stride along axis */
+} slice_attr;
+CR__ATTR(slice_attr)
+
+typedef struct {
+  int axis;
+} axis_attr;
+CR__ATTR(axis_attr)
+
 static void slice_vjp(cr_ctx *ctx, cr_node *nd);
+static void unslice_vjp(cr_ctx *ctx, cr_node *nd);
 static void concat_vjp(cr_ctx *ctx, cr_node *nd);
 static void stack_vjp(cr_ctx *ctx, cr_node *nd);
 static void cast_vjp(cr_ctx *ctx, cr_node *nd);
+static cr_status slice_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
+static cr_status unslice_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
+static cr_status concat_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
+static cr_status stack_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
+static cr_status cast_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
+static cr_tensor *slice_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh);
+static bool takes_view(const cr_node *nd, int k) { return (void)nd, (void)k, true; }
 
-const cr_op_desc cr__op_slice = {"slice", 1, slice_vjp, false};
-const cr_op_desc cr__op_concat = {"concat", -1, concat_vjp, false};
-const cr_op_desc cr__op_stack = {"stack", -1, stack_vjp, false};
-const cr_op_desc cr__op_cast = {"cast", 1, cast_vjp, false};
+const cr_op_desc cr__op_slice = {"slice", 1, slice_vjp, slice_vjp_graph, slice_grad_alias,
+                                 takes_view};
+const cr_op_desc cr__op_unslice = {"unslice", 1, unslice_vjp, unslice_vjp_graph, NULL, NULL};
+const cr_op_desc cr__op_concat = {"concat", -1, concat_vjp, concat_vjp_graph, NULL, NULL};
+const cr_op_desc cr__op_stack = {"stack", -1, stack_vjp, stack_vjp_graph, NULL, NULL};
+const cr_op_desc cr__op_cast = {"cast", 1, cast_vjp, cast_vjp_graph, NULL, NULL};
 
 /* Address of the element `off` elements past data. */
 static void *elem_at(const void *data, int64_t off, cr_dtype dt) {
@@ -36,31 +60,15 @@ static void *elem_at(const void *data, int64_t off, cr_dtype dt) {
 /* Over shape (ndim dims): dst = src, or dst += src when add.  Both are given
  * by a base pointer and element strides (any layout; dst and src must not
  * overlap). */
-CR_KERNEL static void region_move(cr_dtype dt, bool add, int ndim, const int64_t *shape, void *dst,
-                        const int64_t *dst_stride, const void *src,
-                        const int64_t *src_stride) {
-  const int64_t *st[2] = {dst_stride, src_stride};
-  cr__iter it;
-  cr__iter_init(&it, ndim, shape, 2, st);
-#define MOVE(T)                                                                \
-  for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                  \
-    T *d = (T *)dst + it.off[0];                                               \
-    const T *s = (const T *)src + it.off[1];                                   \
-    const int64_t sd = it.istr[0], ss = it.istr[1];                            \
-    if (add && sd == 1 && ss == 1) {                                           \
-      _Pragma("omp simd") for (int64_t i = 0; i < it.inner; i++) d[i] += s[i]; \
-    } else if (add) {                                                          \
-      for (int64_t i = 0; i < it.inner; i++)                                   \
-        d[i * sd] += s[i * ss];                                                \
-    } else if (sd == 1 && ss == 1) {                                           \
-      memcpy(d, s, (size_t)it.inner * sizeof(T));                              \
-    } else {                                                                   \
-      for (int64_t i = 0; i < it.inner; i++)                                   \
-        d[i * sd] = s[i * ss];                                                 \
-    }                                                                          \
-  }
-  CR_DISPATCH(dt, MOVE);
-#undef MOVE
+static void region_move(cr_dtype dt, bool add, int ndim, const int64_t *shape, void *dst,
+                        const int64_t *dst_stride, const void *src, const int64_t *src_stride) {
+  cr_tensor d = {.dtype = dt, .ndim = ndim, .data = dst}, s = d;
+  memcpy(d.shape, shape, sizeof(int64_t) * (size_t)ndim);
+  memcpy(s.shape, shape, sizeof(int64_t) * (size_t)ndim);
+  memcpy(d.stride, dst_stride, sizeof(int64_t) * (size_t)ndim);
+  memcpy(s.stride, src_stride, sizeof(int64_t) * (size_t)ndim);
+  s.data = (void *)src;
+  cr__copy_convert(&d, &s, add);
 }
 
 /* ---- slice */
@@ -95,28 +103,111 @@ cr_tensor *cr_slice(cr_ctx *ctx, cr_tensor *x, int axis, int64_t start, int64_t 
   cr_tensor *y = cr__view(ctx, x, x->ndim, shape, stride,
                           elem_at(x->data, b * x->stride[axis], x->dtype));
   cr_node *nd = cr__record(ctx, &cr__op_slice, y, 1, &x);
-  if (nd) {
-    nd->iattr[0] = axis;
-    nd->iattr[1] = b;
-    nd->iattr[2] = step;
-  }
-  return y;
+  if (nd)
+    *slice_attr_of(nd) = (slice_attr){axis, b, step};
+  return ctx->status == CR_OK ? y : NULL;
 }
 
-/* gx seen through the slice's layout += gy */
+/* gx seen through the slice's layout: its base and strides in gx */
+static void slice_region(const cr_node *nd, const cr_tensor *gx, int64_t *stride, void **base) {
+  const slice_attr *at = slice_attr_of(nd);
+  memcpy(stride, gx->stride, sizeof(int64_t) * CR_MAX_DIMS);
+  stride[at->axis] *= at->step;
+  *base = elem_at(gx->data, at->start * gx->stride[at->axis], gx->dtype);
+}
+
+/* gx[slice] += gy */
 static void slice_vjp(cr_ctx *ctx, cr_node *nd) {
-  if (nd->out->grad_is_view)
-    return; /* the slice's gradient was a view into gx all along (common.c) */
-  cr_tensor *y = nd->out, *gx = cr__grad_acc(ctx, nd->in[0]);
+  cr_tensor *y = nd->out, *x = nd->in[0];
+  if (y->grad_is_view && x->grad && x->grad_pass == ctx->pass && y->grad_pass == ctx->pass)
+    return; /* the slice's gradient was a view into gx all along (slice_grad_alias) */
+  cr_tensor *gx = cr__grad_acc(ctx, x);
   if (!gx)
     return;
-  int axis = (int)nd->iattr[0];
   int64_t stride[CR_MAX_DIMS];
-  memcpy(stride, gx->stride, sizeof stride);
-  stride[axis] *= nd->iattr[2];
-  void *base = elem_at(gx->data, nd->iattr[1] * gx->stride[axis], gx->dtype);
-  region_move(gx->dtype, true, y->ndim, y->shape, base, stride, y->grad->data,
-              y->grad->stride);
+  void *base;
+  slice_region(nd, gx, stride, &base);
+  region_move(gx->dtype, true, y->ndim, y->shape, base, stride, y->grad->data, y->grad->stride);
+}
+
+/* When every consumer of the slice writes its gradient through strides,
+ * that gradient is a view into the input's gradient (zeroed first, as the
+ * slices need not cover it): no buffer of its own and nothing to copy back. */
+static cr_tensor *slice_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh) {
+  cr_tensor *t = nd->out, *x = nd->in[0];
+  *fresh = false;
+  if (!x->requires_grad || !cr__consumers_take_views(ctx, t))
+    return NULL;
+  cr_tensor *gx = cr__grad_acc(ctx, x);
+  if (!gx)
+    return NULL;
+  int64_t stride[CR_MAX_DIMS];
+  void *base;
+  slice_region(nd, gx, stride, &base);
+  cr_tensor *g = t->grad;
+  if (!g || !t->grad_is_view || g->data != base)
+    g = cr__view(ctx, gx, t->ndim, t->shape, stride, base);
+  if (!g)
+    return NULL;
+  cr__grad_set(ctx, t, g, true);
+  return g;
+}
+
+/* gx = gy placed back where the slice came from, zeros elsewhere */
+static cr_status slice_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx) {
+  const slice_attr *at = slice_attr_of(nd);
+  cr_tensor *x = nd->in[0];
+  gx[0] = cr__unslice(ctx, gy, x->ndim, x->shape, at->axis, at->start, at->step);
+  return cr_ctx_status(ctx);
+}
+
+/* ---- unslice: the adjoint of slice (its gradient as an op)
+ *   unslice: y = zeros(shape); y[.., start::step, ..] = x  (count = x's dim);
+ *            gx += gy[.., start::step, ..] */
+
+cr_tensor *cr__unslice(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape, int axis,
+                       int64_t start, int64_t step) {
+  if (!cr__check_inputs(ctx, "unslice", 1, &x))
+    return NULL;
+  bool ok = ndim == x->ndim && axis >= 0 && axis < ndim && step >= 1 && start >= 0;
+  for (int d = 0; ok && d < ndim; d++)
+    ok = d == axis ? start + (x->shape[d] - 1) * step < shape[d] : shape[d] == x->shape[d];
+  if (!ok) {
+    char want[96];
+    cr_shape_str(want, sizeof want, ndim, shape);
+    return cr__fail(ctx, CR_ERR_SHAPE, "unslice: %s into %s at axis %d, start %lld, step %lld: "
+                    "does not fit", cr__shp(x), want, axis, (long long)start, (long long)step);
+  }
+  cr_tensor *y = cr__new(ctx, x->dtype, ndim, shape);
+  if (!y)
+    return NULL;
+  memset(y->data, 0, (size_t)y->numel * cr_dtype_size(y->dtype));
+  int64_t stride[CR_MAX_DIMS];
+  memcpy(stride, y->stride, sizeof stride);
+  stride[axis] *= step;
+  region_move(y->dtype, false, x->ndim, x->shape,
+              elem_at(y->data, start * y->stride[axis], y->dtype), stride, x->data, x->stride);
+  cr_node *nd = cr__record(ctx, &cr__op_unslice, y, 1, &x);
+  if (nd)
+    *slice_attr_of(nd) = (slice_attr){axis, start, step};
+  return ctx->status == CR_OK ? y : NULL;
+}
+
+static void unslice_vjp(cr_ctx *ctx, cr_node *nd) {
+  cr_tensor *x = nd->in[0], *gx = cr__grad_acc(ctx, x), *gy = nd->out->grad;
+  if (!gx)
+    return;
+  int64_t stride[CR_MAX_DIMS];
+  void *base;
+  slice_region(nd, gy, stride, &base);
+  region_move(gx->dtype, true, x->ndim, x->shape, gx->data, gx->stride, base, stride);
+}
+
+static cr_status unslice_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx) {
+  const slice_attr *at = slice_attr_of(nd);
+  int64_t n = nd->in[0]->shape[at->axis];
+  gx[0] = cr_slice(ctx, gy, at->axis, at->start, at->start + (n - 1) * at->step + 1, at->step);
+  return cr_ctx_status(ctx);
 }
 
 /* ---- concat and stack */
@@ -165,14 +256,14 @@ cr_tensor *cr_concat(cr_ctx *ctx, cr_tensor *const *xs, int n, int axis) {
   }
   cr_node *nd = cr__record(ctx, &cr__op_concat, y, n, xs);
   if (nd)
-    nd->iattr[0] = axis;
-  return y;
+    axis_attr_of(nd)->axis = axis;
+  return ctx->status == CR_OK ? y : NULL;
 }
 
 /* gx_k += gy[.., at_k : at_k + len_k, ..] */
 static void concat_vjp(cr_ctx *ctx, cr_node *nd) {
   const cr_tensor *gy = nd->out->grad;
-  int axis = (int)nd->iattr[0];
+  const int axis = axis_attr_of(nd)->axis;
   int64_t at = 0;
   for (int k = 0; k < nd->n_in; k++) {
     cr_tensor *x = nd->in[k], *gx = cr__grad_acc(ctx, x);
@@ -224,14 +315,14 @@ cr_tensor *cr_stack(cr_ctx *ctx, cr_tensor *const *xs, int n, int axis) {
                 xs[k]->stride);
   cr_node *nd = cr__record(ctx, &cr__op_stack, y, n, xs);
   if (nd)
-    nd->iattr[0] = axis;
-  return y;
+    axis_attr_of(nd)->axis = axis;
+  return ctx->status == CR_OK ? y : NULL;
 }
 
 /* gx_k += gy[.., k, ..] */
 static void stack_vjp(cr_ctx *ctx, cr_node *nd) {
   const cr_tensor *gy = nd->out->grad;
-  int axis = (int)nd->iattr[0];
+  const int axis = axis_attr_of(nd)->axis;
   int64_t gs[CR_MAX_DIMS];
   drop_axis(gy->stride, nd->in[0]->ndim, axis, gs);
   for (int k = 0; k < nd->n_in; k++) {
@@ -240,6 +331,30 @@ static void stack_vjp(cr_ctx *ctx, cr_node *nd) {
       region_move(gx->dtype, true, x->ndim, x->shape, gx->data, gx->stride,
                   elem_at(gy->data, k * gy->stride[axis], gy->dtype), gs);
   }
+}
+
+/* gx_k = gy[.., at_k : at_k + len_k, ..] */
+static cr_status concat_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx) {
+  const int axis = axis_attr_of(nd)->axis;
+  int64_t at = 0;
+  for (int k = 0; k < nd->n_in; k++) {
+    int64_t len = nd->in[k]->shape[axis];
+    if (nd->in[k]->requires_grad)
+      gx[k] = cr_slice(ctx, gy, axis, at, at + len, 1);
+    at += len;
+  }
+  return cr_ctx_status(ctx);
+}
+
+/* gx_k = gy[.., k, ..] (the slice k:k+1 without its axis) */
+static cr_status stack_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx) {
+  const int axis = axis_attr_of(nd)->axis;
+  for (int k = 0; k < nd->n_in; k++) {
+    cr_tensor *x = nd->in[k];
+    if (x->requires_grad)
+      gx[k] = cr_reshape(ctx, cr_slice(ctx, gy, axis, k, k + 1, 1), x->ndim, x->shape);
+  }
+  return cr_ctx_status(ctx);
 }
 
 /* ---- split and chunk: slice views */
@@ -318,31 +433,6 @@ cr_status cr_chunk(cr_ctx *ctx, cr_tensor *x, int n, int axis, cr_tensor **out) 
 
 /* ---- cast */
 
-/* dst (=|+=) src converted to dst's dtype; same shape, dtypes differ. */
-static void convert(cr_tensor *dst, const cr_tensor *src, bool add) {
-  const int64_t *st[2] = {dst->stride, src->stride};
-  cr__iter it;
-  cr__iter_init(&it, src->ndim, src->shape, 2, st);
-#define CONVERT(TD, TS)                                                        \
-  for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                  \
-    TD *d = (TD *)dst->data + it.off[0];                                       \
-    const TS *s = (const TS *)src->data + it.off[1];                           \
-    const int64_t sd = it.istr[0], ss = it.istr[1];                            \
-    if (add)                                                                   \
-      for (int64_t i = 0; i < it.inner; i++)                                   \
-        d[i * sd] += (TD)s[i * ss];                                            \
-    else                                                                       \
-      for (int64_t i = 0; i < it.inner; i++)                                   \
-        d[i * sd] = (TD)s[i * ss];                                             \
-  }
-  if (dst->dtype == CR_F32) {
-    CONVERT(float, double)
-  } else {
-    CONVERT(double, float)
-  }
-#undef CONVERT
-}
-
 cr_tensor *cr_cast(cr_ctx *ctx, cr_tensor *x, cr_dtype dt) {
   if (!cr__check_inputs(ctx, "cast", 1, &x))
     return NULL;
@@ -354,13 +444,18 @@ cr_tensor *cr_cast(cr_ctx *ctx, cr_tensor *x, cr_dtype dt) {
   cr_tensor *y = cr__new(ctx, dt, x->ndim, x->shape);
   if (!y)
     return NULL;
-  convert(y, x, false);
+  cr__copy_convert(y, x, false);
   cr__record(ctx, &cr__op_cast, y, 1, &x);
-  return y;
+  return ctx->status == CR_OK ? y : NULL;
 }
 
 static void cast_vjp(cr_ctx *ctx, cr_node *nd) {
   cr_tensor *gx = cr__grad_acc(ctx, nd->in[0]);
   if (gx)
-    convert(gx, nd->out->grad, true);
+    cr__copy_convert(gx, nd->out->grad, true);
+}
+
+static cr_status cast_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx) {
+  gx[0] = cr_cast(ctx, gy, nd->in[0]->dtype);
+  return cr_ctx_status(ctx);
 }

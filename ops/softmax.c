@@ -12,10 +12,28 @@
  * VJPs only read y, so x is not needed after the forward pass. */
 #include "op.h"
 
-static void softmax_vjp(cr_ctx *ctx, cr_node *nd);
+typedef struct {
+  int axis;
+} softmax_attr;
+CR__ATTR(softmax_attr)
 
-const cr_op_desc cr__op_softmax = {"softmax", 1, softmax_vjp, false};
-const cr_op_desc cr__op_log_softmax = {"log_softmax", 1, softmax_vjp, false};
+#define T float
+#define SFX _f
+#include "softmax_kernels.inc"
+#undef T
+#undef SFX
+#define T double
+#define SFX _d
+#include "softmax_kernels.inc"
+#undef T
+#undef SFX
+
+static void softmax_vjp(cr_ctx *ctx, cr_node *nd);
+static cr_status softmax_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
+
+const cr_op_desc cr__op_softmax = {"softmax", 1, softmax_vjp, softmax_vjp_graph, NULL, NULL};
+const cr_op_desc cr__op_log_softmax = {"log_softmax", 1, softmax_vjp, softmax_vjp_graph, NULL,
+                                       NULL};
 
 /* An iterator over the start of every line along axis of a tensor of
  * x's shape: x's shape with the axis set to 1. */
@@ -40,37 +58,14 @@ static cr_tensor *softmax_impl(cr_ctx *ctx, const cr_op_desc *op, bool log_form,
   cr__iter it;
   lines_init(&it, x, axis, 2, st);
   const int64_t K = x->shape[axis], sx = x->stride[axis], sy = y->stride[axis];
-#define SOFTMAX_FWD(T)                                                                             \
-  for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                                      \
-    for (int64_t i = 0; i < it.inner; i++) {                                                       \
-      const T *px = (const T *)x->data + it.off[1] + i * it.istr[1];                               \
-      T *py = (T *)y->data + it.off[0] + i * it.istr[0];                                           \
-      T m = px[0];                                                                                 \
-      for (int64_t k = 1; k < K; k++)                                                              \
-        m = px[k * sx] > m ? px[k * sx] : m;                                                       \
-      T s = 0;                                                                                     \
-      for (int64_t k = 0; k < K; k++) {                                                            \
-        const T e = CR_EXP(px[k * sx] - m);                                                        \
-        s += e;                                                                                    \
-        py[k * sy] = e;                                                                            \
-      }                                                                                            \
-      if (log_form) {                                                                              \
-        const T ls = m + CR_LOG(s);                                                                \
-        for (int64_t k = 0; k < K; k++)                                                            \
-          py[k * sy] = px[k * sx] - ls;                                                            \
-      } else {                                                                                     \
-        const T inv = (T)1 / s;                                                                    \
-        for (int64_t k = 0; k < K; k++)                                                            \
-          py[k * sy] *= inv;                                                                       \
-      }                                                                                            \
-    }                                                                                              \
-  }
-  CR_DISPATCH(x->dtype, SOFTMAX_FWD);
-#undef SOFTMAX_FWD
+  if (x->dtype == CR_F32)
+    softmax_lines_f(&it, y->data, x->data, K, sy, sx, log_form);
+  else
+    softmax_lines_d(&it, y->data, x->data, K, sy, sx, log_form);
   cr_node *nd = cr__record(ctx, op, y, 1, &x);
   if (nd)
-    nd->iattr[0] = axis;
-  return y;
+    softmax_attr_of(nd)->axis = axis;
+  return ctx->status == CR_OK ? y : NULL;
 }
 
 cr_tensor *cr_softmax(cr_ctx *ctx, cr_tensor *x, int axis) {
@@ -86,27 +81,26 @@ static void softmax_vjp(cr_ctx *ctx, cr_node *nd) {
   if (!gx)
     return;
   const cr_tensor *y = nd->out, *gy = y->grad;
-  const int axis = (int)nd->iattr[0];
+  const int axis = softmax_attr_of(nd)->axis;
   const bool log_form = nd->op == &cr__op_log_softmax;
   const int64_t *st[1] = {y->stride};
   cr__iter it;
   lines_init(&it, y, axis, 1, st);
   const int64_t K = y->shape[axis], sk = y->stride[axis];
-#define SOFTMAX_BWD(T)                                                                             \
-  for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                                      \
-    for (int64_t i = 0; i < it.inner; i++) {                                                       \
-      const int64_t o = it.off[0] + i * it.istr[0];                                                \
-      const T *py = (const T *)y->data + o, *pgy = (const T *)gy->data + o;                        \
-      T *pgx = (T *)gx->data + o;                                                                  \
-      T dot = 0; /* softmax: sum gy*y;  log_softmax: sum gy */                                     \
-      for (int64_t k = 0; k < K; k++)                                                              \
-        dot += log_form ? pgy[k * sk] : pgy[k * sk] * py[k * sk];                                  \
-      for (int64_t k = 0; k < K; k++) {                                                            \
-        const int64_t j = k * sk;                                                                  \
-        pgx[j] += log_form ? pgy[j] - CR_EXP(py[j]) * dot : py[j] * (pgy[j] - dot);                \
-      }                                                                                            \
-    }                                                                                              \
-  }
-  CR_DISPATCH(y->dtype, SOFTMAX_BWD);
-#undef SOFTMAX_BWD
+  if (y->dtype == CR_F32)
+    softmax_vjp_lines_f(&it, gx->data, y->data, gy->data, K, sk, log_form);
+  else
+    softmax_vjp_lines_d(&it, gx->data, y->data, gy->data, K, sk, log_form);
+}
+
+/* softmax: gx = y * (gy - sum(gy * y));  log_softmax: gx = gy - exp(y) * sum(gy)
+ * (sums along the axis, kept as a size-1 dim that broadcasts back) */
+static cr_status softmax_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx) {
+  cr_tensor *y = nd->out;
+  const int axis = softmax_attr_of(nd)->axis;
+  if (nd->op == &cr__op_log_softmax)
+    gx[0] = cr_sub(ctx, gy, cr_mul(ctx, cr_exp(ctx, y), cr_sum_axis(ctx, gy, axis, true)));
+  else
+    gx[0] = cr_mul(ctx, y, cr_sub(ctx, gy, cr_sum_axis(ctx, cr_mul(ctx, gy, y), axis, true)));
+  return cr_ctx_status(ctx);
 }

@@ -9,13 +9,36 @@
  * so a transposed gradient is never materialised separately. */
 #include "op.h"
 
-static void permute_vjp(cr_ctx *ctx, cr_node *nd);
-static void same_vjp(cr_ctx *ctx, cr_node *nd);
+#define T float
+#define SFX _f
+#include "view_kernels.inc"
+#undef T
+#undef SFX
+#define T double
+#define SFX _d
+#include "view_kernels.inc"
+#undef T
+#undef SFX
 
-const cr_op_desc cr__op_transpose = {"transpose", 1, permute_vjp, false};
-const cr_op_desc cr__op_permute = {"permute", 1, permute_vjp, false};
-const cr_op_desc cr__op_reshape = {"reshape", 1, same_vjp, false};
-const cr_op_desc cr__op_contiguous = {"contiguous", 1, same_vjp, false};
+typedef struct {
+  int perm[CR_MAX_DIMS]; /* result axis i is input axis perm[i] */
+} permute_attr;
+CR__ATTR(permute_attr)
+
+static void permute_vjp(cr_ctx *ctx, cr_node *nd);
+static cr_status permute_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
+static void same_vjp(cr_ctx *ctx, cr_node *nd);
+static cr_status reshape_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
+static cr_status contiguous_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
+static cr_tensor *reshape_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh);
+static bool takes_view(const cr_node *nd, int k) { return (void)nd, (void)k, true; }
+
+const cr_op_desc cr__op_transpose = {"transpose", 1, permute_vjp, permute_vjp_graph, NULL, NULL};
+const cr_op_desc cr__op_permute = {"permute", 1, permute_vjp, permute_vjp_graph, NULL, NULL};
+const cr_op_desc cr__op_reshape = {"reshape", 1, same_vjp, reshape_vjp_graph,
+                                   reshape_grad_alias, takes_view};
+const cr_op_desc cr__op_contiguous = {"contiguous", 1, same_vjp, contiguous_vjp_graph, NULL,
+                                      takes_view};
 
 static cr_tensor *permuted(cr_ctx *ctx, const cr_op_desc *op, cr_tensor *x, const int *perm) {
   int64_t shape[CR_MAX_DIMS], stride[CR_MAX_DIMS];
@@ -26,9 +49,8 @@ static cr_tensor *permuted(cr_ctx *ctx, const cr_op_desc *op, cr_tensor *x, cons
   cr_tensor *y = cr__view(ctx, x, x->ndim, shape, stride, x->data);
   cr_node *nd = cr__record(ctx, op, y, 1, &x);
   if (nd)
-    for (int k = 0; k < x->ndim; k++)
-      nd->iattr[k] = perm[k];
-  return y;
+    memcpy(permute_attr_of(nd)->perm, perm, sizeof(int) * (size_t)x->ndim);
+  return ctx->status == CR_OK ? y : NULL;
 }
 
 cr_tensor *cr_transpose(cr_ctx *ctx, cr_tensor *x, int a0, int a1) {
@@ -71,53 +93,94 @@ static void permute_vjp(cr_ctx *ctx, cr_node *nd) {
   if (fresh) /* a permutation covers every element once: copy */
     memset(gx->data, 0, (size_t)gx->numel * cr_dtype_size(gx->dtype));
   int64_t gstride[CR_MAX_DIMS];
+  const int *perm = permute_attr_of(nd)->perm;
   for (int k = 0; k < y->ndim; k++)
-    gstride[k] = gx->stride[nd->iattr[k]];
+    gstride[k] = gx->stride[perm[k]];
   const int64_t *st[2] = {gstride, y->grad->stride};
   cr__iter it;
   cr__iter_init(&it, y->ndim, y->shape, 2, st);
   if (it.ndim == 1 && it.istr[0] != 1 && it.stride[0][0] == 1 && it.istr[1] == 1) {
-    /* a 2-d transpose: add in 32 x 32 tiles so both sides stay in cache
-     * (a plain loop strides through gx a cache line per element) */
+    /* a 2-d transpose */
     const int64_t R = it.rows, C = it.inner, ds = it.istr[0], ss = it.stride[1][0];
-#define TILED_ADD(T)                                                           \
-  {                                                                            \
-    T *d = gx->data;                                                           \
-    const T *src = y->grad->data;                                              \
-    for (int64_t r0 = 0; r0 < R; r0 += 32)                                     \
-      for (int64_t c0 = 0; c0 < C; c0 += 32)                                   \
-        for (int64_t c = c0; c < c0 + 32 && c < C; c++)                        \
-          for (int64_t r = r0; r < r0 + 32 && r < R; r++)                      \
-            d[r + c * ds] += src[r * ss + c];                                  \
-  }
-    CR_DISPATCH(x->dtype, TILED_ADD);
-#undef TILED_ADD
+    if (x->dtype == CR_F32)
+      tiled_transpose_add_f(gx->data, ds, y->grad->data, ss, R, C);
+    else
+      tiled_transpose_add_d(gx->data, ds, y->grad->data, ss, R, C);
     return;
   }
-#define PERM_ADD(T)                                                            \
-  for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {                  \
-    T *d = (T *)gx->data + it.off[0];                                          \
-    const T *s = (const T *)y->grad->data + it.off[1];                         \
-    for (int64_t i = 0; i < it.inner; i++)                                     \
-      d[i * it.istr[0]] += s[i * it.istr[1]];                                  \
-  }
-  CR_DISPATCH(x->dtype, PERM_ADD);
-#undef PERM_ADD
+  /* gx seen through the permutation += gy */
+  cr_tensor view = *gx;
+  view.ndim = y->ndim;
+  memcpy(view.shape, y->shape, sizeof view.shape);
+  memcpy(view.stride, gstride, sizeof view.stride);
+  cr__copy_convert(&view, y->grad, true);
 }
 
+/* gx += gy, element by element in row-major order (same count; gy dense,
+ * gx dense or, for a reshape whose input gradient is a view, strided). */
 static void same_vjp(cr_ctx *ctx, cr_node *nd) {
-  if (nd->op == &cr__op_reshape && nd->out->grad && nd->in[0]->grad &&
-      nd->out->grad->data == nd->in[0]->grad->data)
-    return; /* the reshape's gradient already is its input's (common.c) */
+  cr_tensor *x = nd->in[0], *gy = nd->out->grad;
+  if (gy && x->grad && gy->data == x->grad->data && x->grad_pass == ctx->pass)
+    return; /* the output's gradient already is its input's (reshape_grad_alias) */
   bool fresh;
-  cr_tensor *gx = cr__grad_acc_fresh(ctx, nd->in[0], &fresh);
+  cr_tensor *gx = cr__grad_acc_fresh(ctx, x, &fresh);
   if (!gx)
     return;
-  /* same numel, both dense row-major */
-  if (fresh)
-    memcpy(gx->data, nd->out->grad->data, (size_t)gx->numel * cr_dtype_size(gx->dtype));
-  else
-    cr__add_dense(gx, nd->out->grad);
+  if (cr__is_contig(gx)) {
+    if (fresh)
+      memcpy(gx->data, gy->data, (size_t)gx->numel * cr_dtype_size(gx->dtype));
+    else
+      cr__add_dense(gx, gy);
+    return;
+  }
+  /* gy's elements seen with x's shape: contiguous strides of that shape */
+  cr_tensor g = *gy;
+  g.ndim = x->ndim;
+  memcpy(g.shape, x->shape, sizeof g.shape);
+  cr__contig_strides(x->ndim, x->shape, g.stride);
+  cr__copy_convert(gx, &g, !fresh);
+}
+
+/* A reshape's gradient is its input's gradient under another shape: when
+ * that buffer is dense, share it (the VJP then has nothing to do), saving
+ * a copy of every such gradient. */
+static cr_tensor *reshape_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh) {
+  cr_tensor *t = nd->out, *x = nd->in[0];
+  if (!x->requires_grad)
+    return NULL;
+  cr_tensor *gx = cr__grad_acc_fresh(ctx, x, fresh);
+  if (!gx || !cr__is_contig(gx)) {
+    *fresh = false;
+    return NULL; /* (a strided view: same_vjp adds through it) */
+  }
+  cr_tensor *g = t->grad;
+  if (!g || g->data != gx->data || !t->grad_is_view)
+    g = cr__view(ctx, gx, t->ndim, t->shape, t->stride, gx->data);
+  if (!g)
+    return NULL;
+  cr__grad_set(ctx, t, g, true);
+  return g;
+}
+
+static cr_status permute_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx) {
+  const int *perm = permute_attr_of(nd)->perm;
+  int inv[CR_MAX_DIMS];
+  for (int k = 0; k < gy->ndim; k++)
+    inv[perm[k]] = k;
+  gx[0] = cr_permute(ctx, gy, inv);
+  return cr_ctx_status(ctx);
+}
+
+static cr_status reshape_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx) {
+  cr_tensor *x = nd->in[0];
+  gx[0] = cr_reshape(ctx, gy, x->ndim, x->shape);
+  return cr_ctx_status(ctx);
+}
+
+static cr_status contiguous_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx) {
+  (void)nd;
+  gx[0] = gy;
+  return cr_ctx_status(ctx);
 }
 
 cr_tensor *cr_contiguous(cr_ctx *ctx, cr_tensor *x) {
@@ -131,7 +194,7 @@ cr_tensor *cr_contiguous(cr_ctx *ctx, cr_tensor *x) {
   cr__gather(x, y->data);
   y->alt = x; /* the strided original holds the same values */
   cr__record(ctx, &cr__op_contiguous, y, 1, &x);
-  return y;
+  return ctx->status == CR_OK ? y : NULL;
 }
 
 cr_tensor *cr_reshape(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape) {
@@ -173,5 +236,5 @@ cr_tensor *cr_reshape(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape)
   cr__contig_strides(ndim, s, stride);
   cr_tensor *y = cr__view(ctx, c, ndim, s, stride, c->data);
   cr__record(ctx, &cr__op_reshape, y, 1, &c);
-  return y;
+  return ctx->status == CR_OK ? y : NULL;
 }

@@ -125,7 +125,7 @@ void cr_ctx_reset(cr_ctx *ctx) {
   ctx->cur = ctx->first;
   ctx->used_total = 0;
   ctx->nodes = 0;
-  ctx->deferred = NULL;
+  ctx->pending = NULL;
   ctx->n_owed = 0;
   ctx->epoch++;
 }
@@ -228,6 +228,8 @@ const char *cr_status_name(cr_status st) {
     return "I/O error";
   case CR_ERR_FORMAT:
     return "malformed file";
+  case CR_ERR_NUMERIC:
+    return "non-finite value";
   }
   return "unknown status";
 }

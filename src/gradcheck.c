@@ -45,7 +45,8 @@ static cr_tensor *eval(gc_state *s) {
   return y;
 }
 
-static void compare(gc_state *s, int input, int64_t index, double an, double nu) {
+static void compare(gc_state *s, int input, int64_t index, int64_t output, double an,
+                    double nu) {
   cr_gradcheck_report *r = s->rep;
   double err = fabs(an - nu);
   double tol = s->o->atol + s->o->rtol * fabs(nu);
@@ -62,6 +63,7 @@ static void compare(gc_state *s, int input, int64_t index, double an, double nu)
     s->worst_score = score;
     r->worst_input = input;
     r->worst_index = index;
+    r->worst_output = output;
     r->worst_analytic = an;
     r->worst_numeric = nu;
   }
@@ -162,8 +164,7 @@ static bool run_full(gc_state *s) {
         continue;
       for (int64_t i = 0; i < cr_numel(s->x[k]); i++, col++)
         for (int64_t j = 0; j < s->m; j++)
-          compare(s, k, s->m == 1 ? i : j * cr_numel(s->x[k]) + i, jan[j * total + col],
-                  jnu[j * total + col]);
+          compare(s, k, i, j, jan[j * total + col], jnu[j * total + col]);
     }
   }
   free(jan);
@@ -231,7 +232,7 @@ static bool run_fast(gc_state *s) {
       for (int64_t i = 0; checked(s, k) && i < cr_numel(s->x[k]); i++)
         cr_set_flat(s->x[k], i, x0[col++]);
     if (ok)
-      compare(s, -1, p, an, (side[0] - side[1]) / (2 * s->o->eps));
+      compare(s, -1, p, -1, an, (side[0] - side[1]) / (2 * s->o->eps));
   }
   free(u);
   free(v);
@@ -253,6 +254,7 @@ bool cr_gradcheck(cr_gradcheck_fn f, cr_tensor *const *inputs, int n, void *user
   memset(report, 0, sizeof *report);
   report->passed = true;
   report->worst_input = -1;
+  report->worst_output = -1;
   gc_state s = {f, user, cr_ctx_new(), NULL, n, 0, opts, report, 0};
   bool ok = s.ctx != NULL && f != NULL && n >= 0;
   if (ok && n > 0) {
@@ -291,9 +293,10 @@ bool cr_gradcheck(cr_gradcheck_fn f, cr_tensor *const *inputs, int n, void *user
                s.ctx && cr_ctx_status(s.ctx) ? cr_ctx_error(s.ctx) : "out of memory");
   } else if (!report->passed) {
     snprintf(report->message, sizeof report->message,
-             "gradient mismatch: input %d element %lld: analytic %.10g, numeric %.10g "
-             "(max abs err %.3g, max rel err %.3g, atol %g, rtol %g)",
-             report->worst_input, (long long)report->worst_index, report->worst_analytic,
+             "gradient mismatch: input %d element %lld (of output element %lld): analytic "
+             "%.10g, numeric %.10g (max abs err %.3g, max rel err %.3g, atol %g, rtol %g)",
+             report->worst_input, (long long)report->worst_index,
+             (long long)report->worst_output, report->worst_analytic,
              report->worst_numeric, report->max_abs_err, report->max_rel_err, opts->atol,
              opts->rtol);
   }
@@ -302,4 +305,107 @@ bool cr_gradcheck(cr_gradcheck_fn f, cr_tensor *const *inputs, int n, void *user
   free(s.x);
   cr_ctx_free(s.ctx);
   return report->passed;
+}
+
+/* ---- gradgradcheck */
+
+typedef struct {
+  cr_gradcheck_fn f;
+  void *user;
+  int n; /* f's inputs; the seed v is input n of g */
+} gg_state;
+
+/* g(x, v) = J_f(x)^T v, the gradients of every input that requires grad
+ * flattened and joined into one vector (made of ops: differentiable). */
+static cr_tensor *vjp_of_f(cr_ctx *ctx, cr_tensor *const *z, int n_z, void *user) {
+  const gg_state *g = user;
+  (void)n_z;
+  cr_tensor *y = g->f(ctx, z, g->n, g->user);
+  if (!y)
+    return NULL;
+  if (!cr_requires_grad(y)) /* f does not depend on its inputs: g = 0 */
+    return cr_zeros(ctx, CR_F64, CR_SHAPE(1));
+  cr_tensor *xs[64], *grads[64], *flat[64];
+  int m = 0;
+  for (int k = 0; k < g->n && m < 64; k++)
+    if (cr_requires_grad(z[k]))
+      xs[m++] = z[k];
+  cr_tensor *v = z[g->n];
+  if (cr_numel(v) != cr_numel(y))
+    return cr__fail(ctx, CR_ERR_SHAPE, "gradgradcheck: the function's output %s changed size",
+                    cr__shp(y));
+  cr_tensor *seed = cr_reshape(ctx, v, cr_ndim(y), cr_shape(y));
+  cr_autograd_opts o = {.create_graph = true, .zeros_for_unused = true};
+  if (!seed || cr_autograd_grad(ctx, 1, &y, &seed, m, xs, &o, grads) != CR_OK)
+    return NULL;
+  for (int k = 0; k < m; k++)
+    flat[k] = cr_reshape(ctx, grads[k], CR_SHAPE(-1));
+  return m == 1 ? flat[0] : cr_concat(ctx, flat, m, 0);
+}
+
+bool cr_gradgradcheck(cr_gradcheck_fn f, cr_tensor *const *inputs, int n, void *user,
+                      const cr_gradcheck_opts *opts, cr_gradcheck_report *report) {
+  cr_gradcheck_report local;
+  if (!report)
+    report = &local;
+  memset(report, 0, sizeof *report);
+  report->worst_input = -1;
+  report->worst_output = -1;
+  if (!f || n < 0 || n > 63 || (n > 0 && !inputs)) {
+    snprintf(report->message, sizeof report->message, "gradgradcheck: bad arguments (%d inputs)",
+             n);
+    return false;
+  }
+  /* f's output shape, for the seed v */
+  cr_ctx *ctx = cr_ctx_new();
+  cr_tensor **z = cr__calloc((size_t)n + 1, sizeof *z);
+  bool ok = ctx && z;
+  for (int k = 0; ok && k < n; k++) {
+    ok = inputs[k] && inputs[k]->magic == CR__TENSOR_MAGIC;
+    if (ok) {
+      z[k] = cr_tensor_new(ctx, CR_F64, inputs[k]->ndim, inputs[k]->shape);
+      ok = z[k] != NULL;
+    }
+    for (int64_t i = 0; ok && i < inputs[k]->numel; i++)
+      cr_set_flat(z[k], i, cr_get_flat(inputs[k], i));
+  }
+  cr_tensor *y = ok ? f(ctx, z, n, user) : NULL;
+  if (!y) {
+    snprintf(report->message, sizeof report->message, "function failed: %s",
+             ctx && cr_ctx_status(ctx) ? cr_ctx_error(ctx) : "bad input or out of memory");
+    ok = false;
+  }
+  if (ok) {
+    cr_rng *rng = cr_rng_new(opts ? opts->seed + 1 : 1235);
+    z[n] = rng ? cr_tensor_new(ctx, CR_F64, CR_SHAPE(cr_numel(y))) : NULL;
+    for (int64_t i = 0; z[n] && i < cr_numel(y); i++)
+      cr_set_flat(z[n], i, cr_rng_normal(rng));
+    cr_rng_free(rng);
+    ok = z[n] != NULL;
+  }
+  bool *mask = ok ? cr__calloc((size_t)n + 1, sizeof *mask) : NULL;
+  if (ok && mask) {
+    for (int k = 0; k < n; k++)
+      mask[k] = !opts || !opts->check_input || opts->check_input[k];
+    mask[n] = true;
+    cr_gradcheck_opts o;
+    if (opts)
+      o = *opts;
+    else
+      cr_gradcheck_default_opts(&o);
+    o.check_input = mask;
+    gg_state g = {f, user, n};
+    ok = cr_gradcheck(vjp_of_f, z, n + 1, &g, &o, report);
+  } else if (ok) {
+    ok = false;
+  }
+  free(mask);
+  for (int k = 0; z && k <= n; k++)
+    cr_tensor_free(z[k]);
+  free(z);
+  cr_ctx_free(ctx);
+  if (!ok && !report->message[0])
+    snprintf(report->message, sizeof report->message, "gradgradcheck: out of memory");
+  report->passed = ok;
+  return ok;
 }

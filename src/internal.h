@@ -17,6 +17,10 @@
 #define CR__TENSOR_MAGIC 0x7e45c0deu
 
 struct cr_node;
+struct cr__hook;
+
+/* Longest tensor name kept (longer names are truncated). */
+#define CR__NAME_LEN 48
 
 struct cr_tensor {
   uint32_t magic;
@@ -27,20 +31,43 @@ struct cr_tensor {
   int64_t numel;
   void *data;           /* address of element [0,..,0] */
   void *heap_data;      /* persistent tensors: the malloc'd block */
-  cr_tensor *grad;      /* contiguous, same shape and dtype */
+  /* Leaves: the gradient accumulated across passes (persistent for a
+   * persistent leaf).  Others: the engine's buffer for the last pass. */
+  cr_tensor *grad;
   struct cr_node *node; /* the op that produced it; NULL for a leaf */
   cr_tensor *alt;       /* the same values in another layout (a contiguous
                            copy's source view), or NULL: products may read
                            whichever layout BLIS handles faster */
   cr_ctx *ctx;          /* owning arena's context; NULL when persistent */
   uint32_t epoch;       /* arena epoch at creation */
-  uint32_t grad_pass;   /* backward pass that last zeroed grad */
-  uint32_t alias_pass;  /* slices: the pass whose consumers were examined */
-  bool alias_bad;       /* ... and one of them needs a dense gradient */
-  bool grad_is_view;    /* grad is a view into the input's gradient */
+  /* the state of grad within a first-order pass */
+  uint32_t grad_pass;   /* pass that last used grad (zeroed or wrote it) */
+  uint32_t view_pass;   /* pass whose consumers set view_ok */
+  bool view_ok;         /* every consumer takes a strided-view gradient */
+  bool grad_is_view;    /* grad shares another tensor's buffer */
+  /* graph-mode passes (create_graph, cr_autograd_grad): the gradient as a
+   * tensor built with ops, for pass pgrad_pass */
+  cr_tensor *pgrad;
+  uint32_t pgrad_pass;
+  /* cr_backward with create_graph: the leaf's gradient with its graph,
+   * valid while its epoch is the context's (see cr_grad) */
+  cr_tensor *grad_graph;
+  cr_ctx *grad_graph_ctx; /* compared, never dereferenced: it may be freed */
+  uint32_t grad_graph_epoch;
+  struct cr__hook *hooks; /* gradient hooks, in registration order */
   bool requires_grad;
   bool persistent;
+  bool retain_grad;       /* an intermediate whose gradient cr_grad shows */
+  char name[CR__NAME_LEN]; /* "" when unnamed */
 };
+
+/* A gradient hook (chainrule/autograd.h). */
+typedef struct cr__hook {
+  struct cr__hook *next;
+  cr_grad_hook fn;
+  void *user;
+  bool heap; /* malloc'd (persistent tensors) rather than in the arena */
+} cr__hook;
 
 typedef struct cr__chunk {
   struct cr__chunk *next;
@@ -55,11 +82,14 @@ struct cr_ctx {
   size_t used_total; /* bytes handed out since reset */
   size_t nodes;
   uint32_t epoch;
-  uint32_t pass; /* backward pass counter */
-  struct cr__deferred *deferred; /* weight-gradient products owed (ops/matmul.c) */
-  void *owed[16];                /* the gradient buffers they go to (distinct) */
-  int n_owed;                    /* -1: more than 16, check every node */
-  bool grad_enabled, training;
+  uint32_t pass;   /* backward passes (and graph walks) so far */
+  bool graph_pass; /* the running pass uses graph VJPs (vjp_graph) */
+  struct cr_node *vjp_node; /* the node whose graph VJP is running (messages) */
+  /* contributions to gradient buffers queued during the pass (op.h) */
+  struct cr__pending *pending;
+  void *owed[16]; /* the distinct buffers they go to */
+  int n_owed;     /* -1: more than 16, settle checks every node */
+  bool grad_enabled, training, anomaly;
   cr_status status;
   char msg[512];
 };
@@ -141,8 +171,11 @@ bool cr__check_inputs(cr_ctx *ctx, const char *op, int n,
                       cr_tensor *const *in);
 /* Dense row-major copy of t into dst (numel elements of t's dtype). */
 void cr__gather(const cr_tensor *t, void *dst);
-/* Shape as "[2,3]" into a static-per-call buffer slot (up to 4 at once). */
+/* Shape as "[2,3]" (followed by " 'name'" for a named tensor) into a
+ * static-per-call buffer slot (up to 4 at once), for messages. */
 const char *cr__shp(const cr_tensor *t);
+/* Shape alone, without the name. */
+const char *cr__shape_only(const cr_tensor *t);
 
 /* element pointer helpers */
 #define CR__F(t) ((float *)(t)->data)

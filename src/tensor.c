@@ -47,14 +47,32 @@ void cr_shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
     snprintf(buf + k, n - k, "]");
 }
 
-const char *cr__shp(const cr_tensor *t) {
-  static _Thread_local char bufs[4][96];
+static char *shp_slot(void) {
+  static _Thread_local char bufs[4][160];
   static _Thread_local int next;
-  char *b = bufs[next++ & 3];
+  return bufs[next++ & 3];
+}
+
+const char *cr__shape_only(const cr_tensor *t) {
+  char *b = shp_slot();
   if (!t)
-    snprintf(b, 96, "NULL");
+    snprintf(b, 160, "NULL");
   else
-    cr_shape_str(b, 96, t->ndim, t->shape);
+    cr_shape_str(b, 160, t->ndim, t->shape);
+  return b;
+}
+
+const char *cr__shp(const cr_tensor *t) {
+  char *b = shp_slot();
+  if (!t) {
+    snprintf(b, 160, "NULL");
+    return b;
+  }
+  cr_shape_str(b, 96, t->ndim, t->shape);
+  if (t->name[0]) {
+    size_t k = strlen(b);
+    snprintf(b + k, 160 - k, " '%s'", t->name);
+  }
   return b;
 }
 
@@ -196,6 +214,19 @@ cr_tensor *cr_wrap(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape, voi
   return t;
 }
 
+cr_tensor *cr_from_f32(cr_ctx *ctx, int ndim, const int64_t *shape, const float *data) {
+  return cr_from_array(ctx, CR_F32, ndim, shape, data);
+}
+cr_tensor *cr_from_f64(cr_ctx *ctx, int ndim, const int64_t *shape, const double *data) {
+  return cr_from_array(ctx, CR_F64, ndim, shape, data);
+}
+cr_tensor *cr_wrap_f32(cr_ctx *ctx, int ndim, const int64_t *shape, float *data) {
+  return cr_wrap(ctx, CR_F32, ndim, shape, data);
+}
+cr_tensor *cr_wrap_f64(cr_ctx *ctx, int ndim, const int64_t *shape, double *data) {
+  return cr_wrap(ctx, CR_F64, ndim, shape, data);
+}
+
 cr_tensor *cr_arange(cr_ctx *ctx, cr_dtype dt, double start, double stop, double step) {
   if (!ctx || ctx->status != CR_OK || !check_dtype(ctx, "arange", dt))
     return NULL;
@@ -275,8 +306,11 @@ bool cr__check_inputs(cr_ctx *ctx, const char *op, int n, cr_tensor *const *in) 
     return false;
   for (int i = 0; i < n; i++) {
     const cr_tensor *t = in[i];
-    if (!t)
-      return false; /* an earlier op failed in another context, or NULL given */
+    if (!t) { /* NULL given with no error pending here */
+      cr__fail(ctx, CR_ERR_ARG, "%s: input %d is NULL (an earlier op failed in another "
+               "context, or a tensor was never set)", op, i);
+      return false;
+    }
     if (t->magic != CR__TENSOR_MAGIC) {
       cr__fail(ctx, CR_ERR_STATE, "%s: input %d is not a valid tensor (freed, or used "
                "after its context was reset?)", op, i);
@@ -314,8 +348,9 @@ cr_tensor *cr_persist(cr_ctx *ctx, const cr_tensor *t) {
 }
 
 void cr_tensor_free(cr_tensor *t) {
-  if (!t || !t->persistent)
+  if (!t || t->magic != CR__TENSOR_MAGIC || !t->persistent)
     return;
+  cr_clear_hooks(t);
   cr_tensor_free(t->grad);
   free(t->heap_data);
   t->magic = 0;
@@ -428,7 +463,21 @@ void cr_set_requires_grad(cr_tensor *t, bool on) {
     t->requires_grad = on;
 }
 bool cr_requires_grad(const cr_tensor *t) { return t && t->requires_grad; }
-cr_tensor *cr_grad(const cr_tensor *t) { return t ? t->grad : NULL; }
+cr_tensor *cr_grad(const cr_tensor *t) {
+  if (!t || t->magic != CR__TENSOR_MAGIC)
+    return NULL;
+  return !t->node || t->retain_grad ? t->grad : NULL;
+}
+
+void cr_set_name(cr_tensor *t, const char *name) {
+  if (!t || t->magic != CR__TENSOR_MAGIC)
+    return;
+  snprintf(t->name, sizeof t->name, "%s", name ? name : "");
+}
+
+const char *cr_name(const cr_tensor *t) {
+  return t && t->magic == CR__TENSOR_MAGIC ? t->name : "";
+}
 
 void cr_zero_grad(cr_tensor *t) {
   if (t && t->grad)

@@ -4,7 +4,13 @@
  * fails otherwise).  Inputs are drawn uniformly from [lo, hi] in float64,
  * redrawn while |x| < min_abs (to stay away from kinks such as relu at 0).
  * `fn` builds the op from the inputs; rows for broadcast and strided
- * (transposed, sliced) inputs build those views inside fn. */
+ * (transposed, sliced) inputs build those views inside fn.
+ *
+ * Every row is run three ways (tests/test_gradcheck_ops.c): gradcheck (the
+ * kernel VJPs against finite differences), the graph VJPs against the
+ * kernel VJPs, and gradgradcheck (the graph VJPs' own derivatives against
+ * finite differences of the first derivative).  Every op needs a row of
+ * each kind. */
 #ifndef GC_ROWS_H
 #define GC_ROWS_H
 
@@ -22,6 +28,10 @@ typedef struct gc_row {
   cr_gradcheck_fn fn;
   /* tolerances; 0 means the defaults below */
   double atol, rtol;
+  /* NULL: the row is also gradgradchecked; else why it is not */
+  const char *no_gg;
+  /* finite-difference step; 0 means the default 1e-6 */
+  double eps;
 } gc_row;
 
 /* Default tolerances for op rows (float64 central differences, eps 1e-6):
@@ -40,6 +50,7 @@ GC_TABLE(gc_rows_matmul)
 GC_TABLE(gc_rows_reduce)
 GC_TABLE(gc_rows_shape)
 GC_TABLE(gc_rows_softmax_loss)
+GC_TABLE(gc_rows_graph)
 #undef GC_TABLE
 
 #define GC_COUNT(name) const int name##_count = (int)(sizeof name / sizeof name[0])

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "chainrule.h"
+#include "internal.h" /* test_slice_gradient_views reads the engine's buffer */
 
 static int setup(void **state) {
   *state = cr_ctx_new();
@@ -156,6 +157,7 @@ static void test_accumulates_over_two_backward_calls(void **state) {
   /* the same graph walked twice: leaves accumulate, intermediates do not */
   cr_zero_grad(x);
   cr_tensor *h = cr_mul_scalar(ctx, x, 3.0);
+  cr_retain_grad(h);
   cr_tensor *L = cr_sum(ctx, h);
   assert_int_equal(cr_backward(ctx, L), CR_OK);
   assert_int_equal(cr_backward(ctx, L), CR_OK);
@@ -172,6 +174,7 @@ static void test_diamond(void **state) {
   cr_tensor *x = param(ctx, CR_SHAPE(2), (const double[]){1.5, -2});
   cr_tensor *a = cr_mul_scalar(ctx, x, 2), *b = cr_mul_scalar(ctx, x, 3);
   cr_tensor *y = cr_sum(ctx, cr_mul(ctx, a, b));
+  cr_retain_grad(a);
   assert_int_equal(cr_backward(ctx, y), CR_OK);
   assert_true(fabs(cr_get_flat(cr_grad(x), 0) - 18.0) < 1e-12);
   assert_true(fabs(cr_get_flat(cr_grad(x), 1) + 24.0) < 1e-12);
@@ -199,6 +202,7 @@ static void test_weight_shared_over_50_steps(void **state) {
   for (int t = 0; t < T; t++) {
     cr_tensor *x = cr_full(ctx, CR_F64, CR_SHAPE(1), xs[t]);
     h = cr_tanh(ctx, cr_add(ctx, cr_mul(ctx, w, h), x));
+    cr_retain_grad(h); /* to read dL/dh_t below */
     hs[t + 1] = h;
     hv[t + 1] = tanh(0.9 * hv[t] + xs[t]);
   }
@@ -341,15 +345,20 @@ static void test_steady_state_does_not_malloc(void **state) {
 }
 
 /* A slice consumed only by ops that write gradients through strides gets
- * its gradient as a view into its input's gradient (no buffer of its own);
- * consumed by a matmul it gets a dense buffer.  Values are right either way. */
+ * its gradient buffer as a view into its input's gradient (no buffer of
+ * its own); consumed by a matmul it gets a dense buffer; retained it gets
+ * its own.  Values are right either way.  (The buffer is internal: read
+ * through the tensor struct.) */
+static const cr_tensor *grad_buffer(const cr_tensor *t) { return t->grad; }
+
 static void test_slice_gradient_views(void **state) {
   cr_ctx *ctx = *state;
   cr_tensor *x = param(ctx, CR_SHAPE(2, 4), (const double[]){1, 2, 3, 4, 5, 6, 7, 8});
   cr_tensor *cols = cr_slice(ctx, x, 1, 1, 4, 2); /* columns 1 and 3 */
   cr_tensor *L = cr_sum(ctx, cr_square(ctx, cols));
   assert_int_equal(cr_backward(ctx, L), CR_OK);
-  assert_false(cr_is_contiguous(cr_grad(cols))); /* a strided view into dL/dx */
+  assert_false(cr_is_contiguous(grad_buffer(cols))); /* a strided view into dL/dx */
+  assert_ptr_equal(cr_grad(cols), NULL);              /* not retained: not shown */
   const double want[8] = {0, 4, 0, 8, 0, 12, 0, 16}; /* 2x on the sliced columns */
   for (int i = 0; i < 8; i++)
     assert_true(cr_get_flat(cr_grad(x), i) == want[i]);
@@ -357,10 +366,20 @@ static void test_slice_gradient_views(void **state) {
   cr_tensor *w = cr_ones(ctx, CR_F64, CR_SHAPE(2, 1));
   L = cr_sum(ctx, cr_matmul(ctx, cols, w)); /* matmul needs a dense gradient */
   assert_int_equal(cr_backward(ctx, L), CR_OK);
-  assert_true(cr_is_contiguous(cr_grad(cols)));
+  assert_true(cr_is_contiguous(grad_buffer(cols)));
   const double want2[8] = {0, 1, 0, 1, 0, 1, 0, 1};
   for (int i = 0; i < 8; i++)
     assert_true(cr_get_flat(cr_grad(x), i) == want2[i]);
+  /* retained: a buffer of its own, holding exactly dL/dcols = 2 cols */
+  cr_zero_grad(x);
+  cr_retain_grad(cols);
+  L = cr_sum(ctx, cr_square(ctx, cols));
+  assert_int_equal(cr_backward(ctx, L), CR_OK);
+  assert_true(cr_is_contiguous(cr_grad(cols)));
+  for (int i = 0; i < 4; i++)
+    assert_true(cr_get_flat(cr_grad(cols), i) == 2 * cr_get_flat(cols, i));
+  for (int i = 0; i < 8; i++)
+    assert_true(cr_get_flat(cr_grad(x), i) == want[i]);
   cr_tensor_free(x);
 }
 

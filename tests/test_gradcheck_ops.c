@@ -1,10 +1,18 @@
-/* Every op in the registry is gradient-checked (float64 central
- * differences, tolerances in gc_rows.h) on random non-degenerate inputs. */
+/* Every op in the registry is checked three ways on random non-degenerate
+ * inputs (tolerances in gc_rows.h):
+ *   gradcheck      the kernel VJPs against float64 central differences;
+ *   graph == kernel  the differentiable VJPs (vjp_graph, built of ops)
+ *                    give the same gradients as the kernels;
+ *   gradgradcheck  the derivatives of the differentiable VJPs (a backward
+ *                    through the backward) against central differences of
+ *                    the first derivative.
+ * and a walk of the registry fails for any op without a row of each kind. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gc_rows.h"
@@ -12,26 +20,21 @@
 
 typedef struct {
   const gc_row *rows;
-  int n;
+  const int *n;
 } table;
 
-static table tables[] = {
-    {gc_rows_elementwise, 0}, {gc_rows_matmul, 0}, {gc_rows_reduce, 0},
-    {gc_rows_shape, 0},       {gc_rows_softmax_loss, 0},
+static const table tables[] = {
+    {gc_rows_elementwise, &gc_rows_elementwise_count},
+    {gc_rows_matmul, &gc_rows_matmul_count},
+    {gc_rows_reduce, &gc_rows_reduce_count},
+    {gc_rows_shape, &gc_rows_shape_count},
+    {gc_rows_softmax_loss, &gc_rows_softmax_loss_count},
+    {gc_rows_graph, &gc_rows_graph_count},
 };
 #define N_TABLES (int)(sizeof tables / sizeof tables[0])
 
-static void fill_counts(void) {
-  tables[0].n = gc_rows_elementwise_count;
-  tables[1].n = gc_rows_matmul_count;
-  tables[2].n = gc_rows_reduce_count;
-  tables[3].n = gc_rows_shape_count;
-  tables[4].n = gc_rows_softmax_loss_count;
-}
-
-static bool run_row(const gc_row *row, cr_rng *rng, cr_gradcheck_report *rep) {
-  cr_ctx *ctx = cr_ctx_new();
-  cr_tensor *in[GC_MAX_IN] = {0};
+/* The row's inputs: persistent f64, drawn from [lo, hi] away from kinks. */
+static void make_inputs(cr_ctx *ctx, const gc_row *row, cr_rng *rng, cr_tensor **in) {
   for (int k = 0; k < row->n_inputs; k++) {
     in[k] = cr_tensor_new(ctx, CR_F64, row->ndim[k], row->shape[k]);
     assert_non_null(in[k]);
@@ -43,26 +46,42 @@ static bool run_row(const gc_row *row, cr_rng *rng, cr_gradcheck_report *rep) {
       cr_set_flat(in[k], i, v);
     }
   }
+}
+
+static void free_inputs(const gc_row *row, cr_tensor **in) {
+  for (int k = 0; k < row->n_inputs; k++)
+    cr_tensor_free(in[k]);
+}
+
+static bool run_check(const gc_row *row, cr_rng *rng, bool second, cr_gradcheck_report *rep) {
+  cr_ctx *ctx = cr_ctx_new();
+  cr_tensor *in[GC_MAX_IN] = {0};
+  make_inputs(ctx, row, rng, in);
   cr_gradcheck_opts o;
   cr_gradcheck_default_opts(&o);
   o.atol = row->atol > 0 ? row->atol : GC_ATOL;
   o.rtol = row->rtol > 0 ? row->rtol : GC_RTOL;
-  bool ok = cr_gradcheck(row->fn, in, row->n_inputs, NULL, &o, rep);
-  for (int k = 0; k < row->n_inputs; k++)
-    cr_tensor_free(in[k]);
+  if (row->eps > 0)
+    o.eps = row->eps;
+  bool ok = second ? cr_gradgradcheck(row->fn, in, row->n_inputs, NULL, &o, rep)
+                   : cr_gradcheck(row->fn, in, row->n_inputs, NULL, &o, rep);
+  free_inputs(row, in);
   cr_ctx_free(ctx);
   return ok;
 }
 
-static void test_every_row_passes(void **state) {
-  (void)state;
-  cr_rng *rng = cr_rng_new(20261123);
+static void walk_rows(bool second) {
+  cr_rng *rng = cr_rng_new(second ? 20261201 : 20261123);
   int failed = 0, total = 0;
   for (int t = 0; t < N_TABLES; t++) {
-    for (int r = 0; r < tables[t].n; r++) {
+    for (int r = 0; r < *tables[t].n; r++) {
       const gc_row *row = &tables[t].rows[r];
+      if (second && row->no_gg) {
+        printf("skip   %-14s %-52s (%s)\n", row->op, row->label, row->no_gg);
+        continue;
+      }
       cr_gradcheck_report rep;
-      bool ok = run_row(row, rng, &rep);
+      bool ok = run_check(row, rng, second, &rep);
       total++;
       printf("%-6s %-14s %-52s max abs %.2e  max rel %.2e  (%lld checked)\n", ok ? "ok" : "FAIL",
              row->op, row->label, rep.max_abs_err, rep.max_rel_err, (long long)rep.n_checked);
@@ -77,27 +96,94 @@ static void test_every_row_passes(void **state) {
     }
   }
   cr_rng_free(rng);
-  printf("%d of %d gradcheck rows passed\n", total - failed, total);
+  printf("%d of %d %s rows passed\n", total - failed, total, second ? "gradgradcheck" : "gradcheck");
   assert_int_equal(failed, 0);
 }
 
-static void test_every_op_has_a_row(void **state) {
+static void test_every_row_passes_gradcheck(void **state) {
+  (void)state;
+  walk_rows(false);
+}
+
+static void test_every_row_passes_gradgradcheck(void **state) {
+  (void)state;
+  walk_rows(true);
+}
+
+/* The graph VJPs and the kernel VJPs give the same gradients: backward
+ * (kernels) against cr_autograd_grad (graph VJPs), seed random. */
+static void test_graph_vjps_match_kernel_vjps(void **state) {
+  (void)state;
+  cr_rng *rng = cr_rng_new(7);
+  int failed = 0, total = 0;
+  double worst = 0;
+  for (int t = 0; t < N_TABLES; t++) {
+    for (int r = 0; r < *tables[t].n; r++) {
+      const gc_row *row = &tables[t].rows[r];
+      cr_ctx *ctx = cr_ctx_new();
+      cr_tensor *in[GC_MAX_IN] = {0}, *graph[GC_MAX_IN] = {0};
+      make_inputs(ctx, row, rng, in);
+      for (int k = 0; k < row->n_inputs; k++)
+        cr_set_requires_grad(in[k], true);
+      cr_tensor *y = row->fn(ctx, in, row->n_inputs, NULL);
+      assert_non_null(y);
+      cr_tensor *seed = cr_rand_normal(ctx, rng, CR_F64, cr_ndim(y), cr_shape(y), 0, 1);
+      cr_autograd_opts o = {.zeros_for_unused = true};
+      assert_int_equal(cr_autograd_grad(ctx, 1, &y, &seed, row->n_inputs, in, &o, graph), CR_OK);
+      assert_int_equal(cr_backward_seed(ctx, y, seed), CR_OK);
+      double diff = 0;
+      for (int k = 0; k < row->n_inputs; k++) {
+        const cr_tensor *kern = cr_grad(in[k]);
+        for (int64_t i = 0; i < cr_numel(in[k]); i++) {
+          double a = kern ? cr_get_flat(kern, i) : 0, b = cr_get_flat(graph[k], i);
+          diff = fmax(diff, fabs(a - b) / (1 + fabs(a)));
+        }
+      }
+      total++;
+      worst = fmax(worst, diff);
+      if (!(diff <= 1e-12)) {
+        printf("FAIL   %-14s %-52s graph vs kernel VJP: %.3e\n", row->op, row->label, diff);
+        failed++;
+      }
+      free_inputs(row, in);
+      cr_ctx_free(ctx);
+    }
+  }
+  cr_rng_free(rng);
+  printf("graph VJPs match kernel VJPs on %d of %d rows (worst relative difference %.2e)\n",
+         total - failed, total, worst);
+  assert_int_equal(failed, 0);
+}
+
+static int count_rows(const char *name, bool second) {
+  int c = 0;
+  for (int t = 0; t < N_TABLES; t++)
+    for (int r = 0; r < *tables[t].n; r++)
+      c += strcmp(tables[t].rows[r].op, name) == 0 && !(second && tables[t].rows[r].no_gg);
+  return c;
+}
+
+static void test_every_op_has_rows(void **state) {
   (void)state;
   int missing = 0;
   for (int i = 0; i < cr__op_count(); i++) {
-    const char *name = cr__op_at(i)->name;
-    bool found = false;
-    for (int t = 0; t < N_TABLES && !found; t++)
-      for (int r = 0; r < tables[t].n && !found; r++)
-        found = strcmp(tables[t].rows[r].op, name) == 0;
-    if (!found) {
-      printf("op '%s' has no gradcheck row\n", name);
+    const cr_op_desc *op = cr__op_at(i);
+    if (!op->vjp || !op->vjp_graph) {
+      printf("op '%s' lacks a %s VJP\n", op->name, op->vjp ? "differentiable" : "kernel");
+      missing++;
+    }
+    if (!count_rows(op->name, false)) {
+      printf("op '%s' has no gradcheck row\n", op->name);
+      missing++;
+    }
+    if (!count_rows(op->name, true)) {
+      printf("op '%s' has no gradgradcheck row\n", op->name);
       missing++;
     }
   }
   /* and every row names a real op */
   for (int t = 0; t < N_TABLES; t++)
-    for (int r = 0; r < tables[t].n; r++) {
+    for (int r = 0; r < *tables[t].n; r++) {
       bool real = false;
       for (int i = 0; i < cr__op_count() && !real; i++)
         real = strcmp(tables[t].rows[r].op, cr__op_at(i)->name) == 0;
@@ -110,10 +196,11 @@ static void test_every_op_has_a_row(void **state) {
 }
 
 int main(void) {
-  fill_counts();
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_every_op_has_a_row),
-      cmocka_unit_test(test_every_row_passes),
+      cmocka_unit_test(test_every_op_has_rows),
+      cmocka_unit_test(test_every_row_passes_gradcheck),
+      cmocka_unit_test(test_graph_vjps_match_kernel_vjps),
+      cmocka_unit_test(test_every_row_passes_gradgradcheck),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

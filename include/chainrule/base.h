@@ -52,6 +52,7 @@ typedef enum cr_status {
   CR_ERR_NOMEM,    /* out of memory */
   CR_ERR_IO,       /* a file could not be read or written */
   CR_ERR_FORMAT,   /* a file is malformed */
+  CR_ERR_NUMERIC,  /* a NaN or Inf where none may be (anomaly mode, checks) */
 } cr_status;
 
 typedef struct cr_ctx cr_ctx;

@@ -50,8 +50,11 @@ typedef struct cr_gradcheck_report {
   double max_rel_err;   /* largest |a - n| / max(|n|, 1e-12)  (elements with
                            |n| >= atol only) */
   int worst_input;      /* input of the element with the worst
-                           err / (atol + rtol |n|), -1 if none */
-  int64_t worst_index;  /* its flat index (fast mode: projection number) */
+                           err / (atol + rtol |n|), -1 if none (fast mode) */
+  int64_t worst_index;  /* its flat index in that input (fast mode: the
+                           projection number) */
+  int64_t worst_output; /* the output element whose derivative it was (0
+                           for a one-element output; -1 in fast mode) */
   double worst_analytic, worst_numeric;
   int64_t n_checked;    /* elements (or projections) compared */
   char message[512];    /* "" on success, else what failed and where */
@@ -66,6 +69,19 @@ void cr_gradcheck_default_opts(cr_gradcheck_opts *opts);
 bool cr_gradcheck(cr_gradcheck_fn f, cr_tensor *const *inputs, int n,
                   void *user, const cr_gradcheck_opts *opts,
                   cr_gradcheck_report *report);
+
+/* Second derivatives: checks the gradient of f's gradient, as PyTorch's
+ * gradgradcheck.  With v a fixed random seed of f's output shape, the
+ * function g(x, v) = J_f(x)^T v (the VJP, built by cr_autograd_grad with
+ * create_graph, so it is made of the ops' differentiable VJPs) is checked
+ * by cr_gradcheck with respect to both x and v: its analytic derivative
+ * (a backward through the backward) against float64 central differences
+ * of the first derivative — along random directions (fast mode) when g
+ * has more than opts->full_max_outputs elements.  opts and report as for
+ * cr_gradcheck; inputs masked off by check_input are held constant. */
+bool cr_gradgradcheck(cr_gradcheck_fn f, cr_tensor *const *inputs, int n,
+                      void *user, const cr_gradcheck_opts *opts,
+                      cr_gradcheck_report *report);
 
 #ifdef __cplusplus
 }

@@ -69,6 +69,15 @@ cr_tensor *cr_mean_axis(cr_ctx *ctx, cr_tensor *x, int axis, bool keepdim);
 /* Max over an axis; the gradient goes to the first maximal element. */
 cr_tensor *cr_max_axis(cr_ctx *ctx, cr_tensor *x, int axis, bool keepdim);
 
+/* ---- broadcasting */
+/* x broadcast to shape (NumPy rules: aligned at the right, each dim of x
+ * equal to the target's or 1), as a new contiguous tensor (PyTorch's
+ * expand / broadcast_to).  Gradient: summed back over the broadcast dims. */
+cr_tensor *cr_expand(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape);
+/* x summed down to shape, the adjoint of cr_expand: shape must broadcast
+ * to x's shape (PyTorch's sum_to_size).  Gradient: expanded back. */
+cr_tensor *cr_sum_to(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape);
+
 /* ---- shape */
 /* Same elements, new shape (one entry may be -1, inferred).  A view when x
  * is contiguous, else a copy. */

@@ -55,6 +55,19 @@ cr_tensor *cr_from_array(cr_ctx *ctx, cr_dtype dt, int ndim,
  * an arena object; the data is not copied and never freed by chainrule. */
 cr_tensor *cr_wrap(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape,
                    void *data);
+/* Typed forms of cr_from_array and cr_wrap: the element type is checked by
+ * the compiler, so a double array cannot become an f32 tensor by mistake. */
+cr_tensor *cr_from_f32(cr_ctx *ctx, int ndim, const int64_t *shape, const float *data);
+cr_tensor *cr_from_f64(cr_ctx *ctx, int ndim, const int64_t *shape, const double *data);
+cr_tensor *cr_wrap_f32(cr_ctx *ctx, int ndim, const int64_t *shape, float *data);
+cr_tensor *cr_wrap_f64(cr_ctx *ctx, int ndim, const int64_t *shape, double *data);
+/* The dtype follows the array's element type (float or double; anything
+ * else does not compile).  SHAPE is one CR_SHAPE(...); a compound literal
+ * needs parentheses around it:
+ *   cr_tensor *x = CR_FROM(ctx, CR_SHAPE(2), ((double[]){1, 2}));   // f64 */
+#define CR_FROM(ctx, SHAPE, data)                                              \
+  _Generic((data), float *: cr_from_f32, const float *: cr_from_f32,           \
+           double *: cr_from_f64, const double *: cr_from_f64)(ctx, SHAPE, data)
 /* 1-d tensor start, start+step, ... < stop (step != 0). */
 cr_tensor *cr_arange(cr_ctx *ctx, cr_dtype dt, double start, double stop,
                      double step);
@@ -97,16 +110,28 @@ cr_dtype cr_dtype_of(const cr_tensor *t);
 bool cr_is_contiguous(const cr_tensor *t);
 bool cr_is_persistent(const cr_tensor *t);
 
+/* ---- names (shown by cr_print, cr_graph_dot, and in error and anomaly
+ * messages) */
+/* Name t (copied; truncated to 47 bytes; NULL or "" clears it).  The
+ * recurrent layers name their parameters as PyTorch does (weight_hh_l0)
+ * and their per-step states h_3, c_3 (layer 0) or h_l1_3 (layer 1). */
+void cr_set_name(cr_tensor *t, const char *name);
+/* t's name, "" when it has none (or t is NULL).  Borrowed. */
+const char *cr_name(const cr_tensor *t);
+
 /* ---- gradients */
 /* Mark t as a leaf that receives a gradient (or stop it).  For a parameter
  * with requires_grad off, backward computes nothing for it and optimizers
  * skip it (freezing). */
 void cr_set_requires_grad(cr_tensor *t, bool on);
 bool cr_requires_grad(const cr_tensor *t);
-/* The gradient accumulated into t by backward: same shape and dtype,
- * contiguous; NULL if none has been computed.  Borrowed.  Every tensor
- * reached by backward has one until the arena is reset, so the gradient
- * with respect to an intermediate (say h_t at each time step) can be read. */
+/* The gradient accumulated into t by backward: same shape and dtype; NULL
+ * if none has been computed.  Borrowed.  For a leaf it is the sum over
+ * backward calls since cr_zero_grad; for an intermediate (made by an op,
+ * say h_t at one time step) it is shown only when t was marked with
+ * cr_retain_grad before backward, and lives until the arena is reset.
+ * (After cr_backward_ex with create_graph, cr_grad_graph gives the same
+ * values as a tensor with a graph.) */
 cr_tensor *cr_grad(const cr_tensor *t);
 /* Set t's gradient to zero (keeps its buffer).  NULL accepted. */
 void cr_zero_grad(cr_tensor *t);

@@ -1,0 +1,89 @@
+/* graph_dot.c — the recorded graph in Graphviz's dot language (teaching):
+ * a box per op (its name, its result's shape and name), an ellipse per
+ * leaf (its name, shape, requires_grad), arrows in the direction values
+ * flow.  Ops may be grouped in clusters (say one per time step) while the
+ * leaves they share (the weights) stay outside, drawn once, with an arrow
+ * to every step that uses them. */
+#include "op.h"
+
+cr_node **cr__topo_order(cr_ctx *ctx, int n_roots, cr_tensor *const *roots, size_t *count);
+
+/* s with the characters dot treats specially in a label escaped */
+static void put_label_text(FILE *f, const char *s) {
+  for (; *s; s++) {
+    if (*s == '"' || *s == '\\')
+      fputc('\\', f);
+    fputc(*s, f);
+  }
+}
+
+static void put_op(FILE *f, const cr_node *nd) {
+  fprintf(f, "  n%p [shape=box,style=rounded,label=\"", (const void *)nd);
+  put_label_text(f, nd->name);
+  fprintf(f, "\\n%s", cr__shape_only(nd->out));
+  if (nd->out->name[0]) {
+    fputs("\\n", f);
+    put_label_text(f, nd->out->name);
+  }
+  fputs("\"];\n", f);
+}
+
+void cr_graph_dot_ex(FILE *f, const cr_tensor *t, const cr_graph_dot_opts *o) {
+  fprintf(f, "digraph chainrule {\n  rankdir=BT;\n  node [fontname=\"monospace\"];\n");
+  if (o && o->title) {
+    fputs("  label=\"", f);
+    put_label_text(f, o->title);
+    fputs("\";\n  labelloc=t;\n", f);
+  }
+  if (t && t->magic == CR__TENSOR_MAGIC && t->node && t->ctx && t->epoch == t->ctx->epoch) {
+    cr_ctx *ctx = t->ctx;
+    size_t n = 0;
+    cr_tensor *root = (cr_tensor *)t;
+    cr_node **order = cr__topo_order(ctx, 1, &root, &n);
+    /* the ops, by cluster: consecutive nodes of one cluster share a block */
+    const char *open = NULL;
+    int clusters = 0;
+    for (size_t i = 0; order && i < n; i++) {
+      const char *c = o && o->cluster_of ? o->cluster_of(order[i]->out, o->user) : NULL;
+      if ((c == NULL) != (open == NULL) || (c && open && strcmp(c, open) != 0)) {
+        if (open)
+          fputs("  }\n", f);
+        if (c) {
+          fprintf(f, "  subgraph cluster_%d {\n  label=\"", clusters++);
+          put_label_text(f, c);
+          fputs("\";\n  style=dashed;\n", f);
+        }
+        open = c;
+      }
+      put_op(f, order[i]);
+    }
+    if (open)
+      fputs("  }\n", f);
+    /* leaves once each, then the edges */
+    ctx->pass++;
+    uint32_t seen = ctx->pass;
+    for (size_t i = 0; order && i < n; i++) {
+      const cr_node *nd = order[i];
+      for (int k = 0; k < nd->n_in; k++) {
+        cr_tensor *in = nd->in[k];
+        if (in->node) {
+          fprintf(f, "  n%p -> n%p;\n", (void *)in->node, (const void *)nd);
+          continue;
+        }
+        if (in->view_pass != seen) { /* borrow the pass field as a "drawn" mark */
+          in->view_pass = seen;
+          fprintf(f, "  t%p [shape=ellipse,label=\"", (void *)in);
+          if (in->name[0]) {
+            put_label_text(f, in->name);
+            fputs("\\n", f);
+          }
+          fprintf(f, "%s%s\"];\n", cr__shape_only(in), in->requires_grad ? "\\nrequires_grad" : "");
+        }
+        fprintf(f, "  t%p -> n%p;\n", (void *)in, (const void *)nd);
+      }
+    }
+  }
+  fprintf(f, "}\n");
+}
+
+void cr_graph_dot(FILE *f, const cr_tensor *t) { cr_graph_dot_ex(f, t, NULL); }
