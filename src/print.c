@@ -39,9 +39,11 @@ void cr_print(FILE *f, const cr_tensor *t) {
   }
   fputs("tensor(", f);
   print_rec(f, t, 0, 0, 7);
-  fprintf(f, ", shape=%s, dtype=%s", cr__shp(t), cr_dtype_name(t->dtype));
+  fprintf(f, ", shape=%s, dtype=%s", cr__shape_only(t), cr_dtype_name(t->dtype));
+  if (t->name[0])
+    fprintf(f, ", name=%s", t->name);
   if (t->node)
-    fprintf(f, ", grad_fn=%s", t->node->op->name);
+    fprintf(f, ", grad_fn=%s", t->node->name);
   else if (t->requires_grad)
     fputs(", requires_grad", f);
   fputs(")\n", f);
