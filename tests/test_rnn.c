@@ -44,7 +44,8 @@ static cr_tensor *stack_loss(cr_ctx *ctx, cr_tensor *const *in, int n, void *use
   return loss;
 }
 
-static void gradcheck_cell(const cr_cell_def *cell, const int64_t *lengths, double *max_err) {
+static void check_cell(const cr_cell_def *cell, const int64_t *lengths, double *max_err,
+                       bool second) {
   enum { T = 6, B = 2, I = 3, H = 4, L = 2 };
   cr_ctx *ctx = cr_ctx_new();
   cr_rng *rng = cr_rng_new(99);
@@ -70,14 +71,16 @@ static void gradcheck_cell(const cr_cell_def *cell, const int64_t *lengths, doub
   o.atol = 1e-7;
   o.rtol = 1e-6;
   cr_gradcheck_report rep;
-  bool ok = cr_gradcheck(stack_loss, in, n, &sc, &o, &rep);
-  printf("gradcheck %-9s T=6 L=2%s: %s, %lld elements, max abs err %.2e, max rel err %.2e\n",
-         cell->name, lengths ? " (lengths)" : "", ok ? "pass" : "FAIL",
-         (long long)rep.n_checked, rep.max_abs_err, rep.max_rel_err);
+  bool ok = second ? cr_gradgradcheck(stack_loss, in, n, &sc, &o, &rep)
+                   : cr_gradcheck(stack_loss, in, n, &sc, &o, &rep);
+  printf("%s %-9s T=6 L=2%s: %s, %lld %s, max abs err %.2e, max rel err %.2e\n",
+         second ? "gradgradcheck" : "gradcheck", cell->name, lengths ? " (lengths)" : "",
+         ok ? "pass" : "FAIL", (long long)rep.n_checked, second ? "projections" : "elements",
+         rep.max_abs_err, rep.max_rel_err);
   if (!ok)
     printf("  %s\n", rep.message);
   assert_true(ok);
-  assert_true(rep.n_checked >= sc.n_params);
+  assert_true(rep.n_checked >= (second ? 4 : sc.n_params));
   if (max_err)
     *max_err = rep.max_abs_err;
   for (int i = 0; i < n_owned; i++)
@@ -85,6 +88,10 @@ static void gradcheck_cell(const cr_cell_def *cell, const int64_t *lengths, doub
   cr_rnn_free(rnn);
   cr_rng_free(rng);
   cr_ctx_free(ctx);
+}
+
+static void gradcheck_cell(const cr_cell_def *cell, const int64_t *lengths, double *max_err) {
+  check_cell(cell, lengths, max_err, false);
 }
 
 static void test_gradcheck_rnn_tanh(void **s) { (void)s; gradcheck_cell(&cr_cell_rnn_tanh, NULL, NULL); }
@@ -95,6 +102,60 @@ static void test_gradcheck_custom_mgu(void **s) { (void)s; gradcheck_cell(&mgu_c
 static void test_gradcheck_lstm_lengths(void **s) {
   (void)s;
   gradcheck_cell(&cr_cell_lstm, (const int64_t[]){6, 3}, NULL);
+}
+
+/* second derivatives of the whole unrolled stack (every parameter, the
+ * input, the initial states and the seed), through the graph VJPs */
+static void test_gradgradcheck_rnn_tanh(void **s) { (void)s; check_cell(&cr_cell_rnn_tanh, NULL, NULL, true); }
+static void test_gradgradcheck_lstm(void **s) { (void)s; check_cell(&cr_cell_lstm, NULL, NULL, true); }
+static void test_gradgradcheck_gru(void **s) { (void)s; check_cell(&cr_cell_gru, NULL, NULL, true); }
+static void test_gradgradcheck_custom_mgu(void **s) { (void)s; check_cell(&mgu_cell, NULL, NULL, true); }
+static void test_gradgradcheck_lstm_lengths(void **s) {
+  (void)s;
+  check_cell(&cr_cell_lstm, (const int64_t[]){6, 3}, NULL, true);
+}
+
+/* ---- every step's state, reachable: dL/dh_t for all t and layers ------- */
+
+static void test_step_states_and_their_gradients(void **state) {
+  (void)state;
+  enum { T = 5, B = 2, I = 3, H = 4, L = 2, S = 2 };
+  cr_ctx *ctx = cr_ctx_new();
+  cr_rng *rng = cr_rng_new(3);
+  cr_rnn_config cfg = {&cr_cell_lstm, I, H, L, 0.0, false, CR_F64};
+  cr_rnn *rnn = cr_rnn_new(ctx, &cfg, rng);
+  assert_string_equal(cr_name(cr_rnn_param(rnn, 1)), "weight_hh_l0");
+  cr_tensor *x = cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(T, B, I), 0, 1);
+  cr_tensor *w = cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(T, B, H), 0, 1);
+  cr_tensor *states[L * S * T], *out;
+  cr_rnn_forward_opts o = {.step_states = states, .retain_step_grads = true};
+  assert_int_equal(cr_rnn_forward_ex(ctx, rnn, x, NULL, NULL, NULL, &o, &out, NULL), CR_OK);
+  assert_string_equal(cr_name(states[3]), "h_3");            /* layer 0, h, t = 3 */
+  assert_string_equal(cr_name(states[(0 * S + 1) * T + 2]), "c_2");
+  assert_string_equal(cr_name(states[(1 * S + 1) * T + 4]), "c_l1_4");
+  cr_tensor *loss = cr_sum(ctx, cr_mul(ctx, out, w));
+  /* the same gradients, computed independently by the graph VJPs */
+  cr_tensor *indep[L * S * T];
+  cr_autograd_opts zo = {.zeros_for_unused = true};
+  assert_int_equal(cr_autograd_grad(ctx, 1, &loss, NULL, L * S * T, states, &zo, indep), CR_OK);
+  assert_int_equal(cr_backward(ctx, loss), CR_OK);
+  double worst = 0;
+  for (int i = 0; i < L * S * T; i++) {
+    const cr_tensor *g = cr_grad(states[i]);
+    assert_non_null(g);
+    for (int64_t k = 0; k < B * H; k++)
+      worst = fmax(worst, fabs(cr_get_flat(g, k) - cr_get_flat(indep[i], k)));
+  }
+  printf("dL/dh_t, dL/dc_t of both layers at every step: max difference to cr_autograd_grad "
+         "%.2e\n", worst);
+  assert_true(worst < 1e-13);
+  /* the top layer's last h feeds only output T-1: its gradient is w[T-1] */
+  const cr_tensor *g_top = cr_grad(states[(1 * S + 0) * T + T - 1]);
+  for (int64_t k = 0; k < B * H; k++)
+    assert_true(cr_get_flat(g_top, k) == cr_get_flat(w, (T - 1) * B * H + k));
+  cr_rnn_free(rnn);
+  cr_rng_free(rng);
+  cr_ctx_free(ctx);
 }
 
 /* ---- BPTT = the sum of per-time-step contributions ---------------------- */
@@ -394,6 +455,12 @@ int main(void) {
       cmocka_unit_test(test_gradcheck_gru),
       cmocka_unit_test(test_gradcheck_custom_mgu),
       cmocka_unit_test(test_gradcheck_lstm_lengths),
+      cmocka_unit_test(test_step_states_and_their_gradients),
+      cmocka_unit_test(test_gradgradcheck_rnn_tanh),
+      cmocka_unit_test(test_gradgradcheck_lstm),
+      cmocka_unit_test(test_gradgradcheck_gru),
+      cmocka_unit_test(test_gradgradcheck_custom_mgu),
+      cmocka_unit_test(test_gradgradcheck_lstm_lengths),
       cmocka_unit_test(test_bptt_is_sum_over_steps),
       cmocka_unit_test(test_lengths_match_unpadded),
       cmocka_unit_test(test_truncated_bptt),

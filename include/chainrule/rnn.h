@@ -12,7 +12,8 @@
  *   weight_ih_l{k} [G*H, I_k], weight_hh_l{k} [G*H, H],
  *   bias_ih_l{k} [G*H], bias_hh_l{k} [G*H]     (G = 1 rnn, 4 lstm, 3 gru)
  * with I_0 = input_size and I_k = hidden_size above the first layer,
- * initialised U(-1/sqrt(H), 1/sqrt(H)) from the library's seeded generator.
+ * initialised U(-1/sqrt(H), 1/sqrt(H)) from the library's seeded generator,
+ * and named so (cr_name) — in graphs, prints and messages.
  *
  * Layout: sequences are [T, B, I] (time first) unless batch_first, then
  * [B, T, I].  States are [L, B, H] (L = num_layers).
@@ -47,6 +48,9 @@ typedef struct cr_cell_layer {
 typedef struct cr_cell_def {
   const char *name;
   int n_states; /* state tensors, each [B, H] (lstm: h and c) */
+  /* Optional: the states' short names ("h", "c"), used to name the
+   * per-step states h_3, c_3; NULL entries (or none): "h", "s1", "s2"... */
+  const char *state_names[CR_CELL_MAX_STATES];
   int n_params; /* per layer */
   const char *param_names[CR_CELL_MAX_PARAMS]; /* PyTorch names without _l{k} */
   /* Shape of parameter i for a layer with the given sizes. */
@@ -125,6 +129,25 @@ CR_NODISCARD cr_status cr_rnn_save(cr_ctx *ctx, const cr_rnn *rnn, cr_st_writer 
 CR_NODISCARD cr_status cr_rnn_load(cr_ctx *ctx, cr_rnn *rnn, const cr_st_file *f,
                                    const char *prefix);
 
+/* Rare options of a forward pass (cr_rnn_forward_ex); zero = defaults. */
+typedef struct cr_rnn_forward_opts {
+  /* If not NULL, receives every step's state of every layer as tensors of
+   * the graph: step_states[(l * n_states + s) * T + t] is state s of layer
+   * l after step t ([B, H]), named "h_3" / "c_3" for layer 0 and "h_l1_3"
+   * above (the cell's state names).  L * n_states * T entries. */
+  cr_tensor **step_states;
+  /* Mark those states with cr_retain_grad, so that after backward
+   * cr_grad(step_states[i]) is dL/dh_t for every t and layer: the gradient
+   * flowing back through time, one backward away. */
+  bool retain_step_grads;
+} cr_rnn_forward_opts;
+
+/* cr_rnn_forward with options (opts NULL: as cr_rnn_forward). */
+CR_NODISCARD cr_status cr_rnn_forward_ex(cr_ctx *ctx, const cr_rnn *rnn, cr_tensor *input,
+                                         cr_tensor *const *init, const int64_t *lengths,
+                                         cr_rng *rng, const cr_rnn_forward_opts *opts,
+                                         cr_tensor **output, cr_tensor **final);
+
 /* cr_rnn_forward with the parameters given explicitly, in cr_rnn_param
  * order (layer-major, then the cell's param_names), instead of an rnn's
  * own: the functional form, for gradient checks and shared weights.  Each
@@ -134,6 +157,12 @@ CR_NODISCARD cr_status cr_rnn_forward_params(cr_ctx *ctx, const cr_rnn_config *c
                                              cr_tensor *const *init, const int64_t *lengths,
                                              cr_rng *rng, cr_tensor **output,
                                              cr_tensor **final);
+/* ... and with options. */
+CR_NODISCARD cr_status cr_rnn_forward_params_ex(cr_ctx *ctx, const cr_rnn_config *cfg,
+                                                cr_tensor *const *params, cr_tensor *input,
+                                                cr_tensor *const *init, const int64_t *lengths,
+                                                cr_rng *rng, const cr_rnn_forward_opts *opts,
+                                                cr_tensor **output, cr_tensor **final);
 
 #ifdef __cplusplus
 }

@@ -80,6 +80,7 @@ cr_rnn *cr_rnn_new(cr_ctx *ctx, const cr_rnn_config *cfg, cr_rng *rng) {
         return NULL;
       }
       cr_set_requires_grad(p, true);
+      cr_set_name(p, r->names[idx]);
     }
   }
   return r;
@@ -177,17 +178,47 @@ static cr_status check_inputs(cr_ctx *ctx, const cr_rnn_config *c, cr_tensor *co
 cr_status cr_rnn_forward(cr_ctx *ctx, const cr_rnn *r, cr_tensor *input, cr_tensor *const *init,
                          const int64_t *lengths, cr_rng *rng, cr_tensor **output,
                          cr_tensor **final) {
+  return cr_rnn_forward_ex(ctx, r, input, init, lengths, rng, NULL, output, final);
+}
+
+cr_status cr_rnn_forward_ex(cr_ctx *ctx, const cr_rnn *r, cr_tensor *input, cr_tensor *const *init,
+                            const int64_t *lengths, cr_rng *rng, const cr_rnn_forward_opts *opts,
+                            cr_tensor **output, cr_tensor **final) {
   if (!ctx)
     return CR_ERR_ARG;
   if (!r)
     return cr_ctx_set_error(ctx, CR_ERR_ARG, "rnn_forward: rnn is NULL");
-  return cr_rnn_forward_params(ctx, &r->cfg, r->params, input, init, lengths, rng, output, final);
+  return cr_rnn_forward_params_ex(ctx, &r->cfg, r->params, input, init, lengths, rng, opts,
+                                  output, final);
 }
 
 cr_status cr_rnn_forward_params(cr_ctx *ctx, const cr_rnn_config *c, cr_tensor *const *params,
                                 cr_tensor *input, cr_tensor *const *init,
                                 const int64_t *lengths, cr_rng *rng, cr_tensor **output,
                                 cr_tensor **final) {
+  return cr_rnn_forward_params_ex(ctx, c, params, input, init, lengths, rng, NULL, output, final);
+}
+
+/* Name a step's state: h_3 (layer 0) or h_l1_3. */
+static void name_state(cr_tensor *t, const cr_cell_def *d, int s, int l, int64_t step) {
+  const char *base = s < CR_CELL_MAX_STATES && d->state_names[s] ? d->state_names[s] : NULL;
+  char buf[16], name[48];
+  if (!base) {
+    snprintf(buf, sizeof buf, s == 0 ? "h" : "s%d", s);
+    base = buf;
+  }
+  if (l == 0)
+    snprintf(name, sizeof name, "%s_%lld", base, (long long)step);
+  else
+    snprintf(name, sizeof name, "%s_l%d_%lld", base, l, (long long)step);
+  cr_set_name(t, name);
+}
+
+cr_status cr_rnn_forward_params_ex(cr_ctx *ctx, const cr_rnn_config *c, cr_tensor *const *params,
+                                   cr_tensor *input, cr_tensor *const *init,
+                                   const int64_t *lengths, cr_rng *rng,
+                                   const cr_rnn_forward_opts *opts, cr_tensor **output,
+                                   cr_tensor **final) {
   if (!ctx)
     return CR_ERR_ARG;
   if (!output || !params)
@@ -295,8 +326,15 @@ cr_status cr_rnn_forward_params(cr_ctx *ctx, const cr_rnn_config *c, cr_tensor *
           next[s] = cr_add(ctx, cr_mul(ctx, mask[t], next[s]), cr_mul(ctx, keep[t], state[s]));
         out = cr_mul(ctx, mask[t], out);
       }
-      for (int s = 0; s < S; s++)
+      for (int s = 0; s < S; s++) {
         state[s] = next[s];
+        if (next[s]->node && !next[s]->persistent) /* made by this step: ours to name */
+          name_state(next[s], d, s, l, t);
+        if (opts && opts->step_states)
+          opts->step_states[((int64_t)l * S + s) * T + t] = next[s];
+        if (opts && opts->retain_step_grads)
+          cr_retain_grad(next[s]);
+      }
       outs[t] = out;
     }
     for (int s = 0; s < S; s++)

@@ -37,6 +37,6 @@ static cr_status lstm_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
 }
 
 const cr_cell_def cr_cell_lstm = {
-    .name = "lstm", .n_states = 2, .n_params = 4, .param_names = CR__GATED_PARAM_NAMES,
+    .name = "lstm", .n_states = 2, .state_names = {"h", "c"}, .n_params = 4, .param_names = CR__GATED_PARAM_NAMES,
     .param_shape = shape4, .precompute = cr__gated_precompute_both_biases, .prepare = cr__gated_prepare,
     .step = lstm_step};
