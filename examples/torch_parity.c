@@ -8,7 +8,14 @@
  * max|A - E| / max|E| (the error relative to the tensor's scale, which stays
  * meaningful where elements are near 0).  Exit status: 0 if every error is
  * within the tolerance (default 1e-9 in f64, 1e-4 in f32), 1 on a mismatch,
- * 2 for bad usage or a malformed file. */
+ * 2 for bad usage or a malformed file.
+ *
+ * A fixture whose metadata has "check": "hvp" also holds a direction
+ * v.<name> for every leaf (the parameters, input, h0, c0) and
+ * hvp.<name> = d/d<name> of sum_m <grad.<m>, v.<m>>: the Hessian-vector
+ * product, which chainrule computes by differentiating its own gradients
+ * (cr_autograd_grad with create_graph) and prints in rows of the same
+ * form. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -107,6 +114,55 @@ static bool compare(run *r, const char *name, const cr_tensor *a) {
   r->failures += !ok;
   cr_tensor_free(e);
   return true;
+}
+
+/* The Hessian-vector product rows: leaves are the parameters, the input
+ * and the initial states (the fixture's order), v.<name> their direction. */
+static bool check_hvp(run *r, cr_rnn *rnn, cr_tensor *loss, cr_tensor *input, cr_tensor **init,
+                      int S, const char *const *state_names) {
+  cr_tensor *leaf[MAX_PARAMS + 3], *v[MAX_PARAMS + 3], *g[MAX_PARAMS + 3], *hv[MAX_PARAMS + 3];
+  const char *names[MAX_PARAMS + 3];
+  int n = 0;
+  for (int i = 0; i < cr_rnn_num_params(rnn); i++, n++) {
+    leaf[n] = cr_rnn_param(rnn, i);
+    names[n] = cr_rnn_param_name(rnn, i);
+  }
+  leaf[n] = input;
+  names[n++] = "input";
+  for (int s = 0; s < S; s++, n++) {
+    leaf[n] = init[s];
+    names[n] = state_names[s];
+  }
+  char vname[80];
+  bool ok = true;
+  for (int i = 0; i < n; i++) {
+    snprintf(vname, sizeof vname, "v.%s", names[i]);
+    v[i] = NULL;
+    if (ok && !(v[i] = load(r, vname)))
+      ok = false;
+  }
+  cr_autograd_opts keep = {.create_graph = true, .zeros_for_unused = true};
+  cr_autograd_opts zeros = {.zeros_for_unused = true};
+  cr_tensor *dot = NULL;
+  if (ok && cr_autograd_grad(r->ctx, 1, &loss, NULL, n, leaf, &keep, g) == CR_OK) {
+    /* dot = sum_m <dL/dm, v_m>: its gradient is H v */
+    for (int i = 0; i < n; i++) {
+      cr_tensor *term = cr_sum(r->ctx, cr_mul(r->ctx, g[i], v[i]));
+      dot = dot ? cr_add(r->ctx, dot, term) : term;
+    }
+  }
+  if (ok && (!dot || cr_autograd_grad(r->ctx, 1, &dot, NULL, n, leaf, &zeros, hv) != CR_OK)) {
+    fprintf(stderr, "torch-parity: %s: Hessian-vector product: %s\n", r->path,
+            cr_ctx_error(r->ctx));
+    ok = false;
+  }
+  for (int i = 0; ok && i < n; i++) {
+    snprintf(vname, sizeof vname, "hvp.%s", names[i]);
+    ok = compare(r, vname, hv[i]);
+  }
+  for (int i = 0; i < n; i++)
+    cr_tensor_free(v[i]);
+  return ok;
 }
 
 static int usage(void) {
@@ -231,6 +287,9 @@ int main(int argc, char **argv) {
     snprintf(gname, sizeof gname, "grad.%s", state_names[s]);
     complete = compare(&r, gname, cr_grad(init[s]));
   }
+  const char *check = cr_st_meta(r.f, "check");
+  if (complete && check && !strcmp(check, "hvp"))
+    complete = check_hvp(&r, rnn, loss, input, init, S, state_names);
   if (!complete)
     goto done;
   printf("%s: worst relative error %.3e (tolerance %g): %s\n", r.path, r.worst, r.tol,
