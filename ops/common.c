@@ -352,6 +352,14 @@ bool cr__axis(cr_ctx *ctx, const char *op, const cr_tensor *x, int *axis) {
 #undef T
 #undef SFX
 
+void cr__gather_2d(cr_dtype dt, const void *s, void *d, int64_t R, int64_t C, int64_t rs,
+                   int64_t cs) {
+  if (dt == CR_F32)
+    gather_2d_f(s, d, R, C, rs, cs);
+  else
+    gather_2d_d(s, d, R, C, rs, cs);
+}
+
 void cr__add_dense(cr_tensor *dst, const cr_tensor *src) {
   if (dst->dtype == CR_F32)
     add_dense_f(dst->data, src->data, dst->numel);

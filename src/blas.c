@@ -139,73 +139,23 @@ static dim_t threads_for(int64_t m, int64_t n, int64_t k) {
 /* the threshold as a variable, so a benchmark can move it */
 int64_t cr__small_gemm_mnk = CR__SMALL_MNK;
 
-/* C = alpha op(A) op(B) + beta C in plain loops, in three layouts:
- *  - op(B) rows contiguous and C rows contiguous: C[i,:] += a_ip B[p,:]
- *    (axpy rows, vectorised over j);
- *  - op(A) rows and op(B) columns contiguous: C[i,j] = dot(A[i,:], B[:,j]);
- *  - anything else: the triple loop over strides. */
-#define SMALL_GEMM(T)                                                          \
-  {                                                                            \
-    const T *A = a, *Bm = b;                                                   \
-    T *C = c;                                                                  \
-    const T al = (T)alpha, be = (T)beta;                                       \
-    const int64_t ai = ta ? csa : rsa, ap = ta ? rsa : csa;                    \
-    const int64_t bp = tb ? csb : rsb, bj = tb ? rsb : csb;                    \
-    if (bj == 1 && csc == 1) {                                                 \
-      for (int64_t i = 0; i < m; i++) {                                        \
-        T *restrict cr = C + i * rsc;                                          \
-        if (be == 0)                                                           \
-          for (int64_t j = 0; j < n; j++)                                      \
-            cr[j] = 0;                                                         \
-        else if (be != 1)                                                      \
-          for (int64_t j = 0; j < n; j++)                                      \
-            cr[j] *= be;                                                       \
-        for (int64_t p = 0; p < k; p++) {                                      \
-          const T av = al * A[i * ai + p * ap];                                \
-          const T *restrict br = Bm + p * bp;                                  \
-          _Pragma("omp simd") for (int64_t j = 0; j < n; j++) cr[j] += av * br[j]; \
-        }                                                                      \
-      }                                                                        \
-    } else if (ap == 1 && bp == 1) {                                           \
-      for (int64_t i = 0; i < m; i++)                                          \
-        for (int64_t j = 0; j < n; j++) {                                      \
-          const T *restrict ar = A + i * ai, *restrict bc = Bm + j * bj;       \
-          T acc = 0;                                                           \
-          _Pragma("omp simd reduction(+ : acc)") for (int64_t p = 0; p < k; p++) \
-            acc += ar[p] * bc[p];                                              \
-          T *cv = C + i * rsc + j * csc;                                       \
-          *cv = be == 0 ? al * acc : al * acc + be * *cv;                      \
-        }                                                                      \
-    } else {                                                                   \
-      for (int64_t i = 0; i < m; i++)                                          \
-        for (int64_t j = 0; j < n; j++) {                                      \
-          T acc = 0;                                                           \
-          for (int64_t p = 0; p < k; p++)                                      \
-            acc += A[i * ai + p * ap] * Bm[p * bp + j * bj];                   \
-          T *cv = C + i * rsc + j * csc;                                       \
-          *cv = be == 0 ? al * acc : al * acc + be * *cv;                      \
-        }                                                                      \
-    }                                                                          \
-  }
-
-CR_KERNEL static void small_gemm_f(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
-                                   double alpha, const void *a, int64_t rsa, int64_t csa,
-                                   const void *b, int64_t rsb, int64_t csb, double beta, void *c,
-                                   int64_t rsc, int64_t csc) {
-  SMALL_GEMM(float)
-}
-
-CR_KERNEL static void small_gemm_d(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
-                                   double alpha, const void *a, int64_t rsa, int64_t csa,
-                                   const void *b, int64_t rsb, int64_t csb, double beta, void *c,
-                                   int64_t rsc, int64_t csc) {
-  SMALL_GEMM(double)
-}
+#define CR__CAT_(a, b) a##b
+#define CR__CAT(a, b) CR__CAT_(a, b)
+#define T float
+#define SFX _f
+#include "small_gemm.inc"
+#undef T
+#undef SFX
+#define T double
+#define SFX _d
+#include "small_gemm.inc"
+#undef T
+#undef SFX
 
 void cr__gemm(cr_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
               const void *a, int64_t rsa, int64_t csa, const void *b, int64_t rsb,
               int64_t csb, double beta, void *c, int64_t rsc, int64_t csc) {
-  if (m * n * k <= cr__small_gemm_mnk) {
+  if ((double)m * (double)n * (double)k <= (double)cr__small_gemm_mnk) {
     (dt == CR_F32 ? small_gemm_f : small_gemm_d)(ta, tb, m, n, k, alpha, a, rsa, csa, b, rsb,
                                                  csb, beta, c, rsc, csc);
     return;

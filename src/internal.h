@@ -171,6 +171,9 @@ bool cr__check_inputs(cr_ctx *ctx, const char *op, int n,
                       cr_tensor *const *in);
 /* Dense row-major copy of t into dst (numel elements of t's dtype). */
 void cr__gather(const cr_tensor *t, void *dst);
+/* d[r*C + c] = s[r*rs + c*cs] for an R x C view (ops/common.c: in tiles). */
+void cr__gather_2d(cr_dtype dt, const void *s, void *d, int64_t R, int64_t C, int64_t rs,
+                   int64_t cs);
 /* Shape as "[2,3]" (followed by " 'name'" for a named tensor) into a
  * static-per-call buffer slot (up to 4 at once), for messages. */
 const char *cr__shp(const cr_tensor *t);

@@ -377,21 +377,7 @@ void cr__gather(const cr_tensor *t, void *dst) {
     /* a 2-d view (a transpose, a column slice): copy in 32 x 32 tiles so
      * both sides stay in cache, and without a division per element */
     const int64_t R = t->shape[0], C = t->shape[1], rs = t->stride[0], cs = t->stride[1];
-#define TILED_GATHER(T)                                                        \
-  {                                                                            \
-    const T *s = t->data;                                                      \
-    T *d = dst;                                                                \
-    for (int64_t r0 = 0; r0 < R; r0 += 32)                                     \
-      for (int64_t c0 = 0; c0 < C; c0 += 32)                                   \
-        for (int64_t r = r0; r < r0 + 32 && r < R; r++)                        \
-          for (int64_t c = c0; c < c0 + 32 && c < C; c++)                      \
-            d[r * C + c] = s[r * rs + c * cs];                                 \
-  }
-    if (t->dtype == CR_F32)
-      TILED_GATHER(float)
-    else
-      TILED_GATHER(double)
-#undef TILED_GATHER
+    cr__gather_2d(t->dtype, t->data, dst, R, C, rs, cs);
     return;
   }
   if (t->dtype == CR_F32) {
