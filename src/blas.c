@@ -10,7 +10,9 @@
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_threads = 1;
-static bool g_avx512; /* the CPU and OS support AVX-512F: skinny products */
+/* the skinny products' instruction set, from CPUID (a variable so tests
+ * can choose a kernel the CPU has) */
+int cr__skinny_isa = CR__SKINNY_NONE;
 /* largest m sent to the skinny kernel (a variable so tests can move it) */
 int64_t cr__skinny_max_m = 32;
 static const char *g_reason = "BLIS's own detection";
@@ -40,7 +42,8 @@ static int pick_arch(const char **reason) {
   __cpuid_count(7, 0, a, b, c, d);
   bool avx2 = b & (1u << 5);
   bool f = b & (1u << 16), dq = b & (1u << 17), bw = b & (1u << 30), vl = b & (1u << 31);
-  g_avx512 = zmm_ok && f;
+  cr__skinny_isa = zmm_ok && f ? CR__SKINNY_AVX512
+                  : ymm_ok && avx2 && fma ? CR__SKINNY_AVX2 : CR__SKINNY_NONE;
   if (zmm_ok && f && dq && bw && vl && fma) {
     *reason = "chosen from CPUID: AVX-512F/DQ/BW/VL";
     return BLIS_ARCH_SKX;
@@ -162,7 +165,7 @@ void cr__gemm(cr_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, do
   }
   dim_t nt = threads_for(m, n, k);
   const int64_t bj = tb ? rsb : csb;
-  if (dt == CR_F32 && g_avx512 && nt == 1 && m <= cr__skinny_max_m && bj == 1 && csc == 1 &&
+  if (dt == CR_F32 && cr__skinny_isa != CR__SKINNY_NONE && nt == 1 && m <= cr__skinny_max_m && bj == 1 && csc == 1 &&
       cr__skinny_ok(m, n, k)) {
     /* few rows against a large right operand: skip BLIS's packing of B */
     cr__skinny_sgemm(m, n, k, (float)alpha, a, ta ? csa : rsa, ta ? rsa : csa, b, tb ? csb : rsb,

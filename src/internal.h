@@ -196,7 +196,10 @@ void cr__gemm(cr_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
 extern int64_t cr__small_gemm_mnk;
 
 /* Few-row float32 products without packing B (src/skinny_gemm.c): needs
- * AVX-512F (cr__have_avx512), op(B) and C with contiguous rows. */
+ * AVX-512F or AVX2+FMA (cr__skinny_isa, set from CPUID by src/blas.c), op(B)
+ * and C with contiguous rows. */
+enum { CR__SKINNY_NONE, CR__SKINNY_AVX2, CR__SKINNY_AVX512 };
+extern int cr__skinny_isa; /* CR__SKINNY_NONE disables the skinny path */
 bool cr__skinny_ok(int64_t m, int64_t n, int64_t k);
 extern int64_t cr__skinny_max_m; /* 0 disables the skinny path */
 void cr__skinny_sgemm(int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t ai,

@@ -73,7 +73,8 @@ static void test_matmul_values(void **state) {
  * products) and the plain-loop path (small ones), on plain and transposed
  * operands, in both dtypes. */
 extern int64_t cr__small_gemm_mnk; /* internal: the small-product threshold */
-extern int64_t cr__skinny_max_m;   /* internal: rows up to which the AVX-512 kernel runs */
+extern int64_t cr__skinny_max_m;   /* internal: rows up to which the few-row kernel runs */
+extern int cr__skinny_isa;         /* internal: its instruction set (0 none, 1 AVX2, 2 AVX-512) */
 
 static void matmul_both_paths(cr_ctx *ctx, cr_dtype dt, bool ta, bool tb, int64_t M, int64_t K,
                               int64_t N, double *max_diff) {
@@ -84,16 +85,19 @@ static void matmul_both_paths(cr_ctx *ctx, cr_dtype dt, bool ta, bool tb, int64_
   cr_set_requires_grad(A, true);
   cr_set_requires_grad(B, true);
   int64_t most = M * N > M * K ? (M * N > K * N ? M * N : K * N) : (M * K > K * N ? M * K : K * N);
-  double *got[3][3];
-  for (int p = 0; p < 3; p++)
+  double *got[4][3];
+  for (int p = 0; p < 4; p++)
     for (int w = 0; w < 3; w++)
       got[p][w] = malloc(sizeof(double) * (size_t)most);
   int64_t saved = cr__small_gemm_mnk, saved_skinny = cr__skinny_max_m;
-  for (int path = 0; path < 3; path++) {
-    /* 0: always BLIS; 1: always the plain loops; 2: the few-row AVX-512
-     * kernel wherever its layout allows (BLIS elsewhere, or without AVX-512) */
+  int saved_isa = cr__skinny_isa;
+  for (int path = 0; path < 4; path++) {
+    /* 0: always BLIS; 1: always the plain loops; 2: the few-row kernel of
+     * the CPU's best instruction set wherever its layout allows (BLIS
+     * elsewhere, or without AVX2); 3: the same with the AVX2 kernel */
     cr__small_gemm_mnk = path == 1 ? INT64_MAX : 0;
-    cr__skinny_max_m = path == 2 ? 64 : 0;
+    cr__skinny_max_m = path >= 2 ? 64 : 0;
+    cr__skinny_isa = path == 3 && saved_isa != 0 ? 1 : saved_isa;
     cr_zero_grad(A);
     cr_zero_grad(B);
     cr_tensor *a = ta ? cr_transpose(ctx, A, 0, 1) : A, *b = tb ? cr_transpose(ctx, B, 0, 1) : B;
@@ -107,6 +111,7 @@ static void matmul_both_paths(cr_ctx *ctx, cr_dtype dt, bool ta, bool tb, int64_
   }
   cr__small_gemm_mnk = saved;
   cr__skinny_max_m = saved_skinny;
+  cr__skinny_isa = saved_isa;
   /* and the loops agree with a reference triple loop in double */
   for (int64_t i = 0; i < M; i++)
     for (int64_t j = 0; j < N; j++) {
@@ -116,11 +121,11 @@ static void matmul_both_paths(cr_ctx *ctx, cr_dtype dt, bool ta, bool tb, int64_
       *max_diff = fmax(*max_diff, fabs(ref - got[1][0][i * N + j]) / (1 + fabs(ref)));
     }
   int64_t sizes[3] = {M * N, M * K, K * N};
-  for (int path = 0; path < 3; path += 2)
+  for (int path = 0; path < 4; path += 1 + (path == 0))
     for (int w = 0; w < 3; w++)
       for (int64_t i = 0; i < sizes[w]; i++)
         *max_diff = fmax(*max_diff, fabs(got[path][w][i] - got[1][w][i]) / (1 + fabs(got[1][w][i])));
-  for (int p = 0; p < 3; p++)
+  for (int p = 0; p < 4; p++)
     for (int w = 0; w < 3; w++)
       free(got[p][w]);
   cr_tensor_free(A);
