@@ -65,6 +65,7 @@ cr_node *cr__record(cr_ctx *ctx, const cr_op_desc *op, cr_tensor *out, int n_in,
                     cr_tensor *const *in) {
   if (!out)
     return NULL;
+  out->op_result = true;
   if (ctx->anomaly && !cr__anomaly_forward(ctx, op->name, out, n_in, in))
     return NULL;
   if (!cr__will_record(ctx, n_in, in))

@@ -9,6 +9,7 @@
  * The transposes in the VJPs are BLIS transpose flags and strided views are
  * passed by their strides: no transposed copy is ever made.  The VJPs call
  * gemm with beta = 1, so they add straight into the gradient buffers. */
+#include "chainrule/runtime.h"
 #include "op.h"
 
 static void matmul_vjp(cr_ctx *ctx, cr_node *nd);
@@ -118,10 +119,41 @@ static void settle_products(cr_ctx *ctx, cr__pending *first, void *target) {
  * when b^T's rows are contiguous, i.e. b is column-major.  A contiguous
  * copy of a transposed view (see cr_contiguous) is row-major, but its
  * source view holds the same values column-major: use that one. */
-static const cr_tensor *best_for_transposed_read(const cr_tensor *b) {
+static cr_tensor *best_for_transposed_read(cr_tensor *b) {
   if (b->ndim == 2 && b->alt && b->alt->ndim == 2 && b->alt->stride[0] == 1 && b->stride[0] != 1)
     return b->alt;
   return b;
+}
+
+/* C[M,N] (= or += by beta) a[M,K] @ op(b), op(b) = b or b^T ([K,N]).  A
+ * product with few rows against an op's result goes through b's panels,
+ * packed at its first such use and kept with b until the reset (an op's
+ * result never changes): the T steps of a recurrent layer then share one
+ * packing of their weight.  The rest go through cr__gemm. */
+static void times_right(cr_ctx *ctx, int64_t M, int64_t K, int64_t N, const void *a, int64_t rsa,
+                        int64_t csa, cr_tensor *b, bool transb, double beta, void *c,
+                        int64_t rsc) {
+  mat_view vb = view_of(b);
+  if (b->dtype == CR_F32 && b->ndim == 2 && b->op_result && cr__skinny_isa != CR__SKINNY_NONE &&
+      M <= cr__skinny_max_m && (double)M * (double)N * (double)K > (double)cr__small_gemm_mnk &&
+      cr_get_num_threads() == 1) {
+    float *panels = b->packed[transb];
+    if (!panels) {
+      panels = cr__alloc(ctx, cr__skinny_packed_floats(K, N) * sizeof(float));
+      if (panels) {
+        cr__skinny_pack(K, N, b->data, transb ? vb.cs : vb.rs, transb ? vb.rs : vb.cs, panels);
+        b->packed[transb] = panels;
+      } else {
+        cr_ctx_clear_error(ctx); /* no arena memory for the panels: go without */
+      }
+    }
+    if (panels) {
+      cr__skinny_sgemm_packed(M, N, K, 1.0f, a, rsa, csa, panels, (float)beta, c, rsc);
+      return;
+    }
+  }
+  cr__gemm(b->dtype, false, transb, M, N, K, 1.0, a, rsa, csa, b->data, vb.rs, vb.cs, beta, c,
+           rsc, 1);
 }
 
 cr_tensor *cr_matmul(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) {
@@ -145,8 +177,7 @@ cr_tensor *cr_matmul(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) {
   if (!y)
     return NULL;
   if (b->ndim == 2 && foldable(&va)) {
-    cr__gemm(a->dtype, false, false, B * M, N, K, 1.0, a->data, va.rs, va.cs, b->data, vb.rs,
-             vb.cs, 0.0, y->data, N, 1);
+    times_right(ctx, B * M, K, N, a->data, va.rs, va.cs, b, false, 0.0, y->data, N);
   } else {
     for (int64_t i = 0; i < B; i++)
       cr__gemm(a->dtype, false, false, M, N, K, 1.0, at(a, i * va.bs), va.rs, va.cs,
@@ -169,12 +200,10 @@ static void matmul_vjp(cr_ctx *ctx, cr_node *nd) {
   double beta_a = fresh_a ? 0.0 : 1.0; /* a fresh buffer is overwritten */
   /* ga[i] += gy[i] @ b[i]^T   ([M,N] @ [N,K]) */
   if (ga) {
-    if (b->ndim == 2) {
-      const cr_tensor *bb = best_for_transposed_read(b);
-      mat_view vbb = view_of(bb);
-      cr__gemm(dt, false, true, B * M, K, N, 1.0, gy->data, N, 1, bb->data, vbb.rs, vbb.cs,
-               beta_a, ga->data, K, 1);
-    } else
+    if (b->ndim == 2)
+      times_right(ctx, B * M, N, K, gy->data, N, 1, best_for_transposed_read(b), true, beta_a,
+                  ga->data, K);
+    else
       for (int64_t i = 0; i < B; i++)
         cr__gemm(dt, false, true, M, K, N, 1.0, (char *)gy->data + i * M * N * (int64_t)es, N,
                  1, at(b, i * vb.bs), vb.rs, vb.cs, beta_a,
@@ -233,8 +262,7 @@ cr_tensor *cr_addmm(cr_ctx *ctx, cr_tensor *c, cr_tensor *a, cr_tensor *b) {
       for (int64_t j = 0; j < N; j++)
         memcpy(dst + (size_t)j * es, src + (size_t)(j * cs) * es, es);
   }
-  cr__gemm(a->dtype, false, false, M, N, K, 1.0, a->data, va.rs, va.cs, b->data, vb.rs, vb.cs,
-           1.0, y->data, N, 1);
+  times_right(ctx, M, K, N, a->data, va.rs, va.cs, b, false, 1.0, y->data, N);
   cr__record(ctx, &cr__op_addmm, y, 3, in);
   return ctx->status == CR_OK ? y : NULL;
 }
@@ -255,12 +283,9 @@ static void addmm_vjp(cr_ctx *ctx, cr_node *nd) {
       cr__add_reduced(gc, gy); /* sums over the rows when c was broadcast */
     }
   }
-  if (ga) { /* ga += gy @ b^T  (= when fresh) */
-    const cr_tensor *bb = best_for_transposed_read(b);
-    mat_view vbb = view_of(bb);
-    cr__gemm(a->dtype, false, true, M, K, N, 1.0, gy->data, N, 1, bb->data, vbb.rs, vbb.cs,
-             fresh_a ? 0.0 : 1.0, ga->data, K, 1);
-  }
+  if (ga) /* ga += gy @ b^T  (= when fresh) */
+    times_right(ctx, M, N, K, gy->data, N, 1, best_for_transposed_read(b), true,
+                fresh_a ? 0.0 : 1.0, ga->data, K);
   if (gb) /* gb += a^T @ gy, deferred to one product over all uses of b */
     defer_or_run(ctx, gb, a, gy);
 }

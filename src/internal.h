@@ -38,6 +38,8 @@ struct cr_tensor {
   cr_tensor *alt;       /* the same values in another layout (a contiguous
                            copy's source view), or NULL: products may read
                            whichever layout BLIS handles faster */
+  float *packed[2];     /* arena tensors used as a product's right operand:
+                           t (0) or t^T (1) packed into panels (ops/matmul.c) */
   cr_ctx *ctx;          /* owning arena's context; NULL when persistent */
   uint32_t epoch;       /* arena epoch at creation */
   /* the state of grad within a first-order pass */
@@ -58,6 +60,7 @@ struct cr_tensor {
   bool requires_grad;
   bool persistent;
   bool retain_grad;       /* an intermediate whose gradient cr_grad shows */
+  bool op_result;         /* computed by an op: its values never change */
   char name[CR__NAME_LEN]; /* "" when unnamed */
 };
 
@@ -204,5 +207,13 @@ bool cr__skinny_ok(int64_t m, int64_t n, int64_t k);
 extern int64_t cr__skinny_max_m; /* 0 disables the skinny path */
 void cr__skinny_sgemm(int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t ai,
                       int64_t ap, const float *B, int64_t bp, float beta, float *C, int64_t rsc);
+/* The same against op(B) packed once into panels (needs AVX2+FMA): the
+ * floats a packing of op(B) [k, n] takes, the packing (op(B)[p, j] =
+ * B[p*rs + j*cs]; out 32-byte aligned), and the product. */
+size_t cr__skinny_packed_floats(int64_t k, int64_t n);
+void cr__skinny_pack(int64_t k, int64_t n, const float *B, int64_t rs, int64_t cs, float *out);
+void cr__skinny_sgemm_packed(int64_t m, int64_t n, int64_t k, float alpha, const float *A,
+                             int64_t ai, int64_t ap, const float *Bp, float beta, float *C,
+                             int64_t rsc);
 
 #endif

@@ -182,3 +182,99 @@ void cr__skinny_sgemm(int64_t m, int64_t n, int64_t k, float alpha, const float 
   else
     skinny_avx2(m, n, k, alpha, A, ai, ap, B, bp, beta, C, rsc);
 }
+
+/* ---- packed right operand: op(B) as panels of 16 columns, each panel k
+ * rows of 16 contiguous floats (zero past n).  A weight used by every time
+ * step is packed once per forward pass, and each step then streams its
+ * panels sequentially — reading a row-major B in place strides a page per
+ * row (a 512 x 2048 weight has 8 KiB rows), which starves the kernel. */
+
+size_t cr__skinny_packed_floats(int64_t k, int64_t n) {
+  return (size_t)((n + NR2 - 1) / NR2) * (size_t)k * NR2;
+}
+
+void cr__skinny_pack(int64_t k, int64_t n, const float *B, int64_t rs, int64_t cs, float *out) {
+  const int64_t panels = (n + NR2 - 1) / NR2;
+  for (int64_t q = 0; q < panels; q++) {
+    float *dst = out + q * k * NR2;
+    const int64_t j0 = q * NR2, w = n - j0 < NR2 ? n - j0 : NR2;
+    if (cs == 1 && w == NR2) {
+      for (int64_t p = 0; p < k; p++)
+        memcpy(dst + p * NR2, B + p * rs + j0, NR2 * sizeof(float));
+    } else {
+      /* a transposed source: walk it 16 columns (= rows of B) at a time */
+      for (int64_t p = 0; p < k; p++) {
+        for (int64_t jj = 0; jj < w; jj++)
+          dst[p * NR2 + jj] = B[p * rs + (j0 + jj) * cs];
+        for (int64_t jj = w; jj < NR2; jj++)
+          dst[p * NR2 + jj] = 0.0f;
+      }
+    }
+  }
+}
+
+/* The 6 x 16 tile at rows i0.., panel j0: C (= beta C +) alpha A op(B) over
+ * p in [k0, k0 + kb).  A's rows are read in place (a[r] points at A[row, k0],
+ * with row clamped below m, so a partial tile reads valid memory and
+ * discards the extra rows). */
+__attribute__((target("avx2,fma"))) static inline void
+tile_6x16(const float *const *a, int64_t ap, const float *b, int64_t kb, float alpha, float bt,
+          float *C, int64_t rsc, int rows, bool full, __m256i m0, __m256i m1) {
+  __m256 acc[MR2][2];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR2; r++)
+    acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int64_t p = 0; p < kb; p++, b += NR2) {
+    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR2; r++) {
+      const __m256 av = _mm256_broadcast_ss(a[r] + p * ap);
+      acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+    }
+  }
+  const __m256 al = _mm256_set1_ps(alpha), be = _mm256_set1_ps(bt);
+#pragma GCC unroll 6
+  for (int r = 0; r < MR2; r++) {
+    if (r >= rows)
+      break;
+    float *c = C + r * rsc;
+    __m256 y0 = _mm256_mul_ps(al, acc[r][0]), y1 = _mm256_mul_ps(al, acc[r][1]);
+    if (full) {
+      if (bt != 0.0f) {
+        y0 = _mm256_fmadd_ps(be, _mm256_loadu_ps(c), y0);
+        y1 = _mm256_fmadd_ps(be, _mm256_loadu_ps(c + 8), y1);
+      }
+      _mm256_storeu_ps(c, y0);
+      _mm256_storeu_ps(c + 8, y1);
+    } else {
+      if (bt != 0.0f) {
+        y0 = _mm256_fmadd_ps(be, _mm256_maskload_ps(c, m0), y0);
+        y1 = _mm256_fmadd_ps(be, _mm256_maskload_ps(c + 8, m1), y1);
+      }
+      _mm256_maskstore_ps(c, m0, y0);
+      _mm256_maskstore_ps(c + 8, m1, y1);
+    }
+  }
+}
+
+__attribute__((target("avx2,fma"))) void
+cr__skinny_sgemm_packed(int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t ai,
+                        int64_t ap, const float *Bp, float beta, float *C, int64_t rsc) {
+  for (int64_t k0 = 0; k0 < k; k0 += KC) {
+    const int64_t kb = k - k0 < KC ? k - k0 : KC;
+    const float bt = k0 == 0 ? beta : 1.0f; /* later passes add to C */
+    for (int64_t j0 = 0; j0 < n; j0 += NR2) {
+      const bool full = n - j0 >= NR2;
+      const __m256i m0 = lanes(n - j0), m1 = lanes(n - j0 - 8);
+      const float *panel = Bp + (j0 / NR2) * k * NR2 + k0 * NR2;
+      for (int64_t i0 = 0; i0 < m; i0 += MR2) {
+        const float *a[MR2];
+        for (int r = 0; r < MR2; r++)
+          a[r] = A + (i0 + r < m ? i0 + r : m - 1) * ai + k0 * ap;
+        const int rows = m - i0 < MR2 ? (int)(m - i0) : MR2;
+        tile_6x16(a, ap, panel, kb, alpha, bt, C + i0 * rsc + j0, rsc, rows, full, m0, m1);
+      }
+    }
+  }
+}
