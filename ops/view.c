@@ -33,8 +33,11 @@ static cr_status contiguous_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, c
 static cr_tensor *reshape_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh);
 static bool takes_view(const cr_node *nd, int k) { return (void)nd, (void)k, true; }
 
-const cr_op_desc cr__op_transpose = {"transpose", 1, permute_vjp, permute_vjp_graph, NULL, NULL};
-const cr_op_desc cr__op_permute = {"permute", 1, permute_vjp, permute_vjp_graph, NULL, NULL};
+static cr_tensor *permute_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh);
+const cr_op_desc cr__op_transpose = {"transpose", 1, permute_vjp, permute_vjp_graph,
+                                     permute_grad_alias, takes_view};
+const cr_op_desc cr__op_permute = {"permute", 1, permute_vjp, permute_vjp_graph,
+                                   permute_grad_alias, takes_view};
 const cr_op_desc cr__op_reshape = {"reshape", 1, same_vjp, reshape_vjp_graph,
                                    reshape_grad_alias, takes_view};
 const cr_op_desc cr__op_contiguous = {"contiguous", 1, same_vjp, contiguous_vjp_graph, NULL,
@@ -83,9 +86,38 @@ cr_tensor *cr_permute(cr_ctx *ctx, cr_tensor *x, const int *perm) {
   return permuted(ctx, &cr__op_permute, x, p);
 }
 
+/* When every consumer of a permuted view writes its gradient through
+ * strides, that gradient is the same permutation of the input's gradient
+ * buffer (a transposed weight's gradient lands in the weight's own, with no
+ * transposed copy back): nothing is left for the VJP. */
+static cr_tensor *permute_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh) {
+  cr_tensor *t = nd->out, *x = nd->in[0];
+  *fresh = false;
+  if (!x->requires_grad || !cr__consumers_take_views(ctx, t))
+    return NULL;
+  cr_tensor *gx = cr__grad_acc(ctx, x); /* zeroed: consumers writing through
+                                          strides accumulate */
+  if (!gx)
+    return NULL;
+  const int *perm = permute_attr_of(nd)->perm;
+  int64_t stride[CR_MAX_DIMS];
+  for (int k = 0; k < t->ndim; k++)
+    stride[k] = gx->stride[perm[k]];
+  cr_tensor *g = t->grad;
+  if (!g || !t->grad_is_view || g->data != gx->data || memcmp(g->stride, stride, sizeof(int64_t) * (size_t)t->ndim))
+    g = cr__view(ctx, gx, t->ndim, t->shape, stride, gx->data);
+  if (!g)
+    return NULL;
+  cr__grad_set(ctx, t, g, true);
+  return g;
+}
+
 /* gx (seen through perm) += gy */
 static void permute_vjp(cr_ctx *ctx, cr_node *nd) {
   cr_tensor *x = nd->in[0], *y = nd->out;
+  if (y->grad_is_view && y->grad_pass == ctx->pass && x->grad && x->grad_pass == ctx->pass &&
+      y->grad->data == x->grad->data)
+    return; /* the gradient was a view into gx all along (permute_grad_alias) */
   bool fresh;
   cr_tensor *gx = cr__grad_acc_fresh(ctx, x, &fresh);
   if (!gx)

@@ -33,12 +33,12 @@ cr_tensor *cr__gated_preact(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp, 
   return cr_addmm(ctx, xp, h, (cr_tensor *)L->scratch);
 }
 
-/* W_hh^T [H, G*H] once per forward, as a contiguous copy: BLIS packs a
- * row-major right operand about 1.7x faster than the column-major view
- * (measured: [32,512] @ [512,2048], 116 vs 66 GFLOP/s), and the T steps
- * all reuse it.  Its gradient still flows back to W_hh through the copy. */
+/* W_hh^T [H, G*H], a transposed view made once per forward: the T steps'
+ * products all use this one tensor, so the few-row kernel packs it into
+ * panels once (ops/matmul.c), and its gradient is a view into W_hh's own
+ * (no transposed copy either way). */
 cr_status cr__gated_prepare(cr_ctx *ctx, cr_cell_layer *L) {
-  cr_tensor *whh_t = cr_contiguous(ctx, cr_transpose(ctx, L->params[CR__W_HH], 0, 1));
+  cr_tensor *whh_t = cr_transpose(ctx, L->params[CR__W_HH], 0, 1);
   L->scratch = whh_t;
   return whh_t ? CR_OK : cr_ctx_status(ctx);
 }
