@@ -13,8 +13,18 @@ static void sum_to_vjp(cr_ctx *ctx, cr_node *nd);
 static cr_status expand_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 static cr_status sum_to_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
-const cr_op_desc cr__op_expand = {"expand", 1, expand_vjp, expand_vjp_graph, NULL, NULL};
-const cr_op_desc cr__op_sum_to = {"sum_to", 1, sum_to_vjp, sum_to_vjp_graph, NULL, NULL};
+const cr_op_desc cr__op_expand = {
+    .name = "expand",
+    .n_inputs = 1,
+    .vjp = expand_vjp,
+    .vjp_graph = expand_vjp_graph,
+    .reads = 0};
+const cr_op_desc cr__op_sum_to = {
+    .name = "sum_to",
+    .n_inputs = 1,
+    .vjp = sum_to_vjp,
+    .vjp_graph = sum_to_vjp_graph,
+    .reads = 0};
 
 /* Does small broadcast to big (NumPy rules)?  Else an error naming op. */
 static bool broadcasts(cr_ctx *ctx, const char *op, int small_nd, const int64_t *small,

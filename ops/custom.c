@@ -25,8 +25,12 @@ struct cr_fn_ctx {
 static void function_vjp(cr_ctx *ctx, cr_node *nd);
 static cr_status function_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
-const cr_op_desc cr__op_function = {"function", -1, function_vjp, function_vjp_graph, NULL,
-                                    NULL};
+const cr_op_desc cr__op_function = {
+    .name = "function",
+    .n_inputs = -1,
+    .vjp = function_vjp,
+    .vjp_graph = function_vjp_graph,
+    .reads = CR__READS_ALL};
 
 cr_status cr_fn_save(cr_fn_ctx *fc, cr_tensor *t) {
   if (!fc || !t || fc->n_saved >= CR_FN_MAX_SAVED)

@@ -39,12 +39,24 @@ static cr_status index_select_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy,
 static cr_status index_add_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 static cr_status embedding_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
-const cr_op_desc cr__op_index_select = {"index_select", 1, index_select_vjp,
-                                        index_select_vjp_graph, NULL, NULL};
-const cr_op_desc cr__op_index_add = {"index_add", 1, index_add_vjp, index_add_vjp_graph, NULL,
-                                     NULL};
-const cr_op_desc cr__op_embedding = {"embedding", 1, embedding_vjp, embedding_vjp_graph, NULL,
-                                     NULL};
+const cr_op_desc cr__op_index_select = {
+    .name = "index_select",
+    .n_inputs = 1,
+    .vjp = index_select_vjp,
+    .vjp_graph = index_select_vjp_graph,
+    .reads = 0};
+const cr_op_desc cr__op_index_add = {
+    .name = "index_add",
+    .n_inputs = 1,
+    .vjp = index_add_vjp,
+    .vjp_graph = index_add_vjp_graph,
+    .reads = 0};
+const cr_op_desc cr__op_embedding = {
+    .name = "embedding",
+    .n_inputs = 1,
+    .vjp = embedding_vjp,
+    .vjp_graph = embedding_vjp_graph,
+    .reads = 0};
 
 /* An arena copy of n indices; NULL (with the error set) when out of memory. */
 static int64_t *save_indices(cr_ctx *ctx, const int64_t *idx, int64_t n) {

@@ -32,9 +32,18 @@ static cr_status cross_entropy_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy
                                          cr_tensor **gx);
 static cr_status mse_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
-const cr_op_desc cr__op_cross_entropy = {"cross_entropy", 1, cross_entropy_vjp,
-                                         cross_entropy_vjp_graph, NULL, NULL};
-const cr_op_desc cr__op_mse = {"mse", 2, mse_vjp, mse_vjp_graph, NULL, NULL};
+const cr_op_desc cr__op_cross_entropy = {
+    .name = "cross_entropy",
+    .n_inputs = 1,
+    .vjp = cross_entropy_vjp,
+    .vjp_graph = cross_entropy_vjp_graph,
+    .reads = CR__READS_IN(0)};
+const cr_op_desc cr__op_mse = {
+    .name = "mse",
+    .n_inputs = 2,
+    .vjp = mse_vjp,
+    .vjp_graph = mse_vjp_graph,
+    .reads = CR__READS_IN(0)|CR__READS_IN(1)};
 
 /* ---- cross_entropy */
 

@@ -18,8 +18,13 @@ static cr_status matmul_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_te
  * so it may be a strided view (a transposed weight's gradient: a view into
  * the weight's own, with no transposed copy back) */
 static bool matmul_takes_view(const cr_node *nd, int k) { return k == 1 && nd->in[1]->ndim == 2; }
-const cr_op_desc cr__op_matmul = {"matmul", 2, matmul_vjp, matmul_vjp_graph, NULL,
-                                  matmul_takes_view};
+const cr_op_desc cr__op_matmul = {
+    .name = "matmul",
+    .n_inputs = 2,
+    .vjp = matmul_vjp,
+    .vjp_graph = matmul_vjp_graph,
+    .reads = CR__READS_IN(0)|CR__READS_IN(1),
+    .takes_view_grad = matmul_takes_view};
 
 
 /* Layout of an operand seen as `batch` matrices of rows x cols. */
@@ -240,7 +245,13 @@ static void matmul_vjp(cr_ctx *ctx, cr_node *nd) {
 static void addmm_vjp(cr_ctx *ctx, cr_node *nd);
 static cr_status addmm_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 static bool addmm_takes_view(const cr_node *nd, int k) { return (void)nd, k == 2; }
-const cr_op_desc cr__op_addmm = {"addmm", 3, addmm_vjp, addmm_vjp_graph, NULL, addmm_takes_view};
+const cr_op_desc cr__op_addmm = {
+    .name = "addmm",
+    .n_inputs = 3,
+    .vjp = addmm_vjp,
+    .vjp_graph = addmm_vjp_graph,
+    .reads = CR__READS_IN(1)|CR__READS_IN(2),
+    .takes_view_grad = addmm_takes_view};
 
 cr_tensor *cr_addmm(cr_ctx *ctx, cr_tensor *c, cr_tensor *a, cr_tensor *b) {
   cr_tensor *in[3] = {c, a, b};

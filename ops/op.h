@@ -39,6 +39,13 @@ typedef struct cr_op_desc {
    * carry a graph.  Returns CR_OK or the error stored in ctx. */
   cr_status (*vjp_graph)(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
+  /* Whose values the VJPs (kernel and graph) read: bit k for input k
+   * (CR__READS_IN(k)), CR__READS_OUT for the result; see CR__READS_ALL.
+   * Values nobody reads may be released once the forward has moved on
+   * (memory-efficient BPTT), so a VJP must read nothing outside this set
+   * — its kernels must not even load such a pointer. */
+  uint32_t reads;
+
   /* ---- the plug-in point for gradient-buffer tricks (optional; the
    * engine knows no op by name, it only calls these) */
   /* A buffer for the gradient of nd->out that shares an input's gradient
@@ -51,6 +58,10 @@ typedef struct cr_op_desc {
    * NULL: never. */
   bool (*takes_view_grad)(const cr_node *nd, int k);
 } cr_op_desc;
+
+#define CR__READS_IN(k) (1u << (k))
+#define CR__READS_OUT (1u << 31)
+#define CR__READS_ALL 0xffffffffu /* every input and the result (a safe default) */
 
 /* Bytes of op-specific attributes stored in a node (a named struct per op,
  * see CR__ATTR). */

@@ -43,12 +43,36 @@ static void reduce_all_vjp(cr_ctx *ctx, cr_node *nd);
 static void reduce_axis_vjp(cr_ctx *ctx, cr_node *nd);
 static cr_status reduce_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
-const cr_op_desc cr__op_sum = {"sum", 1, reduce_all_vjp, reduce_vjp_graph, NULL, NULL};
-const cr_op_desc cr__op_mean = {"mean", 1, reduce_all_vjp, reduce_vjp_graph, NULL, NULL};
-const cr_op_desc cr__op_sum_axis = {"sum_axis", 1, reduce_axis_vjp, reduce_vjp_graph, NULL, NULL};
-const cr_op_desc cr__op_mean_axis = {"mean_axis", 1, reduce_axis_vjp, reduce_vjp_graph, NULL,
-                                     NULL};
-const cr_op_desc cr__op_max_axis = {"max_axis", 1, reduce_axis_vjp, reduce_vjp_graph, NULL, NULL};
+const cr_op_desc cr__op_sum = {
+    .name = "sum",
+    .n_inputs = 1,
+    .vjp = reduce_all_vjp,
+    .vjp_graph = reduce_vjp_graph,
+    .reads = 0};
+const cr_op_desc cr__op_mean = {
+    .name = "mean",
+    .n_inputs = 1,
+    .vjp = reduce_all_vjp,
+    .vjp_graph = reduce_vjp_graph,
+    .reads = 0};
+const cr_op_desc cr__op_sum_axis = {
+    .name = "sum_axis",
+    .n_inputs = 1,
+    .vjp = reduce_axis_vjp,
+    .vjp_graph = reduce_vjp_graph,
+    .reads = 0};
+const cr_op_desc cr__op_mean_axis = {
+    .name = "mean_axis",
+    .n_inputs = 1,
+    .vjp = reduce_axis_vjp,
+    .vjp_graph = reduce_vjp_graph,
+    .reads = 0};
+const cr_op_desc cr__op_max_axis = {
+    .name = "max_axis",
+    .n_inputs = 1,
+    .vjp = reduce_axis_vjp,
+    .vjp_graph = reduce_vjp_graph,
+    .reads = 0};
 
 static const cr_op_desc *const descs[R_COUNT] = {&cr__op_sum, &cr__op_mean, &cr__op_sum_axis,
                                                  &cr__op_mean_axis, &cr__op_max_axis};

@@ -45,12 +45,38 @@ static cr_status cast_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tens
 static cr_tensor *slice_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh);
 static bool takes_view(const cr_node *nd, int k) { return (void)nd, (void)k, true; }
 
-const cr_op_desc cr__op_slice = {"slice", 1, slice_vjp, slice_vjp_graph, slice_grad_alias,
-                                 takes_view};
-const cr_op_desc cr__op_unslice = {"unslice", 1, unslice_vjp, unslice_vjp_graph, NULL, NULL};
-const cr_op_desc cr__op_concat = {"concat", -1, concat_vjp, concat_vjp_graph, NULL, NULL};
-const cr_op_desc cr__op_stack = {"stack", -1, stack_vjp, stack_vjp_graph, NULL, NULL};
-const cr_op_desc cr__op_cast = {"cast", 1, cast_vjp, cast_vjp_graph, NULL, NULL};
+const cr_op_desc cr__op_slice = {
+    .name = "slice",
+    .n_inputs = 1,
+    .vjp = slice_vjp,
+    .vjp_graph = slice_vjp_graph,
+    .reads = 0,
+    .grad_alias = slice_grad_alias,
+    .takes_view_grad = takes_view};
+const cr_op_desc cr__op_unslice = {
+    .name = "unslice",
+    .n_inputs = 1,
+    .vjp = unslice_vjp,
+    .vjp_graph = unslice_vjp_graph,
+    .reads = 0};
+const cr_op_desc cr__op_concat = {
+    .name = "concat",
+    .n_inputs = -1,
+    .vjp = concat_vjp,
+    .vjp_graph = concat_vjp_graph,
+    .reads = 0};
+const cr_op_desc cr__op_stack = {
+    .name = "stack",
+    .n_inputs = -1,
+    .vjp = stack_vjp,
+    .vjp_graph = stack_vjp_graph,
+    .reads = 0};
+const cr_op_desc cr__op_cast = {
+    .name = "cast",
+    .n_inputs = 1,
+    .vjp = cast_vjp,
+    .vjp_graph = cast_vjp_graph,
+    .reads = 0};
 
 /* Address of the element `off` elements past data. */
 static void *elem_at(const void *data, int64_t off, cr_dtype dt) {

@@ -25,7 +25,7 @@
 #include "op.h"
 
 typedef enum {
-#define CR_UNARY(ID, name, FWD, DER, GRAPH) U_##ID,
+#define CR_UNARY(ID, name, FWD, DER, READS, GRAPH) U_##ID,
 #include "elementwise.def"
 #undef CR_UNARY
   U_COUNT
@@ -53,13 +53,15 @@ static cr_status un_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor
 /* the kernel VJP writes gx through its strides */
 static bool takes_view(const cr_node *nd, int k) { return (void)nd, (void)k, true; }
 
-#define CR_UNARY(ID, name, FWD, DER, GRAPH)                                    \
-  const cr_op_desc cr__op_##name = {#name, 1, un_vjp, un_vjp_graph, NULL, takes_view};
+#define CR_UNARY(ID, NAME, FWD, DER, READS, GRAPH)                                    \
+  const cr_op_desc cr__op_##NAME = {.name = #NAME, .n_inputs = 1, .vjp = un_vjp,              \
+                                    .vjp_graph = un_vjp_graph, .reads = READS,          \
+                                    .takes_view_grad = takes_view};
 #include "elementwise.def"
 #undef CR_UNARY
 
 static const cr_op_desc *const descs[U_COUNT] = {
-#define CR_UNARY(ID, name, FWD, DER, GRAPH) &cr__op_##name,
+#define CR_UNARY(ID, name, FWD, DER, READS, GRAPH) &cr__op_##name,
 #include "elementwise.def"
 #undef CR_UNARY
 };
@@ -132,7 +134,7 @@ static cr_status un_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *GY, cr_tensor
   (void)X, (void)Y, (void)A, (void)B;
 #define G_CONST_DER G_MUL(GY, const_derivative(ctx, nd))
   switch (at->kind) {
-#define CR_UNARY(ID, name, FWD, DER, GRAPH)                                    \
+#define CR_UNARY(ID, name, FWD, DER, READS, GRAPH)                                    \
   case U_##ID: gx[0] = (GRAPH); break;
 #include "elementwise.def"
 #undef CR_UNARY

@@ -34,14 +34,37 @@ static cr_tensor *reshape_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh);
 static bool takes_view(const cr_node *nd, int k) { return (void)nd, (void)k, true; }
 
 static cr_tensor *permute_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh);
-const cr_op_desc cr__op_transpose = {"transpose", 1, permute_vjp, permute_vjp_graph,
-                                     permute_grad_alias, takes_view};
-const cr_op_desc cr__op_permute = {"permute", 1, permute_vjp, permute_vjp_graph,
-                                   permute_grad_alias, takes_view};
-const cr_op_desc cr__op_reshape = {"reshape", 1, same_vjp, reshape_vjp_graph,
-                                   reshape_grad_alias, takes_view};
-const cr_op_desc cr__op_contiguous = {"contiguous", 1, same_vjp, contiguous_vjp_graph, NULL,
-                                      takes_view};
+const cr_op_desc cr__op_transpose = {
+    .name = "transpose",
+    .n_inputs = 1,
+    .vjp = permute_vjp,
+    .vjp_graph = permute_vjp_graph,
+    .reads = 0,
+    .grad_alias = permute_grad_alias,
+    .takes_view_grad = takes_view};
+const cr_op_desc cr__op_permute = {
+    .name = "permute",
+    .n_inputs = 1,
+    .vjp = permute_vjp,
+    .vjp_graph = permute_vjp_graph,
+    .reads = 0,
+    .grad_alias = permute_grad_alias,
+    .takes_view_grad = takes_view};
+const cr_op_desc cr__op_reshape = {
+    .name = "reshape",
+    .n_inputs = 1,
+    .vjp = same_vjp,
+    .vjp_graph = reshape_vjp_graph,
+    .reads = 0,
+    .grad_alias = reshape_grad_alias,
+    .takes_view_grad = takes_view};
+const cr_op_desc cr__op_contiguous = {
+    .name = "contiguous",
+    .n_inputs = 1,
+    .vjp = same_vjp,
+    .vjp_graph = contiguous_vjp_graph,
+    .reads = 0,
+    .takes_view_grad = takes_view};
 
 static cr_tensor *permuted(cr_ctx *ctx, const cr_op_desc *op, cr_tensor *x, const int *perm) {
   int64_t shape[CR_MAX_DIMS], stride[CR_MAX_DIMS];

@@ -16,7 +16,10 @@
 #include <string.h>
 
 #include "gc_rows.h"
+#include "op.h"
 #include "registry.h"
+
+cr_node **cr__topo_order(cr_ctx *ctx, int n_roots, cr_tensor *const *roots, size_t *count);
 
 typedef struct {
   const gc_row *rows;
@@ -155,6 +158,105 @@ static void test_graph_vjps_match_kernel_vjps(void **state) {
   assert_int_equal(failed, 0);
 }
 
+/* Is nd a view op (its result shares its input's memory)? */
+static bool is_view(const cr_node *nd) {
+  return nd->out->data >= nd->in[0]->data && nd->n_in == 1 &&
+         (!strcmp(nd->name, "transpose") || !strcmp(nd->name, "permute") ||
+          !strcmp(nd->name, "reshape") || !strcmp(nd->name, "slice"));
+}
+
+/* The VJPs read nothing outside their op's `reads` set: after the forward,
+ * every op result that no VJP declares it reads is overwritten with NaN,
+ * and the gradients must come out bit for bit as without the poison.
+ * (Memory-efficient BPTT releases exactly those values.) */
+static void test_vjps_read_only_what_they_declare(void **state) {
+  (void)state;
+  cr_rng *rng = cr_rng_new(11);
+  int failed = 0, total = 0, poisoned = 0;
+  for (int t = 0; t < N_TABLES; t++) {
+    for (int r = 0; r < *tables[t].n; r++) {
+      const gc_row *row = &tables[t].rows[r];
+      for (int graph = 0; graph < 2; graph++) {
+        cr_ctx *ctx = cr_ctx_new();
+        cr_tensor *in[GC_MAX_IN] = {0}, *clean[GC_MAX_IN] = {0}, *got[GC_MAX_IN] = {0};
+        make_inputs(ctx, row, rng, in);
+        for (int k = 0; k < row->n_inputs; k++)
+          cr_set_requires_grad(in[k], true);
+        /* scaled, an op that reads nothing, so the row's own result can be
+         * poisoned too */
+        cr_tensor *y = cr_mul_scalar(ctx, row->fn(ctx, in, row->n_inputs, NULL), 1.7);
+        assert_non_null(y);
+        cr_tensor *seed = cr_rand_normal(ctx, rng, CR_F64, cr_ndim(y), cr_shape(y), 0, 1);
+        cr_autograd_opts o = {.zeros_for_unused = true};
+        /* the clean gradients, by the kernels (graph 0) or the graph VJPs (1) */
+        if (graph) {
+          assert_int_equal(cr_autograd_grad(ctx, 1, &y, &seed, row->n_inputs, in, &o, clean),
+                           CR_OK);
+        } else {
+          assert_int_equal(cr_backward_seed(ctx, y, seed), CR_OK);
+          for (int k = 0; k < row->n_inputs; k++)
+            clean[k] = cr_persist(ctx, cr_grad(in[k]));
+        }
+        /* which results are read: declared by their producer or a consumer */
+        size_t n = 0;
+        cr_node **order = cr__topo_order(ctx, 1, &y, &n);
+        for (size_t i = 0; i < n; i++)
+          order[i]->out->view_ok = false; /* borrowed as the "needed" mark */
+        for (size_t i = 0; i < n; i++) {
+          cr_node *nd = order[i];
+          if (nd->op->reads & CR__READS_OUT)
+            nd->out->view_ok = true;
+          for (int k = 0; k < nd->n_in; k++)
+            if (nd->op->reads & CR__READS_IN(k < 31 ? k : 30))
+              nd->in[k]->view_ok = true;
+        }
+        /* a needed view keeps its base */
+        for (size_t i = n; i-- > 0;)
+          if (order[i]->out->view_ok && is_view(order[i]) && order[i]->in[0]->node)
+            order[i]->in[0]->view_ok = true;
+        for (size_t i = 0; i < n; i++) {
+          cr_tensor *out = order[i]->out;
+          if (out == y || out->view_ok || is_view(order[i]) || !cr_is_contiguous(out))
+            continue;
+          for (int64_t e = 0; e < cr_numel(out); e++)
+            cr_set_flat(out, e, NAN);
+          poisoned++;
+        }
+        if (graph) {
+          assert_int_equal(cr_autograd_grad(ctx, 1, &y, &seed, row->n_inputs, in, &o, got),
+                           CR_OK);
+        } else {
+          for (int k = 0; k < row->n_inputs; k++)
+            cr_zero_grad(in[k]);
+          assert_int_equal(cr_backward_seed(ctx, y, seed), CR_OK);
+          for (int k = 0; k < row->n_inputs; k++)
+            got[k] = cr_grad(in[k]);
+        }
+        bool same = true;
+        for (int k = 0; k < row->n_inputs; k++)
+          for (int64_t e = 0; e < cr_numel(in[k]); e++) {
+            double a = cr_get_flat(clean[k], e), b = cr_get_flat(got[k], e);
+            same &= memcmp(&a, &b, sizeof a) == 0;
+          }
+        total++;
+        if (!same) {
+          printf("FAIL   %-14s %-52s %s VJP read a value its op does not declare\n", row->op,
+                 row->label, graph ? "graph" : "kernel");
+          failed++;
+        }
+        for (int k = 0; !graph && k < row->n_inputs; k++)
+          cr_tensor_free(clean[k]);
+        free_inputs(row, in);
+        cr_ctx_free(ctx);
+      }
+    }
+  }
+  cr_rng_free(rng);
+  printf("VJPs read only what they declare: %d of %d checks (%d results poisoned)\n",
+         total - failed, total, poisoned);
+  assert_int_equal(failed, 0);
+}
+
 static int count_rows(const char *name, bool second) {
   int c = 0;
   for (int t = 0; t < N_TABLES; t++)
@@ -200,6 +302,7 @@ int main(void) {
       cmocka_unit_test(test_every_op_has_rows),
       cmocka_unit_test(test_every_row_passes_gradcheck),
       cmocka_unit_test(test_graph_vjps_match_kernel_vjps),
+      cmocka_unit_test(test_vjps_read_only_what_they_declare),
       cmocka_unit_test(test_every_row_passes_gradgradcheck),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
