@@ -81,6 +81,7 @@ cr_node *cr__record(cr_ctx *ctx, const cr_op_desc *op, cr_tensor *out, int n_in,
   nd->out = out;
   nd->n_in = n_in;
   nd->in = ins;
+  nd->seq = ++ctx->node_seq;
   out->node = nd;
   out->requires_grad = true;
   ctx->nodes++;

@@ -75,6 +75,7 @@ struct cr_node {
   int n_in;
   cr_tensor **in;
   uint32_t mark; /* graph walk that last visited it */
+  uint64_t seq;  /* creation number: backward runs nodes in reverse creation order */
   void *saved;   /* op-specific data saved in the arena (indices, masks) */
   union {
     max_align_t align;

@@ -24,42 +24,45 @@
 /* hooks.c */
 cr_tensor *cr__run_hooks(cr_ctx *ctx, cr_tensor *t, cr_tensor *g);
 
-/* Nodes reachable from the roots, in post-order (inputs before consumers).
- * NULL (error stored) when out of memory; *count 0 when no root has a node. */
+static int by_creation(const void *a, const void *b) {
+  uint64_t x = (*(cr_node *const *)a)->seq, y = (*(cr_node *const *)b)->seq;
+  return x < y ? -1 : x > y;
+}
+
+/* The nodes reachable from the roots, in creation order — a topological
+ * order (an op's inputs exist before it), and a canonical one: two graphs
+ * built by the same ops in the same order are walked alike whatever their
+ * shape, which is what lets a checkpointed unroll, recomputed in pieces,
+ * reproduce full BPTT bit for bit.  NULL (error stored) when out of
+ * memory; *count 0 when no root has a node. */
 cr_node **cr__topo_order(cr_ctx *ctx, int n_roots, cr_tensor *const *roots, size_t *count) {
   size_t cap = ctx->nodes + 1;
   cr_node **order = cr__alloc(ctx, cap * sizeof *order);
-  cr_node **stack = cr__alloc(ctx, cap * sizeof *stack); /* (node, next input to visit) */
-  int *next_in = cr__alloc(ctx, cap * sizeof *next_in);
-  if (!order || !stack || !next_in)
+  cr_node **stack = cr__alloc(ctx, cap * sizeof *stack);
+  if (!order || !stack)
     return NULL;
-  size_t n = 0;
-  uint32_t mark = ++ctx->pass; /* a fresh mark for this walk */
+  size_t n = 0, sp = 0;
+  uint32_t mark = ++ctx->walk;
   for (int r = 0; r < n_roots; r++) {
     cr_node *root = roots[r] ? roots[r]->node : NULL;
-    if (!root || root->mark == mark)
-      continue;
-    size_t sp = 0;
-    root->mark = mark;
-    stack[sp] = root;
-    next_in[sp++] = 0;
-    while (sp) {
-      cr_node *nd = stack[sp - 1];
-      int i = next_in[sp - 1]++;
-      if (i < nd->n_in) {
-        cr_node *child = nd->in[i] ? nd->in[i]->node : NULL;
-        if (child && child->mark != mark) {
-          child->mark = mark;
-          CR_ASSERT(sp < cap, "graph walk overflow");
-          stack[sp] = child;
-          next_in[sp++] = 0;
-        }
-      } else {
-        order[n++] = nd;
-        sp--;
+    if (root && root->mark != mark) {
+      root->mark = mark;
+      stack[sp++] = root;
+    }
+  }
+  while (sp) {
+    cr_node *nd = stack[--sp];
+    order[n++] = nd;
+    for (int i = 0; i < nd->n_in; i++) {
+      cr_node *child = nd->in[i] ? nd->in[i]->node : NULL;
+      if (child && child->mark != mark) {
+        child->mark = mark;
+        CR_ASSERT(sp < cap, "graph walk overflow");
+        stack[sp++] = child;
       }
     }
   }
+  qsort(order, n, sizeof *order, by_creation);
   *count = n;
   return order;
 }

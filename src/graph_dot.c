@@ -60,9 +60,12 @@ void cr_graph_dot_ex(FILE *f, const cr_tensor *t, const cr_graph_dot_opts *o) {
     if (open)
       fputs("  }\n", f);
     /* leaves once each, then the edges */
-    ctx->pass++;
-    uint32_t seen = ctx->pass;
-    for (size_t i = 0; order && i < n; i++) {
+    size_t edges = 0;
+    for (size_t i = 0; order && i < n; i++)
+      edges += (size_t)order[i]->n_in;
+    const cr_tensor **drawn = cr__alloc(ctx, (edges + 1) * sizeof *drawn);
+    size_t n_drawn = 0;
+    for (size_t i = 0; order && drawn && i < n; i++) {
       const cr_node *nd = order[i];
       for (int k = 0; k < nd->n_in; k++) {
         cr_tensor *in = nd->in[k];
@@ -70,8 +73,11 @@ void cr_graph_dot_ex(FILE *f, const cr_tensor *t, const cr_graph_dot_opts *o) {
           fprintf(f, "  n%p -> n%p;\n", (void *)in->node, (const void *)nd);
           continue;
         }
-        if (in->view_pass != seen) { /* borrow the pass field as a "drawn" mark */
-          in->view_pass = seen;
+        bool seen = false;
+        for (size_t j = 0; j < n_drawn && !seen; j++)
+          seen = drawn[j] == in;
+        if (!seen) {
+          drawn[n_drawn++] = in;
           fprintf(f, "  t%p [shape=ellipse,label=\"", (void *)in);
           if (in->name[0]) {
             put_label_text(f, in->name);

@@ -85,7 +85,9 @@ struct cr_ctx {
   size_t used_total; /* bytes handed out since reset */
   size_t nodes;
   uint32_t epoch;
-  uint32_t pass;   /* backward passes (and graph walks) so far */
+  uint32_t pass;   /* backward passes so far (names a pass's buffers) */
+  uint32_t walk;   /* graph walks so far (marks visited nodes) */
+  uint64_t node_seq; /* nodes recorded so far: each node's creation number */
   bool graph_pass; /* the running pass uses graph VJPs (vjp_graph) */
   struct cr_node *vjp_node; /* the node whose graph VJP is running (messages) */
   /* contributions to gradient buffers queued during the pass (op.h) */
