@@ -61,69 +61,79 @@ static const char *at(const cr_tensor *t, int64_t off) {
 /* ---- deferred weight gradients
  * A weight shared by T time steps receives T contributions a_t^T @ gy_t,
  * each a thin product (a_t has only B rows).  Instead of T thin gemms the
- * VJP queues them (op.h: pending accumulations) and, when the gradient is
- * needed, stacks the a_t into [sum B, K] and the gy_t into [sum B, N] and
- * adds A^T @ G in one efficient gemm — the same sum, as
- * sum_t a_t^T gy_t = A^T G. */
+ * VJP stages them (op.h: pending accumulations): the rows of a_t and gy_t
+ * are copied at once into a staging area of the weight gradient, and
+ * every STAGE_ROWS rows — or when the gradient is about to be read — the
+ * staged sum_t a_t^T gy_t = A^T G is added in one efficient gemm.
+ * Copying at once lets a_t and gy_t go (memory-efficient BPTT releases
+ * them), and the chunks depend only on the order the products come in, so
+ * any two runs of the same ops sum alike. */
 #define DEFER_MAX_ROWS 512 /* thin products only; big ones gain nothing */
+#define STAGE_ROWS 512     /* rows staged per gemm: [K,512] @ [512,N] is efficient */
 
 typedef struct {
-  cr__pending base;       /* target: gb's data */
-  cr_tensor *gb, *a, *gy; /* gb += a^T @ gy; a [M,K] (strided), gy [M,N] dense */
-} deferred_product;
+  cr__pending base; /* target: gb's data */
+  cr_tensor *gb;    /* gb += A[:rows]^T @ G[:rows] */
+  int64_t K, N, rows;
+  char *A, *G; /* [STAGE_ROWS, K] and [STAGE_ROWS, N], dense */
+} staged_products;
 
 static void settle_products(cr_ctx *ctx, cr__pending *first, void *target);
 
+static void flush(staged_products *s) {
+  if (s->rows)
+    cr__gemm(s->gb->dtype, true, false, s->K, s->N, s->rows, 1.0, s->A, s->K, 1, s->G, s->N, 1,
+             1.0, s->gb->data, s->gb->stride[0], s->gb->stride[1]);
+  s->rows = 0;
+}
+
+/* The staging area of gb for this pass, made at its first product. */
+static staged_products *staging(cr_ctx *ctx, cr_tensor *gb, int64_t K, int64_t N) {
+  for (cr__pending *p = ctx->pending; p; p = p->next)
+    if (!p->done && p->target == gb->data && p->settle == settle_products) {
+      staged_products *s = (staged_products *)p;
+      if (s->K == K && s->N == N && s->gb->dtype == gb->dtype)
+        return s;
+    }
+  size_t es = cr_dtype_size(gb->dtype);
+  staged_products *s = cr__alloc(ctx, sizeof *s);
+  char *A = cr__alloc(ctx, (size_t)(STAGE_ROWS * K) * es);
+  char *G = cr__alloc(ctx, (size_t)(STAGE_ROWS * N) * es);
+  if (!s || !A || !G)
+    return NULL;
+  *s = (staged_products){{NULL, gb->data, settle_products, false}, gb, K, N, 0, A, G};
+  cr__pending_add(ctx, &s->base);
+  return s;
+}
+
 static void defer_or_run(cr_ctx *ctx, cr_tensor *gb, cr_tensor *a, cr_tensor *gy) {
   int64_t M = a->shape[0], K = a->shape[1], N = gy->shape[1];
-  deferred_product *d =
-      M <= DEFER_MAX_ROWS && cr__pending_allowed(ctx) ? cr__alloc(ctx, sizeof *d) : NULL;
-  if (!d) {
+  staged_products *s =
+      M <= DEFER_MAX_ROWS && cr__pending_allowed(ctx) ? staging(ctx, gb, K, N) : NULL;
+  if (!s) {
+    if (ctx->status == CR_ERR_NOMEM)
+      cr_ctx_clear_error(ctx); /* no arena memory to stage: add it now */
     mat_view va = view_of(a);
     cr__gemm(a->dtype, true, false, K, N, M, 1.0, a->data, va.rs, va.cs, gy->data, N, 1, 1.0,
              gb->data, gb->stride[0], gb->stride[1]);
     return;
   }
-  *d = (deferred_product){{NULL, gb->data, settle_products, false}, gb, a, gy};
-  cr__pending_add(ctx, &d->base);
+  if (s->rows + M > STAGE_ROWS)
+    flush(s);
+  size_t es = cr_dtype_size(gb->dtype);
+  cr__gather(a, s->A + (size_t)(s->rows * K) * es); /* dense rows, whatever a's strides */
+  memcpy(s->G + (size_t)(s->rows * N) * es, gy->data, (size_t)(M * N) * es);
+  s->rows += M;
 }
 
-/* gb += A^T G over every product queued for target */
+/* the engine reads the gradient next: add what is staged */
 static void settle_products(cr_ctx *ctx, cr__pending *first, void *target) {
-  int64_t rows = 0, K = 0, N = 0;
-  cr_tensor *gb = NULL;
+  (void)ctx;
   for (cr__pending *p = first; p; p = p->next)
     if (!p->done && p->target == target && p->settle == settle_products) {
-      const deferred_product *d = (const deferred_product *)p;
-      rows += d->a->shape[0];
-      K = d->a->shape[1];
-      N = d->gy->shape[1];
-      gb = d->gb;
+      flush((staged_products *)p);
+      p->done = true;
     }
-  if (!gb)
-    return;
-  size_t es = cr_dtype_size(gb->dtype);
-  char *A = cr__alloc(ctx, (size_t)(rows * K) * es), *G = cr__alloc(ctx, (size_t)(rows * N) * es);
-  int64_t r = 0;
-  for (cr__pending *p = first; p; p = p->next) {
-    if (p->done || p->target != target || p->settle != settle_products)
-      continue;
-    const deferred_product *d = (const deferred_product *)p;
-    int64_t M = d->a->shape[0];
-    if (A && G) {
-      cr__gather(d->a, A + (size_t)(r * K) * es); /* dense rows, whatever a's strides */
-      memcpy(G + (size_t)(r * N) * es, d->gy->data, (size_t)(M * N) * es);
-    } else { /* out of arena memory: settle this one alone */
-      mat_view va = view_of(d->a);
-      cr__gemm(gb->dtype, true, false, K, N, M, 1.0, d->a->data, va.rs, va.cs, d->gy->data, N, 1,
-               1.0, gb->data, gb->stride[0], gb->stride[1]);
-    }
-    r += M;
-    p->done = true;
-  }
-  if (A && G) /* gb += A^T @ G  ([K, rows] @ [rows, N]) */
-    cr__gemm(gb->dtype, true, false, K, N, rows, 1.0, A, K, 1, G, N, 1, 1.0, gb->data,
-             gb->stride[0], gb->stride[1]);
 }
 
 /* For a product reading b transposed (ga += gy @ b^T), BLIS packs fastest
