@@ -109,7 +109,7 @@ void cr__grad_set(cr_ctx *ctx, cr_tensor *t, cr_tensor *buf, bool is_view) {
  * (the engine does that when the pass ends). */
 static cr_tensor *hooked_leaf_buffer(cr_ctx *ctx, cr_tensor *t) {
   if (t->pgrad_pass != ctx->pass || !t->pgrad) {
-    cr_tensor *g = cr__new(ctx, t->dtype, t->ndim, t->shape);
+    cr_tensor *g = cr__new_for(ctx, t, t->dtype, t->ndim, t->shape);
     if (!g)
       return NULL;
     memset(g->data, 0, (size_t)g->numel * cr_dtype_size(g->dtype));
@@ -141,7 +141,7 @@ cr_tensor *cr__grad_acc_fresh(cr_ctx *ctx, cr_tensor *t, bool *fresh) {
     if (t->persistent)
       t->grad = cr_tensor_new(ctx, t->dtype, t->ndim, t->shape); /* zeros */
     else
-      t->grad = cr__new(ctx, t->dtype, t->ndim, t->shape); /* written below or by caller */
+      t->grad = cr__new_for(ctx, t, t->dtype, t->ndim, t->shape); /* written below or by caller */
     if (!t->grad)
       return NULL;
   }

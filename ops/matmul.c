@@ -96,9 +96,9 @@ static staged_products *staging(cr_ctx *ctx, cr_tensor *gb, int64_t K, int64_t N
         return s;
     }
   size_t es = cr_dtype_size(gb->dtype);
-  staged_products *s = cr__alloc(ctx, sizeof *s);
-  char *A = cr__alloc(ctx, (size_t)(STAGE_ROWS * K) * es);
-  char *G = cr__alloc(ctx, (size_t)(STAGE_ROWS * N) * es);
+  staged_products *s = cr__alloc_main(ctx, sizeof *s); /* owned by the pass */
+  char *A = cr__alloc_main(ctx, (size_t)(STAGE_ROWS * K) * es);
+  char *G = cr__alloc_main(ctx, (size_t)(STAGE_ROWS * N) * es);
   if (!s || !A || !G)
     return NULL;
   *s = (staged_products){{NULL, gb->data, settle_products, false}, gb, K, N, 0, A, G};
@@ -165,7 +165,7 @@ static void times_right(cr_ctx *ctx, int64_t M, int64_t K, int64_t N, const void
       cr_get_num_threads() == 1) {
     float *panels = b->packed[transb];
     if (!panels) {
-      panels = cr__alloc(ctx, cr__skinny_packed_floats(K, N) * sizeof(float));
+      panels = cr__alloc_for(ctx, b, cr__skinny_packed_floats(K, N) * sizeof(float));
       if (panels) {
         cr__skinny_pack(K, N, b->data, transb ? vb.cs : vb.rs, transb ? vb.rs : vb.cs, panels);
         b->packed[transb] = panels;

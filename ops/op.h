@@ -128,6 +128,18 @@ bool cr__may_alias(const cr_ctx *ctx, const cr_tensor *t);
 /* Mark buf (an arena tensor) as t's gradient buffer for this pass. */
 void cr__grad_set(cr_ctx *ctx, cr_tensor *t, cr_tensor *buf, bool is_view);
 
+/* ---- the engine's loop, for ops that run a backward of their own inside
+ * the pass (checkpoint.c): the nodes reachable from the roots in creation
+ * order; which tensors every consumer in order lets take a view gradient;
+ * and the VJPs of order run in reverse. */
+cr_node **cr__topo_order(cr_ctx *ctx, int n_roots, cr_tensor *const *roots, size_t *count);
+/* ... only the nodes created after node number `after` (the walk stops at
+ * older ones) */
+cr_node **cr__topo_order_after(cr_ctx *ctx, int n_roots, cr_tensor *const *roots,
+                               uint64_t after, size_t *count);
+void cr__mark_view_consumers(cr_ctx *ctx, cr_node *const *order, size_t n);
+void cr__run_vjps(cr_ctx *ctx, cr_node *const *order, size_t n);
+
 /* ---- pending accumulations: a kernel VJP may queue a contribution to a
  * gradient buffer instead of adding it at once (matmul collects the weight
  * gradients of the T steps sharing a weight and adds them as ONE product),
@@ -167,6 +179,17 @@ cr_tensor *cr__unslice(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape
  * copied.  Its gradient is an index_select again. */
 cr_tensor *cr__index_add(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape, int axis,
                          const int64_t *idx);
+
+/* Gradient checkpointing (checkpoint.c): fn builds, with ops, outputs
+ * outs[0..*n_out) of one shape and dtype from its closure (which must live
+ * until backward, e.g. in the arena).  cr__checkpoint runs it once keeping
+ * only the outputs (returned in outs as views of the node's result) and
+ * runs it again in backward; fn must build the same ops from the same
+ * inputs each time.  Returns the status. */
+#define CR__CHECKPOINT_MAX_OUT 1024
+typedef cr_status (*cr__checkpoint_fn)(cr_ctx *ctx, void *closure, int *n_out, cr_tensor **outs);
+cr_status cr__checkpoint(cr_ctx *ctx, cr__checkpoint_fn fn, void *closure, int *n_out,
+                         cr_tensor **outs);
 
 /* ---- strided iteration over a shape for up to 4 operands.
  * Operands are given by strides over the iteration shape (0 on broadcast

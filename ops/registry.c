@@ -29,6 +29,8 @@ extern const cr_op_desc cr__op_slice, cr__op_unslice, cr__op_concat, cr__op_stac
 extern const cr_op_desc cr__op_expand, cr__op_sum_to;
 /* custom.c */
 extern const cr_op_desc cr__op_function;
+/* checkpoint.c */
+extern const cr_op_desc cr__op_checkpoint;
 
 static const cr_op_desc *const ops[] = {
     /* binary.c */
@@ -57,6 +59,8 @@ static const cr_op_desc *const ops[] = {
     &cr__op_expand, &cr__op_sum_to,
     /* custom.c: every user-defined function shares this descriptor */
     &cr__op_function,
+    /* checkpoint.c: a segment recomputed in backward */
+    &cr__op_checkpoint,
 };
 
 #define N_OPS ((int)(sizeof ops / sizeof ops[0]))

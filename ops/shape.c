@@ -172,7 +172,7 @@ static cr_tensor *slice_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh) {
   slice_region(nd, gx, stride, &base);
   cr_tensor *g = t->grad;
   if (!g || !t->grad_is_view || g->data != base)
-    g = cr__view(ctx, gx, t->ndim, t->shape, stride, base);
+    g = cr__view_for(ctx, t, gx, t->ndim, t->shape, stride, base);
   if (!g)
     return NULL;
   cr__grad_set(ctx, t, g, true);

@@ -128,7 +128,7 @@ static cr_tensor *permute_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh) {
     stride[k] = gx->stride[perm[k]];
   cr_tensor *g = t->grad;
   if (!g || !t->grad_is_view || g->data != gx->data || memcmp(g->stride, stride, sizeof(int64_t) * (size_t)t->ndim))
-    g = cr__view(ctx, gx, t->ndim, t->shape, stride, gx->data);
+    g = cr__view_for(ctx, t, gx, t->ndim, t->shape, stride, gx->data);
   if (!g)
     return NULL;
   cr__grad_set(ctx, t, g, true);
@@ -210,7 +210,7 @@ static cr_tensor *reshape_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh) {
   }
   cr_tensor *g = t->grad;
   if (!g || g->data != gx->data || !t->grad_is_view)
-    g = cr__view(ctx, gx, t->ndim, t->shape, t->stride, gx->data);
+    g = cr__view_for(ctx, t, gx, t->ndim, t->shape, t->stride, gx->data);
   if (!g)
     return NULL;
   cr__grad_set(ctx, t, g, true);

@@ -36,6 +36,11 @@ static int by_creation(const void *a, const void *b) {
  * reproduce full BPTT bit for bit.  NULL (error stored) when out of
  * memory; *count 0 when no root has a node. */
 cr_node **cr__topo_order(cr_ctx *ctx, int n_roots, cr_tensor *const *roots, size_t *count) {
+  return cr__topo_order_after(ctx, n_roots, roots, 0, count);
+}
+
+cr_node **cr__topo_order_after(cr_ctx *ctx, int n_roots, cr_tensor *const *roots,
+                               uint64_t after, size_t *count) {
   size_t cap = ctx->nodes + 1;
   cr_node **order = cr__alloc(ctx, cap * sizeof *order);
   cr_node **stack = cr__alloc(ctx, cap * sizeof *stack);
@@ -45,7 +50,7 @@ cr_node **cr__topo_order(cr_ctx *ctx, int n_roots, cr_tensor *const *roots, size
   uint32_t mark = ++ctx->walk;
   for (int r = 0; r < n_roots; r++) {
     cr_node *root = roots[r] ? roots[r]->node : NULL;
-    if (root && root->mark != mark) {
+    if (root && root->mark != mark && root->seq > after) {
       root->mark = mark;
       stack[sp++] = root;
     }
@@ -55,7 +60,7 @@ cr_node **cr__topo_order(cr_ctx *ctx, int n_roots, cr_tensor *const *roots, size
     order[n++] = nd;
     for (int i = 0; i < nd->n_in; i++) {
       cr_node *child = nd->in[i] ? nd->in[i]->node : NULL;
-      if (child && child->mark != mark) {
+      if (child && child->mark != mark && child->seq > after) {
         child->mark = mark;
         CR_ASSERT(sp < cap, "graph walk overflow");
         stack[sp++] = child;
@@ -69,7 +74,7 @@ cr_node **cr__topo_order(cr_ctx *ctx, int n_roots, cr_tensor *const *roots, size
 
 /* Start a pass: a new pass number (after the walk's), nothing queued. */
 static void begin_pass(cr_ctx *ctx, bool graph) {
-  ctx->pass++;
+  ctx->pass = ++ctx->passes;
   ctx->pending = NULL;
   ctx->n_owed = 0;
   ctx->graph_pass = graph;
@@ -133,8 +138,11 @@ static bool seed_ok(cr_ctx *ctx, const char *op, const cr_tensor *y, const cr_te
  * but bypassing hooks (they ran on g already). */
 static bool leaf_accumulate(cr_ctx *ctx, cr_tensor *t, const cr_tensor *g) {
   if (!t->grad) {
-    t->grad = t->persistent ? cr_tensor_new(ctx, t->dtype, t->ndim, t->shape)
-                            : cr_zeros(ctx, t->dtype, t->ndim, t->shape);
+    if (t->persistent) {
+      t->grad = cr_tensor_new(ctx, t->dtype, t->ndim, t->shape);
+    } else if ((t->grad = cr__new_for(ctx, t, t->dtype, t->ndim, t->shape))) {
+      memset(t->grad->data, 0, (size_t)t->numel * cr_dtype_size(t->dtype));
+    }
     if (!t->grad)
       return false;
   }
@@ -159,22 +167,7 @@ static void finish_hooked_leaves(cr_ctx *ctx, cr_node *const *order, size_t n, c
   }
 }
 
-/* The kernel pass: the fast first-order backward. */
-static cr_status run_kernels(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed) {
-  size_t n = 0;
-  cr_node **order = cr__topo_order(ctx, 1, &y, &n);
-  if (!order)
-    return ctx->status;
-  begin_pass(ctx, false);
-  cr_tensor *gy = cr__grad_acc(ctx, y);
-  if (!gy)
-    return ctx->status ? ctx->status : CR_ERR_NOMEM;
-  if (seed)
-    cr__copy_convert(gy, seed, true);
-  else
-    cr_set_flat(gy, 0, cr_get_flat(gy, 0) + 1.0);
-  /* which tensors may have a strided view as their gradient buffer: those
-   * whose every consumer writes through strides (op.h, takes_view_grad) */
+void cr__mark_view_consumers(cr_ctx *ctx, cr_node *const *order, size_t n) {
   for (size_t i = 0; i < n; i++) {
     cr_node *nd = order[i];
     for (int k = 0; k < nd->n_in; k++) {
@@ -186,6 +179,11 @@ static cr_status run_kernels(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed) {
       t->view_ok &= nd->op->takes_view_grad && nd->op->takes_view_grad(nd, k);
     }
   }
+}
+
+/* The loop of backward: order[0..n) in reverse, each node's VJP once its
+ * output gradient is complete. */
+void cr__run_vjps(cr_ctx *ctx, cr_node *const *order, size_t n) {
   for (size_t i = n; i-- > 0 && ctx->status == CR_OK;) {
     cr_node *nd = order[i];
     cr_tensor *t = nd->out, *g = t->grad;
@@ -203,6 +201,24 @@ static cr_status run_kernels(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed) {
     if (ctx->anomaly && ctx->status == CR_OK)
       vjp_finite(ctx, nd);
   }
+}
+
+/* The kernel pass: the fast first-order backward. */
+static cr_status run_kernels(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed) {
+  size_t n = 0;
+  cr_node **order = cr__topo_order(ctx, 1, &y, &n);
+  if (!order)
+    return ctx->status;
+  begin_pass(ctx, false);
+  cr_tensor *gy = cr__grad_acc(ctx, y);
+  if (!gy)
+    return ctx->status ? ctx->status : CR_ERR_NOMEM;
+  if (seed)
+    cr__copy_convert(gy, seed, true);
+  else
+    cr_set_flat(gy, 0, cr_get_flat(gy, 0) + 1.0);
+  cr__mark_view_consumers(ctx, order, n);
+  cr__run_vjps(ctx, order, n);
   cr__pending_settle_all(ctx);
   finish_hooked_leaves(ctx, order, n, y);
   return ctx->status;
@@ -223,14 +239,14 @@ static void accumulate(cr_ctx *ctx, cr_tensor *t, cr_tensor *g) {
 static void keep_graph_grad(cr_ctx *ctx, cr_tensor *t, cr_tensor *g) {
   cr_tensor *before = NULL; /* the accumulated values so far, as a constant */
   if (!t->node && t->grad) {
-    before = cr__new(ctx, t->dtype, t->ndim, t->shape);
+    before = cr__new_for(ctx, t, t->dtype, t->ndim, t->shape);
     if (!before)
       return;
     cr__gather(t->grad, before->data);
   }
   if (t->node) { /* retained: this pass's gradient only */
     if (!t->grad || t->grad->ndim != t->ndim || t->grad_is_view)
-      t->grad = cr__new(ctx, t->dtype, t->ndim, t->shape);
+      t->grad = cr__new_for(ctx, t, t->dtype, t->ndim, t->shape);
     if (!t->grad)
       return;
     t->grad_is_view = false;

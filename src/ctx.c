@@ -57,13 +57,19 @@ static void chunks_free(cr__chunk *c) {
   }
 }
 
+static bool arena_init(cr_ctx *ctx, cr__arena *a) {
+  a->first = a->cur = chunk_new(ctx, CR__MIN_CHUNK);
+  a->used_total = 0;
+  return a->first != NULL;
+}
+
 cr_ctx *cr_ctx_new(void) {
   cr_runtime_init();
   cr_ctx *ctx = cr__calloc(1, sizeof *ctx);
   if (!ctx)
     return NULL;
-  ctx->first = ctx->cur = chunk_new(ctx, CR__MIN_CHUNK);
-  if (!ctx->first) {
+  if (!arena_init(ctx, &ctx->main) || !arena_init(ctx, &ctx->scratch)) {
+    chunks_free(ctx->main.first);
     free(ctx);
     return NULL;
   }
@@ -76,15 +82,16 @@ cr_ctx *cr_ctx_new(void) {
 void cr_ctx_free(cr_ctx *ctx) {
   if (!ctx)
     return;
-  chunks_free(ctx->first);
+  chunks_free(ctx->main.first);
+  chunks_free(ctx->scratch.first);
   free(ctx);
 }
 
-void *cr__alloc(cr_ctx *ctx, size_t bytes) {
+static void *arena_alloc(cr_ctx *ctx, cr__arena *a, size_t bytes) {
   bytes = (bytes + CR__ALIGN - 1) & ~(size_t)(CR__ALIGN - 1);
   if (bytes == 0)
     bytes = CR__ALIGN;
-  cr__chunk *c = ctx->cur;
+  cr__chunk *c = a->cur;
   while (c->used + bytes > c->cap) {
     if (!c->next) {
       size_t cap = c->cap * 2;
@@ -97,33 +104,69 @@ void *cr__alloc(cr_ctx *ctx, size_t bytes) {
     }
     c = c->next;
     c->used = 0;
-    ctx->cur = c;
+    a->cur = c;
   }
   void *p = c->mem + c->used;
   c->used += bytes;
-  ctx->used_total += bytes;
+  a->used_total += bytes;
+  size_t now = ctx->main.used_total + ctx->scratch.used_total;
+  if (now > ctx->peak_bytes)
+    ctx->peak_bytes = now;
   return p;
+}
+
+void *cr__alloc(cr_ctx *ctx, size_t bytes) {
+  return arena_alloc(ctx, ctx->in_region ? &ctx->scratch : &ctx->main, bytes);
+}
+
+void *cr__alloc_main(cr_ctx *ctx, size_t bytes) { return arena_alloc(ctx, &ctx->main, bytes); }
+
+void *cr__alloc_for(cr_ctx *ctx, const cr_tensor *t, size_t bytes) {
+  return arena_alloc(ctx, t->scratch ? &ctx->scratch : &ctx->main, bytes);
+}
+
+cr__mark cr__region_begin(cr_ctx *ctx) {
+  cr__mark m = {ctx->scratch.cur, ctx->scratch.cur->used, ctx->scratch.used_total, ctx->nodes,
+                ctx->in_region};
+  ctx->in_region = true;
+  return m;
+}
+
+void cr__region_end(cr_ctx *ctx, const cr__mark *m, bool rewind) {
+  ctx->in_region = m->was_in_region;
+  if (rewind) {
+    ctx->scratch.cur = m->chunk;
+    m->chunk->used = m->used;
+    ctx->scratch.used_total = m->used_total;
+    ctx->nodes = m->nodes;
+  }
+}
+
+/* Rewind an arena; if the last step needed more than one chunk, replace
+ * them all by one that holds everything, so the next steps need no malloc. */
+static void arena_reset(cr_ctx *ctx, cr__arena *a) {
+  if (a->first->next) {
+    size_t total = 0;
+    for (cr__chunk *c = a->first; c; c = c->next)
+      total += c->cap;
+    cr__chunk *big = chunk_new(ctx, total);
+    if (big) {
+      chunks_free(a->first);
+      a->first = big;
+    }
+  }
+  for (cr__chunk *c = a->first; c; c = c->next)
+    c->used = 0;
+  a->cur = a->first;
+  a->used_total = 0;
 }
 
 void cr_ctx_reset(cr_ctx *ctx) {
   if (!ctx)
     return;
-  if (ctx->first->next) {
-    /* More than one chunk was needed: replace them all by one that holds
-     * everything the last step used, so the next steps need no malloc. */
-    size_t total = 0;
-    for (cr__chunk *c = ctx->first; c; c = c->next)
-      total += c->cap;
-    cr__chunk *big = chunk_new(ctx, total);
-    if (big) {
-      chunks_free(ctx->first);
-      ctx->first = big;
-    }
-  }
-  for (cr__chunk *c = ctx->first; c; c = c->next)
-    c->used = 0;
-  ctx->cur = ctx->first;
-  ctx->used_total = 0;
+  arena_reset(ctx, &ctx->main);
+  arena_reset(ctx, &ctx->scratch);
+  ctx->in_region = false;
   ctx->nodes = 0;
   ctx->pending = NULL;
   ctx->n_owed = 0;
@@ -190,12 +233,20 @@ void cr_ctx_get_stats(const cr_ctx *ctx, cr_ctx_stats *out) {
   memset(out, 0, sizeof *out);
   if (!ctx)
     return;
-  out->arena_bytes_used = ctx->used_total;
-  for (cr__chunk *c = ctx->first; c; c = c->next)
+  out->arena_bytes_used = ctx->main.used_total + ctx->scratch.used_total;
+  out->arena_bytes_peak = ctx->peak_bytes;
+  for (cr__chunk *c = ctx->main.first; c; c = c->next)
+    out->arena_bytes_reserved += c->cap;
+  for (cr__chunk *c = ctx->scratch.first; c; c = c->next)
     out->arena_bytes_reserved += c->cap;
   out->arena_chunk_mallocs = ctx->chunk_mallocs;
   out->nodes = ctx->nodes;
   out->epoch = ctx->epoch - 1;
+}
+
+void cr_ctx_clear_peak(cr_ctx *ctx) {
+  if (ctx)
+    ctx->peak_bytes = ctx->main.used_total + ctx->scratch.used_total;
 }
 
 const char *cr_dtype_name(cr_dtype dt) {

@@ -42,6 +42,7 @@ struct cr_tensor {
                            t (0) or t^T (1) packed into panels (ops/matmul.c) */
   cr_ctx *ctx;          /* owning arena's context; NULL when persistent */
   uint32_t epoch;       /* arena epoch at creation */
+  uint64_t serial;      /* creation number among the context's arena tensors */
   /* the state of grad within a first-order pass */
   uint32_t grad_pass;   /* pass that last used grad (zeroed or wrote it) */
   uint32_t view_pass;   /* pass whose consumers set view_ok */
@@ -61,6 +62,7 @@ struct cr_tensor {
   bool persistent;
   bool retain_grad;       /* an intermediate whose gradient cr_grad shows */
   bool op_result;         /* computed by an op: its values never change */
+  bool scratch;           /* lives in the scratch arena (made inside a region) */
   char name[CR__NAME_LEN]; /* "" when unnamed */
 };
 
@@ -79,15 +81,32 @@ typedef struct cr__chunk {
   void *block;
 } cr__chunk;
 
-struct cr_ctx {
+/* A bump allocator over a list of chunks. */
+typedef struct cr__arena {
   cr__chunk *first, *cur;
-  size_t chunk_mallocs;
   size_t used_total; /* bytes handed out since reset */
+} cr__arena;
+
+/* Where a region began (cr__region_begin), to end it there. */
+typedef struct cr__mark {
+  cr__chunk *chunk;
+  size_t used, used_total, nodes;
+  bool was_in_region;
+} cr__mark;
+
+struct cr_ctx {
+  cr__arena main;    /* op results, graph nodes, gradients: until reset */
+  cr__arena scratch; /* regions: a segment recomputed in backward, then dropped */
+  bool in_region;    /* allocations go to the scratch arena */
+  size_t chunk_mallocs;
+  size_t peak_bytes; /* largest main + scratch use since the stats were cleared */
   size_t nodes;
   uint32_t epoch;
-  uint32_t pass;   /* backward passes so far (names a pass's buffers) */
+  uint32_t pass;   /* the running (or last) backward pass's number */
+  uint32_t passes; /* pass numbers handed out so far (nested passes too) */
   uint32_t walk;   /* graph walks so far (marks visited nodes) */
   uint64_t node_seq; /* nodes recorded so far: each node's creation number */
+  uint64_t tensor_serial; /* arena tensors made so far */
   bool graph_pass; /* the running pass uses graph VJPs (vjp_graph) */
   struct cr_node *vjp_node; /* the node whose graph VJP is running (messages) */
   /* contributions to gradient buffers queued during the pass (op.h) */
@@ -124,8 +143,22 @@ struct cr_ctx {
 void *cr__malloc(size_t n); /* counted in cr_alloc_count */
 void *cr__calloc(size_t n, size_t size);
 void cr__free(void *p);
-/* Arena allocation, 64-byte aligned; NULL (and an error) when out of memory. */
+/* Arena allocation, 64-byte aligned; NULL (and an error) when out of memory.
+ * Inside a region (below) it comes from the scratch arena. */
 void *cr__alloc(cr_ctx *ctx, size_t bytes);
+/* From the main arena, even inside a region (pass-owned data). */
+void *cr__alloc_main(cr_ctx *ctx, size_t bytes);
+/* From the arena t lives in: what hangs off a tensor (its gradient buffer,
+ * packed panels, hooks) must not outlive it, nor die before it. */
+void *cr__alloc_for(cr_ctx *ctx, const cr_tensor *t, size_t bytes);
+
+/* Regions: between cr__region_begin and cr__region_end every arena
+ * allocation (tensors, nodes, their data) comes from the scratch arena, and
+ * the tensors made are marked scratch.  Ending with rewind drops all of it
+ * at once (a checkpointed segment's graph, after its backward); regions
+ * nest. */
+cr__mark cr__region_begin(cr_ctx *ctx);
+void cr__region_end(cr_ctx *ctx, const cr__mark *m, bool rewind);
 
 /* ---- errors: store the first error, return NULL */
 void *cr__fail(cr_ctx *ctx, cr_status st, const char *fmt, ...)
@@ -170,6 +203,12 @@ cr_tensor *cr__new(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape);
 /* An arena view onto base's data with the given layout. */
 cr_tensor *cr__view(cr_ctx *ctx, const cr_tensor *base, int ndim,
                     const int64_t *shape, const int64_t *stride, void *data);
+/* The same two, in the arena owner lives in (for what hangs off owner: its
+ * gradient buffer and the views that alias it). */
+cr_tensor *cr__new_for(cr_ctx *ctx, const cr_tensor *owner, cr_dtype dt, int ndim,
+                       const int64_t *shape);
+cr_tensor *cr__view_for(cr_ctx *ctx, const cr_tensor *owner, const cr_tensor *base, int ndim,
+                        const int64_t *shape, const int64_t *stride, void *data);
 /* Validate op inputs: none NULL, no pending error, none stale (used after
  * reset), all the same dtype.  On failure stores a message naming op. */
 bool cr__check_inputs(cr_ctx *ctx, const char *op, int n,

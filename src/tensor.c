@@ -105,8 +105,10 @@ bool cr__check_shape(cr_ctx *ctx, const char *op, int ndim, const int64_t *shape
   return true;
 }
 
-static cr_tensor *header(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape) {
-  cr_tensor *t = cr__alloc(ctx, sizeof *t);
+/* A tensor header in the scratch arena (scratch) or the main one. */
+static cr_tensor *header_in(cr_ctx *ctx, bool scratch, cr_dtype dt, int ndim,
+                            const int64_t *shape) {
+  cr_tensor *t = scratch ? cr__alloc(ctx, sizeof *t) : cr__alloc_main(ctx, sizeof *t);
   if (!t)
     return NULL;
   memset(t, 0, sizeof *t);
@@ -118,25 +120,51 @@ static cr_tensor *header(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shap
   t->numel = cr__numel(ndim, shape);
   t->ctx = ctx;
   t->epoch = ctx->epoch;
+  t->serial = ++ctx->tensor_serial;
+  t->scratch = scratch;
   return t;
 }
 
-cr_tensor *cr__new(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape) {
-  cr_tensor *t = header(ctx, dt, ndim, shape);
+static cr_tensor *header(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape) {
+  return header_in(ctx, ctx->in_region, dt, ndim, shape);
+}
+
+static cr_tensor *new_in(cr_ctx *ctx, bool scratch, cr_dtype dt, int ndim, const int64_t *shape) {
+  cr_tensor *t = header_in(ctx, scratch, dt, ndim, shape);
   if (!t)
     return NULL;
-  t->data = cr__alloc(ctx, (size_t)t->numel * cr_dtype_size(dt));
+  size_t bytes = (size_t)t->numel * cr_dtype_size(dt);
+  t->data = scratch ? cr__alloc(ctx, bytes) : cr__alloc_main(ctx, bytes);
   return t->data ? t : NULL;
 }
 
-cr_tensor *cr__view(cr_ctx *ctx, const cr_tensor *base, int ndim, const int64_t *shape,
-                    const int64_t *stride, void *data) {
-  cr_tensor *t = header(ctx, base->dtype, ndim, shape);
+cr_tensor *cr__new(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape) {
+  return new_in(ctx, ctx->in_region, dt, ndim, shape);
+}
+
+cr_tensor *cr__new_for(cr_ctx *ctx, const cr_tensor *owner, cr_dtype dt, int ndim,
+                       const int64_t *shape) {
+  return new_in(ctx, owner->scratch && ctx->in_region, dt, ndim, shape);
+}
+
+static cr_tensor *view_in(cr_ctx *ctx, bool scratch, const cr_tensor *base, int ndim,
+                          const int64_t *shape, const int64_t *stride, void *data) {
+  cr_tensor *t = header_in(ctx, scratch, base->dtype, ndim, shape);
   if (!t)
     return NULL;
   memcpy(t->stride, stride, (size_t)ndim * sizeof *stride);
   t->data = data;
   return t;
+}
+
+cr_tensor *cr__view(cr_ctx *ctx, const cr_tensor *base, int ndim, const int64_t *shape,
+                    const int64_t *stride, void *data) {
+  return view_in(ctx, ctx->in_region, base, ndim, shape, stride, data);
+}
+
+cr_tensor *cr__view_for(cr_ctx *ctx, const cr_tensor *owner, const cr_tensor *base, int ndim,
+                        const int64_t *shape, const int64_t *stride, void *data) {
+  return view_in(ctx, owner->scratch && ctx->in_region, base, ndim, shape, stride, data);
 }
 
 static bool check_dtype(cr_ctx *ctx, const char *op, cr_dtype dt) {

@@ -66,6 +66,38 @@ static cr_status ab2_backward(cr_ctx *ctx, const cr_fn_ctx *fc, cr_tensor *gy, c
 static const cr_function_def ab2 = {"a_times_b_squared", 2, ab2_forward, ab2_backward};
 FN(f_ab2, cr_tanh(c, cr_function_apply(c, &ab2, in, 2, NULL)))
 
+/* a checkpointed segment: three steps of h = tanh(h * w + x_t), the
+ * outputs every h and the last one again; recomputed in backward */
+cr_status cr__checkpoint(cr_ctx *ctx, cr_status (*fn)(cr_ctx *, void *, int *, cr_tensor **),
+                         void *closure, int *n_out, cr_tensor **outs);
+typedef struct {
+  cr_tensor *h0, *w, *xs;
+} seg_closure;
+static cr_status seg_fn(cr_ctx *c, void *closure, int *n_out, cr_tensor **outs) {
+  seg_closure *s = closure;
+  cr_tensor *h = s->h0;
+  for (int t = 0; t < 3; t++) {
+    cr_tensor *x = cr_reshape(c, cr_slice(c, s->xs, 0, t, t + 1, 1), CR_SHAPE(2, 3));
+    h = cr_tanh(c, cr_add(c, cr_mul(c, h, s->w), x));
+    outs[t] = h;
+  }
+  outs[3] = h; /* the same tensor twice: one row of the result */
+  *n_out = 4;
+  return cr_ctx_status(c);
+}
+static cr_tensor *f_checkpoint(cr_ctx *c, cr_tensor *const *in, int n, void *u) {
+  (void)n, (void)u;
+  static seg_closure keep; /* the closure must live until backward */
+  seg_closure *s = &keep;
+  *s = (seg_closure){in[0], in[1], in[2]};
+  cr_tensor *outs[4];
+  int n_out = 0;
+  if (cr__checkpoint(c, seg_fn, s, &n_out, outs) != CR_OK)
+    return NULL;
+  cr_tensor *ys[4] = {cr_mul_scalar(c, outs[0], 0.5), outs[1], cr_square(c, outs[2]), outs[3]};
+  return cr_stack(c, ys, 4, 0);
+}
+
 const gc_row gc_rows_graph[] = {
     {"expand", "[3,1] to [2,3,4], times w", 2, {2, 3}, {{3, 1}, {2, 3, 4}}, -1, 1, 0, f_expand, 0, 0, NULL, 0},
     {"expand", "[4] to [3,4] (new leading dim), squared", 1, {1}, {{4}}, -1, 1, 0, f_expand_lead, 0, 0, NULL, 0},
@@ -83,6 +115,8 @@ const gc_row gc_rows_graph[] = {
     {"index_add", "[2,5] columns into [2,4], squared", 1, {2}, {{2, 5}}, -1, 1, 0,
      f_index_add_ax1, 0, 0, NULL, 0},
     {"function", "user op: logsumexp of [3,5], squared", 1, {2}, {{3, 5}}, -2, 2, 0, f_lse, 0, 0, NULL, 0},
+    {"checkpoint", "3 steps of tanh(h w + x_t) recomputed, an output twice", 3, {2, 2, 3},
+     {{2, 3}, {2, 3}, {3, 2, 3}}, -1, 1, 0, f_checkpoint, 0, 0, NULL, 0},
     {"function", "user op of two inputs a*b^2, tanh", 2, {2, 2}, {{2, 3}, {2, 3}}, -1, 1, 0,
      f_ab2, 0, 0, NULL, 0},
 };

@@ -103,12 +103,16 @@ bool cr_training(const cr_ctx *ctx);
 /* Arena statistics, for tests and teaching. */
 typedef struct cr_ctx_stats {
   size_t arena_bytes_used;     /* bytes handed out since the last reset */
+  size_t arena_bytes_peak;     /* the most ever in use at once (since
+                                  cr_ctx_clear_peak): what a step needs */
   size_t arena_bytes_reserved; /* bytes held by the arena */
   size_t arena_chunk_mallocs;  /* malloc calls the arena ever made */
   size_t nodes;                /* graph nodes recorded since the last reset */
   uint32_t epoch;              /* number of resets so far */
 } cr_ctx_stats;
 void cr_ctx_get_stats(const cr_ctx *ctx, cr_ctx_stats *out);
+/* Start measuring arena_bytes_peak afresh (from the bytes in use now). */
+void cr_ctx_clear_peak(cr_ctx *ctx);
 
 /* Number of heap allocations chainrule has made in this process (arena
  * chunks, persistent tensors and their grads, scratch).  A training loop in
