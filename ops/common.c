@@ -119,6 +119,55 @@ static cr_tensor *hooked_leaf_buffer(cr_ctx *ctx, cr_tensor *t) {
   return t->pgrad;
 }
 
+/* ---- recycled gradient buffers: an intermediate's gradient is dead once
+ * its node's VJP has run (unless it is retained or hooked: those are
+ * shown), so its buffer serves the next tensor of the same size — full
+ * BPTT then holds gradients for a few steps, not for all T. */
+
+static void *pool_take(cr_ctx *ctx, size_t bytes) {
+  for (int i = 0; i < ctx->n_pool; i++)
+    if (ctx->pool[i].bytes == bytes && ctx->pool[i].head) {
+      void *p = ctx->pool[i].head;
+      memcpy(&ctx->pool[i].head, p, sizeof(void *));
+      return p;
+    }
+  return NULL;
+}
+
+void cr__grad_release(cr_ctx *ctx, cr_tensor *t) {
+  cr_tensor *g = t->grad;
+  if (!t->node || t->persistent || t->retain_grad || t->hooks || !g || t->grad_is_view ||
+      g->scratch || t->grad_pass != ctx->pass || ctx->anomaly)
+    return;
+  size_t bytes = (size_t)g->numel * cr_dtype_size(g->dtype);
+  if (bytes < sizeof(void *))
+    return;
+  int i = 0;
+  while (i < ctx->n_pool && ctx->pool[i].bytes != bytes)
+    i++;
+  if (i == ctx->n_pool) {
+    if (ctx->n_pool == (int)(sizeof ctx->pool / sizeof ctx->pool[0]))
+      return; /* too many sizes: let this one go */
+    ctx->pool[ctx->n_pool].bytes = bytes;
+    ctx->pool[ctx->n_pool++].head = NULL;
+  }
+  memcpy(g->data, &ctx->pool[i].head, sizeof(void *));
+  ctx->pool[i].head = g->data;
+  t->grad = NULL;
+}
+
+/* A contiguous gradient buffer for t: a recycled one if there is one. */
+static cr_tensor *grad_buffer(cr_ctx *ctx, cr_tensor *t) {
+  void *data = t->scratch && ctx->in_region
+                   ? NULL
+                   : pool_take(ctx, (size_t)t->numel * cr_dtype_size(t->dtype));
+  if (!data)
+    return cr__new_for(ctx, t, t->dtype, t->ndim, t->shape);
+  int64_t stride[CR_MAX_DIMS];
+  cr__contig_strides(t->ndim, t->shape, stride);
+  return cr__view_for(ctx, t, t, t->ndim, t->shape, stride, data);
+}
+
 cr_tensor *cr__grad_acc_fresh(cr_ctx *ctx, cr_tensor *t, bool *fresh) {
   *fresh = false;
   if (!t->requires_grad)
@@ -141,7 +190,7 @@ cr_tensor *cr__grad_acc_fresh(cr_ctx *ctx, cr_tensor *t, bool *fresh) {
     if (t->persistent)
       t->grad = cr_tensor_new(ctx, t->dtype, t->ndim, t->shape); /* zeros */
     else
-      t->grad = cr__new_for(ctx, t, t->dtype, t->ndim, t->shape); /* written below or by caller */
+      t->grad = grad_buffer(ctx, t); /* written below or by caller */
     if (!t->grad)
       return NULL;
   }

@@ -125,6 +125,9 @@ bool cr__consumers_take_views(const cr_ctx *ctx, const cr_tensor *t);
  * hooks, is retained, or anomaly mode is on: then every VJP's result is
  * checked at its own node). */
 bool cr__may_alias(const cr_ctx *ctx, const cr_tensor *t);
+/* The engine, after nd's VJP: nd's output gradient is dead (unless shown:
+ * retained, hooked), its buffer goes back for reuse. */
+void cr__grad_release(cr_ctx *ctx, cr_tensor *t);
 /* Mark buf (an arena tensor) as t's gradient buffer for this pass. */
 void cr__grad_set(cr_ctx *ctx, cr_tensor *t, cr_tensor *buf, bool is_view);
 

@@ -200,6 +200,7 @@ void cr__run_vjps(cr_ctx *ctx, cr_node *const *order, size_t n) {
     nd->op->vjp(ctx, nd);
     if (ctx->anomaly && ctx->status == CR_OK)
       vjp_finite(ctx, nd);
+    cr__grad_release(ctx, t);
   }
 }
 

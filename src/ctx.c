@@ -167,6 +167,7 @@ void cr_ctx_reset(cr_ctx *ctx) {
   arena_reset(ctx, &ctx->main);
   arena_reset(ctx, &ctx->scratch);
   ctx->in_region = false;
+  ctx->n_pool = 0;
   ctx->nodes = 0;
   ctx->pending = NULL;
   ctx->n_owed = 0;

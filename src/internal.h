@@ -113,6 +113,13 @@ struct cr_ctx {
   struct cr__pending *pending;
   void *owed[16]; /* the distinct buffers they go to */
   int n_owed;     /* -1: more than 16, settle checks every node */
+  /* gradient buffers released once consumed, by byte size, for reuse
+   * within the epoch (main arena only) */
+  struct {
+    size_t bytes;
+    void *head; /* a free buffer; its first word links the next */
+  } pool[32];
+  int n_pool;
   bool grad_enabled, training, anomaly;
   cr_status status;
   char msg[512];
