@@ -97,7 +97,7 @@ cr_status cr__checkpoint(cr_ctx *ctx, cr__checkpoint_fn fn, void *closure, int *
     size_t cap = 0;
     for (size_t i = 0; i < n_nodes; i++)
       cap += (size_t)order[i]->n_in;
-    ins = cr__alloc_main(ctx, (cap + (size_t)U + 1) * sizeof *ins);
+    ins = cr__alloc(ctx, (cap + (size_t)U + 1) * sizeof *ins); /* scratch; kept below */
     for (size_t i = 0; ins && i < n_nodes; i++) {
       const cr_node *nd = order[i];
       for (int k = 0; k < nd->n_in; k++) {
@@ -135,8 +135,12 @@ cr_status cr__checkpoint(cr_ctx *ctx, cr__checkpoint_fn fn, void *closure, int *
       for (int u = 0; u < U; u++)
         cr__gather(unique[u], (char *)Y->data + (size_t)(u * o->numel) * cr_dtype_size(o->dtype));
   }
+  cr_tensor **kept = Y && n_in ? cr__alloc_main(ctx, (size_t)n_in * sizeof *kept) : NULL;
+  if (kept)
+    memcpy(kept, ins, (size_t)n_in * sizeof *kept);
   cr__region_end(ctx, &m, true);
-  if (!Y)
+  ins = kept;
+  if (!Y || (n_in && !ins))
     return ctx->status ? ctx->status : st;
   if (n_in > 0 && ctx->grad_enabled) {
     cr_node *nd = cr__record(ctx, &cr__op_checkpoint, Y, n_in, ins);

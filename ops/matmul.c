@@ -72,8 +72,9 @@ static const char *at(const cr_tensor *t, int64_t off) {
 #define STAGE_ROWS 512     /* rows staged per gemm: [K,512] @ [512,N] is efficient */
 
 typedef struct {
-  cr__pending base; /* target: gb's data */
-  cr_tensor *gb;    /* gb += A[:rows]^T @ G[:rows] */
+  cr__pending base; /* target: gb's data, gb += A[:rows]^T @ G[:rows] */
+  cr_dtype dt;      /* gb's layout, copied: the tensor may be a view that */
+  int64_t rs, cs;   /* goes before the products are added (a region's) */
   int64_t K, N, rows;
   char *A, *G; /* [STAGE_ROWS, K] and [STAGE_ROWS, N], dense */
 } staged_products;
@@ -82,8 +83,8 @@ static void settle_products(cr_ctx *ctx, cr__pending *first, void *target);
 
 static void flush(staged_products *s) {
   if (s->rows)
-    cr__gemm(s->gb->dtype, true, false, s->K, s->N, s->rows, 1.0, s->A, s->K, 1, s->G, s->N, 1,
-             1.0, s->gb->data, s->gb->stride[0], s->gb->stride[1]);
+    cr__gemm(s->dt, true, false, s->K, s->N, s->rows, 1.0, s->A, s->K, 1, s->G, s->N, 1, 1.0,
+             s->base.target, s->rs, s->cs);
   s->rows = 0;
 }
 
@@ -92,7 +93,8 @@ static staged_products *staging(cr_ctx *ctx, cr_tensor *gb, int64_t K, int64_t N
   for (cr__pending *p = ctx->pending; p; p = p->next)
     if (!p->done && p->target == gb->data && p->settle == settle_products) {
       staged_products *s = (staged_products *)p;
-      if (s->K == K && s->N == N && s->gb->dtype == gb->dtype)
+      if (s->K == K && s->N == N && s->dt == gb->dtype && s->rs == gb->stride[0] &&
+          s->cs == gb->stride[1])
         return s;
     }
   size_t es = cr_dtype_size(gb->dtype);
@@ -101,7 +103,8 @@ static staged_products *staging(cr_ctx *ctx, cr_tensor *gb, int64_t K, int64_t N
   char *G = cr__alloc_main(ctx, (size_t)(STAGE_ROWS * N) * es);
   if (!s || !A || !G)
     return NULL;
-  *s = (staged_products){{NULL, gb->data, settle_products, false}, gb, K, N, 0, A, G};
+  *s = (staged_products){{NULL, gb->data, settle_products, false},
+                         gb->dtype, gb->stride[0], gb->stride[1], K, N, 0, A, G};
   cr__pending_add(ctx, &s->base);
   return s;
 }

@@ -189,7 +189,8 @@ void cr__run_vjps(cr_ctx *ctx, cr_node *const *order, size_t n) {
     cr_tensor *t = nd->out, *g = t->grad;
     if (!g || t->grad_pass != ctx->pass)
       continue; /* no gradient reached it */
-    cr__pending_settle(ctx, g); /* its gradient is complete only now */
+    if (!t->grad_is_view) /* (a view's VJP has nothing left to read) */
+      cr__pending_settle(ctx, g); /* its gradient is complete only now */
     if (t->hooks) {
       cr_tensor *h = cr__run_hooks(ctx, t, g);
       if (!h)

@@ -19,6 +19,7 @@
 
 typedef struct {
   cr_rnn_config cfg;
+  const cr_rnn_forward_opts *opts; /* NULL: full BPTT */
   int n_params;        /* inputs[0..n_params) are the parameters */
   cr_tensor *w_out;    /* loss weights: sum(output*w_out) + sum(final_s*w_fin[s]) */
   cr_tensor *w_fin[2];
@@ -35,8 +36,8 @@ static cr_tensor *stack_loss(cr_ctx *ctx, cr_tensor *const *in, int n, void *use
   for (int s = 0; s < S && sc->n_params + 1 + s < n; s++)
     init[s] = in[sc->n_params + 1 + s];
   cr_tensor *out, *fin[2];
-  if (cr_rnn_forward_params(ctx, &sc->cfg, params, input, init, sc->lengths, NULL, &out, fin) !=
-      CR_OK)
+  if (cr_rnn_forward_params_ex(ctx, &sc->cfg, params, input, init, sc->lengths, NULL, sc->opts,
+                               &out, fin) != CR_OK)
     return NULL;
   cr_tensor *loss = cr_sum(ctx, cr_mul(ctx, out, sc->w_out));
   for (int s = 0; s < S; s++)
@@ -45,11 +46,15 @@ static cr_tensor *stack_loss(cr_ctx *ctx, cr_tensor *const *in, int n, void *use
 }
 
 static void check_cell(const cr_cell_def *cell, const int64_t *lengths, double *max_err,
-                       bool second) {
+                       bool second, bool checkpointed) {
   enum { T = 6, B = 2, I = 3, H = 4, L = 2 };
   cr_ctx *ctx = cr_ctx_new();
   cr_rng *rng = cr_rng_new(99);
-  stack_case sc = {{cell, I, H, L, 0.0, false, CR_F64}, 0, NULL, {NULL, NULL}, lengths};
+  /* checkpointed (second run of each cell's gradcheck below): segments of 2
+   * steps over blocks of 1, recomputed in backward */
+  static const cr_rnn_forward_opts ckpt = {.checkpoint_every = 2, .projection_block = 1};
+  stack_case sc = {{cell, I, H, L, 0.0, false, CR_F64}, checkpointed ? &ckpt : NULL, 0, NULL,
+                   {NULL, NULL}, lengths};
   cr_rnn *rnn = cr_rnn_new(ctx, &sc.cfg, rng);
   assert_non_null(rnn);
   sc.n_params = cr_rnn_num_params(rnn);
@@ -73,8 +78,9 @@ static void check_cell(const cr_cell_def *cell, const int64_t *lengths, double *
   cr_gradcheck_report rep;
   bool ok = second ? cr_gradgradcheck(stack_loss, in, n, &sc, &o, &rep)
                    : cr_gradcheck(stack_loss, in, n, &sc, &o, &rep);
-  printf("%s %-9s T=6 L=2%s: %s, %lld %s, max abs err %.2e, max rel err %.2e\n",
+  printf("%s %-9s T=6 L=2%s%s: %s, %lld %s, max abs err %.2e, max rel err %.2e\n",
          second ? "gradgradcheck" : "gradcheck", cell->name, lengths ? " (lengths)" : "",
+         checkpointed ? " checkpointed" : "",
          ok ? "pass" : "FAIL", (long long)rep.n_checked, second ? "projections" : "elements",
          rep.max_abs_err, rep.max_rel_err);
   if (!ok)
@@ -91,7 +97,7 @@ static void check_cell(const cr_cell_def *cell, const int64_t *lengths, double *
 }
 
 static void gradcheck_cell(const cr_cell_def *cell, const int64_t *lengths, double *max_err) {
-  check_cell(cell, lengths, max_err, false);
+  check_cell(cell, lengths, max_err, false, false);
 }
 
 static void test_gradcheck_rnn_tanh(void **s) { (void)s; gradcheck_cell(&cr_cell_rnn_tanh, NULL, NULL); }
@@ -106,13 +112,132 @@ static void test_gradcheck_lstm_lengths(void **s) {
 
 /* second derivatives of the whole unrolled stack (every parameter, the
  * input, the initial states and the seed), through the graph VJPs */
-static void test_gradgradcheck_rnn_tanh(void **s) { (void)s; check_cell(&cr_cell_rnn_tanh, NULL, NULL, true); }
-static void test_gradgradcheck_lstm(void **s) { (void)s; check_cell(&cr_cell_lstm, NULL, NULL, true); }
-static void test_gradgradcheck_gru(void **s) { (void)s; check_cell(&cr_cell_gru, NULL, NULL, true); }
-static void test_gradgradcheck_custom_mgu(void **s) { (void)s; check_cell(&mgu_cell, NULL, NULL, true); }
+static void test_gradgradcheck_rnn_tanh(void **s) { (void)s; check_cell(&cr_cell_rnn_tanh, NULL, NULL, true, false); }
+static void test_gradgradcheck_lstm(void **s) { (void)s; check_cell(&cr_cell_lstm, NULL, NULL, true, false); }
+static void test_gradgradcheck_gru(void **s) { (void)s; check_cell(&cr_cell_gru, NULL, NULL, true, false); }
+static void test_gradgradcheck_custom_mgu(void **s) { (void)s; check_cell(&mgu_cell, NULL, NULL, true, false); }
 static void test_gradgradcheck_lstm_lengths(void **s) {
   (void)s;
-  check_cell(&cr_cell_lstm, (const int64_t[]){6, 3}, NULL, true);
+  check_cell(&cr_cell_lstm, (const int64_t[]){6, 3}, NULL, true, false);
+}
+
+/* the checkpointed unroll (segments recomputed in backward) gradchecks too */
+static void test_gradcheck_checkpointed(void **s) {
+  (void)s;
+  check_cell(&cr_cell_lstm, (const int64_t[]){6, 3}, NULL, false, true);
+  check_cell(&cr_cell_gru, NULL, NULL, false, true);
+  check_cell(&mgu_cell, NULL, NULL, false, true);
+  check_cell(&cr_cell_lstm, NULL, NULL, true, true); /* and its second derivatives */
+}
+
+/* ---- memory-efficient BPTT: checkpointed = full, bit for bit ------------- */
+
+/* Every gradient (parameters, input, initial states) of one training loss,
+ * run with opts; copied out as raw bytes. */
+static size_t run_grads(const cr_cell_def *cell, int L, double dropout, const int64_t *lengths,
+                        cr_dtype dt, const cr_rnn_forward_opts *opts, unsigned char *buf,
+                        size_t *peak) {
+  enum { T = 13, B = 3, I = 4, H = 5 };
+  cr_ctx *ctx = cr_ctx_new();
+  cr_rng *rng = cr_rng_new(77), *drop = cr_rng_new(5);
+  cr_rnn_config cfg = {cell, I, H, L, dropout, false, dt};
+  cr_rnn *rnn = cr_rnn_new(ctx, &cfg, rng);
+  assert_non_null(rnn);
+  cr_tensor *x = cr_persist(ctx, cr_rand_normal(ctx, rng, dt, CR_SHAPE(T, B, I), 0, 1));
+  cr_tensor *h0 = cr_persist(ctx, cr_rand_normal(ctx, rng, dt, CR_SHAPE(L, B, H), 0, 0.5));
+  cr_tensor *c0 = cr_persist(ctx, cr_rand_normal(ctx, rng, dt, CR_SHAPE(L, B, H), 0, 0.5));
+  cr_tensor *w = cr_persist(ctx, cr_rand_normal(ctx, rng, dt, CR_SHAPE(T, B, H), 0, 1));
+  cr_set_requires_grad(x, true);
+  cr_set_requires_grad(h0, true);
+  cr_set_requires_grad(c0, true);
+  cr_tensor *init[2] = {h0, c0}, *out, *fin[2];
+  cr_ctx_clear_peak(ctx);
+  assert_int_equal(cr_rnn_forward_ex(ctx, rnn, x, init, lengths, drop, opts, &out, fin), CR_OK);
+  cr_tensor *loss = cr_sum(ctx, cr_mul(ctx, out, w));
+  for (int s = 0; s < cell->n_states; s++)
+    loss = cr_add(ctx, loss, cr_sum(ctx, cr_square(ctx, fin[s])));
+  assert_int_equal(cr_backward(ctx, loss), CR_OK);
+  cr_ctx_stats st;
+  cr_ctx_get_stats(ctx, &st);
+  *peak = st.arena_bytes_peak;
+  size_t n = 0, es = cr_dtype_size(dt);
+  const cr_tensor *gs[16];
+  int ng = 0;
+  for (int i = 0; i < cr_rnn_num_params(rnn); i++)
+    gs[ng++] = cr_grad(cr_rnn_param(rnn, i));
+  gs[ng++] = cr_grad(x);
+  gs[ng++] = cr_grad(h0);
+  if (cell->n_states > 1)
+    gs[ng++] = cr_grad(c0);
+  for (int i = 0; i < ng; i++) {
+    assert_non_null(gs[i]);
+    memcpy(buf + n, cr_data_const(gs[i]), (size_t)cr_numel(gs[i]) * es);
+    n += (size_t)cr_numel(gs[i]) * es;
+  }
+  cr_tensor *own[] = {x, h0, c0, w};
+  for (int i = 0; i < 4; i++)
+    cr_tensor_free(own[i]);
+  cr_rnn_free(rnn);
+  cr_rng_free(rng);
+  cr_rng_free(drop);
+  cr_ctx_free(ctx);
+  return n;
+}
+
+static void test_checkpointed_gradients_are_bit_identical(void **state) {
+  (void)state;
+  static unsigned char full[1 << 16], ckpt[1 << 16];
+  const cr_cell_def *cells[] = {&cr_cell_rnn_tanh, &cr_cell_rnn_relu, &cr_cell_lstm, &cr_cell_gru,
+                                &mgu_cell};
+  const int64_t lengths[3] = {13, 6, 9};
+  int checked = 0;
+  for (int c = 0; c < 5; c++)
+    for (int v = 0; v < 4; v++) { /* plain; 2 layers + dropout; lengths; f32 2 layers */
+      int L = v == 1 || v == 3 ? 2 : 1;
+      double dropout = v == 1 ? 0.3 : 0.0;
+      cr_dtype dt = v == 3 ? CR_F32 : CR_F64;
+      const int64_t *len = v == 2 ? lengths : NULL;
+      for (int64_t K = 2; K <= 6; K += 4) { /* blocks of 2 steps, segments of 2 and 6 */
+        cr_rnn_forward_opts f = {.projection_block = 2};
+        cr_rnn_forward_opts k = {.projection_block = 2, .checkpoint_every = K};
+        size_t pf, pk;
+        size_t nf = run_grads(cells[c], L, dropout, len, dt, &f, full, &pf);
+        size_t nk = run_grads(cells[c], L, dropout, len, dt, &k, ckpt, &pk);
+        assert_int_equal(nf, nk);
+        if (memcmp(full, ckpt, nf) != 0)
+          fail_msg("%s variant %d, segments of %lld: checkpointed gradients differ from full "
+                   "BPTT", cells[c]->name, v, (long long)K);
+        checked++;
+      }
+    }
+  /* and checkpointing does what it is for: at T = 400 the arena's peak is
+   * a fraction of full BPTT's */
+  for (int a = 0; a < 2; a++) {
+    cr_ctx *ctx = cr_ctx_new();
+    cr_rng *rng = cr_rng_new(3);
+    cr_rnn_config cfg = {&cr_cell_lstm, 8, 32, 1, 0.0, false, CR_F32};
+    cr_rnn *rnn = cr_rnn_new(ctx, &cfg, rng);
+    size_t peak[2];
+    for (int mode = 0; mode < 2; mode++) {
+      cr_rnn_forward_opts o = {.checkpoint_every = mode ? (a ? CR_RNN_CHECKPOINT_AUTO : 20) : 0};
+      cr_tensor *x = cr_rand_normal(ctx, rng, CR_F32, CR_SHAPE(400, 8, 8), 0, 1), *out;
+      cr_ctx_clear_peak(ctx);
+      assert_int_equal(cr_rnn_forward_ex(ctx, rnn, x, NULL, NULL, NULL, &o, &out, NULL), CR_OK);
+      assert_int_equal(cr_backward(ctx, cr_sum(ctx, cr_square(ctx, out))), CR_OK);
+      cr_ctx_stats st;
+      cr_ctx_get_stats(ctx, &st);
+      peak[mode] = st.arena_bytes_peak;
+      cr_ctx_reset(ctx);
+    }
+    printf("LSTM T=400, B=8, H=32: arena peak %zu KiB full, %zu KiB checkpointed (%s)\n",
+           peak[0] / 1024, peak[1] / 1024, a ? "auto" : "every 20 steps");
+    assert_true(peak[1] * 2 < peak[0]);
+    cr_rnn_free(rnn);
+    cr_rng_free(rng);
+    cr_ctx_free(ctx);
+  }
+  printf("checkpointed vs full BPTT: %d cases (5 cells x plain/2 layers+dropout/lengths/f32, "
+         "segments of 2 and 6 steps), gradients identical (memcmp)\n", checked);
 }
 
 /* ---- every step's state, reachable: dL/dh_t for all t and layers ------- */
@@ -461,6 +586,8 @@ int main(void) {
       cmocka_unit_test(test_gradgradcheck_gru),
       cmocka_unit_test(test_gradgradcheck_custom_mgu),
       cmocka_unit_test(test_gradgradcheck_lstm_lengths),
+      cmocka_unit_test(test_gradcheck_checkpointed),
+      cmocka_unit_test(test_checkpointed_gradients_are_bit_identical),
       cmocka_unit_test(test_bptt_is_sum_over_steps),
       cmocka_unit_test(test_lengths_match_unpadded),
       cmocka_unit_test(test_truncated_bptt),

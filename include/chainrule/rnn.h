@@ -140,7 +140,36 @@ typedef struct cr_rnn_forward_opts {
    * cr_grad(step_states[i]) is dL/dh_t for every t and layer: the gradient
    * flowing back through time, one backward away. */
   bool retain_step_grads;
+
+  /* Memory-efficient BPTT (Gruslys et al. 2016): each layer runs in
+   * segments whose graphs are dropped after the forward and recomputed,
+   * one at a time, during backward, so memory holds the segment
+   * boundaries' states, the outputs and one segment — not every step's
+   * activations.  The gradients are bit-identical to full BPTT's (the same
+   * ops in the same order).  Costs about one extra forward pass.
+   *   checkpoint_every  0: full BPTT (default); K > 0: segments of K steps
+   *                     (rounded up to whole input-projection blocks of
+   *                     ceil(256 / B) steps); CR_RNN_CHECKPOINT_AUTO: the
+   *                     length that minimises memory (about sqrt(T) blocks,
+   *                     measured on the first block)
+   *   checkpoint_budget bytes the forward and backward of a layer may hold
+   *                     (with every = 0 or AUTO): the longest segments that
+   *                     fit; an error naming the least that would do when
+   *                     none fits
+   * Not with step_states (the states inside segments do not outlive the
+   * forward). */
+  int64_t checkpoint_every;
+  size_t checkpoint_budget;
+  /* Out: the segment length used per layer (0: full BPTT), if not NULL
+   * (num_layers entries). */
+  int64_t *checkpoint_chosen;
+  /* Steps per input projection (the cell's precompute runs on blocks of
+   * this many steps); 0: ceil(256 / B), which keeps the products large.
+   * Checkpointed segments hold whole blocks. */
+  int64_t projection_block;
 } cr_rnn_forward_opts;
+
+#define CR_RNN_CHECKPOINT_AUTO (-1)
 
 /* cr_rnn_forward with options (opts NULL: as cr_rnn_forward). */
 CR_NODISCARD cr_status cr_rnn_forward_ex(cr_ctx *ctx, const cr_rnn *rnn, cr_tensor *input,

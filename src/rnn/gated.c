@@ -19,18 +19,24 @@ cr_tensor *cr__gated_precompute(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *
   return cr_linear(ctx, x_all, L->params[CR__W_IH], L->params[CR__B_IH]);
 }
 
+/* What prepare makes once per forward. */
+typedef struct {
+  cr_tensor *whh_t;     /* W_hh^T [H, G*H], a view */
+  cr_tensor *both_bias; /* b_ih + b_hh [G*H] */
+} prepared;
+
 /* For cells where both biases simply add (rnn, lstm):
  *   x_all @ W_ih^T + (b_ih + b_hh)   [T,B,G*H]
  * so each step needs only  gates_t = xp_t + h @ W_hh^T  (one addmm). */
 cr_tensor *cr__gated_precompute_both_biases(cr_ctx *ctx, const cr_cell_layer *L,
                                             cr_tensor *x_all) {
-  cr_tensor *bias = cr_add(ctx, L->params[CR__B_IH], L->params[CR__B_HH]);
-  return cr_linear(ctx, x_all, L->params[CR__W_IH], bias);
+  const prepared *p = L->scratch;
+  return cr_linear(ctx, x_all, L->params[CR__W_IH], p->both_bias);
 }
 
 /* xp_t + h @ W_hh^T   [B, G*H] */
 cr_tensor *cr__gated_preact(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp, cr_tensor *h) {
-  return cr_addmm(ctx, xp, h, (cr_tensor *)L->scratch);
+  return cr_addmm(ctx, xp, h, ((const prepared *)L->scratch)->whh_t);
 }
 
 /* W_hh^T [H, G*H], a transposed view made once per forward: the T steps'
@@ -38,12 +44,16 @@ cr_tensor *cr__gated_preact(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp, 
  * panels once (ops/matmul.c), and its gradient is a view into W_hh's own
  * (no transposed copy either way). */
 cr_status cr__gated_prepare(cr_ctx *ctx, cr_cell_layer *L) {
-  cr_tensor *whh_t = cr_transpose(ctx, L->params[CR__W_HH], 0, 1);
-  L->scratch = whh_t;
-  return whh_t ? CR_OK : cr_ctx_status(ctx);
+  prepared *p = cr__alloc(ctx, sizeof *p);
+  if (!p)
+    return cr_ctx_status(ctx);
+  p->whh_t = cr_transpose(ctx, L->params[CR__W_HH], 0, 1);
+  p->both_bias = cr_add(ctx, L->params[CR__B_IH], L->params[CR__B_HH]);
+  L->scratch = p;
+  return p->whh_t && p->both_bias ? CR_OK : cr_ctx_status(ctx);
 }
 
 /* h @ W_hh^T + b_hh   [B, G*H] */
 cr_tensor *cr__gated_hidden_proj(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *h) {
-  return cr_addmm(ctx, L->params[CR__B_HH], h, (cr_tensor *)L->scratch);
+  return cr_addmm(ctx, L->params[CR__B_HH], h, ((const prepared *)L->scratch)->whh_t);
 }

@@ -7,6 +7,7 @@
  * Everything is ops, so backward over the result is exact BPTT. */
 #include "chainrule/rnn.h"
 #include "internal.h"
+#include "unroll.h"
 
 struct cr_rnn {
   cr_rnn_config cfg;
@@ -199,21 +200,6 @@ cr_status cr_rnn_forward_params(cr_ctx *ctx, const cr_rnn_config *c, cr_tensor *
   return cr_rnn_forward_params_ex(ctx, c, params, input, init, lengths, rng, NULL, output, final);
 }
 
-/* Name a step's state: h_3 (layer 0) or h_l1_3. */
-static void name_state(cr_tensor *t, const cr_cell_def *d, int s, int l, int64_t step) {
-  const char *base = s < CR_CELL_MAX_STATES && d->state_names[s] ? d->state_names[s] : NULL;
-  char buf[16], name[48];
-  if (!base) {
-    snprintf(buf, sizeof buf, s == 0 ? "h" : "s%d", s);
-    base = buf;
-  }
-  if (l == 0)
-    snprintf(name, sizeof name, "%s_%lld", base, (long long)step);
-  else
-    snprintf(name, sizeof name, "%s_l%d_%lld", base, l, (long long)step);
-  cr_set_name(t, name);
-}
-
 cr_status cr_rnn_forward_params_ex(cr_ctx *ctx, const cr_rnn_config *c, cr_tensor *const *params,
                                    cr_tensor *input, cr_tensor *const *init,
                                    const int64_t *lengths, cr_rng *rng,
@@ -281,17 +267,39 @@ cr_status cr_rnn_forward_params_ex(cr_ctx *ctx, const cr_rnn_config *c, cr_tenso
   if (!outs)
     return cr_ctx_status(ctx);
 
+  if (opts && opts->step_states && opts->checkpoint_every)
+    return cr_ctx_set_error(ctx, CR_ERR_ARG, "rnn_forward: step_states with checkpointing: "
+                            "the states inside segments do not outlive the forward");
+  if (opts && opts->projection_block < 0)
+    return cr_ctx_set_error(ctx, CR_ERR_ARG, "rnn_forward: projection_block %lld: must be >= 0",
+                            (long long)opts->projection_block);
+  if (opts && opts->checkpoint_every < CR_RNN_CHECKPOINT_AUTO)
+    return cr_ctx_set_error(ctx, CR_ERR_ARG, "rnn_forward: checkpoint_every %lld: must be 0 "
+                            "(full BPTT), a segment length > 0 or CR_RNN_CHECKPOINT_AUTO",
+                            (long long)opts->checkpoint_every);
+  const bool checkpointed = opts && (opts->checkpoint_every || opts->checkpoint_budget);
   cr_tensor *x_all = input; /* [T,B,I_l] */
   cr_tensor *zero_state = NULL;
   for (int l = 0; l < L; l++) {
-    cr_cell_layer layer = {l == 0 ? c->input_size : H, H, l, params + l * d->n_params, NULL};
-    if (d->prepare && (st = d->prepare(ctx, &layer)) != CR_OK)
-      return st ? st : cr_ctx_status(ctx);
-    cr_tensor *xs_all = d->precompute ? d->precompute(ctx, &layer, x_all) : x_all;
-    cr_tensor **xs = xs_all ? unbind0(ctx, xs_all, T) : NULL;
-    if (!xs)
+    cr__layer_run *lr = cr__alloc(ctx, sizeof *lr); /* lives until backward */
+    if (!lr)
       return cr_ctx_status(ctx);
-    cr_tensor *state[CR_CELL_MAX_STATES], *next[CR_CELL_MAX_STATES];
+    *lr = (cr__layer_run){d,
+                          {l == 0 ? c->input_size : H, H, l, params + l * d->n_params, NULL},
+                          x_all,
+                          T,
+                          B,
+                          H,
+                          opts && opts->projection_block > 0 ? opts->projection_block
+                                                             : cr__projection_block(B),
+                          mask,
+                          keep,
+                          opts && opts->step_states ? opts->step_states + (int64_t)l * S * T
+                                                    : NULL,
+                          opts && opts->retain_step_grads};
+    if (d->prepare && (st = d->prepare(ctx, &lr->layer)) != CR_OK)
+      return st ? st : cr_ctx_status(ctx);
+    cr_tensor *state[CR_CELL_MAX_STATES];
     for (int s = 0; s < S; s++) {
       if (init_l[s]) {
         state[s] = init_l[s][l];
@@ -301,42 +309,15 @@ cr_status cr_rnn_forward_params_ex(cr_ctx *ctx, const cr_rnn_config *c, cr_tenso
         state[s] = zero_state;
       }
     }
-    for (int64_t t = 0; t < T; t++) {
-      cr_tensor *out = NULL;
-      for (int s = 0; s < S; s++)
-        next[s] = NULL;
-      st = d->step(ctx, &layer, xs[t], state, next, &out);
-      if (st == CR_OK && cr_ctx_status(ctx) != CR_OK)
-        st = cr_ctx_status(ctx);
-      if (st != CR_OK)
-        return st;
-      for (int s = 0; s < S; s++) {
-        if (!next[s] || next[s]->ndim != 2 || next[s]->shape[0] != B || next[s]->shape[1] != H)
-          return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "rnn_forward: cell '%s' step %lld returned "
-                                  "state %d %s, expected [%lld,%lld]", d->name, (long long)t, s,
-                                  cr__shp(next[s]), (long long)B, (long long)H);
-      }
-      if (!out || out->ndim != 2 || out->shape[0] != B || out->shape[1] != H)
-        return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "rnn_forward: cell '%s' step %lld returned "
-                                "output %s, expected [%lld,%lld]", d->name, (long long)t,
-                                cr__shp(out), (long long)B, (long long)H);
-      if (mask && mask[t]) {
-        /* finished sequences keep their state; their outputs are 0 */
-        for (int s = 0; s < S; s++)
-          next[s] = cr_add(ctx, cr_mul(ctx, mask[t], next[s]), cr_mul(ctx, keep[t], state[s]));
-        out = cr_mul(ctx, mask[t], out);
-      }
-      for (int s = 0; s < S; s++) {
-        state[s] = next[s];
-        if (next[s]->node && !next[s]->persistent) /* made by this step: ours to name */
-          name_state(next[s], d, s, l, t);
-        if (opts && opts->step_states)
-          opts->step_states[((int64_t)l * S + s) * T + t] = next[s];
-        if (opts && opts->retain_step_grads)
-          cr_retain_grad(next[s]);
-      }
-      outs[t] = out;
-    }
+    int64_t K = 0;
+    if (checkpointed && (st = cr__checkpoint_schedule(ctx, lr, opts, &K)) != CR_OK)
+      return st;
+    st = K > 0 && K < T ? cr__unroll_checkpointed(ctx, lr, K, state, outs)
+                        : cr__unroll_steps(ctx, lr, 0, T, state, outs);
+    if (st != CR_OK)
+      return st;
+    if (opts && opts->checkpoint_chosen)
+      opts->checkpoint_chosen[l] = K < T ? K : 0;
     for (int s = 0; s < S; s++)
       finals[s][l] = state[s];
     x_all = cr_stack(ctx, outs, (int)T, 0); /* [T,B,H] */

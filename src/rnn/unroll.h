@@ -1,0 +1,38 @@
+/* unroll.h — one layer's cell over time, plain or in checkpointed segments
+ * (see unroll.c). */
+#ifndef CHAINRULE_UNROLL_H
+#define CHAINRULE_UNROLL_H
+
+#include "chainrule/rnn.h"
+#include "internal.h"
+
+/* What running one layer needs (kept until backward: segments run again). */
+typedef struct cr__layer_run {
+  const cr_cell_def *d;
+  cr_cell_layer layer;     /* sizes, parameters, prepare's scratch */
+  cr_tensor *x;            /* the layer's input [T, B, I] */
+  int64_t T, B, H;
+  int64_t P;               /* steps per input-projection block */
+  cr_tensor *const *mask;  /* [T] per-step masks of finished sequences, or NULL */
+  cr_tensor *const *keep;  /* [T] their complements */
+  cr_tensor **step_states; /* n_states * T slots for this layer's states, or NULL */
+  bool retain;             /* retain the states' gradients */
+} cr__layer_run;
+
+/* Steps per input-projection block for batch B. */
+int64_t cr__projection_block(int64_t B);
+/* Steps t0..t1 (t0 a multiple of P) from state[] (updated to the last
+ * step's), outputs into outs[t0..t1). */
+cr_status cr__unroll_steps(cr_ctx *ctx, const cr__layer_run *lr, int64_t t0, int64_t t1,
+                           cr_tensor **state, cr_tensor **outs);
+/* All T steps in segments of K steps (a multiple of P), each recomputed in
+ * backward. */
+cr_status cr__unroll_checkpointed(cr_ctx *ctx, const cr__layer_run *lr, int64_t K,
+                                  cr_tensor **state, cr_tensor **outs);
+
+/* The segment length for opts (schedule.c): every K rounded to blocks,
+ * or measured (auto, budget). */
+cr_status cr__checkpoint_schedule(cr_ctx *ctx, const cr__layer_run *lr,
+                                  const cr_rnn_forward_opts *o, int64_t *K);
+
+#endif
