@@ -194,6 +194,22 @@ typedef cr_status (*cr__checkpoint_fn)(cr_ctx *ctx, void *closure, int *n_out, c
 cr_status cr__checkpoint(cr_ctx *ctx, cr__checkpoint_fn fn, void *closure, int *n_out,
                          cr_tensor **outs);
 
+/* A chain of checkpointed segments (memory-efficient BPTT): segment s
+ * maps a state (n_state tensors) to outputs outs[0..*n_out) and the next
+ * state, all of one shape, built by fn with ops.  cr__checkpoint_chain
+ * runs the n_seg segments keeping only the result Y [n_rows + n_state,
+ * shape...] (every output in order, then the final state) and the states
+ * between segments, and rebuilds them one at a time in backward, giving
+ * the gradients full BPTT would, bit for bit.  finals_first: the caller's
+ * ops consume Y's final-state rows before its output rows (in creation
+ * order), which fixes how the two add up when the last state is also the
+ * last output.  NULL and an error on failure. */
+typedef cr_status (*cr__chain_fn)(cr_ctx *ctx, void *closure, int s, cr_tensor *const *state_in,
+                                  cr_tensor **outs, int *n_out, cr_tensor **state_out);
+cr_tensor *cr__checkpoint_chain(cr_ctx *ctx, cr__chain_fn fn, void *closure, int n_seg,
+                                int n_state, cr_tensor *const *init, int64_t n_rows,
+                                bool finals_first);
+
 /* ---- strided iteration over a shape for up to 4 operands.
  * Operands are given by strides over the iteration shape (0 on broadcast
  * dims).  Dims that are contiguous for every operand are merged, so a

@@ -30,7 +30,7 @@ extern const cr_op_desc cr__op_expand, cr__op_sum_to;
 /* custom.c */
 extern const cr_op_desc cr__op_function;
 /* checkpoint.c */
-extern const cr_op_desc cr__op_checkpoint;
+extern const cr_op_desc cr__op_checkpoint, cr__op_checkpoint_chain;
 
 static const cr_op_desc *const ops[] = {
     /* binary.c */
@@ -60,7 +60,7 @@ static const cr_op_desc *const ops[] = {
     /* custom.c: every user-defined function shares this descriptor */
     &cr__op_function,
     /* checkpoint.c: a segment recomputed in backward */
-    &cr__op_checkpoint,
+    &cr__op_checkpoint, &cr__op_checkpoint_chain,
 };
 
 #define N_OPS ((int)(sizeof ops / sizeof ops[0]))

@@ -98,6 +98,35 @@ static cr_tensor *f_checkpoint(cr_ctx *c, cr_tensor *const *in, int n, void *u) 
   return cr_stack(c, ys, 4, 0);
 }
 
+/* a chain of three checkpointed segments of two steps each (the last
+ * output is also the state), rebuilt one at a time in backward */
+cr_tensor *cr__checkpoint_chain(cr_ctx *ctx,
+                                cr_status (*fn)(cr_ctx *, void *, int, cr_tensor *const *,
+                                                cr_tensor **, int *, cr_tensor **),
+                                void *closure, int n_seg, int n_state, cr_tensor *const *init,
+                                int64_t n_rows, bool finals_first);
+static cr_status chain_fn(cr_ctx *c, void *closure, int s, cr_tensor *const *in,
+                          cr_tensor **outs, int *n_out, cr_tensor **next) {
+  seg_closure *k = closure;
+  cr_tensor *h = in[0];
+  for (int t = 0; t < 2; t++) {
+    cr_tensor *x = cr_reshape(c, cr_slice(c, k->xs, 0, 2 * s + t, 2 * s + t + 1, 1),
+                              CR_SHAPE(2, 3));
+    h = cr_tanh(c, cr_add(c, cr_mul(c, h, k->w), x));
+    outs[t] = h;
+  }
+  next[0] = h;
+  *n_out = 2;
+  return cr_ctx_status(c);
+}
+static cr_tensor *f_chain(cr_ctx *c, cr_tensor *const *in, int n, void *u) {
+  (void)n, (void)u;
+  static seg_closure keep;
+  keep = (seg_closure){in[0], in[1], in[2]};
+  cr_tensor *Y = cr__checkpoint_chain(c, chain_fn, &keep, 3, 1, in, 6, true);
+  return Y ? cr_mul(c, Y, in[3]) : NULL; /* [7,2,3]: six outputs and the final state */
+}
+
 const gc_row gc_rows_graph[] = {
     {"expand", "[3,1] to [2,3,4], times w", 2, {2, 3}, {{3, 1}, {2, 3, 4}}, -1, 1, 0, f_expand, 0, 0, NULL, 0},
     {"expand", "[4] to [3,4] (new leading dim), squared", 1, {1}, {{4}}, -1, 1, 0, f_expand_lead, 0, 0, NULL, 0},
@@ -117,6 +146,8 @@ const gc_row gc_rows_graph[] = {
     {"function", "user op: logsumexp of [3,5], squared", 1, {2}, {{3, 5}}, -2, 2, 0, f_lse, 0, 0, NULL, 0},
     {"checkpoint", "3 steps of tanh(h w + x_t) recomputed, an output twice", 3, {2, 2, 3},
      {{2, 3}, {2, 3}, {3, 2, 3}}, -1, 1, 0, f_checkpoint, 0, 0, NULL, 0},
+    {"checkpoint_chain", "3 segments of 2 steps of tanh(h w + x_t), times w", 4, {2, 2, 3, 3},
+     {{2, 3}, {2, 3}, {6, 2, 3}, {7, 2, 3}}, -1, 1, 0, f_chain, 0, 0, NULL, 0},
     {"function", "user op of two inputs a*b^2, tanh", 2, {2, 2}, {{2, 3}, {2, 3}}, -1, 1, 0,
      f_ab2, 0, 0, NULL, 0},
 };

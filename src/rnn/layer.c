@@ -312,15 +312,21 @@ cr_status cr_rnn_forward_params_ex(cr_ctx *ctx, const cr_rnn_config *c, cr_tenso
     int64_t K = 0;
     if (checkpointed && (st = cr__checkpoint_schedule(ctx, lr, opts, &K)) != CR_OK)
       return st;
-    st = K > 0 && K < T ? cr__unroll_checkpointed(ctx, lr, K, state, outs)
-                        : cr__unroll_steps(ctx, lr, 0, T, state, outs);
-    if (st != CR_OK)
-      return st;
     if (opts && opts->checkpoint_chosen)
       opts->checkpoint_chosen[l] = K < T ? K : 0;
-    for (int s = 0; s < S; s++)
-      finals[s][l] = state[s];
-    x_all = cr_stack(ctx, outs, (int)T, 0); /* [T,B,H] */
+    if (K > 0 && K < T) {
+      /* Y [T + S, B, H]: the outputs, then the final states */
+      cr_tensor *Y = cr__unroll_checkpointed(ctx, lr, K, state);
+      x_all = Y ? cr_slice(ctx, Y, 0, 0, T, 1) : NULL;
+      for (int s = 0; s < S; s++)
+        finals[s][l] = cr_reshape(ctx, cr_slice(ctx, Y, 0, T + s, T + s + 1, 1), 2, Y->shape + 1);
+    } else {
+      if ((st = cr__unroll_steps(ctx, lr, 0, T, state, outs)) != CR_OK)
+        return st;
+      for (int s = 0; s < S; s++)
+        finals[s][l] = state[s];
+      x_all = cr_stack(ctx, outs, (int)T, 0); /* [T,B,H] */
+    }
     if (l + 1 < L && c->dropout > 0 && cr_training(ctx))
       x_all = cr_dropout(ctx, x_all, c->dropout, rng);
     if (!x_all)

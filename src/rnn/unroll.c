@@ -115,51 +115,38 @@ cr_status cr__unroll_steps(cr_ctx *ctx, const cr__layer_run *lr, int64_t t0, int
 
 typedef struct {
   const cr__layer_run *lr;
-  int64_t t0, t1;
-  cr_tensor *state_in[CR_CELL_MAX_STATES];
-  cr_tensor **outs; /* [T] scratch for the steps' outputs */
-} segment;
+  int64_t K;
+  cr_tensor **outs; /* [T]: the steps' outputs while a segment runs */
+} segments;
 
-/* The checkpointed function: steps t0..t1 from state_in; outputs the
- * steps' outputs, then the final states. */
-static cr_status run_segment(cr_ctx *ctx, void *closure, int *n_out, cr_tensor **res) {
-  const segment *sg = closure;
+/* Segment s of the chain: steps sK..min(T, (s+1)K) from state_in. */
+static cr_status run_segment(cr_ctx *ctx, void *closure, int s, cr_tensor *const *state_in,
+                             cr_tensor **res, int *n_out, cr_tensor **state_out) {
+  const segments *sg = closure;
   const int S = sg->lr->d->n_states;
-  cr_tensor *state[CR_CELL_MAX_STATES];
-  memcpy(state, sg->state_in, sizeof state);
-  cr_status st = cr__unroll_steps(ctx, sg->lr, sg->t0, sg->t1, state, sg->outs);
+  const int64_t t0 = (int64_t)s * sg->K, t1 = t0 + sg->K < sg->lr->T ? t0 + sg->K : sg->lr->T;
+  memcpy(state_out, state_in, (size_t)S * sizeof *state_out);
+  cr_status st = cr__unroll_steps(ctx, sg->lr, t0, t1, state_out, sg->outs);
   if (st != CR_OK)
     return st;
-  const int K = (int)(sg->t1 - sg->t0);
-  memcpy(res, sg->outs + sg->t0, (size_t)K * sizeof *res);
-  memcpy(res + K, state, (size_t)S * sizeof *res);
-  *n_out = K + S;
+  memcpy(res, sg->outs + t0, (size_t)(t1 - t0) * sizeof *res);
+  *n_out = (int)(t1 - t0);
   return CR_OK;
 }
 
-cr_status cr__unroll_checkpointed(cr_ctx *ctx, const cr__layer_run *lr, int64_t K,
-                                  cr_tensor **state, cr_tensor **outs) {
+cr_tensor *cr__unroll_checkpointed(cr_ctx *ctx, const cr__layer_run *lr, int64_t K,
+                                   cr_tensor *const *init) {
   const int S = lr->d->n_states;
-  if (K < 1 || K + S > CR__CHECKPOINT_MAX_OUT)
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "rnn_forward: checkpoint segments of %lld steps: "
-                            "need 1..%d", (long long)K, CR__CHECKPOINT_MAX_OUT - S);
-  cr_tensor **scratch_outs = cr__alloc(ctx, (size_t)lr->T * sizeof *scratch_outs);
-  cr_tensor **res = cr__alloc(ctx, (size_t)(K + S) * sizeof *res);
-  if (!scratch_outs || !res)
-    return cr_ctx_status(ctx);
-  for (int64_t t0 = 0; t0 < lr->T; t0 += K) {
-    segment *sg = cr__alloc(ctx, sizeof *sg); /* lives until backward */
-    if (!sg)
-      return cr_ctx_status(ctx);
-    *sg = (segment){lr, t0, t0 + K < lr->T ? t0 + K : lr->T, {NULL}, scratch_outs};
-    memcpy(sg->state_in, state, (size_t)S * sizeof *state);
-    int n = 0;
-    cr_status st = cr__checkpoint(ctx, run_segment, sg, &n, res);
-    if (st != CR_OK)
-      return st;
-    const int64_t k = sg->t1 - t0;
-    memcpy(outs + t0, res, (size_t)k * sizeof *res);
-    memcpy(state, res + k, (size_t)S * sizeof *state);
-  }
-  return cr_ctx_status(ctx);
+  if (K < 1 || K > CR__CHECKPOINT_MAX_OUT)
+    return cr__fail(ctx, CR_ERR_ARG, "rnn_forward: checkpoint segments of %lld steps: need "
+                    "1..%d", (long long)K, CR__CHECKPOINT_MAX_OUT);
+  segments *sg = cr__alloc(ctx, sizeof *sg); /* lives until backward */
+  cr_tensor **outs = cr__alloc(ctx, (size_t)lr->T * sizeof *outs);
+  if (!sg || !outs)
+    return NULL;
+  *sg = (segments){lr, K, outs};
+  const int n_seg = (int)((lr->T + K - 1) / K);
+  /* the stack of the layer's final states is made after its outputs':
+   * their gradients reach the last state final first */
+  return cr__checkpoint_chain(ctx, run_segment, sg, n_seg, S, init, lr->T, true);
 }

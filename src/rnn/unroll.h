@@ -25,10 +25,11 @@ int64_t cr__projection_block(int64_t B);
  * step's), outputs into outs[t0..t1). */
 cr_status cr__unroll_steps(cr_ctx *ctx, const cr__layer_run *lr, int64_t t0, int64_t t1,
                            cr_tensor **state, cr_tensor **outs);
-/* All T steps in segments of K steps (a multiple of P), each recomputed in
- * backward. */
-cr_status cr__unroll_checkpointed(cr_ctx *ctx, const cr__layer_run *lr, int64_t K,
-                                  cr_tensor **state, cr_tensor **outs);
+/* All T steps in segments of K steps (a multiple of P), recomputed one at a
+ * time in backward: returns Y [T + n_states, B, H], the outputs then the
+ * final states (NULL and an error on failure). */
+cr_tensor *cr__unroll_checkpointed(cr_ctx *ctx, const cr__layer_run *lr, int64_t K,
+                                   cr_tensor *const *init);
 
 /* The segment length for opts (schedule.c): every K rounded to blocks,
  * or measured (auto, budget). */

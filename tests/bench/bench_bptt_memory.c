@@ -1,0 +1,177 @@
+/* bench_bptt_memory.c — memory-efficient BPTT: peak memory and time per
+ * step of full BPTT against checkpointed segments (auto, fixed lengths,
+ * memory budgets), for an LSTM and a GRU layer (hidden 128, batch 16,
+ * input 128, float32) over T = 100, 1000, 5000 steps.
+ *
+ * A step is forward + backward of the layer with the loss sum(output * w).
+ * Each configuration runs in a process of its own, so its peak RSS is its
+ * own; the arena peak is chainrule's measure of what a step holds
+ * (cr_ctx_stats.arena_bytes_peak).  "saved" compares with full BPTT at the
+ * same T, "overhead" the time per step.  The gradients of every row are the
+ * same bits as full BPTT's (tests/test_rnn.c checks that).
+ *
+ *   bench-bptt-memory [--quick] [--steps N] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chainrule.h"
+
+typedef struct {
+  double ms, arena_mib, rss_mib;
+  int64_t K;
+  int ok;
+  char err[200];
+} result;
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* one configuration, in this process */
+static result run(const cr_cell_def *cell, int64_t T, int64_t every, size_t budget, int steps) {
+  enum { B = 16, I = 128, H = 128 };
+  result r = {0};
+  cr_ctx *ctx = cr_ctx_new();
+  cr_rng *rng = cr_rng_new(1);
+  cr_rnn_config cfg = {cell, I, H, 1, 0.0, false, CR_F32};
+  cr_rnn *rnn = cr_rnn_new(ctx, &cfg, rng);
+  cr_tensor *x = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F32, CR_SHAPE(T, B, I), 0, 1));
+  cr_tensor *w = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F32, CR_SHAPE(T, B, H), 0, 1));
+  if (!rnn || !x || !w) {
+    snprintf(r.err, sizeof r.err, "%s", cr_ctx_error(ctx));
+    return r;
+  }
+  double *t = calloc((size_t)steps, sizeof *t);
+  size_t peak = 0;
+  for (int s = -1; s < steps; s++) { /* one warm-up step */
+    cr_rnn_forward_opts o = {.checkpoint_every = every, .checkpoint_budget = budget,
+                             .checkpoint_chosen = &r.K};
+    cr_tensor *out;
+    cr_ctx_clear_peak(ctx);
+    double t0 = now();
+    cr_status st = cr_rnn_forward_ex(ctx, rnn, x, NULL, NULL, NULL, &o, &out, NULL);
+    if (st == CR_OK)
+      st = cr_backward(ctx, cr_sum(ctx, cr_mul(ctx, out, w)));
+    if (st != CR_OK) {
+      snprintf(r.err, sizeof r.err, "%s", cr_ctx_error(ctx));
+      free(t);
+      return r;
+    }
+    if (s >= 0)
+      t[s] = now() - t0;
+    cr_ctx_stats stats;
+    cr_ctx_get_stats(ctx, &stats);
+    peak = stats.arena_bytes_peak;
+    for (int i = 0; i < cr_rnn_num_params(rnn); i++)
+      cr_zero_grad(cr_rnn_param(rnn, i));
+    cr_ctx_reset(ctx);
+  }
+  qsort(t, (size_t)steps, sizeof *t, cmp);
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  r.ms = 1e3 * t[steps / 2];
+  r.arena_mib = (double)peak / 1048576.0;
+  r.rss_mib = (double)ru.ru_maxrss / 1024.0;
+  r.ok = 1;
+  free(t);
+  cr_tensor_free(x);
+  cr_tensor_free(w);
+  cr_rnn_free(rnn);
+  cr_rng_free(rng);
+  cr_ctx_free(ctx);
+  return r;
+}
+
+/* the same in a child process: a clean peak RSS */
+static result run_apart(const cr_cell_def *cell, int64_t T, int64_t every, size_t budget,
+                        int steps) {
+  int fd[2];
+  result r = {0};
+  if (pipe(fd) != 0)
+    return run(cell, T, every, budget, steps);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fd[0]);
+    result c = run(cell, T, every, budget, steps);
+    ssize_t w = write(fd[1], &c, sizeof c);
+    _exit(w == (ssize_t)sizeof c ? 0 : 1);
+  }
+  close(fd[1]);
+  if (pid < 0 || read(fd[0], &r, sizeof r) != (ssize_t)sizeof r)
+    snprintf(r.err, sizeof r.err, "the child process failed");
+  close(fd[0]);
+  if (pid > 0)
+    waitpid(pid, NULL, 0);
+  return r;
+}
+
+int main(int argc, char **argv) {
+  bool quick = false;
+  int steps = 5;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--quick"))
+      quick = true;
+    else if (!strcmp(argv[i], "--steps") && i + 1 < argc)
+      steps = atoi(argv[++i]) > 0 ? atoi(argv[++i - 1]) : 5;
+    else {
+      fprintf(stderr, "usage: bench-bptt-memory [--quick] [--steps N]\n");
+      return 2;
+    }
+  }
+  char rt[256];
+  printf("memory-efficient BPTT: one layer, hidden 128, batch 16, input 128, f32, 1 thread; "
+         "median of %d steps (forward + backward)\nruntime: %s\n\n", steps,
+         cr_runtime_describe(rt, sizeof rt));
+  printf("%-5s %5s  %-16s %6s %10s %9s %9s %9s %9s\n", "cell", "T", "schedule", "K",
+         "arena MiB", "saved", "RSS MiB", "ms/step", "overhead");
+  const cr_cell_def *cells[2] = {&cr_cell_lstm, &cr_cell_gru};
+  const int64_t Ts[3] = {100, 1000, 5000};
+  for (int c = 0; c < 2; c++)
+    for (int ti = 0; ti < (quick ? 2 : 3); ti++) {
+      const int64_t T = Ts[ti];
+      struct {
+        const char *name;
+        int64_t every;
+        size_t budget;
+      } rows[] = {{"full BPTT", 0, 0},
+                  {"auto", CR_RNN_CHECKPOINT_AUTO, 0},
+                  {"every 64 steps", 64, 0},
+                  {"budget 64 MiB", 0, (size_t)64 << 20},
+                  {"budget 16 MiB", 0, (size_t)16 << 20}};
+      result full = {0};
+      for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
+        if (T == 5000 && k == 0 && quick)
+          continue;
+        result r = run_apart(cells[c], T, rows[k].every, rows[k].budget,
+                             T >= 5000 ? (steps < 3 ? steps : 3) : steps);
+        if (k == 0)
+          full = r;
+        if (!r.ok) {
+          printf("%-5s %5lld  %-16s %s\n", cells[c]->name, (long long)T, rows[k].name, r.err);
+          continue;
+        }
+        char saved[16] = "", over[16] = "";
+        if (k > 0 && full.ok) {
+          snprintf(saved, sizeof saved, "%.1f%%", 100.0 * (1 - r.arena_mib / full.arena_mib));
+          snprintf(over, sizeof over, "%+.1f%%", 100.0 * (r.ms / full.ms - 1));
+        }
+        printf("%-5s %5lld  %-16s %6lld %10.1f %9s %9.1f %9.1f %9s\n", cells[c]->name,
+               (long long)T, rows[k].name, (long long)r.K, r.arena_mib, saved, r.rss_mib, r.ms,
+               over);
+      }
+    }
+  return 0;
+}
