@@ -69,7 +69,7 @@ static const char *at(const cr_tensor *t, int64_t off) {
  * them), and the chunks depend only on the order the products come in, so
  * any two runs of the same ops sum alike. */
 #define DEFER_MAX_ROWS 512 /* thin products only; big ones gain nothing */
-#define STAGE_ROWS 512     /* rows staged per gemm: [K,512] @ [512,N] is efficient */
+#define STAGE_ROWS 256 /* rows staged per gemm: [K,256] @ [256,N] is still efficient */
 
 typedef struct {
   cr__pending base; /* target: gb's data, gb += A[:rows]^T @ G[:rows] */

@@ -212,6 +212,8 @@ static cr_status run_kernels(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed) {
   if (!order)
     return ctx->status;
   begin_pass(ctx, false);
+  y->view_pass = ctx->pass; /* nothing consumes the root: a view gradient will do */
+  y->view_ok = true;
   cr_tensor *gy = cr__grad_acc(ctx, y);
   if (!gy)
     return ctx->status ? ctx->status : CR_ERR_NOMEM;
