@@ -320,7 +320,11 @@ cr_tensor *cr__checkpoint_chain(cr_ctx *ctx, cr__chain_fn fn, void *closure, int
     cr__mark m = cr__region_begin(ctx);
     cr_tensor *next[CR_CELL_MAX_STATES] = {NULL};
     int k = 0;
+    /* the first segment records its graph, to find what it reads from
+     * outside; the others (the same ops, from plain values) run without */
+    bool was = s > 0 ? cr_set_grad_enabled(ctx, false) : cr_grad_enabled(ctx);
     cr_status st = chain_segment(ctx, cs, s, state, outs_buf, &k, next);
+    cr_set_grad_enabled(ctx, was);
     if (st == CR_OK && !Y) { /* the result and the boundary store, once the shape is known */
       const cr_tensor *o = next[0];
       int64_t shape[CR_MAX_DIMS];
@@ -358,7 +362,8 @@ cr_tensor *cr__checkpoint_chain(cr_ctx *ctx, cr__chain_fn fn, void *closure, int
       memcpy(roots, outs_buf, (size_t)k * sizeof *roots);
       memcpy(roots + k, next, (size_t)S * sizeof *roots);
     }
-    cr_node **order = st == CR_OK ? cr__topo_order_after(ctx, k + S, roots, seq0, &n_nodes) : NULL;
+    cr_node **order =
+        st == CR_OK && s == 0 ? cr__topo_order_after(ctx, k + S, roots, seq0, &n_nodes) : NULL;
     for (size_t i = 0; order && i < n_nodes; i++)
       for (int q = 0; q < order[i]->n_in; q++) {
         cr_tensor *t = order[i]->in[q];

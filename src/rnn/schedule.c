@@ -44,11 +44,13 @@ cr_status cr__checkpoint_schedule(cr_ctx *ctx, const cr__layer_run *lr,
     return st;
   const int S = lr->d->n_states;
   const double es = (double)cr_dtype_size(lr->layer.params[0]->dtype);
-  const double m_step = (double)graph / (double)(P < T ? P : T);
-  /* kept per step: the output row and its gradient, the views' headers
-   * and nodes; per segment: the final states (and their gradients) */
-  const double per_step = 2.0 * es * (double)(lr->B * lr->H) + 1024.0;
-  const double c_seg = 2.0 * es * (double)(S * lr->B * lr->H) + 2048.0;
+  /* a segment's graph while its backward runs: the forward's and about as
+   * much again in gradients */
+  const double m_step = 2.0 * (double)graph / (double)(P < T ? P : T);
+  /* kept per step: the output row and its gradient; per segment: the
+   * boundary states (values) */
+  const double per_step = 2.0 * es * (double)(lr->B * lr->H) + 64.0;
+  const double c_seg = es * (double)(S * lr->B * lr->H) + 256.0;
   const double kstar = sqrt((double)T * c_seg / (m_step > 1 ? m_step : 1));
   int64_t best = round_to_block((int64_t)(kstar + 0.5), P);
   if (best > T)
