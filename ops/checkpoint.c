@@ -266,7 +266,8 @@ static cr_tensor row_of(const cr_tensor *like, void *data) {
   r.grad = NULL;
   r.alt = NULL;
   r.hooks = NULL;
-  r.packed[0] = r.packed[1] = NULL;
+  r.packed = NULL;
+  r.root = NULL;
   r.requires_grad = r.retain_grad = r.op_result = r.persistent = r.scratch = false;
   r.name[0] = '\0';
   cr__contig_strides(r.ndim, r.shape, r.stride);

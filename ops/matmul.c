@@ -149,33 +149,66 @@ static cr_tensor *best_for_transposed_read(cr_tensor *b) {
   return b;
 }
 
+/* The panels of op(b) [K,N] (op(b)[p,j] = data[p*rs + j*cs]) for the
+ * few-row kernel: packed at the first such product and kept with the
+ * tensor owning the data, reused while its data is unchanged — the T
+ * steps of a recurrent layer, and every transposed view a user's cell
+ * makes of the same weight, share one packing.  NULL when no memory. */
+static float *panels_for(cr_ctx *ctx, cr_tensor *b, int64_t K, int64_t N, int64_t rs,
+                         int64_t cs) {
+  cr_tensor *root = b->root ? b->root : b;
+  cr__packed *e = root->packed;
+  int count = 0;
+  for (; e; e = e->next, count++)
+    if (e->data == b->data && e->k == K && e->n == N && e->rs == rs && e->cs == cs &&
+        (root->persistent || (e->ctx == ctx && e->epoch == ctx->epoch)))
+      break;
+  if (e && e->version == root->version)
+    return e->panels;
+  size_t bytes = cr__skinny_packed_floats(K, N) * sizeof(float);
+  if (!e) {
+    if (root->persistent) { /* kept across resets, on the heap */
+      if (count >= 8)
+        return NULL; /* a weight used in this many layouts: go without */
+      e = cr__malloc(sizeof *e);
+      float *p = e ? aligned_alloc(64, (bytes + 63) / 64 * 64) : NULL;
+      if (!p) {
+        free(e);
+        return NULL;
+      }
+      *e = (cr__packed){root->packed, NULL, 0, 0, b->data, K, N, rs, cs, p};
+    } else { /* with the arena */
+      e = cr__alloc_for(ctx, root, sizeof *e);
+      float *p = e ? cr__alloc_for(ctx, root, bytes) : NULL;
+      if (!p) {
+        cr_ctx_clear_error(ctx);
+        return NULL;
+      }
+      *e = (cr__packed){root->packed, ctx, ctx->epoch, 0, b->data, K, N, rs, cs, p};
+    }
+    root->packed = e;
+  }
+  cr__skinny_pack(K, N, b->data, rs, cs, e->panels);
+  e->version = root->version;
+  return e->panels;
+}
+
 /* Rows up to which a product against a packed right operand beats BLIS
  * (measured on Zen 3, k 128..2048, n 128..2048: 72-98 vs 46-90 GFLOP/s at
  * m = 32..256); beyond, BLIS's blocking of A is needed. */
 #define CR__PACKED_MAX_M 128
 
-/* C[M,N] (= or += by beta) a[M,K] @ op(b), op(b) = b or b^T ([K,N]).  A
- * product with few rows against an op's result goes through b's panels,
- * packed at its first such use and kept with b until the reset (an op's
- * result never changes): the T steps of a recurrent layer then share one
- * packing of their weight.  The rest go through cr__gemm. */
+/* C[M,N] (= or += by beta) a[M,K] @ op(b), op(b) = b or b^T ([K,N]): with
+ * few rows through b's packed panels, else through cr__gemm. */
 static void times_right(cr_ctx *ctx, int64_t M, int64_t K, int64_t N, const void *a, int64_t rsa,
                         int64_t csa, cr_tensor *b, bool transb, double beta, void *c,
                         int64_t rsc) {
   mat_view vb = view_of(b);
-  if (b->dtype == CR_F32 && b->ndim == 2 && b->op_result && cr__skinny_isa != CR__SKINNY_NONE &&
-      M <= CR__PACKED_MAX_M && (cr__skinny_max_m > 0) && (double)M * (double)N * (double)K > (double)cr__small_gemm_mnk &&
+  if (b->dtype == CR_F32 && b->ndim == 2 && cr__skinny_isa != CR__SKINNY_NONE &&
+      M <= CR__PACKED_MAX_M && cr__skinny_max_m > 0 &&
+      (double)M * (double)N * (double)K > (double)cr__small_gemm_mnk &&
       cr_get_num_threads() == 1) {
-    float *panels = b->packed[transb];
-    if (!panels) {
-      panels = cr__alloc_for(ctx, b, cr__skinny_packed_floats(K, N) * sizeof(float));
-      if (panels) {
-        cr__skinny_pack(K, N, b->data, transb ? vb.cs : vb.rs, transb ? vb.rs : vb.cs, panels);
-        b->packed[transb] = panels;
-      } else {
-        cr_ctx_clear_error(ctx); /* no arena memory for the panels: go without */
-      }
-    }
+    float *panels = panels_for(ctx, b, K, N, transb ? vb.cs : vb.rs, transb ? vb.rs : vb.cs);
     if (panels) {
       cr__skinny_sgemm_packed(M, N, K, 1.0f, a, rsa, csa, panels, (float)beta, c, rsc);
       return;

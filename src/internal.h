@@ -38,8 +38,10 @@ struct cr_tensor {
   cr_tensor *alt;       /* the same values in another layout (a contiguous
                            copy's source view), or NULL: products may read
                            whichever layout BLIS handles faster */
-  float *packed[2];     /* arena tensors used as a product's right operand:
-                           t (0) or t^T (1) packed into panels (ops/matmul.c) */
+  cr_tensor *root;      /* a view's data owner (the tensor whose buffer it
+                           shows), or NULL: t owns its data */
+  uint64_t version;     /* bumped by every write to the data (cr__touch) */
+  struct cr__packed *packed; /* panels made from this data (ops/matmul.c) */
   cr_ctx *ctx;          /* owning arena's context; NULL when persistent */
   uint32_t epoch;       /* arena epoch at creation */
   uint64_t serial;      /* creation number among the context's arena tensors */
@@ -195,6 +197,25 @@ static inline bool cr__add_ok(int64_t a, int64_t b, int64_t *out) {
 /* The element count of shape when every dim is >= 1 and the count is at
  * most CR__MAX_NUMEL; else false (no message: callers name their op). */
 bool cr__numel_ok(int ndim, const int64_t *shape, int64_t *numel);
+
+/* A product's right operand packed into panels, kept with the tensor that
+ * owns the data: valid while ctx, epoch, data version and layout match. */
+typedef struct cr__packed {
+  struct cr__packed *next;
+  const cr_ctx *ctx;
+  uint32_t epoch;
+  uint64_t version;
+  const void *data;
+  int64_t k, n, rs, cs;
+  float *panels;
+} cr__packed;
+
+/* The data of t (and of every view of it) changed: caches built from it
+ * (packed panels) are stale. */
+static inline void cr__touch(cr_tensor *t) {
+  if (t)
+    (t->root ? t->root : t)->version++;
+}
 
 /* ---- tensors */
 /* Element count of a shape already validated (by cr__check_shape). */

@@ -154,6 +154,7 @@ static cr_tensor *view_in(cr_ctx *ctx, bool scratch, const cr_tensor *base, int 
     return NULL;
   memcpy(t->stride, stride, (size_t)ndim * sizeof *stride);
   t->data = data;
+  t->root = base->root ? base->root : (cr_tensor *)base;
   return t;
 }
 
@@ -379,6 +380,11 @@ void cr_tensor_free(cr_tensor *t) {
   if (!t || t->magic != CR__TENSOR_MAGIC || !t->persistent)
     return;
   cr_clear_hooks(t);
+  for (cr__packed *p = t->packed, *next; p; p = next) {
+    next = p->next;
+    free(p->panels);
+    free(p);
+  }
   cr_tensor_free(t->grad);
   free(t->heap_data);
   t->magic = 0;
@@ -439,6 +445,7 @@ cr_status cr_copy_into(cr_ctx *ctx, cr_tensor *dst, const cr_tensor *src) {
              cr__shp(dst));
     return CR_ERR_SHAPE;
   }
+  cr__touch(dst);
   if (cr__is_contig(dst) && cr__is_contig(src) && dst->dtype == src->dtype) {
     memmove(dst->data, src->data, (size_t)src->numel * cr_dtype_size(src->dtype));
     return CR_OK;
@@ -498,7 +505,12 @@ void cr_zero_grad(cr_tensor *t) {
     memset(t->grad->data, 0, (size_t)t->grad->numel * cr_dtype_size(t->grad->dtype));
 }
 
-void *cr_data(cr_tensor *t) { return t && cr__is_contig(t) ? t->data : NULL; }
+void *cr_data(cr_tensor *t) {
+  if (!t || !cr__is_contig(t))
+    return NULL;
+  cr__touch(t); /* the caller may write through the pointer */
+  return t->data;
+}
 const void *cr_data_const(const cr_tensor *t) {
   return t && cr__is_contig(t) ? t->data : NULL;
 }
@@ -514,6 +526,7 @@ double cr_get_flat(const cr_tensor *t, int64_t i) {
 void cr_set_flat(cr_tensor *t, int64_t i, double v) {
   if (!t || i < 0 || i >= t->numel)
     return;
+  cr__touch(t);
   int64_t off = flat_offset(t, i);
   if (t->dtype == CR_F32)
     ((float *)t->data)[off] = (float)v;

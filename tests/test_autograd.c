@@ -394,6 +394,48 @@ static void test_slice_gradient_views(void **state) {
   cr_tensor_free(x);
 }
 
+/* The few-row kernel keeps a weight's packed panels with the weight: a
+ * change to the weight's values (an optimizer step, cr_set_flat, cr_data,
+ * cr_copy_into) must be seen by the next product, in the same epoch and
+ * after a reset. */
+static void test_packed_weights_follow_their_values(void **state) {
+  cr_ctx *ctx = *state;
+  cr_rng *rng = cr_rng_new(8);
+  cr_tensor *W = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F32, CR_SHAPE(64, 96), 0, 1));
+  cr_tensor *x = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F32, CR_SHAPE(8, 96), 0, 1));
+  cr_set_requires_grad(W, true);
+  for (int change = 0; change < 5; change++) {
+    /* y = x W^T through a transposed view, a product of 8 rows: packed */
+    cr_tensor *y = cr_matmul(ctx, x, cr_transpose(ctx, W, 0, 1));
+    double ref = 0; /* y[3,5] by hand */
+    for (int p = 0; p < 96; p++)
+      ref += cr_get_flat(x, 3 * 96 + p) * cr_get_flat(W, 5 * 96 + p);
+    assert_true(fabs(cr_get_flat(y, 3 * 64 + 5) - ref) < 1e-4 * (1 + fabs(ref)));
+    switch (change) {
+    case 0: cr_set_flat(W, 5 * 96 + 7, 3.0); break;
+    case 1: ((float *)cr_data(W))[5 * 96 + 8] = -2.0f; break;
+    case 2:
+      assert_int_equal(cr_copy_into(ctx, W, cr_full(ctx, CR_F32, CR_SHAPE(64, 96), 0.25)), CR_OK);
+      break;
+    case 3: { /* an optimizer step */
+      cr_optim_opts o;
+      cr_optim_default_opts(CR_SGD, &o);
+      cr_optim *opt = cr_optim_new(ctx, &o, &W, 1);
+      assert_int_equal(cr_backward(ctx, cr_sum(ctx, y)), CR_OK);
+      assert_int_equal(cr_optim_step(ctx, opt), CR_OK);
+      cr_optim_free(opt);
+      break;
+    }
+    default: break;
+    }
+    if (change == 2)
+      cr_ctx_reset(ctx);
+  }
+  cr_tensor_free(W);
+  cr_tensor_free(x);
+  cr_rng_free(rng);
+}
+
 static void test_graph_dot(void **state) {
   cr_ctx *ctx = *state;
   cr_tensor *x = param(ctx, CR_SHAPE(2), (const double[]){1, 2});
@@ -425,6 +467,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_error_messages, setup, teardown),
       cmocka_unit_test_setup_teardown(test_steady_state_does_not_malloc, setup, teardown),
       cmocka_unit_test_setup_teardown(test_slice_gradient_views, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_packed_weights_follow_their_values, setup, teardown),
       cmocka_unit_test_setup_teardown(test_graph_dot, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -554,6 +554,7 @@ cr_status cr_st_read_into(cr_ctx *ctx, const cr_st_file *f, const char *name, cr
   }
   const unsigned char *src = f->data + e->begin;
   if (dst->dtype == e->info.dtype && cr__is_contig(dst)) {
+    cr__touch(dst);
     memcpy(dst->data, src, e->info.nbytes);
     swap_elems(dst->data, dst->numel, cr_dtype_size(dst->dtype));
   } else {

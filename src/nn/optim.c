@@ -481,8 +481,10 @@ cr_status cr_optim_step(cr_ctx *ctx, cr_optim *opt) {
     const opt_group *gr = &opt->groups[g];
     for (int i = gr->first; i < gr->first + gr->n; i++) {
       opt_param *q = &opt->params[i];
-      if (q->p->requires_grad && q->p->grad)
+      if (q->p->requires_grad && q->p->grad) {
         update(opt, q, gr->lr);
+        cr__touch(q->p); /* the values changed: caches of them are stale */
+      }
     }
   }
   opt->steps++;
