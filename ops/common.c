@@ -124,7 +124,7 @@ static cr_tensor *hooked_leaf_buffer(cr_ctx *ctx, cr_tensor *t) {
  * shown), so its buffer serves the next tensor of the same size — full
  * BPTT then holds gradients for a few steps, not for all T. */
 
-static void *pool_take(cr_ctx *ctx, size_t bytes) {
+void *cr__pool_take(cr_ctx *ctx, size_t bytes) {
   for (int i = 0; i < ctx->n_pool; i++)
     if (ctx->pool[i].bytes == bytes && ctx->pool[i].head) {
       void *p = ctx->pool[i].head;
@@ -134,12 +134,7 @@ static void *pool_take(cr_ctx *ctx, size_t bytes) {
   return NULL;
 }
 
-void cr__grad_release(cr_ctx *ctx, cr_tensor *t) {
-  cr_tensor *g = t->grad;
-  if (!t->node || t->persistent || t->retain_grad || t->hooks || !g || t->grad_is_view ||
-      g->scratch || t->grad_pass != ctx->pass || ctx->anomaly)
-    return;
-  size_t bytes = (size_t)g->numel * cr_dtype_size(g->dtype);
+void cr__pool_give(cr_ctx *ctx, void *data, size_t bytes) {
   if (bytes < sizeof(void *))
     return;
   int i = 0;
@@ -151,8 +146,16 @@ void cr__grad_release(cr_ctx *ctx, cr_tensor *t) {
     ctx->pool[ctx->n_pool].bytes = bytes;
     ctx->pool[ctx->n_pool++].head = NULL;
   }
-  memcpy(g->data, &ctx->pool[i].head, sizeof(void *));
-  ctx->pool[i].head = g->data;
+  memcpy(data, &ctx->pool[i].head, sizeof(void *));
+  ctx->pool[i].head = data;
+}
+
+void cr__grad_release(cr_ctx *ctx, cr_tensor *t) {
+  cr_tensor *g = t->grad;
+  if (!t->node || t->persistent || t->retain_grad || t->hooks || !g || t->grad_is_view ||
+      g->scratch || t->grad_pass != ctx->pass || ctx->anomaly)
+    return;
+  cr__pool_give(ctx, g->data, (size_t)g->numel * cr_dtype_size(g->dtype));
   t->grad = NULL;
 }
 
@@ -160,7 +163,7 @@ void cr__grad_release(cr_ctx *ctx, cr_tensor *t) {
 static cr_tensor *grad_buffer(cr_ctx *ctx, cr_tensor *t) {
   void *data = t->scratch && ctx->in_region
                    ? NULL
-                   : pool_take(ctx, (size_t)t->numel * cr_dtype_size(t->dtype));
+                   : cr__pool_take(ctx, (size_t)t->numel * cr_dtype_size(t->dtype));
   if (!data)
     return cr__new_for(ctx, t, t->dtype, t->ndim, t->shape);
   int64_t stride[CR_MAX_DIMS];
@@ -455,4 +458,45 @@ void cr__copy_convert(cr_tensor *dst, const cr_tensor *src, bool add) {
                  it.inner, add);
     }
   }
+}
+
+/* ---- releasing what no VJP reads */
+
+cr__track cr__track_begin(cr_ctx *ctx) {
+  ctx->tracking = true;
+  return (cr__track){ctx->tracked, ctx->tensor_serial};
+}
+
+static cr_tensor *owner(cr_tensor *t) { return t->root ? t->root : t; }
+
+void cr__track_release(cr_ctx *ctx, const cr__track *tr, cr_tensor *const *escapes, int n) {
+  cr_tensor *since = tr->head;
+  ctx->tracking = false;
+  /* mark (view_ok borrowed: this is between passes) what must stay */
+  for (cr_tensor *t = ctx->tracked; t && t != since; t = t->tracked_next)
+    owner(t)->view_ok = false;
+  for (cr_tensor *t = ctx->tracked; t && t != since; t = t->tracked_next) {
+    const cr_node *nd = t->node;
+    if (!nd || nd->out != t)
+      continue;
+    if (nd->op->reads & CR__READS_OUT)
+      owner(t)->view_ok = true;
+    for (int k = 0; k < nd->n_in; k++)
+      if (nd->op->reads & CR__READS_IN(k < 30 ? k : 30))
+        owner(nd->in[k])->view_ok = true;
+  }
+  for (int i = 0; i < n; i++)
+    if (escapes[i])
+      owner(escapes[i])->view_ok = true;
+  /* the rest: an owner's buffer back to the pool, and its views with it */
+  for (cr_tensor *t = ctx->tracked; t && t != since; t = t->tracked_next) {
+    cr_tensor *o = owner(t);
+    if (o->serial <= tr->serial0 || o->view_ok || o->persistent || o->scratch ||
+        !o->op_result || o->hooks || o->retain_grad)
+      continue; /* made before, needed, or not ours to release */
+    if (!o->released && o == t)
+      cr__pool_give(ctx, t->data, (size_t)t->numel * cr_dtype_size(t->dtype));
+    t->released = true;
+  }
+  ctx->tracked = since;
 }

@@ -168,6 +168,8 @@ void cr_ctx_reset(cr_ctx *ctx) {
   arena_reset(ctx, &ctx->scratch);
   ctx->in_region = false;
   ctx->n_pool = 0;
+  ctx->tracked = NULL;
+  ctx->tracking = false;
   ctx->nodes = 0;
   ctx->pending = NULL;
   ctx->n_owed = 0;

@@ -65,6 +65,10 @@ struct cr_tensor {
   bool retain_grad;       /* an intermediate whose gradient cr_grad shows */
   bool op_result;         /* computed by an op: its values never change */
   bool scratch;           /* lives in the scratch arena (made inside a region) */
+  bool released;          /* its values were given back (no VJP reads them): a
+                             recurrent layer's forward keeps only what its
+                             backward needs (cr__track_release) */
+  cr_tensor *tracked_next; /* the tensors made while tracking, newest first */
   char name[CR__NAME_LEN]; /* "" when unnamed */
 };
 
@@ -122,6 +126,8 @@ struct cr_ctx {
     void *head; /* a free buffer; its first word links the next */
   } pool[32];
   int n_pool;
+  cr_tensor *tracked; /* tensors made since cr__track_begin (newest first) */
+  bool tracking;
   bool grad_enabled, training, anomaly;
   cr_status status;
   char msg[512];
@@ -173,6 +179,23 @@ void cr__region_end(cr_ctx *ctx, const cr__mark *m, bool rewind);
 void *cr__fail(cr_ctx *ctx, cr_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 cr_status cr__failv(cr_ctx *ctx, cr_status st, const char *fmt, va_list ap);
+
+/* ---- memory of recurrent layers: tensors made between cr__track_begin and
+ * cr__track_release whose values no VJP reads (by the ops' `reads` sets)
+ * and that do not escape (escapes: the states and outputs a block of steps
+ * hands on) are released — their buffers go to the pool new tensors and
+ * gradients come from — so full BPTT keeps per step about what its VJPs
+ * need.  A released tensor used again is an error, never garbage. */
+typedef struct cr__track {
+  cr_tensor *head;  /* the tracked list when tracking began */
+  uint64_t serial0; /* the tensors made since have larger serials */
+} cr__track;
+cr__track cr__track_begin(cr_ctx *ctx);
+void cr__track_release(cr_ctx *ctx, const cr__track *since, cr_tensor *const *escapes, int n);
+/* A buffer of bytes from the pool of released buffers, or NULL. */
+void *cr__pool_take(cr_ctx *ctx, size_t bytes);
+/* Give a dead buffer of the main arena back to the pool. */
+void cr__pool_give(cr_ctx *ctx, void *data, size_t bytes);
 
 /* ---- checked size arithmetic: every product of dims, strides, element
  * counts or byte sizes goes through these, so no size ever wraps around.

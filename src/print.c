@@ -38,7 +38,10 @@ void cr_print(FILE *f, const cr_tensor *t) {
     return;
   }
   fputs("tensor(", f);
-  print_rec(f, t, 0, 0, 7);
+  if (t->released)
+    fputs("released", f);
+  else
+    print_rec(f, t, 0, 0, 7);
   fprintf(f, ", shape=%s, dtype=%s", cr__shape_only(t), cr_dtype_name(t->dtype));
   if (t->name[0])
     fprintf(f, ", name=%s", t->name);

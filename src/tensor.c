@@ -122,6 +122,10 @@ static cr_tensor *header_in(cr_ctx *ctx, bool scratch, cr_dtype dt, int ndim,
   t->epoch = ctx->epoch;
   t->serial = ++ctx->tensor_serial;
   t->scratch = scratch;
+  if (ctx->tracking) {
+    t->tracked_next = ctx->tracked;
+    ctx->tracked = t;
+  }
   return t;
 }
 
@@ -134,7 +138,9 @@ static cr_tensor *new_in(cr_ctx *ctx, bool scratch, cr_dtype dt, int ndim, const
   if (!t)
     return NULL;
   size_t bytes = (size_t)t->numel * cr_dtype_size(dt);
-  t->data = scratch ? cr__alloc(ctx, bytes) : cr__alloc_main(ctx, bytes);
+  t->data = scratch ? cr__alloc(ctx, bytes) : cr__pool_take(ctx, bytes);
+  if (!t->data && !scratch)
+    t->data = cr__alloc_main(ctx, bytes);
   return t->data ? t : NULL;
 }
 
@@ -345,6 +351,12 @@ bool cr__check_inputs(cr_ctx *ctx, const char *op, int n, cr_tensor *const *in) 
                "after its context was reset?)", op, i);
       return false;
     }
+    if (t->released) {
+      cr__fail(ctx, CR_ERR_STATE, "%s: input %d %s: its values were released (a recurrent "
+               "layer keeps of a cell's intermediates only what backward needs; carry state "
+               "through the cell's states, or set keep_activations)", op, i, cr__shp(t));
+      return false;
+    }
     if (!t->persistent && (t->ctx != ctx || t->epoch != ctx->epoch)) {
       if (t->ctx == ctx)
         cr__fail(ctx, CR_ERR_STATE, "%s: input %d %s was made before the last "
@@ -506,17 +518,17 @@ void cr_zero_grad(cr_tensor *t) {
 }
 
 void *cr_data(cr_tensor *t) {
-  if (!t || !cr__is_contig(t))
+  if (!t || !cr__is_contig(t) || t->released)
     return NULL;
   cr__touch(t); /* the caller may write through the pointer */
   return t->data;
 }
 const void *cr_data_const(const cr_tensor *t) {
-  return t && cr__is_contig(t) ? t->data : NULL;
+  return t && cr__is_contig(t) && !t->released ? t->data : NULL;
 }
 
 double cr_get_flat(const cr_tensor *t, int64_t i) {
-  if (!t || i < 0 || i >= t->numel)
+  if (!t || i < 0 || i >= t->numel || t->released)
     return NAN;
   int64_t off = flat_offset(t, i);
   return t->dtype == CR_F32 ? (double)((const float *)t->data)[off]

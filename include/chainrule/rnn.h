@@ -163,6 +163,12 @@ typedef struct cr_rnn_forward_opts {
   /* Out: the segment length used per layer (0: full BPTT), if not NULL
    * (num_layers entries). */
   int64_t *checkpoint_chosen;
+  /* Keep every value the cell computes.  By default a layer keeps of its
+   * cells' intermediates only what backward reads (the ops declare it):
+   * the rest (say an LSTM's pre-activations) is released after each block
+   * of steps, and using such a tensor afterwards is an error.  States
+   * (step_states) and outputs are always kept. */
+  bool keep_activations;
   /* Steps per input projection (the cell's precompute runs on blocks of
    * this many steps); 0: ceil(256 / B), which keeps the products large.
    * Checkpointed segments hold whole blocks. */

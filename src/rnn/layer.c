@@ -296,7 +296,8 @@ cr_status cr_rnn_forward_params_ex(cr_ctx *ctx, const cr_rnn_config *c, cr_tenso
                           keep,
                           opts && opts->step_states ? opts->step_states + (int64_t)l * S * T
                                                     : NULL,
-                          opts && opts->retain_step_grads};
+                          opts && opts->retain_step_grads,
+                          opts && opts->keep_activations};
     if (d->prepare && (st = d->prepare(ctx, &lr->layer)) != CR_OK)
       return st ? st : cr_ctx_status(ctx);
     cr_tensor *state[CR_CELL_MAX_STATES];

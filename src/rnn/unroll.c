@@ -95,8 +95,12 @@ static cr_status step(cr_ctx *ctx, const cr__layer_run *lr, int64_t t, cr_tensor
 cr_status cr__unroll_steps(cr_ctx *ctx, const cr__layer_run *lr, int64_t t0, int64_t t1,
                            cr_tensor **state, cr_tensor **outs) {
   const cr_cell_def *d = lr->d;
+  /* outside a segment, a block's values that no VJP reads are released
+   * at its end (states, step states and outputs stay) */
+  const bool release = !lr->keep_all && !ctx->in_region && !lr->step_states;
   for (int64_t tb = t0; tb < t1; tb += lr->P) {
     const int64_t te = tb + lr->P < t1 ? tb + lr->P : t1;
+    cr__track tr = release ? cr__track_begin(ctx) : (cr__track){0};
     cr_tensor *x = cr_slice(ctx, lr->x, 0, tb, te, 1); /* [te-tb, B, I] */
     cr_tensor *xp = x && d->precompute ? d->precompute(ctx, &lr->layer, x) : x;
     cr_tensor **xs = xp ? unbind0(ctx, xp, te - tb) : NULL;
@@ -104,8 +108,20 @@ cr_status cr__unroll_steps(cr_ctx *ctx, const cr__layer_run *lr, int64_t t0, int
       return cr_ctx_status(ctx) ? cr_ctx_status(ctx) : CR_ERR_NOMEM;
     for (int64_t t = tb; t < te; t++) {
       cr_status st = step(ctx, lr, t, xs[t - tb], state, &outs[t]);
-      if (st != CR_OK)
+      if (st != CR_OK) {
+        ctx->tracking = false;
         return st;
+      }
+    }
+    if (release) { /* what the block hands on: its outputs and the states */
+      cr_tensor **esc = cr__alloc(ctx, (size_t)(te - tb + d->n_states) * sizeof *esc);
+      if (!esc) {
+        ctx->tracking = false;
+        return cr_ctx_status(ctx);
+      }
+      memcpy(esc, outs + tb, (size_t)(te - tb) * sizeof *esc);
+      memcpy(esc + (te - tb), state, (size_t)d->n_states * sizeof *esc);
+      cr__track_release(ctx, &tr, esc, (int)(te - tb + d->n_states));
     }
   }
   return cr_ctx_status(ctx);

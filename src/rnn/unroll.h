@@ -17,6 +17,7 @@ typedef struct cr__layer_run {
   cr_tensor *const *keep;  /* [T] their complements */
   cr_tensor **step_states; /* n_states * T slots for this layer's states, or NULL */
   bool retain;             /* retain the states' gradients */
+  bool keep_all;           /* keep every value (no release after blocks) */
 } cr__layer_run;
 
 /* Steps per input-projection block for batch B. */
