@@ -283,6 +283,49 @@ static void test_step_states_and_their_gradients(void **state) {
   cr_ctx_free(ctx);
 }
 
+/* ---- a layer keeps what backward reads, and says so when more is asked --- */
+
+/* h' = tanh(x + h) * u where u is the previous step's tanh (kept by the
+ * cell in its scratch: not a state — a released value when reused) */
+static cr_tensor *stash;
+static void one_param(int i, int64_t I, int64_t H, int *nd, int64_t *s) {
+  (void)i, (void)I;
+  *nd = 1;
+  s[0] = H;
+}
+static cr_status stash_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *x,
+                            cr_tensor *const *state, cr_tensor **next, cr_tensor **out) {
+  cr_tensor *a = cr_add(ctx, cr_add(ctx, x, state[0]), L->params[0]); /* add reads nothing */
+  cr_tensor *u = stash ? stash : a;
+  stash = a;
+  next[0] = *out = cr_tanh(ctx, cr_add(ctx, a, u));
+  return cr_ctx_status(ctx);
+}
+static const cr_cell_def stash_cell = {.name = "stash", .n_states = 1, .n_params = 1,
+                                       .param_names = {"b"}, .param_shape = one_param,
+                                       .step = stash_step};
+
+static void test_released_values_are_refused(void **state) {
+  (void)state;
+  cr_ctx *ctx = cr_ctx_new();
+  cr_rng *rng = cr_rng_new(1);
+  cr_rnn_config cfg = {&stash_cell, 3, 3, 1, 0.0, false, CR_F64};
+  cr_rnn *rnn = cr_rnn_new(ctx, &cfg, rng);
+  cr_tensor *x = cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(6, 2, 3), 0, 1), *out;
+  cr_rnn_forward_opts o = {.projection_block = 2};
+  stash = NULL;
+  assert_int_equal(cr_rnn_forward_ex(ctx, rnn, x, NULL, NULL, NULL, &o, &out, NULL), CR_ERR_STATE);
+  printf("%s\n", cr_ctx_error(ctx));
+  assert_non_null(strstr(cr_ctx_error(ctx), "its values were released"));
+  cr_ctx_clear_error(ctx);
+  stash = NULL;
+  o.keep_activations = true; /* keeping everything, the same cell runs */
+  assert_int_equal(cr_rnn_forward_ex(ctx, rnn, x, NULL, NULL, NULL, &o, &out, NULL), CR_OK);
+  cr_rnn_free(rnn);
+  cr_rng_free(rng);
+  cr_ctx_free(ctx);
+}
+
 /* ---- BPTT = the sum of per-time-step contributions ---------------------- */
 
 /* dL/dW_hh from one backward over the unrolled graph equals the sum of the
@@ -581,6 +624,7 @@ int main(void) {
       cmocka_unit_test(test_gradcheck_custom_mgu),
       cmocka_unit_test(test_gradcheck_lstm_lengths),
       cmocka_unit_test(test_step_states_and_their_gradients),
+      cmocka_unit_test(test_released_values_are_refused),
       cmocka_unit_test(test_gradgradcheck_rnn_tanh),
       cmocka_unit_test(test_gradgradcheck_lstm),
       cmocka_unit_test(test_gradgradcheck_gru),
