@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "chainrule.h"
+#include "op.h" /* the graph walk of the footprint table */
 
 typedef struct {
   double ms, arena_mib, act_mib, rss_mib;
@@ -122,6 +123,74 @@ static result run_apart(const cr_cell_def *cell, int64_t T, int64_t every, size_
   return r;
 }
 
+/* ---- full BPTT's footprint per step: the bytes of values the forward
+ * keeps (distinct buffers of op results reachable from the output, not
+ * released) against the least its VJPs need (the buffers some VJP reads,
+ * by the ops' `reads` sets), per cell */
+
+static cr_tensor *owner(cr_tensor *t) { return t->root ? t->root : t; }
+
+static void footprint(const cr_cell_def *cell, int64_t T) {
+  enum { B = 16, I = 128, H = 128 };
+  cr_ctx *ctx = cr_ctx_new();
+  cr_rng *rng = cr_rng_new(1);
+  cr_rnn_config cfg = {cell, I, H, 1, 0.0, false, CR_F32};
+  cr_rnn *rnn = cr_rnn_new(ctx, &cfg, rng);
+  cr_tensor *x = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F32, CR_SHAPE(T, B, I), 0, 1));
+  cr_ctx_reset(ctx);
+  for (int keep = 1; keep >= 0; keep--) {
+    cr_ctx_stats a, b;
+    cr_ctx_get_stats(ctx, &a);
+    cr_rnn_forward_opts o = {.keep_activations = keep};
+    cr_tensor *out;
+    if (cr_rnn_forward_ex(ctx, rnn, x, NULL, NULL, NULL, &o, &out, NULL) != CR_OK) {
+      printf("%s: %s\n", cell->name, cr_ctx_error(ctx));
+      return;
+    }
+    cr_ctx_get_stats(ctx, &b);
+    size_t n = 0;
+    cr_node **order = cr__topo_order(ctx, 1, &out, &n);
+    double kept = 0, need = 0;
+    for (size_t i = 0; i < n; i++) { /* marks: view_ok kept, grad_is_view needed */
+      owner(order[i]->out)->view_ok = owner(order[i]->out)->grad_is_view = false;
+      for (int k = 0; k < order[i]->n_in; k++)
+        owner(order[i]->in[k])->view_ok = owner(order[i]->in[k])->grad_is_view = false;
+    }
+    for (size_t i = 0; i < n; i++) {
+      cr_node *nd = order[i];
+      for (int k = -1; k < nd->n_in; k++) {
+        cr_tensor *t = k < 0 ? nd->out : nd->in[k], *o = owner(t);
+        bool read = k < 0 ? (nd->op->reads & CR__READS_OUT) != 0
+                          : (nd->op->reads & CR__READS_IN(k < 30 ? k : 30)) != 0;
+        double bytes = (double)o->numel * (double)cr_dtype_size(o->dtype);
+        if (o->op_result && !o->released && !o->persistent && !o->view_ok) {
+          o->view_ok = true;
+          kept += bytes;
+        }
+        if (read && !o->persistent && !o->grad_is_view) {
+          o->grad_is_view = true;
+          need += bytes;
+        }
+      }
+    }
+    for (size_t i = 0; i < n; i++) { /* leave the fields as the engine wants them */
+      owner(order[i]->out)->grad_is_view = false;
+      for (int k = 0; k < order[i]->n_in; k++)
+        owner(order[i]->in[k])->grad_is_view = false;
+    }
+    double bh = (double)(B * H) * 4.0;
+    printf("%-9s %-19s %12.1f %12.1f %8.2fx %14.1f\n", cell->name,
+           keep ? "keep_activations" : "default (released)", kept / (double)T / bh,
+           need / (double)T / bh, kept / need,
+           (double)(b.arena_bytes_used - a.arena_bytes_used) / (double)T / bh);
+    cr_ctx_reset(ctx);
+  }
+  cr_tensor_free(x);
+  cr_rnn_free(rnn);
+  cr_rng_free(rng);
+  cr_ctx_free(ctx);
+}
+
 int main(int argc, char **argv) {
   bool quick = false;
   int steps = 5;
@@ -139,6 +208,16 @@ int main(int argc, char **argv) {
   printf("memory-efficient BPTT: one layer, hidden 128, batch 16, input 128, f32, 1 thread; "
          "median of %d steps (forward + backward)\nruntime: %s\n\n", steps,
          cr_runtime_describe(rt, sizeof rt));
+  printf("full BPTT's footprint per step, T=200 (in units of B x H floats = 8 KiB): values the "
+         "forward keeps, the least the VJPs read, their ratio, and all arena bytes (with "
+         "headers, nodes, indices)\n");
+  printf("%-9s %-19s %12s %12s %9s %14s\n", "cell", "forward", "kept/step", "needed/step",
+         "ratio", "arena/step");
+  const cr_cell_def *all[4] = {&cr_cell_rnn_tanh, &cr_cell_lstm, &cr_cell_gru, &cr_cell_rnn_relu};
+  for (int c = 0; c < 4; c++)
+    footprint(all[c], 200);
+  printf("\nfull BPTT against checkpointed segments (activations: the arena's peak less the "
+         "layer's output and its gradient)\n");
   printf("%-5s %5s  %-16s %6s %10s %12s %9s %9s %9s %9s\n", "cell", "T", "schedule", "K",
          "arena MiB", "activations", "saved", "RSS MiB", "ms/step", "overhead");
   const cr_cell_def *cells[2] = {&cr_cell_lstm, &cr_cell_gru};
