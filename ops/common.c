@@ -124,46 +124,47 @@ static cr_tensor *hooked_leaf_buffer(cr_ctx *ctx, cr_tensor *t) {
  * shown), so its buffer serves the next tensor of the same size — full
  * BPTT then holds gradients for a few steps, not for all T. */
 
-void *cr__pool_take(cr_ctx *ctx, size_t bytes) {
-  for (int i = 0; i < ctx->n_pool; i++)
-    if (ctx->pool[i].bytes == bytes && ctx->pool[i].head) {
-      void *p = ctx->pool[i].head;
-      memcpy(&ctx->pool[i].head, p, sizeof(void *));
+void *cr__pool_take(cr_ctx *ctx, bool scratch, size_t bytes) {
+  cr__pool *pl = &ctx->pools[scratch];
+  for (int i = 0; i < pl->n; i++)
+    if (pl->size[i].bytes == bytes && pl->size[i].head) {
+      void *p = pl->size[i].head;
+      memcpy(&pl->size[i].head, p, sizeof(void *));
       return p;
     }
   return NULL;
 }
 
-void cr__pool_give(cr_ctx *ctx, void *data, size_t bytes) {
+void cr__pool_give(cr_ctx *ctx, bool scratch, void *data, size_t bytes) {
+  cr__pool *pl = &ctx->pools[scratch];
   if (bytes < sizeof(void *))
     return;
   int i = 0;
-  while (i < ctx->n_pool && ctx->pool[i].bytes != bytes)
+  while (i < pl->n && pl->size[i].bytes != bytes)
     i++;
-  if (i == ctx->n_pool) {
-    if (ctx->n_pool == (int)(sizeof ctx->pool / sizeof ctx->pool[0]))
+  if (i == pl->n) {
+    if (pl->n == (int)(sizeof pl->size / sizeof pl->size[0]))
       return; /* too many sizes: let this one go */
-    ctx->pool[ctx->n_pool].bytes = bytes;
-    ctx->pool[ctx->n_pool++].head = NULL;
+    pl->size[pl->n].bytes = bytes;
+    pl->size[pl->n++].head = NULL;
   }
-  memcpy(data, &ctx->pool[i].head, sizeof(void *));
-  ctx->pool[i].head = data;
+  memcpy(data, &pl->size[i].head, sizeof(void *));
+  pl->size[i].head = data;
 }
 
 void cr__grad_release(cr_ctx *ctx, cr_tensor *t) {
   cr_tensor *g = t->grad;
   if (!t->node || t->persistent || t->retain_grad || t->hooks || !g || t->grad_is_view ||
-      g->scratch || t->grad_pass != ctx->pass || ctx->anomaly)
+      (g->scratch && !ctx->in_region) || t->grad_pass != ctx->pass || ctx->anomaly)
     return;
-  cr__pool_give(ctx, g->data, (size_t)g->numel * cr_dtype_size(g->dtype));
+  cr__pool_give(ctx, g->scratch, g->data, (size_t)g->numel * cr_dtype_size(g->dtype));
   t->grad = NULL;
 }
 
 /* A contiguous gradient buffer for t: a recycled one if there is one. */
 static cr_tensor *grad_buffer(cr_ctx *ctx, cr_tensor *t) {
-  void *data = t->scratch && ctx->in_region
-                   ? NULL
-                   : cr__pool_take(ctx, (size_t)t->numel * cr_dtype_size(t->dtype));
+  void *data = cr__pool_take(ctx, t->scratch && ctx->in_region,
+                             (size_t)t->numel * cr_dtype_size(t->dtype));
   if (!data)
     return cr__new_for(ctx, t, t->dtype, t->ndim, t->shape);
   int64_t stride[CR_MAX_DIMS];
@@ -491,11 +492,11 @@ void cr__track_release(cr_ctx *ctx, const cr__track *tr, cr_tensor *const *escap
   /* the rest: an owner's buffer back to the pool, and its views with it */
   for (cr_tensor *t = ctx->tracked; t && t != since; t = t->tracked_next) {
     cr_tensor *o = owner(t);
-    if (o->serial <= tr->serial0 || o->view_ok || o->persistent || o->scratch ||
-        !o->op_result || o->hooks || o->retain_grad)
+    if (o->serial <= tr->serial0 || o->view_ok || o->persistent || !o->op_result || o->hooks ||
+        o->retain_grad || (o->scratch && !ctx->in_region))
       continue; /* made before, needed, or not ours to release */
     if (!o->released && o == t)
-      cr__pool_give(ctx, t->data, (size_t)t->numel * cr_dtype_size(t->dtype));
+      cr__pool_give(ctx, t->scratch, t->data, (size_t)t->numel * cr_dtype_size(t->dtype));
     t->released = true;
   }
   ctx->tracked = since;

@@ -127,7 +127,7 @@ void *cr__alloc_for(cr_ctx *ctx, const cr_tensor *t, size_t bytes) {
 
 cr__mark cr__region_begin(cr_ctx *ctx) {
   cr__mark m = {ctx->scratch.cur, ctx->scratch.cur->used, ctx->scratch.used_total, ctx->nodes,
-                ctx->in_region};
+                ctx->in_region, ctx->pools[1]};
   ctx->in_region = true;
   return m;
 }
@@ -139,6 +139,7 @@ void cr__region_end(cr_ctx *ctx, const cr__mark *m, bool rewind) {
     m->chunk->used = m->used;
     ctx->scratch.used_total = m->used_total;
     ctx->nodes = m->nodes;
+    ctx->pools[1] = m->spool; /* buffers given back inside the region are gone */
   }
 }
 
@@ -167,7 +168,7 @@ void cr_ctx_reset(cr_ctx *ctx) {
   arena_reset(ctx, &ctx->main);
   arena_reset(ctx, &ctx->scratch);
   ctx->in_region = false;
-  ctx->n_pool = 0;
+  ctx->pools[0].n = ctx->pools[1].n = 0;
   ctx->tracked = NULL;
   ctx->tracking = false;
   ctx->nodes = 0;

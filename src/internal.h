@@ -93,11 +93,21 @@ typedef struct cr__arena {
   size_t used_total; /* bytes handed out since reset */
 } cr__arena;
 
+/* Free buffers by byte size. */
+typedef struct cr__pool {
+  struct {
+    size_t bytes;
+    void *head; /* a free buffer; its first word links the next */
+  } size[32];
+  int n;
+} cr__pool;
+
 /* Where a region began (cr__region_begin), to end it there. */
 typedef struct cr__mark {
   cr__chunk *chunk;
   size_t used, used_total, nodes;
   bool was_in_region;
+  cr__pool spool; /* the scratch pool then */
 } cr__mark;
 
 struct cr_ctx {
@@ -119,13 +129,10 @@ struct cr_ctx {
   struct cr__pending *pending;
   void *owed[16]; /* the distinct buffers they go to */
   int n_owed;     /* -1: more than 16, settle checks every node */
-  /* gradient buffers released once consumed, by byte size, for reuse
-   * within the epoch (main arena only) */
-  struct {
-    size_t bytes;
-    void *head; /* a free buffer; its first word links the next */
-  } pool[32];
-  int n_pool;
+  /* dead buffers (consumed gradients, released values), by byte size, for
+   * reuse: pools[0] of the main arena, pools[1] of the scratch arena (saved
+   * and restored by regions) */
+  cr__pool pools[2];
   cr_tensor *tracked; /* tensors made since cr__track_begin (newest first) */
   bool tracking;
   bool grad_enabled, training, anomaly;
@@ -192,10 +199,10 @@ typedef struct cr__track {
 } cr__track;
 cr__track cr__track_begin(cr_ctx *ctx);
 void cr__track_release(cr_ctx *ctx, const cr__track *since, cr_tensor *const *escapes, int n);
-/* A buffer of bytes from the pool of released buffers, or NULL. */
-void *cr__pool_take(cr_ctx *ctx, size_t bytes);
-/* Give a dead buffer of the main arena back to the pool. */
-void cr__pool_give(cr_ctx *ctx, void *data, size_t bytes);
+/* A buffer of bytes from the pool of the main (scratch false) or scratch
+ * arena, or NULL; give a dead buffer of that arena back. */
+void *cr__pool_take(cr_ctx *ctx, bool scratch, size_t bytes);
+void cr__pool_give(cr_ctx *ctx, bool scratch, void *data, size_t bytes);
 
 /* ---- checked size arithmetic: every product of dims, strides, element
  * counts or byte sizes goes through these, so no size ever wraps around.

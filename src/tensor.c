@@ -138,9 +138,9 @@ static cr_tensor *new_in(cr_ctx *ctx, bool scratch, cr_dtype dt, int ndim, const
   if (!t)
     return NULL;
   size_t bytes = (size_t)t->numel * cr_dtype_size(dt);
-  t->data = scratch ? cr__alloc(ctx, bytes) : cr__pool_take(ctx, bytes);
-  if (!t->data && !scratch)
-    t->data = cr__alloc_main(ctx, bytes);
+  t->data = cr__pool_take(ctx, scratch && ctx->in_region, bytes);
+  if (!t->data)
+    t->data = scratch ? cr__alloc(ctx, bytes) : cr__alloc_main(ctx, bytes);
   return t->data ? t : NULL;
 }
 

@@ -95,9 +95,9 @@ static cr_status step(cr_ctx *ctx, const cr__layer_run *lr, int64_t t, cr_tensor
 cr_status cr__unroll_steps(cr_ctx *ctx, const cr__layer_run *lr, int64_t t0, int64_t t1,
                            cr_tensor **state, cr_tensor **outs) {
   const cr_cell_def *d = lr->d;
-  /* outside a segment, a block's values that no VJP reads are released
-   * at its end (states, step states and outputs stay) */
-  const bool release = !lr->keep_all && !ctx->in_region && !lr->step_states;
+  /* a block's values that no VJP reads are released at its end (states,
+   * step states and outputs stay) */
+  const bool release = !lr->keep_all && !lr->step_states;
   for (int64_t tb = t0; tb < t1; tb += lr->P) {
     const int64_t te = tb + lr->P < t1 ? tb + lr->P : t1;
     cr__track tr = release ? cr__track_begin(ctx) : (cr__track){0};
