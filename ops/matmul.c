@@ -68,8 +68,8 @@ static const char *at(const cr_tensor *t, int64_t off) {
  * Copying at once lets a_t and gy_t go (memory-efficient BPTT releases
  * them), and the chunks depend only on the order the products come in, so
  * any two runs of the same ops sum alike. */
-#define DEFER_MAX_ROWS 512 /* thin products only; big ones gain nothing */
-#define STAGE_ROWS 256 /* rows staged per gemm: [K,256] @ [256,N] is still efficient */
+#define STAGE_ROWS 128 /* rows staged per gemm: [K,128] @ [128,N] is still efficient;
+                           a product with more rows runs at once (it is efficient) */
 
 typedef struct {
   cr__pending base; /* target: gb's data, gb += A[:rows]^T @ G[:rows] */
@@ -112,7 +112,7 @@ static staged_products *staging(cr_ctx *ctx, cr_tensor *gb, int64_t K, int64_t N
 static void defer_or_run(cr_ctx *ctx, cr_tensor *gb, cr_tensor *a, cr_tensor *gy) {
   int64_t M = a->shape[0], K = a->shape[1], N = gy->shape[1];
   staged_products *s =
-      M <= DEFER_MAX_ROWS && cr__pending_allowed(ctx) ? staging(ctx, gb, K, N) : NULL;
+      M <= STAGE_ROWS && cr__pending_allowed(ctx) ? staging(ctx, gb, K, N) : NULL;
   if (!s) {
     if (ctx->status == CR_ERR_NOMEM)
       cr_ctx_clear_error(ctx); /* no arena memory to stage: add it now */

@@ -232,6 +232,39 @@ static void test_weight_shared_over_50_steps(void **state) {
   cr_tensor_free(w);
 }
 
+/* A weight shared by products of 1, 7, 127, 128, 129, 300 and 700 rows —
+ * below, at and beyond the rows the engine stages per weight-gradient
+ * gemm — in both orders: dL/dW = sum_t a_t^T g_t for L = sum_t <a_t W, g_t>. */
+static void test_shared_weight_products_of_any_rows(void **state) {
+  cr_ctx *ctx = *state;
+  enum { K = 3, N = 5, STEPS = 7 };
+  const int64_t rows[STEPS] = {1, 7, 127, 128, 129, 300, 700};
+  cr_rng *rng = cr_rng_new(11);
+  for (int order = 0; order < 2; order++) {
+    cr_tensor *w = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(K, N), 0, 1));
+    cr_set_requires_grad(w, true);
+    double want[K * N] = {0};
+    cr_tensor *loss = NULL;
+    for (int s = 0; s < STEPS; s++) {
+      const int64_t M = rows[order ? STEPS - 1 - s : s];
+      cr_tensor *a = cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(M, K), 0, 1);
+      cr_tensor *g = cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(M, N), 0, 1);
+      cr_tensor *term = cr_sum(ctx, cr_mul(ctx, cr_matmul(ctx, a, w), g));
+      loss = loss ? cr_add(ctx, loss, term) : term;
+      for (int64_t m = 0; m < M; m++)
+        for (int k = 0; k < K; k++)
+          for (int n = 0; n < N; n++)
+            want[k * N + n] += cr_get_flat(a, m * K + k) * cr_get_flat(g, m * N + n);
+    }
+    assert_int_equal(cr_backward(ctx, loss), CR_OK);
+    for (int i = 0; i < K * N; i++)
+      assert_true(fabs(cr_get_flat(cr_grad(w), i) - want[i]) < 1e-10 * (1 + fabs(want[i])));
+    cr_tensor_free(w);
+    cr_ctx_reset(ctx);
+  }
+  cr_rng_free(rng);
+}
+
 static void test_no_grad_mode(void **state) {
   cr_ctx *ctx = *state;
   cr_tensor *w = param(ctx, CR_SHAPE(2), (const double[]){1, 2});
@@ -460,6 +493,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_accumulates_over_two_backward_calls, setup, teardown),
       cmocka_unit_test_setup_teardown(test_diamond, setup, teardown),
       cmocka_unit_test_setup_teardown(test_weight_shared_over_50_steps, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_shared_weight_products_of_any_rows, setup, teardown),
       cmocka_unit_test_setup_teardown(test_no_grad_mode, setup, teardown),
       cmocka_unit_test_setup_teardown(test_detach, setup, teardown),
       cmocka_unit_test_setup_teardown(test_backward_seed, setup, teardown),
