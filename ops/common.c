@@ -470,9 +470,11 @@ cr__track cr__track_begin(cr_ctx *ctx) {
 
 static cr_tensor *owner(cr_tensor *t) { return t->root ? t->root : t; }
 
-void cr__track_release(cr_ctx *ctx, const cr__track *tr, cr_tensor *const *escapes, int n) {
+/* Release what was made since tr and no VJP of a node made since reads
+ * (nodes made before cannot read newer tensors; later ones see only the
+ * escapes). */
+static void release_since(cr_ctx *ctx, const cr__track *tr, cr_tensor *const *escapes, int n) {
   cr_tensor *since = tr->head;
-  ctx->tracking = false;
   /* mark (view_ok borrowed: this is between passes) what must stay */
   for (cr_tensor *t = ctx->tracked; t && t != since; t = t->tracked_next)
     owner(t)->view_ok = false;
@@ -499,5 +501,19 @@ void cr__track_release(cr_ctx *ctx, const cr__track *tr, cr_tensor *const *escap
       cr__pool_give(ctx, t->scratch, t->data, (size_t)t->numel * cr_dtype_size(t->dtype));
     t->released = true;
   }
-  ctx->tracked = since;
+}
+
+void cr__track_release(cr_ctx *ctx, const cr__track *tr, cr_tensor *const *escapes, int n) {
+  release_since(ctx, tr, escapes, n);
+  ctx->tracking = false;
+  ctx->tracked = tr->head;
+}
+
+cr__track cr__track_mark(const cr_ctx *ctx) {
+  return (cr__track){ctx->tracked, ctx->tensor_serial};
+}
+
+void cr__track_release_step(cr_ctx *ctx, const cr__track *step, cr_tensor *const *escapes,
+                            int n) {
+  release_since(ctx, step, escapes, n);
 }

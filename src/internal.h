@@ -199,6 +199,13 @@ typedef struct cr__track {
 } cr__track;
 cr__track cr__track_begin(cr_ctx *ctx);
 void cr__track_release(cr_ctx *ctx, const cr__track *since, cr_tensor *const *escapes, int n);
+/* Inside tracking: a mark at the start of a step, and the release of what
+ * that step made and no VJP of its nodes reads (escapes: what it hands on),
+ * so the next step reuses those buffers; the tensors stay on the tracked
+ * list for the release that ends tracking. */
+cr__track cr__track_mark(const cr_ctx *ctx);
+void cr__track_release_step(cr_ctx *ctx, const cr__track *step, cr_tensor *const *escapes,
+                            int n);
 /* A buffer of bytes from the pool of the main (scratch false) or scratch
  * arena, or NULL; give a dead buffer of that arena back. */
 void *cr__pool_take(cr_ctx *ctx, bool scratch, size_t bytes);

@@ -95,8 +95,8 @@ static cr_status step(cr_ctx *ctx, const cr__layer_run *lr, int64_t t, cr_tensor
 cr_status cr__unroll_steps(cr_ctx *ctx, const cr__layer_run *lr, int64_t t0, int64_t t1,
                            cr_tensor **state, cr_tensor **outs) {
   const cr_cell_def *d = lr->d;
-  /* a block's values that no VJP reads are released at its end (states,
-   * step states and outputs stay) */
+  /* the values no VJP reads are released: a step's own after it, the
+   * block's projection at its end (states, step states and outputs stay) */
   const bool release = !lr->keep_all && !lr->step_states;
   for (int64_t tb = t0; tb < t1; tb += lr->P) {
     const int64_t te = tb + lr->P < t1 ? tb + lr->P : t1;
@@ -107,10 +107,17 @@ cr_status cr__unroll_steps(cr_ctx *ctx, const cr__layer_run *lr, int64_t t0, int
     if (!xs)
       return cr_ctx_status(ctx) ? cr_ctx_status(ctx) : CR_ERR_NOMEM;
     for (int64_t t = tb; t < te; t++) {
+      const cr__track at = cr__track_mark(ctx);
       cr_status st = step(ctx, lr, t, xs[t - tb], state, &outs[t]);
       if (st != CR_OK) {
         ctx->tracking = false;
         return st;
+      }
+      if (release) { /* the step's own temporaries, for the next step to reuse */
+        cr_tensor *esc[CR_CELL_MAX_STATES + 1];
+        memcpy(esc, state, (size_t)d->n_states * sizeof *esc);
+        esc[d->n_states] = outs[t];
+        cr__track_release_step(ctx, &at, esc, d->n_states + 1);
       }
     }
     if (release) { /* what the block hands on: its outputs and the states */
