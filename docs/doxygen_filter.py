@@ -91,6 +91,7 @@ def mark_up(lines):
     """Code blocks for indented runs; escapes for prose.  In place."""
     in_code = in_list = False
     prev = None  # index of the previous line
+
     def is_indented(text):
         return text.strip() != "" and len(text) - len(text.lstrip(" ")) >= 2
 
@@ -107,8 +108,6 @@ def mark_up(lines):
                 continue
         if in_code and not indented:
             lines[prev][1] = lines[prev][1].rstrip() + " @endcode"
-            if lines[prev] is lines[-1]:
-                lines[prev][1] += " "
             in_code = False
         if blank:
             in_list = False

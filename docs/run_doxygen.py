@@ -59,7 +59,7 @@ def main():
         if name.endswith("_8h.html"):
             with open(os.path.join(out, name), encoding="utf-8") as f:
                 pages[name] = f.read()
-    listed, described, bare = set(), set(), []
+    listed, described = set(), set()
     for page in pages.values():
         # summary rows: <td class="memItemRight" ...><a class="el" href=...>cr_add</a> (...)
         # followed, if there is a brief, by a <td class="mdescRight"> row
