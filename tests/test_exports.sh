@@ -81,4 +81,6 @@ if [ -n "$undeclared" ]; then
 fi
 
 [ "$fail" = 0 ] && echo "ok: libchainrule.so exports exactly the $(wc -l <"$d/declared.txt") public names, no cr__ helper"
-exit "$fail"
+# the script's status (no `exit`: bash leaks under valgrind, which CI runs
+# the suite under, when it exits with an EXIT trap set)
+[ "$fail" = 0 ]
