@@ -12,6 +12,7 @@
 set -u
 PY="$1" CONV=$(realpath "$2") CHECK=$(realpath "$3") STW=$(realpath "$4")
 
+# The test (run in a subshell with errexit, from the end of the file).
 main() {
 d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
