@@ -58,6 +58,16 @@ typedef enum cr_status {
 typedef struct cr_ctx cr_ctx;
 typedef struct cr_tensor cr_tensor;
 
+#include "chainrule/version.h" /* CR_VERSION_MAJOR/MINOR/PATCH/STRING/NUMBER */
+/* The library's version as it was built, "MAJOR.MINOR.PATCH" (a static
+ * string).  The headers' version is CR_VERSION_STRING (chainrule/version.h);
+ * the two differ when a program runs against a library from another
+ * release. */
+const char *cr_version(void);
+/* The same as MAJOR * 1000000 + MINOR * 1000 + PATCH, to compare with
+ * CR_VERSION_NUMBER. */
+int cr_version_number(void);
+
 /* Name of a dtype: "f32" or "f64". */
 const char *cr_dtype_name(cr_dtype dt);
 /* Size in bytes of one element of dt. */
