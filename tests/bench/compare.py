@@ -184,6 +184,7 @@ class Driver:
         self.kernel_peaks = {}  # kernel -> GFLOP/s of every probe run ([]: unsupported)
         self.dnnl_impl = None
         self.torch, self.torch_header = None, []
+        self.load_start = os.getloadavg()[0]
         self.pin1 = ["taskset", "-c", str(args.cpu)]
         self.pin2 = ["taskset", "-c", args.cpus2]
         self.env_dnnl = dict(os.environ, OMP_NUM_THREADS="1")
@@ -285,6 +286,7 @@ class Driver:
             self.torch = t if t.ok() else None
             self.torch_header = t.header
         rows = self.jobs()
+        self.load_start = os.getloadavg()[0]
         t0 = time.time()
         for rnd in range(self.a.rounds):
             self.fma_peak()
@@ -317,8 +319,10 @@ class Driver:
         targets = []  # (what, row, value text, target text, met)
 
         print(f"\nCPU: {cpu_desc}")
-        print(f"kernel: {platform.system()} {platform.release()}; load average at the end "
-              f"{os.getloadavg()[0]:.2f}; {self.a.rounds} interleaved rounds, medians")
+        print(f"kernel: {platform.system()} {platform.release()}; 1-minute load average "
+              f"{self.load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end "
+              f"(2 CPUs: above ~1 another process shares the cores); {self.a.rounds} "
+              "interleaved rounds, medians")
         kp = "; ".join(f"{k}: " + (", ".join(f"{g:.1f}" for g in v) if v else "not supported")
                        for k, v in self.kernel_peaks.items())
         print(f"measured FMA peak (one core, float32): {peak:.1f} GFLOP/s, the best probe run "
