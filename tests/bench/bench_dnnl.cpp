@@ -126,7 +126,8 @@ void dnnl_layer::build(const std::string &c, const lc_size &sz, const lc_ref &re
   const auto bwd_kind = dnnl::prop_kind::backward;
   memory::desc src_layer({T, B, I}, dt::f32, tag::tnc), dst_layer({T, B, H}, dt::f32, tag::tnc);
   memory::desc iter({1, 1, B, H}, dt::f32, tag::ldnc);
-  memory::desc wl_any({1, 1, I, G, H}, dt::f32, tag::any), wi_any({1, 1, H, G, H}, dt::f32, tag::any);
+  memory::desc wl_any({1, 1, I, G, H}, dt::f32, tag::any),
+      wi_any({1, 1, H, G, H}, dt::f32, tag::any);
   memory::desc bias({1, 1, Gb, H}, dt::f32, tag::ldgo);
   memory::desc wl_user({1, 1, I, G, H}, dt::f32, tag::ldgoi);
   memory::desc wi_user({1, 1, H, G, H}, dt::f32, tag::ldgoi);
@@ -138,17 +139,16 @@ void dnnl_layer::build(const std::string &c, const lc_size &sz, const lc_ref &re
                                 dst_layer, iter, iter);
     dnnl::lstm_forward::primitive_desc f(fd, eng);
     dnnl::lstm_backward::desc bd(bwd_kind, dir, src_layer, iter, iter, wl_any, wi_any, bias,
-                                 dst_layer, iter, iter, src_layer, iter, iter, wl_any, wi_any,
-                                 bias, dst_layer, iter, iter);
+                                 dst_layer, iter, iter, src_layer, iter, iter, wl_any, wi_any, bias,
+                                 dst_layer, iter, iter);
     dnnl::lstm_backward::primitive_desc b(bd, eng, f);
     fwd = dnnl::lstm_forward(f), bwd = dnnl::lstm_backward(b), fpd = f, bpd = b;
   } else if (cell == "gru") {
-    dnnl::lbr_gru_forward::desc fd(fwd_kind, dir, src_layer, iter, wl_any, wi_any, bias,
-                                   dst_layer, iter);
+    dnnl::lbr_gru_forward::desc fd(fwd_kind, dir, src_layer, iter, wl_any, wi_any, bias, dst_layer,
+                                   iter);
     dnnl::lbr_gru_forward::primitive_desc f(fd, eng);
-    dnnl::lbr_gru_backward::desc bd(bwd_kind, dir, src_layer, iter, wl_any, wi_any, bias,
-                                    dst_layer, iter, src_layer, iter, wl_any, wi_any, bias,
-                                    dst_layer, iter);
+    dnnl::lbr_gru_backward::desc bd(bwd_kind, dir, src_layer, iter, wl_any, wi_any, bias, dst_layer,
+                                    iter, src_layer, iter, wl_any, wi_any, bias, dst_layer, iter);
     dnnl::lbr_gru_backward::primitive_desc b(bd, eng, f);
     fwd = dnnl::lbr_gru_forward(f), bwd = dnnl::lbr_gru_backward(b), fpd = f, bpd = b;
   } else {
@@ -156,9 +156,9 @@ void dnnl_layer::build(const std::string &c, const lc_size &sz, const lc_ref &re
     dnnl::vanilla_rnn_forward::desc fd(fwd_kind, act, dir, src_layer, iter, wl_any, wi_any, bias,
                                        dst_layer, iter);
     dnnl::vanilla_rnn_forward::primitive_desc f(fd, eng);
-    dnnl::vanilla_rnn_backward::desc bd(bwd_kind, act, dir, src_layer, iter, wl_any, wi_any,
-                                        bias, dst_layer, iter, src_layer, iter, wl_any, wi_any,
-                                        bias, dst_layer, iter);
+    dnnl::vanilla_rnn_backward::desc bd(bwd_kind, act, dir, src_layer, iter, wl_any, wi_any, bias,
+                                        dst_layer, iter, src_layer, iter, wl_any, wi_any, bias,
+                                        dst_layer, iter);
     dnnl::vanilla_rnn_backward::primitive_desc b(bd, eng, f);
     fwd = dnnl::vanilla_rnn_forward(f), bwd = dnnl::vanilla_rnn_backward(b), fpd = f, bpd = b;
   }
@@ -179,9 +179,9 @@ void dnnl_layer::build(const std::string &c, const lc_size &sz, const lc_ref &re
       b[(size_t)(3 * H + o)] = ref.b_hh[2 * H + o]; /* b_hn */
 
   /* forward arguments */
-  const int fwd_list[] = {DNNL_ARG_SRC_LAYER, DNNL_ARG_SRC_ITER,    DNNL_ARG_SRC_ITER_C,
+  const int fwd_list[] = {DNNL_ARG_SRC_LAYER,     DNNL_ARG_SRC_ITER,     DNNL_ARG_SRC_ITER_C,
                           DNNL_ARG_WEIGHTS_LAYER, DNNL_ARG_WEIGHTS_ITER, DNNL_ARG_BIAS,
-                          DNNL_ARG_DST_LAYER, DNNL_ARG_DST_ITER,   DNNL_ARG_DST_ITER_C,
+                          DNNL_ARG_DST_LAYER,     DNNL_ARG_DST_ITER,     DNNL_ARG_DST_ITER_C,
                           DNNL_ARG_WORKSPACE};
   for (int arg : fwd_list) {
     memory m = arg_memory(fpd, arg);
@@ -195,8 +195,8 @@ void dnnl_layer::build(const std::string &c, const lc_size &sz, const lc_ref &re
 
   /* backward: share the forward's data and workspace, own copies of the
    * weights in the layouts it asked for */
-  const int shared[] = {DNNL_ARG_SRC_LAYER, DNNL_ARG_SRC_ITER,  DNNL_ARG_SRC_ITER_C,
-                        DNNL_ARG_DST_LAYER, DNNL_ARG_DST_ITER,  DNNL_ARG_DST_ITER_C,
+  const int shared[] = {DNNL_ARG_SRC_LAYER, DNNL_ARG_SRC_ITER, DNNL_ARG_SRC_ITER_C,
+                        DNNL_ARG_DST_LAYER, DNNL_ARG_DST_ITER, DNNL_ARG_DST_ITER_C,
                         DNNL_ARG_WORKSPACE, DNNL_ARG_BIAS};
   for (int arg : shared) {
     memory::desc md = bpd.query_md(dnnl::query::exec_arg_md, arg);
@@ -212,11 +212,10 @@ void dnnl_layer::build(const std::string &c, const lc_size &sz, const lc_ref &re
   bwd_args[DNNL_ARG_WEIGHTS_ITER] = arg_memory(bpd, DNNL_ARG_WEIGHTS_ITER);
   load(bwd_args[DNNL_ARG_WEIGHTS_LAYER], wl_user, wl.data());
   load(bwd_args[DNNL_ARG_WEIGHTS_ITER], wi_user, wi.data());
-  const int diff_list[] = {DNNL_ARG_DIFF_SRC_LAYER,     DNNL_ARG_DIFF_SRC_ITER,
-                           DNNL_ARG_DIFF_SRC_ITER_C,    DNNL_ARG_DIFF_WEIGHTS_LAYER,
-                           DNNL_ARG_DIFF_WEIGHTS_ITER,  DNNL_ARG_DIFF_BIAS,
-                           DNNL_ARG_DIFF_DST_LAYER,     DNNL_ARG_DIFF_DST_ITER,
-                           DNNL_ARG_DIFF_DST_ITER_C};
+  const int diff_list[] = {
+      DNNL_ARG_DIFF_SRC_LAYER,     DNNL_ARG_DIFF_SRC_ITER,     DNNL_ARG_DIFF_SRC_ITER_C,
+      DNNL_ARG_DIFF_WEIGHTS_LAYER, DNNL_ARG_DIFF_WEIGHTS_ITER, DNNL_ARG_DIFF_BIAS,
+      DNNL_ARG_DIFF_DST_LAYER,     DNNL_ARG_DIFF_DST_ITER,     DNNL_ARG_DIFF_DST_ITER_C};
   for (int arg : diff_list) {
     memory m = arg_memory(bpd, arg); /* zero-filled: diff_dst_iter(_c) stay 0 */
     if (m)
@@ -497,9 +496,8 @@ int main(int argc, char **argv) {
       if (!o.machine)
         std::printf("\nms: median of >= %d repetitions and >= %.2f s after %d warm-up; GFLOP/s "
                     "= 3*2*T*B*G*H*(I+H) / ms\n%-9s %-15s %3s %5s %9s %9s %9s %8s%s  %s\n",
-                    o.reps, o.min_time, o.warmup, "cell", "IxHxBxT", "thr", "reps", "ms",
-                    "mean ms", "min ms", "GFLOP/s", o.peak > 0 ? "  % peak" : "",
-                    "implementation fwd/bwd");
+                    o.reps, o.min_time, o.warmup, "cell", "IxHxBxT", "thr", "reps", "ms", "mean ms",
+                    "min ms", "GFLOP/s", o.peak > 0 ? "  % peak" : "", "implementation fwd/bwd");
       for (const std::string &cell : o.cells)
         for (const lc_size &s : o.sizes)
           if (!time_case(o, cell, s))

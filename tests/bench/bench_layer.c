@@ -102,8 +102,7 @@ static bool parse_args(int argc, char **argv, options *o) {
         return false;
       for (int k = 0; k < n; k++) {
         if (!lc_gates(items[k])) {
-          fprintf(stderr, "bench-layer: unknown cell '%s' (lstm, gru, rnn_tanh, mgu)\n",
-                  items[k]);
+          fprintf(stderr, "bench-layer: unknown cell '%s' (lstm, gru, rnn_tanh, mgu)\n", items[k]);
           return false;
         }
         o->cells[k] = items[k];
@@ -210,8 +209,7 @@ int main(int argc, char **argv) {
   char rt[256];
   cr_runtime_init();
   if (o.machine) {
-    printf("# chainrule layer forward+backward; runtime: %s\n",
-           cr_runtime_describe(rt, sizeof rt));
+    printf("# chainrule layer forward+backward; runtime: %s\n", cr_runtime_describe(rt, sizeof rt));
   } else {
     printf("chainrule layer forward+backward: 1 layer, f32, [T,B,I], zero initial state, "
            "backward from a seed on the output (gx and all weight gradients)\n");

@@ -39,9 +39,9 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "char_model.h"
 #include "chainrule.h"
 #include "chainrule/optim.h"
+#include "char_model.h"
 
 #define VOCAB 65
 #define MAX_ITEMS 8
@@ -163,8 +163,7 @@ static bool parse_args(int argc, char **argv, options *o) {
         return false;
       for (int k = 0; k < n; k++) {
         if (!cm_cell_by_name(items[k])) {
-          fprintf(stderr, "bench-rnn: unknown cell '%s' (rnn_tanh, lstm, gru, mgu)\n",
-                  items[k]);
+          fprintf(stderr, "bench-rnn: unknown cell '%s' (rnn_tanh, lstm, gru, mgu)\n", items[k]);
           return false;
         }
         o->cells[k] = items[k];
@@ -326,9 +325,8 @@ int main(int argc, char **argv) {
            "counts 3x the forward matmul FLOPs%s\n",
            o.quick ? " (--quick: short timing)" : "");
     printf("load average before the run: %.2f (a busy machine slows every row)\n\n", load);
-    printf("%-9s %-7s %4s %4s %5s %4s %4s %6s %11s %9s %9s %8s %7s\n", "cell", "config", "E",
-           "H", "batch", "seq", "thr", "steps", "tokens/s", "ms/step", "mean ms", "GFLOP/s",
-           "loss");
+    printf("%-9s %-7s %4s %4s %5s %4s %4s %6s %11s %9s %9s %8s %7s\n", "cell", "config", "E", "H",
+           "batch", "seq", "thr", "steps", "tokens/s", "ms/step", "mean ms", "GFLOP/s", "loss");
   }
   bool failed = false;
   size_t total_allocs = 0;
@@ -363,7 +361,8 @@ int main(int argc, char **argv) {
   printf("\n%speak RSS: %.1f MiB\n", pre, (double)ru.ru_maxrss / 1024.0);
   if (total_allocs) {
     printf("FAIL: %zu heap allocations during timed steps (a steady-state step must not "
-           "malloc)\n", total_allocs);
+           "malloc)\n",
+           total_allocs);
     failed = true;
   }
   return failed ? 1 : 0;

@@ -60,8 +60,8 @@ const cr_cell_def *lc_cell(const char *cell) {
 }
 
 double lc_flops(const char *cell, const lc_size *s) {
-  double F = 2.0 * (double)s->T * (double)s->B * lc_gates(cell) * (double)s->H *
-             (double)(s->I + s->H);
+  double F =
+      2.0 * (double)s->T * (double)s->B * lc_gates(cell) * (double)s->H * (double)(s->I + s->H);
   return 3 * F;
 }
 
@@ -79,7 +79,7 @@ static cr_tensor *uniform_tensor(cr_ctx *ctx, int ndim, const int64_t *shape, ui
 
 lc_case *lc_new(cr_ctx *ctx, const char *cell, const lc_size *s) {
   const cr_cell_def *def = lc_cell(cell);
-  if (!def || strlen(cell) >= sizeof ((lc_case *)0)->cell) {
+  if (!def || strlen(cell) >= sizeof((lc_case *)0)->cell) {
     cr_ctx_set_error(ctx, CR_ERR_ARG, "bench: unknown cell '%s'", cell);
     return NULL;
   }
@@ -158,8 +158,7 @@ int lc_reference(const char *cell, const lc_size *s, bool compute, lc_ref *ref, 
     goto done;
   }
   ref->G = lc_gates(cell);
-  static const char *const names[4] = {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0",
-                                       "bias_hh_l0"};
+  static const char *const names[4] = {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"};
   float **w[4] = {&ref->w_ih, &ref->w_hh, &ref->b_ih, &ref->b_hh};
   float **gw[4] = {&ref->gw_ih, &ref->gw_hh, &ref->gb_ih, &ref->gb_hh};
   ref->x = copy_out(c->x);
@@ -194,7 +193,7 @@ done:
 }
 
 void lc_ref_free(lc_ref *ref) {
-  float *all[] = {ref->x,   ref->gy,  ref->w_ih, ref->w_hh,  ref->b_ih,  ref->b_hh, ref->y,
+  float *all[] = {ref->x,   ref->gy,  ref->w_ih, ref->w_hh,  ref->b_ih,  ref->b_hh,  ref->y,
                   ref->h_T, ref->c_T, ref->gx,   ref->gw_ih, ref->gw_hh, ref->gb_ih, ref->gb_hh};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
     free(all[i]);

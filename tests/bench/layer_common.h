@@ -53,12 +53,12 @@ double lc_flops(const char *cell, const lc_size *s);
 typedef struct lc_case {
   char cell[16];
   lc_size size;
-  cr_rnn *rnn;     /* 1 layer, f32 */
-  cr_tensor *x;    /* [T,B,I], persistent, requires_grad */
-  cr_tensor *gy;   /* [T,B,H], persistent: the seed of backward */
-  cr_tensor *y;    /* [T,B,H] after lc_step (arena: valid until reset) */
-  cr_tensor *h_T;  /* [1,B,H] the final h after lc_step (arena) */
-  cr_tensor *c_T;  /* [1,B,H] the final c (lstm) or NULL (arena) */
+  cr_rnn *rnn;    /* 1 layer, f32 */
+  cr_tensor *x;   /* [T,B,I], persistent, requires_grad */
+  cr_tensor *gy;  /* [T,B,H], persistent: the seed of backward */
+  cr_tensor *y;   /* [T,B,H] after lc_step (arena: valid until reset) */
+  cr_tensor *h_T; /* [1,B,H] the final h after lc_step (arena) */
+  cr_tensor *c_T; /* [1,B,H] the final c (lstm) or NULL (arena) */
 } lc_case;
 
 /* A new case (parameters from seed 1234); NULL and a message in ctx on
@@ -77,7 +77,7 @@ typedef struct lc_ref {
   float *x, *gy;                    /* [T,B,I], [T,B,H] */
   float *w_ih, *w_hh, *b_ih, *b_hh; /* [G*H,I], [G*H,H], [G*H], [G*H] */
   /* results of one chainrule forward+backward (NULL unless computed) */
-  float *y, *h_T, *c_T;             /* [T,B,H], [B,H], [B,H] (c_T: lstm) */
+  float *y, *h_T, *c_T; /* [T,B,H], [B,H], [B,H] (c_T: lstm) */
   float *gx, *gw_ih, *gw_hh, *gb_ih, *gb_hh;
 } lc_ref;
 
