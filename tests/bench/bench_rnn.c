@@ -1,12 +1,16 @@
 /* bench_rnn.c — training speed of the character model (examples/char_model.c).
  *
  * One training step, exactly as a training loop runs it:
- *   ids [T,B] (random, vocab V = 65, seeded) -> embedding [V,E], E = H
+ *   ids [T,B] (random, vocab V = 65, seeded) -> embedding [V,E], E = 64
+ *   (--embed N; --embed-equals-hidden for E = H)
  *   -> one recurrent layer (rnn_tanh, lstm or gru) -> linear head [V,H]
  *   -> cr_cross_entropy -> cr_backward -> cr_optim_step (SGD, lr 0.1)
  *   -> cr_ctx_reset
  * in float32, for three sizes and 1 and 2 threads.  Each row is warmed up,
- * then timed over enough steps for about 1.5 s (CLOCK_MONOTONIC).
+ * then timed over enough steps for about 1.5 s and at least 10 steps
+ * (CLOCK_MONOTONIC).  The embedding is 64 wide by default, as in the
+ * project's reference comparison; --embed-equals-hidden gives the older
+ * E = H configuration (bench_torch.py has the same two options).
  *
  * Columns: ms/step is the median time of the timed steps (robust to other
  * processes on a shared machine; "mean ms" is the mean); tokens/s counts
@@ -21,9 +25,12 @@
  * step never calls malloc.  "loss" is the loss of the last timed step (the
  * same batch every step, so it falls as SGD fits it).
  *
- * Run:  meson test -C build-bench --benchmark --verbose
- *   or  build-bench/tests/bench/bench-rnn [--quick] [--cells lstm,gru]
- *         [--configs tiny,small] [--threads 1,2] [--steps N]
+ * Run:  meson test -C build --benchmark --verbose
+ *   or  taskset -c 0 build/tests/bench/bench-rnn [--quick] [--cells lstm,gru]
+ *         [--configs tiny,small] [--threads 1,2] [--steps N] [--min-steps N]
+ *         [--embed N | --embed-equals-hidden] [--machine]
+ * (--min-steps: at least N timed steps besides the time budget, default 10;
+ * --machine: one "RESULT ..." line per row, for run_all.sh / compare.py.)
  */
 #include <math.h>
 #include <stdio.h>
@@ -32,9 +39,9 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "char_model.h"
 #include "chainrule.h"
 #include "chainrule/optim.h"
+#include "char_model.h"
 
 #define VOCAB 65
 #define MAX_ITEMS 8
@@ -62,8 +69,10 @@ static const bench_config all_configs[] = {
 static const char *const all_cells[] = {"rnn_tanh", "lstm", "gru"};
 
 typedef struct {
-  bool quick;
-  int steps; /* fixed timed steps, 0: by time */
+  bool quick, machine;
+  int steps;     /* fixed timed steps, 0: by time */
+  int min_steps; /* timed steps at least, when timing by time */
+  int64_t embed; /* E; 0: E = H */
   int n_cells, n_configs, n_threads;
   const char *cells[MAX_ITEMS];
   const bench_config *configs[MAX_ITEMS];
@@ -81,9 +90,9 @@ static int gates_of(const char *cell) {
   return !strcmp(cell, "lstm") ? 4 : !strcmp(cell, "gru") ? 3 : !strcmp(cell, "mgu") ? 2 : 1;
 }
 
-/* Forward matrix-product FLOPs of one step (E = H). */
-static double forward_flops(const bench_config *c, int G) {
-  double TB = (double)c->seq * (double)c->batch, H = (double)c->hidden, E = H;
+/* Forward matrix-product FLOPs of one step. */
+static double forward_flops(const bench_config *c, int G, int64_t embed) {
+  double TB = (double)c->seq * (double)c->batch, H = (double)c->hidden, E = (double)embed;
   return 2 * TB * E * G * H + 2 * TB * H * G * H + 2 * TB * H * VOCAB;
 }
 
@@ -100,7 +109,8 @@ static bool split_list(char *s, const char **out, int *n) {
 
 static void usage(FILE *f) {
   fprintf(f, "usage: bench-rnn [--quick] [--cells rnn_tanh,lstm,gru] "
-             "[--configs tiny,small,medium] [--threads 1,2] [--steps N]\n");
+             "[--configs tiny,small,medium] [--threads 1,2] [--steps N] [--min-steps N] "
+             "[--embed N | --embed-equals-hidden] [--machine]\n");
 }
 
 static bool parse_args(int argc, char **argv, options *o) {
@@ -109,11 +119,21 @@ static bool parse_args(int argc, char **argv, options *o) {
     o->cells[i] = all_cells[i], o->configs[i] = &all_configs[i];
   o->n_cells = o->n_configs = 3;
   o->threads[0] = 1, o->threads[1] = 2, o->n_threads = 2;
+  o->embed = 64, o->min_steps = 10;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *items[MAX_ITEMS];
     int n;
     if (!strcmp(a, "--quick")) {
       o->quick = true;
+      o->min_steps = 3;
+      continue;
+    }
+    if (!strcmp(a, "--machine")) {
+      o->machine = true;
+      continue;
+    }
+    if (!strcmp(a, "--embed-equals-hidden")) {
+      o->embed = 0;
       continue;
     }
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -125,10 +145,17 @@ static bool parse_args(int argc, char **argv, options *o) {
       return false;
     }
     char *v = argv[++i];
-    if (!strcmp(a, "--steps")) {
-      o->steps = atoi(v);
-      if (o->steps < 1) {
-        fprintf(stderr, "bench-rnn: --steps %s: need a positive count\n", v);
+    if (!strcmp(a, "--steps") || !strcmp(a, "--min-steps")) {
+      int k = atoi(v);
+      if (k < 1 || k > MAX_STEPS) {
+        fprintf(stderr, "bench-rnn: %s %s: need a count in 1..%d\n", a, v, MAX_STEPS);
+        return false;
+      }
+      *(!strcmp(a, "--steps") ? &o->steps : &o->min_steps) = k;
+    } else if (!strcmp(a, "--embed")) {
+      o->embed = atoll(v);
+      if (o->embed < 1) {
+        fprintf(stderr, "bench-rnn: --embed %s: need a positive size\n", v);
         return false;
       }
     } else if (!strcmp(a, "--cells")) {
@@ -136,8 +163,7 @@ static bool parse_args(int argc, char **argv, options *o) {
         return false;
       for (int k = 0; k < n; k++) {
         if (!cm_cell_by_name(items[k])) {
-          fprintf(stderr, "bench-rnn: unknown cell '%s' (rnn_tanh, lstm, gru, mgu)\n",
-                  items[k]);
+          fprintf(stderr, "bench-rnn: unknown cell '%s' (rnn_tanh, lstm, gru, mgu)\n", items[k]);
           return false;
         }
         o->cells[k] = items[k];
@@ -203,7 +229,8 @@ static bool run_row(const options *o, const char *cell, const bench_config *c, i
   cr_set_num_threads(threads);
   cr_ctx *ctx = cr_ctx_new();
   cr_rng *rng = cr_rng_new(1234);
-  cm_config mc = {cm_cell_by_name(cell), VOCAB, H, H, 1, 0.0, CR_F32};
+  const int64_t E = o->embed ? o->embed : H;
+  cm_config mc = {cm_cell_by_name(cell), VOCAB, E, H, 1, 0.0, CR_F32};
   char_model *m = ctx && rng ? cm_new(ctx, &mc, rng) : NULL;
   cr_optim_opts oo;
   cr_optim_default_opts(CR_SGD, &oo);
@@ -229,7 +256,8 @@ static bool run_row(const options *o, const char *cell, const bench_config *c, i
       goto done;
     }
   }
-  /* timed steps: a fixed count, or until the time budget is spent (>= 3) */
+  /* timed steps: a fixed count, or until the time budget is spent (and at
+   * least min_steps) */
   double budget = o->quick ? 0.25 : 1.5;
   size_t allocs0 = cr_alloc_count();
   double start = now_s(), last = start, elapsed = 0, loss = 0;
@@ -242,7 +270,8 @@ static bool run_row(const options *o, const char *cell, const bench_config *c, i
     last = t;
     steps++;
     elapsed = t - start;
-    if (!isfinite(loss) || (o->steps ? steps >= o->steps : steps >= 3 && elapsed >= budget))
+    if (!isfinite(loss) ||
+        (o->steps ? steps >= o->steps : steps >= o->min_steps && elapsed >= budget))
       break;
   }
   r->allocs = cr_alloc_count() - allocs0;
@@ -273,12 +302,17 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  char rt[256];
+  char rt[256], emb[32];
   cr_runtime_init();
-  printf("chainrule training step: embedding -> 1-layer cell -> linear -> cross_entropy -> "
-         "backward -> SGD(lr 0.1); f32, vocab %d, E = H\n",
-         VOCAB);
-  printf("runtime: %s\n", cr_runtime_describe(rt, sizeof rt));
+  if (o.embed)
+    snprintf(emb, sizeof emb, "E = %lld", (long long)o.embed);
+  else
+    snprintf(emb, sizeof emb, "E = H");
+  const char *pre = o.machine ? "# " : ""; /* --machine: only RESULT lines are data */
+  printf("%schainrule training step: embedding -> 1-layer cell -> linear -> cross_entropy -> "
+         "backward -> SGD(lr 0.1); f32, vocab %d, %s\n",
+         pre, VOCAB, emb);
+  printf("%sruntime: %s\n", pre, cr_runtime_describe(rt, sizeof rt));
   double load = NAN; /* 1-minute load average, Linux */
   FILE *lf = fopen("/proc/loadavg", "r");
   if (lf) {
@@ -286,39 +320,49 @@ int main(int argc, char **argv) {
       load = NAN;
     fclose(lf);
   }
-  printf("ms/step is the median step (tokens/s and GFLOP/s use it), mean ms the mean; GFLOP/s "
-         "counts 3x the forward matmul FLOPs%s\n",
-         o.quick ? " (--quick: short timing)" : "");
-  printf("load average before the run: %.2f (a busy machine slows every row)\n\n", load);
-  printf("%-9s %-7s %3s %5s %4s %4s %6s %11s %9s %9s %8s %7s\n", "cell", "config", "H",
-         "batch", "seq", "thr", "steps", "tokens/s", "ms/step", "mean ms", "GFLOP/s", "loss");
+  if (!o.machine) {
+    printf("ms/step is the median step (tokens/s and GFLOP/s use it), mean ms the mean; GFLOP/s "
+           "counts 3x the forward matmul FLOPs%s\n",
+           o.quick ? " (--quick: short timing)" : "");
+    printf("load average before the run: %.2f (a busy machine slows every row)\n\n", load);
+    printf("%-9s %-7s %4s %4s %5s %4s %4s %6s %11s %9s %9s %8s %7s\n", "cell", "config", "E", "H",
+           "batch", "seq", "thr", "steps", "tokens/s", "ms/step", "mean ms", "GFLOP/s", "loss");
+  }
   bool failed = false;
   size_t total_allocs = 0;
   for (int ci = 0; ci < o.n_cells; ci++)
     for (int fi = 0; fi < o.n_configs; fi++)
       for (int ti = 0; ti < o.n_threads; ti++) {
         const bench_config *c = o.configs[fi];
+        const int64_t E = o.embed ? o.embed : c->hidden;
         row_result r = {0};
         if (!run_row(&o, o.cells[ci], c, o.threads[ti], &r)) {
           failed = true;
           continue;
         }
         double tokens = (double)(c->seq * c->batch);
-        double gflops = 3 * forward_flops(c, gates_of(o.cells[ci])) / (r.ms_per_step * 1e6);
-        printf("%-9s %-7s %3lld %5lld %4lld %4d %6d %11.0f %9.3f %9.3f %8.2f %7.4f  "
-               "allocations during timed steps: %zu\n",
-               o.cells[ci], c->name, (long long)c->hidden, (long long)c->batch,
-               (long long)c->seq, o.threads[ti], r.steps, tokens / (r.ms_per_step * 1e-3),
-               r.ms_per_step, r.ms_mean, gflops, r.loss, r.allocs);
+        double gflops = 3 * forward_flops(c, gates_of(o.cells[ci]), E) / (r.ms_per_step * 1e6);
+        if (o.machine)
+          printf("RESULT peer=chainrule kind=char cell=%s config=%s embed=%lld hidden=%lld "
+                 "threads=%d ms=%.6f ms_mean=%.6f reps=%d gflops=%.3f loss=%.5f allocs=%zu\n",
+                 o.cells[ci], c->name, (long long)E, (long long)c->hidden, o.threads[ti],
+                 r.ms_per_step, r.ms_mean, r.steps, gflops, r.loss, r.allocs);
+        else
+          printf("%-9s %-7s %4lld %4lld %5lld %4lld %4d %6d %11.0f %9.3f %9.3f %8.2f %7.4f  "
+                 "allocations during timed steps: %zu\n",
+                 o.cells[ci], c->name, (long long)E, (long long)c->hidden, (long long)c->batch,
+                 (long long)c->seq, o.threads[ti], r.steps, tokens / (r.ms_per_step * 1e-3),
+                 r.ms_per_step, r.ms_mean, gflops, r.loss, r.allocs);
         fflush(stdout);
         total_allocs += r.allocs;
       }
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  printf("\npeak RSS: %.1f MiB\n", (double)ru.ru_maxrss / 1024.0);
+  printf("\n%speak RSS: %.1f MiB\n", pre, (double)ru.ru_maxrss / 1024.0);
   if (total_allocs) {
     printf("FAIL: %zu heap allocations during timed steps (a steady-state step must not "
-           "malloc)\n", total_allocs);
+           "malloc)\n",
+           total_allocs);
     failed = true;
   }
   return failed ? 1 : 0;
