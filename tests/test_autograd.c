@@ -232,37 +232,46 @@ static void test_weight_shared_over_50_steps(void **state) {
   cr_tensor_free(w);
 }
 
-/* A weight shared by products of 1, 7, 127, 128, 129, 300 and 700 rows —
- * below, at and beyond the rows the engine stages per weight-gradient
- * gemm — in both orders: dL/dW = sum_t a_t^T g_t for L = sum_t <a_t W, g_t>. */
-static void test_shared_weight_products_of_any_rows(void **state) {
-  cr_ctx *ctx = *state;
-  enum { K = 3, N = 5, STEPS = 7 };
-  const int64_t rows[STEPS] = {1, 7, 127, 128, 129, 300, 700};
+/* A weight shared by products of various rows — below, at and beyond the
+ * rows the engine stages per weight-gradient gemm (128 for a small weight,
+ * 256 for one of 256K elements) — in both orders:
+ *   dL/dW = sum_t a_t^T g_t  for  L = sum_t <a_t W, g_t>. */
+static void shared_weight_case(cr_ctx *ctx, int64_t K, int64_t N, const int64_t *rows,
+                               int steps) {
   cr_rng *rng = cr_rng_new(11);
+  double *want = calloc((size_t)(K * N), sizeof *want);
+  assert_non_null(want);
   for (int order = 0; order < 2; order++) {
     cr_tensor *w = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(K, N), 0, 1));
     cr_set_requires_grad(w, true);
-    double want[K * N] = {0};
+    memset(want, 0, (size_t)(K * N) * sizeof *want);
     cr_tensor *loss = NULL;
-    for (int s = 0; s < STEPS; s++) {
-      const int64_t M = rows[order ? STEPS - 1 - s : s];
+    for (int s = 0; s < steps; s++) {
+      const int64_t M = rows[order ? steps - 1 - s : s];
       cr_tensor *a = cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(M, K), 0, 1);
       cr_tensor *g = cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(M, N), 0, 1);
       cr_tensor *term = cr_sum(ctx, cr_mul(ctx, cr_matmul(ctx, a, w), g));
       loss = loss ? cr_add(ctx, loss, term) : term;
+      const double *ad = cr_data_const(a), *gd = cr_data_const(g);
       for (int64_t m = 0; m < M; m++)
-        for (int k = 0; k < K; k++)
-          for (int n = 0; n < N; n++)
-            want[k * N + n] += cr_get_flat(a, m * K + k) * cr_get_flat(g, m * N + n);
+        for (int64_t k = 0; k < K; k++)
+          for (int64_t n = 0; n < N; n++)
+            want[k * N + n] += ad[m * K + k] * gd[m * N + n];
     }
     assert_int_equal(cr_backward(ctx, loss), CR_OK);
-    for (int i = 0; i < K * N; i++)
-      assert_true(fabs(cr_get_flat(cr_grad(w), i) - want[i]) < 1e-10 * (1 + fabs(want[i])));
+    const double *got = cr_data_const(cr_grad(w));
+    for (int64_t i = 0; i < K * N; i++)
+      assert_true(fabs(got[i] - want[i]) < 1e-10 * (1 + fabs(want[i])));
     cr_tensor_free(w);
     cr_ctx_reset(ctx);
   }
+  free(want);
   cr_rng_free(rng);
+}
+
+static void test_shared_weight_products_of_any_rows(void **state) {
+  shared_weight_case(*state, 3, 5, (const int64_t[]){1, 7, 127, 128, 129, 300, 700}, 7);
+  shared_weight_case(*state, 256, 1024, (const int64_t[]){100, 157, 256, 257}, 4);
 }
 
 static void test_no_grad_mode(void **state) {
