@@ -64,6 +64,7 @@ typedef struct bt_report {
   bt_graph_result graph;
   bt_anomaly_result an;
   bool drawn[8]; /* which pictures exist (BT_PIC_...) */
+  bool quick;    /* --quick: a tenth of the training */
   double seconds;
 } bt_report;
 

@@ -49,9 +49,9 @@ static int fail(cr_ctx *ctx, char *error, size_t n, const char *what) {
   return 1;
 }
 
-int bt_flow(bt_flow_result *r) {
+int bt_flow(int steps, bt_flow_result *r) {
   memset(r, 0, sizeof *r);
-  r->T = T_SEQ, r->H = HIDDEN, r->B = BATCH, r->steps = 400, r->lr = 2e-2;
+  r->T = T_SEQ, r->H = HIDDEN, r->B = BATCH, r->steps = steps, r->lr = 2e-2;
   const cr_cell_def *cells[BT_N_CELLS] = {&cr_cell_rnn_tanh, &cr_cell_lstm, &cr_cell_gru};
   cr_ctx *ctx = cr_ctx_new();
   int rc = 0;
@@ -75,9 +75,9 @@ int bt_flow(bt_flow_result *r) {
   return rc;
 }
 
-int bt_explode(double scale, bt_explode_result *r) {
+int bt_explode(double scale, int steps, bt_explode_result *r) {
   memset(r, 0, sizeof *r);
-  r->T = T_SEQ, r->H = HIDDEN, r->steps = 200, r->scale = scale, r->clip = 1.0, r->lr = 0.05;
+  r->T = T_SEQ, r->H = HIDDEN, r->steps = steps, r->scale = scale, r->clip = 1.0, r->lr = 0.05;
   cr_ctx *ctx = cr_ctx_new();
   int rc = 0;
   /* 0: x1 at init, 1: x scale at init, 2: trained without clipping, 3: with */

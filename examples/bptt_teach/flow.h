@@ -31,11 +31,12 @@ typedef struct bt_explode_result {
   char error[512];
 } bt_explode_result;
 
-/* rnn_tanh, lstm and gru trained on the adding problem.  0 or 1 (error). */
-int bt_flow(bt_flow_result *r);
+/* rnn_tanh, lstm and gru trained on the adding problem for steps steps
+ * (400 in the report).  0 or 1 (error). */
+int bt_flow(int steps, bt_flow_result *r);
 /* A tanh RNN whose recurrent weight is scaled by scale, trained with SGD
- * with and without gradient-norm clipping.  0 or 1 (error). */
-int bt_explode(double scale, bt_explode_result *r);
+ * for steps steps (200) with and without gradient-norm clipping.  0 or 1. */
+int bt_explode(double scale, int steps, bt_explode_result *r);
 void bt_flow_free(bt_flow_result *r);
 void bt_explode_free(bt_explode_result *r);
 

@@ -1,14 +1,16 @@
 /* bptt-teach — watch backpropagation through time fall out of the chain rule.
  *
  *   usage: bptt-teach [--steps T] [--scale S]     the text version (classic.c)
- *          bptt-teach --out DIR [--scale S]        DIR/index.html with pictures:
+ *          bptt-teach --out DIR [--scale S] [--quick]   DIR/index.html with pictures:
  *     1. the BPTT double sum, term by term, against backward (heat map)
  *     2. ||dL/dh_k|| per step for rnn_tanh, lstm, gru, before and after
  *        training; an exploding tanh RNN with and without clipping
  *     3. the unrolled graph of a 3-step LSTM, one cluster per step
  *     4. a diverging run stopped by anomaly mode
  *   and prints the key figures.  Pictures need gnuplot and Graphviz's dot;
- *   without them the CSV, gnuplot and dot files are written all the same. */
+ *   without them the CSV, gnuplot and dot files are written all the same.
+ *   --quick trains for a tenth of the steps (for tests: the pictures are
+ *   made, the trained curves are not yet the lesson). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +29,7 @@ static double now(void) {
 static int usage(const char *bad) {
   fprintf(stderr, "bptt-teach: unknown or bad option '%s'\n"
                   "usage: bptt-teach [--steps T >= 3] [--scale S > 0]\n"
-                  "       bptt-teach --out DIR [--scale S > 1]\n", bad);
+                  "       bptt-teach --out DIR [--scale S > 1] [--quick]\n", bad);
   return 2;
 }
 
@@ -67,7 +69,7 @@ static void key_figures(const bt_report *r) {
          r->an.op, r->an.log.message);
 }
 
-static int report(const char *dir, double scale) {
+static int report(const char *dir, double scale, bool quick) {
   double t0 = now();
   if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
     fprintf(stderr, "bptt-teach: cannot create '%s': %s\n", dir, strerror(errno));
@@ -77,6 +79,7 @@ static int report(const char *dir, double scale) {
   if (!r)
     return 1;
   r->dir = dir;
+  r->quick = quick;
   r->have_gnuplot = bt_have("gnuplot");
   r->have_dot = bt_have("dot");
   r->dcfg = (bt_dsum_config){.T = 24, .I = 3, .H = 8, .O = 2, .seed = 1, .max_lag = -1};
@@ -84,9 +87,9 @@ static int report(const char *dir, double scale) {
   const char *err = NULL;
   if (bt_double_sum(&r->dcfg, &r->ds))
     err = r->ds.error;
-  else if (bt_flow(&r->flow))
+  else if (bt_flow(quick ? 40 : 400, &r->flow))
     err = r->flow.error;
-  else if (bt_explode(scale, &r->ex))
+  else if (bt_explode(scale, quick ? 20 : 200, &r->ex))
     err = r->ex.error;
   else if (bt_graph(dir, &r->graph))
     err = r->graph.error;
@@ -120,6 +123,7 @@ int main(int argc, char **argv) {
   int T = 40;
   double scale = 0;
   const char *out = NULL;
+  bool quick = false;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--steps") && i + 1 < argc && atoi(argv[i + 1]) >= 3 &&
         atoi(argv[i + 1]) <= 10000)
@@ -128,12 +132,16 @@ int main(int argc, char **argv) {
       scale = atof(argv[++i]);
     else if (!strcmp(argv[i], "--out") && i + 1 < argc && argv[i + 1][0])
       out = argv[++i];
+    else if (!strcmp(argv[i], "--quick"))
+      quick = true;
     else
       return usage(argv[i]);
   }
+  if (!out && quick)
+    return usage("--quick (only with --out)");
   if (!out)
     return bt_classic(T, scale > 0 ? scale : 1.0);
   if (scale != 0 && scale <= 1)
     return usage("--scale (with --out it scales the exploding RNN: > 1)");
-  return report(out, scale > 0 ? scale : 3.0);
+  return report(out, scale > 0 ? scale : 3.0, quick);
 }

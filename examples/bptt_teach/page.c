@@ -254,6 +254,10 @@ int bt_page(const bt_report *rep) {
              "ways. Every picture has its numbers beside it as CSV, and each section names "
              "the lines of source that computed it.</p>\n",
           style, rep->seconds);
+  if (rep->quick)
+    fprintf(f, "<p class=missing>Made with <code>--quick</code>: the models are trained for a "
+               "tenth of the steps, so the trained curves do not yet show what the text "
+               "describes. Run without it for the lesson.</p>\n");
   if (!rep->have_gnuplot || !rep->have_dot)
     fprintf(f, "<p class=missing>Missing on this machine: %s%s%s. The data files are all "
                "written; the pictures those tools draw are not.</p>\n",
