@@ -32,8 +32,9 @@ cr_tensor *bt_model_loss(cr_ctx *ctx, const bt_model *m, cr_tensor *x, cr_tensor
 /* The adding problem (Hochreiter & Schmidhuber, 1997): a sequence of T
  * pairs (u_t, m_t) with u_t ~ U(0,1) and m_t = 1 at two steps, one in each
  * half, 0 elsewhere; the target is the sum of the two marked u_t.
- * Predicting the mean (1) gives mse 1/6: learning needs the early marked
- * value to be remembered, so the gradient must flow back to it.
+ * Predicting the mean (1) gives mse 1/6, using only the later marked value
+ * 1/12; below that the early one must be remembered, so the gradient must
+ * flow back to it.
  * x [T,B,2], target [B,1] in ctx.  Returns 0, or 1 (error in ctx). */
 int bt_adding_batch(cr_ctx *ctx, cr_rng *rng, cr_dtype dt, int T, int B, cr_tensor **x,
                     cr_tensor **target);

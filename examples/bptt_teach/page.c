@@ -136,8 +136,9 @@ static void section_flow(FILE *f, const bt_report *rep) {
              "<p>The adding problem: T = %d steps of pairs (u<sub>t</sub>, m<sub>t</sub>), "
              "u<sub>t</sub> uniform in [0, 1), m<sub>t</sub> = 1 at one step in each half; "
              "the target is the sum of the two marked u<sub>t</sub>, read out by a linear head "
-             "from the last state only. Predicting the mean gives mse 1/6 = 0.167; doing "
-             "better needs the early marked value, so the gradient must reach back to it. "
+             "from the last state only. Predicting the mean gives mse 1/6 = 0.167, using "
+             "only the later marked value 1/12 = 0.083; below that the model must remember "
+             "the early one, so the gradient must reach back to it. "
              "Each cell (hidden %d) is trained with Adam (lr %g, batch %d) for %d steps. "
              "The curves are ||&part;L/&part;h<sub>k</sub>|| on a fixed batch of 64 sequences, "
              "read with <code>cr_grad(h_k)</code> after one backward of the real "
@@ -157,7 +158,7 @@ static void section_flow(FILE *f, const bt_report *rep) {
              "almost nothing. Training changes the picture for the gated cells: an LSTM's "
              "cell state and a GRU's update gate are additive paths through time, and once "
              "the model has learned to keep the marked value the gradient reaches step 0 "
-             "nearly undiminished (solid) and the mse falls far below 1/6. The tanh RNN has "
+             "nearly undiminished (solid) and the mse falls far below 1/12. The tanh RNN has "
              "no such path; its gradient still vanishes and it stays at the mean.</p>\n");
   code(f, "the step states, gradients retained", fl->at_retain);
   code(f, "dL/dh_k, read after backward", fl->at_read);
@@ -174,9 +175,8 @@ static void section_flow(FILE *f, const bt_report *rep) {
     worst = fmax(worst, e->log[0].loss[s]);
   fprintf(f, "<p>Trained with plain SGD (lr %g, %d steps), the same run twice: without "
              "clipping and with <code>cr_clip_grad_norm</code> (max norm %g). Clipping does "
-             "not change the gradient backward computes (the lower panel shows its norm "
-             "before clipping, the same quantity in both runs); it rescales it before the "
-             "update, so no single step moves the weights by more than lr &times; %g. "
+             "not change the gradient backward computes (in both runs the lower panel shows "
+             "its norm before clipping); it rescales it before the update, so no single step moves the weights by more than lr &times; %g. "
              "Without it the loss reaches %.1e (final %.3g) and the network saturates "
              "(after training its ||&part;L/&part;h<sub>0</sub>|| is %.1e: every tanh is at "
              "&plusmn;1, so nothing flows); with it the loss ends at %.3g.</p>\n",
@@ -194,17 +194,17 @@ static void section_graph(FILE *f, const bt_report *rep) {
              "result shape, and the result's name: <code>h_1</code>, <code>c_1</code>, "
              "<code>y</code>); ellipses are leaves: the parameters with their PyTorch names "
              "(<code>weight_hh_l0</code>, ...) in orange, drawn once each, and the input "
-             "<code>x</code>. Arrows point the way values flow forward; backward runs them in "
+             "<code>x</code>, the target and the initial states. Arrows point the way values flow forward; backward runs them in "
              "reverse.</p>\n",
           g->H, g->T);
   picture(f, rep, BT_PIC_GRAPH, "the unrolled LSTM graph", "dot");
   if (rep->drawn[BT_PIC_GRAPH])
     fprintf(f, "<p class=files>Also as <a href=\"graph.svg\">graph.svg</a>; the source is "
                "<a href=\"graph.dot\">graph.dot</a>.</p>\n");
-  fprintf(f, "<p><b>What it shows.</b> Each dashed box is one time step (%d, %d and %d ops); "
-             "the %d ops outside them are done once for all steps: the input projections "
-             "x<sub>t</sub> W<sub>ih</sub><sup>T</sup> + b of every step in one product, and "
-             "the transposed copy of <code>weight_hh_l0</code> that every step's "
+  fprintf(f, "<p><b>What it shows.</b> Each shaded box below the loss is one time step (%d, "
+             "%d and %d ops); the %d ops outside them are done once for all steps, among "
+             "them the input projections x<sub>t</sub> W<sub>ih</sub><sup>T</sup> + b of "
+             "every step in one product, and the transposed copy of <code>weight_hh_l0</code> that every step's "
              "<code>addmm</code> reads. That copy has an edge into each step: that is the "
              "weight sharing, and why backward adds one gradient contribution per step "
              "(the sum of section 1). An op is placed in step k when the latest input row it "
