@@ -13,6 +13,8 @@
 
 bool bt_have(const char *prog) {
   const char *path = getenv("PATH");
+  if (!prog || !*prog)
+    return false;
   char buf[4096];
   while (path && *path) {
     size_t n = strcspn(path, ":");
