@@ -83,8 +83,10 @@ static void test_bad_sizes_are_a_message(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_the_report_sizes), cmocka_unit_test(test_other_sizes),
-      cmocka_unit_test(test_far_terms_fade), cmocka_unit_test(test_a_truncated_sum_is_caught),
+      cmocka_unit_test(test_the_report_sizes),
+      cmocka_unit_test(test_other_sizes),
+      cmocka_unit_test(test_far_terms_fade),
+      cmocka_unit_test(test_a_truncated_sum_is_caught),
       cmocka_unit_test(test_bad_sizes_are_a_message),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

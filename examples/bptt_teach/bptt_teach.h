@@ -41,7 +41,7 @@ typedef struct bt_anomaly_result {
   bt_train_log log; /* loss per step until the stop */
   char op[32];      /* the op the message names ("" if it did not stop) */
   bt_where at_switch, at_stop;
-  char error[512];  /* a failure other than the expected stop */
+  char error[512]; /* a failure other than the expected stop */
 } bt_anomaly_result;
 int bt_anomaly(bt_anomaly_result *r);
 void bt_anomaly_free(bt_anomaly_result *r);
@@ -68,8 +68,15 @@ typedef struct bt_report {
   double seconds;
 } bt_report;
 
-enum { BT_PIC_HEATMAP, BT_PIC_FLOW, BT_PIC_EXPLODE, BT_PIC_CLIP, BT_PIC_ANOMALY, BT_PIC_GRAPH,
-       BT_N_PICS };
+enum {
+  BT_PIC_HEATMAP,
+  BT_PIC_FLOW,
+  BT_PIC_EXPLODE,
+  BT_PIC_CLIP,
+  BT_PIC_ANOMALY,
+  BT_PIC_GRAPH,
+  BT_N_PICS
+};
 extern const char *const bt_pic_name[BT_N_PICS]; /* "heatmap", ... (file stems) */
 
 /* plots.c: write every CSV (and the .gp scripts), then draw what the

@@ -215,8 +215,10 @@ int bt_double_sum(const bt_dsum_config *cfg, bt_dsum_result *r) {
   memset(r, 0, sizeof *r);
   const int T = cfg->T, I = cfg->I, H = cfg->H, O = cfg->O;
   if (T < 1 || I < 1 || H < 1 || O < 1 || O > 64 || T > 1000 || H > 256 || I > 256) {
-    snprintf(r->error, sizeof r->error, "double sum: sizes T %d, I %d, H %d, O %d: need "
-             "1 <= T <= 1000, 1 <= I, H <= 256, 1 <= O <= 64", T, I, H, O);
+    snprintf(r->error, sizeof r->error,
+             "double sum: sizes T %d, I %d, H %d, O %d: need "
+             "1 <= T <= 1000, 1 <= I, H <= 256, 1 <= O <= 64",
+             T, I, H, O);
     return 1;
   }
   r->T = T, r->H = H;
@@ -224,7 +226,8 @@ int bt_double_sum(const bt_dsum_config *cfg, bt_dsum_result *r) {
   size_t nd = (size_t)H * I + (size_t)H * H + H + (size_t)O * H + O + (size_t)T * I +
               (size_t)T * O + (size_t)(T + 1) * H;
   double *mem = calloc(nd, sizeof(double));
-  double *dW = calloc((size_t)H * H * 2, sizeof(double)), *dh = calloc((size_t)T * H * 2, sizeof(double));
+  double *dW = calloc((size_t)H * H * 2, sizeof(double)),
+         *dh = calloc((size_t)T * H * 2, sizeof(double));
   double *ws = calloc((size_t)4 * H + 3 * (size_t)H * H, sizeof(double));
   r->term = malloc(sizeof(double) * T * T);
   r->jprod = malloc(sizeof(double) * T * T);

@@ -24,11 +24,11 @@ typedef struct bt_dsum_config {
 
 typedef struct bt_dsum_result {
   int T, H;
-  double *term;  /* [T*T] at t*T + k: ||term(t,k)||_F, the (t,k) contribution
-                    to dL/dW_hh (k <= t; NAN above the diagonal) */
-  double *jprod; /* [T*T] at t*T + k: ||J_t ... J_{k+1}||_2 (largest singular
-                    value, estimated by power iteration; 1 for k = t) */
-  double *dh;    /* [T] ||dL/dh_k|| = ||sum_{t>=k} dL_t/dh_k|| by the sum */
+  double *term;      /* [T*T] at t*T + k: ||term(t,k)||_F, the (t,k) contribution
+                        to dL/dW_hh (k <= t; NAN above the diagonal) */
+  double *jprod;     /* [T*T] at t*T + k: ||J_t ... J_{k+1}||_2 (largest singular
+                        value, estimated by power iteration; 1 for k = t) */
+  double *dh;        /* [T] ||dL/dh_k|| = ||sum_{t>=k} dL_t/dh_k|| by the sum */
   int64_t n_terms;   /* terms added: T(T+1)/2 without truncation */
   double max_diff;   /* max over W_hh's elements of |double sum - backward| */
   double max_diff_h; /* max over k and elements of |sum_t dL_t/dh_k - cr_grad(h_k)| */

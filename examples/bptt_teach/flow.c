@@ -68,6 +68,7 @@ int bt_flow(int steps, bt_flow_result *r) {
       if (!r->norm[c][when] || (when == 1 && bt_train(ctx, &m, &o, NULL)) ||
           flow_on_batch(ctx, &m, r->norm[c][when], &r->loss[c][when], &r->at_retain, &r->at_read))
         rc = fail(ctx, r->error, sizeof r->error, cells[c]->name);
+      r->at_states = bt_model_where_states();
     }
     bt_model_free(&m);
   }
@@ -90,7 +91,7 @@ int bt_explode(double scale, int steps, bt_explode_result *r) {
       break;
     }
     if (v >= 2) {
-      bt_train_opts o = {CR_SGD, r->lr, v == 3 ? r->clip : 0.0, r->steps, T_SEQ, BATCH,
+      bt_train_opts o = {CR_SGD,     r->lr, v == 3 ? r->clip : 0.0, r->steps, T_SEQ, BATCH,
                          TRAIN_SEED, false};
       if (bt_train(ctx, &m, &o, &r->log[v - 2]))
         rc = fail(ctx, r->error, sizeof r->error, "explode: training");

@@ -12,22 +12,22 @@
 typedef struct bt_flow_result {
   int T, H, B, steps;
   double lr;
-  const char *cells[BT_N_CELLS];   /* rnn_tanh, lstm, gru */
-  double *norm[BT_N_CELLS][2];     /* [T] ||dL/dh_k|| on the evaluation batch,
-                                      at initialisation (0) and after training (1) */
-  double loss[BT_N_CELLS][2];      /* evaluation mse, same two moments */
-  bt_where at_retain, at_read;
+  const char *cells[BT_N_CELLS];          /* rnn_tanh, lstm, gru */
+  double *norm[BT_N_CELLS][2];            /* [T] ||dL/dh_k|| on the evaluation batch,
+                                             at initialisation (0) and after training (1) */
+  double loss[BT_N_CELLS][2];             /* evaluation mse, same two moments */
+  bt_where at_states, at_retain, at_read; /* at_states: in model.c */
   char error[512];
 } bt_flow_result;
 
 typedef struct bt_explode_result {
   int T, H, steps;
   double scale, clip, lr;
-  double *norm[4];      /* [T] ||dL/dh_k||: recurrent weight x1 at init, xscale at
-                           init, xscale trained without clipping, with clipping */
-  double loss[4];       /* evaluation mse of the same four */
-  bt_train_log log[2];  /* training without (0) and with (1) clipping */
-  bt_where at_clip; /* where train.c clips */
+  double *norm[4];     /* [T] ||dL/dh_k||: recurrent weight x1 at init, xscale at
+                          init, xscale trained without clipping, with clipping */
+  double loss[4];      /* evaluation mse of the same four */
+  bt_train_log log[2]; /* training without (0) and with (1) clipping */
+  bt_where at_clip;    /* where train.c clips */
   char error[512];
 } bt_explode_result;
 

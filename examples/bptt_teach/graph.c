@@ -17,7 +17,6 @@
  * a step whose ops are visited in two runs gets two boxes with the same
  * label.  merge_clusters below rewrites the dot text with one block per
  * label. */
-#define _GNU_SOURCE /* open_memstream (POSIX 2008) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,8 +131,10 @@ static void merge_clusters(const char *text, FILE *out) {
   int k = 0;
   for (int i = 1; i < n - 1; i++)
     if (first_label[i]) {
-      fprintf(out, "  subgraph cluster_%d {\n%s\n  style=\"rounded,filled\";\n"
-                   "  fillcolor=\"#eef3fb\";\n  color=\"#7d95c4\";\n", k++, lines[i]);
+      fprintf(out,
+              "  subgraph cluster_%d {\n%s\n  style=\"rounded,filled\";\n"
+              "  fillcolor=\"#eef3fb\";\n  color=\"#7d95c4\";\n",
+              k++, lines[i]);
       for (int j = 1; j < n - 1; j++)
         if (owner[j] == i)
           fprintf(out, "%s\n", lines[j]);

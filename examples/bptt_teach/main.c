@@ -27,9 +27,11 @@ static double now(void) {
 }
 
 static int usage(const char *bad) {
-  fprintf(stderr, "bptt-teach: unknown or bad option '%s'\n"
-                  "usage: bptt-teach [--steps T >= 3] [--scale S > 0]\n"
-                  "       bptt-teach --out DIR [--scale S > 1] [--quick]\n", bad);
+  fprintf(stderr,
+          "bptt-teach: unknown or bad option '%s'\n"
+          "usage: bptt-teach [--steps T >= 3] [--scale S > 0]\n"
+          "       bptt-teach --out DIR [--scale S > 1] [--quick]\n",
+          bad);
   return 2;
 }
 
@@ -39,8 +41,8 @@ static void key_figures(const bt_report *r) {
          "   double sum vs backward: max abs difference %.1e\n"
          "   dL/dh_k as the sum over t vs cr_grad(h_k): max abs difference %.1e\n"
          "   ||term(t,k)|| in the last row: %.1e at k = t, %.1e at k = 0\n",
-         r->dcfg.I, r->dcfg.H, r->dcfg.O, d->T, (long long)d->n_terms, d->max_diff,
-         d->max_diff_h, d->term[(d->T - 1) * d->T + d->T - 1], d->term[(d->T - 1) * d->T]);
+         r->dcfg.I, r->dcfg.H, r->dcfg.O, d->T, (long long)d->n_terms, d->max_diff, d->max_diff_h,
+         d->term[(d->T - 1) * d->T + d->T - 1], d->term[(d->T - 1) * d->T]);
   const bt_flow_result *f = &r->flow;
   printf("2. gradient flow, adding problem T = %d: ||dL/dh_0|| / ||dL/dh_%d||, mse\n", f->T,
          f->T - 1);
@@ -61,12 +63,12 @@ static void key_figures(const bt_report *r) {
   const bt_graph_result *g = &r->graph;
   printf("3. graph: LSTM unrolled over %d steps, %d ops (%d, %d, %d per step, %d shared); "
          "cr_graph_dot_ex wrote %d cluster blocks for %d clusters (merged)\n",
-         g->T, g->n_ops, g->ops_per_step[0], g->ops_per_step[1], g->ops_per_step[2],
-         g->shared_ops, g->library_blocks, g->T + 1);
+         g->T, g->n_ops, g->ops_per_step[0], g->ops_per_step[1], g->ops_per_step[2], g->shared_ops,
+         g->library_blocks, g->T + 1);
   printf("4. anomaly mode stopped the diverging run at step %d (loss %.1e the step before): "
          "op '%s'\n   %s\n",
-         r->an.log.stopped_at, r->an.log.done ? r->an.log.loss[r->an.log.done - 1] : 0.0,
-         r->an.op, r->an.log.message);
+         r->an.log.stopped_at, r->an.log.done ? r->an.log.loss[r->an.log.done - 1] : 0.0, r->an.op,
+         r->an.log.message);
 }
 
 static int report(const char *dir, double scale, bool quick) {
@@ -99,8 +101,9 @@ static int report(const char *dir, double scale, bool quick) {
     fprintf(stderr, "bptt-teach: %s\n", err);
     rc = 1;
   } else {
+    rc = bt_plots(r);
     r->seconds = now() - t0;
-    rc = bt_plots(r) || bt_page(r);
+    rc = rc || bt_page(r);
   }
   if (!rc) {
     key_figures(r);

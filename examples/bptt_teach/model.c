@@ -42,6 +42,9 @@ void bt_model_free(bt_model *m) {
   memset(m, 0, sizeof *m);
 }
 
+static bt_where where_states;
+bt_where bt_model_where_states(void) { return where_states; }
+
 cr_tensor *bt_model_loss(cr_ctx *ctx, const bt_model *m, cr_tensor *x, cr_tensor *target,
                          cr_tensor *const *init, cr_tensor **states) {
   if (!x || !target)
@@ -51,6 +54,7 @@ cr_tensor *bt_model_loss(cr_ctx *ctx, const bt_model *m, cr_tensor *x, cr_tensor
    * an LSTM's c_t follow them */
   int S = cr_rnn_get_config(m->rnn)->cell->n_states;
   cr_tensor **all = calloc((size_t)(S * T), sizeof *all), *out;
+  where_states = BT_NEXT;
   cr_rnn_forward_opts o = {.step_states = all, .retain_step_grads = states != NULL};
   cr_status st = all ? cr_rnn_forward_ex(ctx, m->rnn, x, init, NULL, NULL, &o, &out, NULL)
                      : cr_ctx_set_error(ctx, CR_ERR_NOMEM, "model: out of memory");

@@ -29,6 +29,10 @@ void bt_model_free(bt_model *m);
 cr_tensor *bt_model_loss(cr_ctx *ctx, const bt_model *m, cr_tensor *x, cr_tensor *target,
                          cr_tensor *const *init, cr_tensor **states);
 
+/* Where bt_model_loss asks cr_rnn_forward_ex for the step states and
+ * their gradients (for the report's "computed by"). */
+bt_where bt_model_where_states(void);
+
 /* The adding problem (Hochreiter & Schmidhuber, 1997): a sequence of T
  * pairs (u_t, m_t) with u_t ~ U(0,1) and m_t = 1 at two steps, one in each
  * half, 0 elsewhere; the target is the sum of the two marked u_t.
@@ -43,18 +47,18 @@ int bt_adding_batch(cr_ctx *ctx, cr_rng *rng, cr_dtype dt, int T, int B, cr_tens
 typedef struct bt_train_opts {
   cr_optim_kind optim;
   double lr;
-  double clip;   /* max global gradient norm; 0: no clipping */
+  double clip; /* max global gradient norm; 0: no clipping */
   int steps, T, B;
   uint64_t seed; /* of the training batches */
   bool anomaly;  /* run in anomaly mode; stop at the first NaN/Inf */
 } bt_train_opts;
 
 typedef struct bt_train_log {
-  double *loss;  /* [steps]: the training loss of each step (NAN after a stop) */
-  double *gnorm; /* [steps]: the global gradient norm before clipping */
-  int done;      /* steps completed */
-  int stopped_at; /* -1, or the step whose forward or backward failed */
-  char message[512]; /* the error that stopped it */
+  double *loss;        /* [steps]: the training loss of each step (NAN after a stop) */
+  double *gnorm;       /* [steps]: the global gradient norm before clipping */
+  int done;            /* steps completed */
+  int stopped_at;      /* -1, or the step whose forward or backward failed */
+  char message[512];   /* the error that stopped it */
   bt_where at_clip;    /* where the gradient norm is measured and clipped */
   bt_where at_step;    /* where forward and backward run */
   bt_where at_anomaly; /* where anomaly mode is switched */
