@@ -235,15 +235,17 @@ static void section_graph(FILE *f, const bt_report *rep) {
 
 static void section_anomaly(FILE *f, const bt_report *rep) {
   const bt_anomaly_result *a = &rep->an;
+  int n = a->log.done; /* the loss's growth per step over the last four */
+  double growth = n >= 5 ? pow(a->log.loss[n - 1] / a->log.loss[n - 5], 0.25) : NAN;
   fprintf(f,
           "<h2>4. Anomaly, traced</h2>\n"
           "<p>A run that diverges: the tanh RNN in float32 trained with SGD at lr %g, far "
           "too large, in anomaly mode (<code>cr_set_detect_anomaly</code>). Every update "
-          "overshoots, the loss grows about 10<sup>4</sup> times per step, and at step %d "
+          "overshoots, the loss grows about %.0e times per step, and at step %d "
           "a value overflows. Without anomaly mode the loss would read inf, then nan, and "
           "training would go on; with it the first op whose result or gradient is not "
           "finite stops the pass and says where:</p>\n<pre>",
-          a->lr, a->log.stopped_at);
+          a->lr, growth, a->log.stopped_at);
   esc(f, a->log.message);
   fprintf(f, "</pre>\n");
   picture(f, rep, BT_PIC_ANOMALY, "the diverging run", "gnuplot");
