@@ -3,12 +3,15 @@
 #include "registry.h"
 
 /* binary.c */
-extern const cr_op_desc cr__op_add, cr__op_sub, cr__op_mul, cr__op_div;
+extern const cr_op_desc cr__op_add, cr__op_sub, cr__op_mul, cr__op_div, cr__op_maximum,
+    cr__op_minimum;
 /* unary.c */
 extern const cr_op_desc cr__op_neg, cr__op_exp, cr__op_log, cr__op_sqrt, cr__op_square,
     cr__op_tanh, cr__op_sigmoid, cr__op_relu, cr__op_abs, cr__op_clamp, cr__op_add_scalar,
     cr__op_sub_scalar, cr__op_rsub_scalar, cr__op_mul_scalar, cr__op_div_scalar,
-    cr__op_pow_scalar;
+    cr__op_pow_scalar, cr__op_sin, cr__op_cos, cr__op_erf, cr__op_gelu, cr__op_softplus;
+/* compare.c (the comparisons themselves make constants: no op) */
+extern const cr_op_desc cr__op_where;
 /* matmul.c */
 extern const cr_op_desc cr__op_matmul, cr__op_addmm;
 /* view.c */
@@ -32,12 +35,14 @@ extern const cr_op_desc cr__op_function;
 
 static const cr_op_desc *const ops[] = {
     /* binary.c */
-    &cr__op_add, &cr__op_sub, &cr__op_mul, &cr__op_div,
+    &cr__op_add, &cr__op_sub, &cr__op_mul, &cr__op_div, &cr__op_maximum, &cr__op_minimum,
     /* unary.c */
     &cr__op_neg, &cr__op_exp, &cr__op_log, &cr__op_sqrt, &cr__op_square, &cr__op_tanh,
     &cr__op_sigmoid, &cr__op_relu, &cr__op_abs, &cr__op_clamp, &cr__op_add_scalar,
     &cr__op_sub_scalar, &cr__op_rsub_scalar, &cr__op_mul_scalar, &cr__op_div_scalar,
-    &cr__op_pow_scalar,
+    &cr__op_pow_scalar, &cr__op_sin, &cr__op_cos, &cr__op_erf, &cr__op_gelu, &cr__op_softplus,
+    /* compare.c */
+    &cr__op_where,
     /* matmul.c */
     &cr__op_matmul, &cr__op_addmm,
     /* view.c */

@@ -27,6 +27,10 @@ cr_tensor *cr_add(cr_ctx *ctx, cr_tensor *a, cr_tensor *b); /* a + b */
 cr_tensor *cr_sub(cr_ctx *ctx, cr_tensor *a, cr_tensor *b); /* a - b */
 cr_tensor *cr_mul(cr_ctx *ctx, cr_tensor *a, cr_tensor *b); /* a * b */
 cr_tensor *cr_div(cr_ctx *ctx, cr_tensor *a, cr_tensor *b); /* a / b */
+/* Elementwise max(a, b) and min(a, b); a NaN in either propagates.  On a
+ * tie each input receives half the gradient (as in PyTorch). */
+cr_tensor *cr_maximum(cr_ctx *ctx, cr_tensor *a, cr_tensor *b);
+cr_tensor *cr_minimum(cr_ctx *ctx, cr_tensor *a, cr_tensor *b);
 
 /* ---- with a scalar s */
 cr_tensor *cr_add_scalar(cr_ctx *ctx, cr_tensor *x, double s);  /* x + s */
@@ -48,6 +52,37 @@ cr_tensor *cr_relu(cr_ctx *ctx, cr_tensor *x);
 cr_tensor *cr_abs(cr_ctx *ctx, cr_tensor *x);
 /* min(max(x, lo), hi); requires lo <= hi.  Gradient 1 strictly inside. */
 cr_tensor *cr_clamp(cr_ctx *ctx, cr_tensor *x, double lo, double hi);
+cr_tensor *cr_sin(cr_ctx *ctx, cr_tensor *x);
+cr_tensor *cr_cos(cr_ctx *ctx, cr_tensor *x);
+cr_tensor *cr_erf(cr_ctx *ctx, cr_tensor *x); /* the error function */
+/* Exact GELU x * Phi(x) = x (1 + erf(x / sqrt 2)) / 2 (PyTorch's
+ * approximate='none'). */
+cr_tensor *cr_gelu(cr_ctx *ctx, cr_tensor *x);
+/* log(1 + exp(beta x)) / beta, computed without overflow as
+ * (max(beta x, 0) + log1p(exp(-|beta x|))) / beta; x itself where
+ * beta x > threshold (PyTorch's semantics; its defaults are beta 1,
+ * threshold 20; INFINITY turns the threshold off).  Gradient
+ * sigmoid(beta x), 1 above the threshold.  beta must be finite and > 0. */
+cr_tensor *cr_softplus(cr_ctx *ctx, cr_tensor *x, double beta, double threshold);
+
+/* ---- comparisons and selection
+ * gt, ge, lt, le, eq: [a > b] (...) elementwise with broadcasting, as 1 or 0
+ * in the inputs' float dtype: a constant mask (no graph, not
+ * differentiable, whether or not a and b require grad). */
+cr_tensor *cr_gt(cr_ctx *ctx, cr_tensor *a, cr_tensor *b);
+cr_tensor *cr_ge(cr_ctx *ctx, cr_tensor *a, cr_tensor *b);
+cr_tensor *cr_lt(cr_ctx *ctx, cr_tensor *a, cr_tensor *b);
+cr_tensor *cr_le(cr_ctx *ctx, cr_tensor *a, cr_tensor *b);
+cr_tensor *cr_eq(cr_ctx *ctx, cr_tensor *a, cr_tensor *b);
+/* mask != 0 ? a : b elementwise; mask, a and b broadcast together (all of
+ * one dtype; the mask is usually a comparison's result).  Differentiable
+ * in a and b (each gets the gradient where it was chosen); the mask gets
+ * none. */
+cr_tensor *cr_where(cr_ctx *ctx, cr_tensor *mask, cr_tensor *a, cr_tensor *b);
+/* x with value wherever mask != 0; mask broadcasts to x's shape (error
+ * otherwise).  value may be +-INFINITY (attention masks).  Gradient: gy
+ * where the mask is 0, nothing where it was filled. */
+cr_tensor *cr_masked_fill(cr_ctx *ctx, cr_tensor *x, cr_tensor *mask, double value);
 
 /* ---- matrix products (BLIS) */
 /* [M,K] @ [K,N] -> [M,N];  [B,M,K] @ [B,K,N] -> [B,M,N];
