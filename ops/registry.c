@@ -30,6 +30,8 @@ extern const cr_op_desc cr__op_slice, cr__op_unslice, cr__op_concat, cr__op_stac
     cr__op_index_select, cr__op_index_add, cr__op_embedding;
 /* broadcast.c */
 extern const cr_op_desc cr__op_expand, cr__op_sum_to;
+/* index.c, scan.c */
+extern const cr_op_desc cr__op_gather, cr__op_scatter_add, cr__op_flip, cr__op_cumsum;
 /* custom.c */
 extern const cr_op_desc cr__op_function;
 
@@ -60,6 +62,8 @@ static const cr_op_desc *const ops[] = {
     &cr__op_index_select, &cr__op_index_add, &cr__op_embedding,
     /* broadcast.c */
     &cr__op_expand, &cr__op_sum_to,
+    /* index.c, scan.c */
+    &cr__op_gather, &cr__op_scatter_add, &cr__op_flip, &cr__op_cumsum,
     /* custom.c: every user-defined function shares this descriptor */
     &cr__op_function,
 };

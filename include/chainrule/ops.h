@@ -112,6 +112,8 @@ cr_tensor *cr_expand(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape);
 /* x summed down to shape, the adjoint of cr_expand: shape must broadcast
  * to x's shape (PyTorch's sum_to_size).  Gradient: expanded back. */
 cr_tensor *cr_sum_to(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape);
+/* The same as cr_expand (PyTorch's name; one implementation). */
+cr_tensor *cr_broadcast_to(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape);
 
 /* ---- shape */
 /* Same elements, new shape (one entry may be -1, inferred).  A view when x
@@ -145,10 +147,55 @@ cr_tensor *cr_index_select(cr_ctx *ctx, cr_tensor *x, int axis,
  * [ids_shape..., E]. */
 cr_tensor *cr_embedding(cr_ctx *ctx, cr_tensor *weight, const int64_t *ids,
                         int ndim, const int64_t *ids_shape);
+/* x without its size-1 axis (a reshape).  Unlike PyTorch, an axis of
+ * another size is an error, not a no-op.  [1] stays [1] (no tensor has 0
+ * dims). */
+cr_tensor *cr_squeeze(cr_ctx *ctx, cr_tensor *x, int axis);
+/* x with a new size-1 axis at position axis of the result (-ndim-1 <= axis
+ * <= ndim; a reshape). */
+cr_tensor *cr_unsqueeze(cr_ctx *ctx, cr_tensor *x, int axis);
+/* x[.., index, ..] along axis, the axis dropped (negative index counts from
+ * the end; a 1-d x gives [1]).  Gradient: placed back at index. */
+cr_tensor *cr_select(cr_ctx *ctx, cr_tensor *x, int axis, int64_t index);
+/* x reversed along n distinct axes (a copy).  Gradient: gy flipped back. */
+cr_tensor *cr_flip(cr_ctx *ctx, cr_tensor *x, const int *axes, int n);
+/* Constant padding as PyTorch's F.pad(x, pad, value=value): pad holds n
+ * sizes (n even, n/2 <= ndim) in pairs (before, after), the LAST axis
+ * first: {left, right} pads the last axis, {left, right, top, bottom} the
+ * last two.  A negative size cuts elements off instead.  Gradient: the
+ * slice of gy where x's values went. */
+cr_tensor *cr_pad(cr_ctx *ctx, cr_tensor *x, const int64_t *pad, int n, double value);
+/* x tiled reps[d] times along each axis d (PyTorch's Tensor.repeat): n
+ * counts >= 1, n >= ndim; when n > ndim, x first gets leading size-1 axes.
+ * Gradient: the sum over the copies. */
+cr_tensor *cr_repeat(cr_ctx *ctx, cr_tensor *x, const int64_t *reps, int n);
 /* A contiguous copy of a view (x itself if already contiguous). */
 cr_tensor *cr_contiguous(cr_ctx *ctx, cr_tensor *x);
 /* x converted to dtype dt (differentiable; x itself if already dt). */
 cr_tensor *cr_cast(cr_ctx *ctx, cr_tensor *x, cr_dtype dt);
+
+/* ---- indexing by i64 tensors (see chainrule/tensor.h: cr_from_i64) */
+/* PyTorch's torch.gather: y[.., j, ..] = x[.., index[.., j, ..], ..] along
+ * axis.  index is i64 with x's number of dims, none larger than x's off
+ * the axis, values in [0, x's dim along axis); y has index's shape.
+ * Gradient: scatter-added back (repeated indices accumulate). */
+cr_tensor *cr_gather(cr_ctx *ctx, cr_tensor *x, int axis, cr_tensor *index);
+/* PyTorch's Tensor.scatter_add: a copy of x with
+ * y[.., index[.., j, ..], ..] += src[.., j, ..] along axis; index as for
+ * cr_gather, src of index's shape (and x's dtype).  Differentiable in x
+ * (gy) and src (gy gathered at index). */
+cr_tensor *cr_scatter_add(cr_ctx *ctx, cr_tensor *x, int axis, cr_tensor *index,
+                          cr_tensor *src);
+/* cr_index_select and cr_embedding with the indices as an i64 tensor (1-d
+ * for index_select; any shape for embedding: the result is
+ * [ids' shape..., E]). */
+cr_tensor *cr_index_select_t(cr_ctx *ctx, cr_tensor *x, int axis, cr_tensor *index);
+cr_tensor *cr_embedding_t(cr_ctx *ctx, cr_tensor *weight, cr_tensor *ids);
+
+/* ---- scans */
+/* Cumulative sum along axis (accumulated in double).  Gradient: the
+ * cumulative sum of gy in reverse. */
+cr_tensor *cr_cumsum(cr_ctx *ctx, cr_tensor *x, int axis);
 
 /* ---- softmax family and losses */
 cr_tensor *cr_softmax(cr_ctx *ctx, cr_tensor *x, int axis);
