@@ -32,6 +32,8 @@ extern const cr_op_desc cr__op_slice, cr__op_unslice, cr__op_concat, cr__op_stac
 extern const cr_op_desc cr__op_expand, cr__op_sum_to;
 /* index.c, scan.c */
 extern const cr_op_desc cr__op_gather, cr__op_scatter_add, cr__op_flip, cr__op_cumsum;
+/* stats.c (order.c's ops are compositions and constants) */
+extern const cr_op_desc cr__op_logsumexp, cr__op_var;
 /* custom.c */
 extern const cr_op_desc cr__op_function;
 
@@ -64,6 +66,8 @@ static const cr_op_desc *const ops[] = {
     &cr__op_expand, &cr__op_sum_to,
     /* index.c, scan.c */
     &cr__op_gather, &cr__op_scatter_add, &cr__op_flip, &cr__op_cumsum,
+    /* stats.c */
+    &cr__op_logsumexp, &cr__op_var,
     /* custom.c: every user-defined function shares this descriptor */
     &cr__op_function,
 };

@@ -103,6 +103,37 @@ cr_tensor *cr_sum_axis(cr_ctx *ctx, cr_tensor *x, int axis, bool keepdim);
 cr_tensor *cr_mean_axis(cr_ctx *ctx, cr_tensor *x, int axis, bool keepdim);
 /* Max over an axis; the gradient goes to the first maximal element. */
 cr_tensor *cr_max_axis(cr_ctx *ctx, cr_tensor *x, int axis, bool keepdim);
+/* Min over an axis (-max(-x)); the gradient goes to the first minimum. */
+cr_tensor *cr_min_axis(cr_ctx *ctx, cr_tensor *x, int axis, bool keepdim);
+/* Over several axes: axes[0..n) distinct (negative allowed), or NULL and 0
+ * for every axis; keepdim keeps them with size 1, else they are removed
+ * (all removed gives [1]).  Gradient: broadcast back (over N for means). */
+cr_tensor *cr_sum_axes(cr_ctx *ctx, cr_tensor *x, const int *axes, int n, bool keepdim);
+cr_tensor *cr_mean_axes(cr_ctx *ctx, cr_tensor *x, const int *axes, int n, bool keepdim);
+/* Variance over axes (as cr_sum_axes): sum (x - mean)^2 / (N - correction),
+ * N the elements per result; correction 1 is PyTorch's unbiased default, 0
+ * the population variance; 0 <= correction < N (error otherwise).  Two
+ * passes in double.  Gradient 2 (x - mean) / (N - correction) * gy. */
+cr_tensor *cr_var(cr_ctx *ctx, cr_tensor *x, const int *axes, int n, double correction,
+                  bool keepdim);
+/* sqrt(cr_var(...)): its gradient is infinite where the variance is 0. */
+cr_tensor *cr_std(cr_ctx *ctx, cr_tensor *x, const int *axes, int n, double correction,
+                  bool keepdim);
+/* log sum exp(x) along axis, with the max subtracted so it never
+ * overflows (an all -inf line gives -inf).  Gradient: softmax(x) * gy. */
+cr_tensor *cr_logsumexp(cr_ctx *ctx, cr_tensor *x, int axis, bool keepdim);
+/* The position of the first max (min) along axis, as an i64 tensor shaped
+ * as cr_max_axis's result; a NaN counts as the extreme.  Not
+ * differentiable (no graph). */
+cr_tensor *cr_argmax(cr_ctx *ctx, cr_tensor *x, int axis, bool keepdim);
+cr_tensor *cr_argmin(cr_ctx *ctx, cr_tensor *x, int axis, bool keepdim);
+/* The k largest (largest false: smallest) values along axis, sorted (ties
+ * by position; a NaN counts as larger than any number): x's shape with
+ * that axis k (1 <= k <= dim).  When indices is not NULL it receives their
+ * positions as an i64 tensor of the same shape (no graph).  The values
+ * are a cr_gather of x: their gradient goes to the chosen positions. */
+cr_tensor *cr_topk(cr_ctx *ctx, cr_tensor *x, int64_t k, int axis, bool largest,
+                   cr_tensor **indices);
 
 /* ---- broadcasting */
 /* x broadcast to shape (NumPy rules: aligned at the right, each dim of x
