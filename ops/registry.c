@@ -34,6 +34,8 @@ extern const cr_op_desc cr__op_expand, cr__op_sum_to;
 extern const cr_op_desc cr__op_gather, cr__op_scatter_add, cr__op_flip, cr__op_cumsum;
 /* stats.c (order.c's ops are compositions and constants) */
 extern const cr_op_desc cr__op_logsumexp, cr__op_var;
+/* norm.c */
+extern const cr_op_desc cr__op_layer_norm;
 /* custom.c */
 extern const cr_op_desc cr__op_function;
 
@@ -68,6 +70,8 @@ static const cr_op_desc *const ops[] = {
     &cr__op_gather, &cr__op_scatter_add, &cr__op_flip, &cr__op_cumsum,
     /* stats.c */
     &cr__op_logsumexp, &cr__op_var,
+    /* norm.c */
+    &cr__op_layer_norm,
     /* custom.c: every user-defined function shares this descriptor */
     &cr__op_function,
 };

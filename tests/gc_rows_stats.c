@@ -16,7 +16,10 @@
 FN(f_lse, cr_logsumexp(c, in[0], -1, false))
 FN(f_lse_a0_keep, cr_square(c, cr_logsumexp(c, in[0], 0, true)))
 FN(f_lse_t, cr_logsumexp(c, T01(in[0]), 1, false))
-/* large entries (x * 50): the max-subtracted form stays exact */
+/* large entries (x * 50): the max-subtracted form stays exact.  Its
+ * derivatives scale as 50^order, so the finite-difference truncation
+ * error of the second derivative (eps^2 * 50^4 ~ 1e-5) needs the row's
+ * tolerances 1e-5 abs + 1e-4 rel; a wrong formula is off by O(1). */
 FN(f_lse_big, cr_logsumexp(c, cr_mul_scalar(c, in[0], 50), 1, false))
 FN(f_lse_1d, cr_logsumexp(c, in[0], 0, false))
 
@@ -44,12 +47,23 @@ FN(f_min_axis_t, cr_square(c, cr_min_axis(c, T01(spread12(c, in[0])), 0, true)))
 FN(f_topk, cr_square(c, cr_topk(c, spread12(c, in[0]), 2, 1, true, NULL)))
 FN(f_topk_small, cr_mul(c, cr_topk(c, T01(spread12(c, in[0])), 2, 0, false, NULL), in[1]))
 
+FN(f_ln, cr_layer_norm(c, in[0], 1, in[1], in[2], 1e-5))
+FN(f_ln2, cr_square(c, cr_layer_norm(c, in[0], 2, in[1], NULL, 1e-5)))
+FN(f_ln_plain, cr_tanh(c, cr_layer_norm(c, T01(in[0]), 1, NULL, NULL, 1e-3)))
+FN(f_ln_bias, cr_mul(c, cr_layer_norm(c, in[0], 1, NULL, in[1], 1e-5), in[0]))
+FN(f_ln_wt, cr_layer_norm(c, in[0], 2, T01(in[1]), T01(in[2]), 0.1))
+
 // clang-format off
 const gc_row gc_rows_stats[] = {
+    {"layer_norm", "[3,5] last dim, weight and bias", 3, {2, 1, 1}, {{3, 5}, {5}, {5}}, -2, 2, 0, f_ln, 0, 0, NULL, 0},
+    {"layer_norm", "[2,3,4] last 2 dims, weight only, squared", 2, {3, 2}, {{2, 3, 4}, {3, 4}}, -2, 2, 0, f_ln2, 0, 0, NULL, 0},
+    {"layer_norm", "transposed [5,3]^T, no affine, eps 1e-3, tanh", 1, {2}, {{5, 3}}, -2, 2, 0, f_ln_plain, 0, 0, NULL, 0},
+    {"layer_norm", "bias only, times x", 2, {2, 1}, {{3, 4}, {4}}, -2, 2, 0, f_ln_bias, 0, 0, NULL, 0},
+    {"layer_norm", "[2,3,4] last 2, transposed weight and bias", 3, {3, 2, 2}, {{2, 3, 4}, {4, 3}, {4, 3}}, -2, 2, 0, f_ln_wt, 0, 0, NULL, 0},
     {"logsumexp", "[3,5] axis -1", 1, {2}, {{3, 5}}, -2, 2, 0, f_lse, 0, 0, NULL, 0},
     {"logsumexp", "[3,5] axis 0 keepdim, squared", 1, {2}, {{3, 5}}, -2, 2, 0, f_lse_a0_keep, 0, 0, NULL, 0},
     {"logsumexp", "transposed [5,3]^T axis 1", 1, {2}, {{5, 3}}, -2, 2, 0, f_lse_t, 0, 0, NULL, 0},
-    {"logsumexp", "large entries (x*50)", 1, {2}, {{3, 4}}, -2, 2, 0, f_lse_big, 0, 0, NULL, 0},
+    {"logsumexp", "large entries (x*50)", 1, {2}, {{3, 4}}, -2, 2, 0, f_lse_big, 1e-5, 1e-4, NULL, 0},
     {"logsumexp", "1-d [6] -> [1]", 1, {1}, {{6}}, -2, 2, 0, f_lse_1d, 0, 0, NULL, 0},
     {"var", "[3,5] axis 1, unbiased", 1, {2}, {{3, 5}}, -2, 2, 0, f_var, 0, 0, NULL, 0},
     {"var", "[2,3,4] all axes, population", 1, {3}, {{2, 3, 4}}, -2, 2, 0, f_var_all, 0, 0, NULL, 0},

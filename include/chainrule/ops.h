@@ -205,6 +205,15 @@ cr_tensor *cr_contiguous(cr_ctx *ctx, cr_tensor *x);
 /* x converted to dtype dt (differentiable; x itself if already dt). */
 cr_tensor *cr_cast(cr_ctx *ctx, cr_tensor *x, cr_dtype dt);
 
+/* ---- normalisation */
+/* PyTorch's F.layer_norm over the last k dims of x (normalized_shape = those
+ * dims): each row is shifted to mean 0 and scaled by 1/sqrt(var + eps)
+ * (biased variance), then times weight and plus bias, both optional (NULL)
+ * and of the normalized shape.  PyTorch's default eps is 1e-5.
+ * Differentiable in x, weight and bias. */
+cr_tensor *cr_layer_norm(cr_ctx *ctx, cr_tensor *x, int k, cr_tensor *weight, cr_tensor *bias,
+                         double eps);
+
 /* ---- indexing by i64 tensors (see chainrule/tensor.h: cr_from_i64) */
 /* PyTorch's torch.gather: y[.., j, ..] = x[.., index[.., j, ..], ..] along
  * axis.  index is i64 with x's number of dims, none larger than x's off
