@@ -36,6 +36,8 @@ extern const cr_op_desc cr__op_gather, cr__op_scatter_add, cr__op_flip, cr__op_c
 extern const cr_op_desc cr__op_logsumexp, cr__op_var;
 /* norm.c */
 extern const cr_op_desc cr__op_layer_norm;
+/* loss_class.c (loss_pointwise.c's losses are compositions) */
+extern const cr_op_desc cr__op_cross_entropy_ex, cr__op_nll_loss;
 /* custom.c */
 extern const cr_op_desc cr__op_function;
 
@@ -72,6 +74,8 @@ static const cr_op_desc *const ops[] = {
     &cr__op_logsumexp, &cr__op_var,
     /* norm.c */
     &cr__op_layer_norm,
+    /* loss_class.c */
+    &cr__op_cross_entropy_ex, &cr__op_nll_loss,
     /* custom.c: every user-defined function shares this descriptor */
     &cr__op_function,
 };

@@ -249,6 +249,85 @@ cr_tensor *cr_cross_entropy(cr_ctx *ctx, cr_tensor *logits,
 /* Mean squared error mean((pred - target)^2) -> [1]; same shapes. */
 cr_tensor *cr_mse(cr_ctx *ctx, cr_tensor *pred, cr_tensor *target);
 
+/* ---- losses with PyTorch's semantics.  `reduction`: CR_REDUCE_MEAN (the
+ * default, 0), _SUM, _NONE (the per-element losses, the targets' shape),
+ * and _BATCHMEAN for kl_div only (sum / the first dim's size). */
+typedef enum cr_reduction {
+  CR_REDUCE_MEAN = 0,
+  CR_REDUCE_SUM,
+  CR_REDUCE_NONE,
+  CR_REDUCE_BATCHMEAN,
+} cr_reduction;
+
+/* Options of the class losses; NULL or zero-initialised means PyTorch's
+ * defaults (mean, no weights, no smoothing, classes on the last axis). */
+typedef struct cr_class_loss_opts {
+  cr_reduction reduction;
+  /* [C] class weights, of the scores' dtype, or NULL.  Constants: they get
+   * no gradient.  The mean divides by the sum of the weights of the
+   * counted targets (PyTorch's weighted mean). */
+  cr_tensor *weight;
+  /* cross-entropy only: the target distribution is (1 - e) onehot + e / C,
+   * 0 <= e <= 1 (PyTorch's label_smoothing) */
+  double label_smoothing;
+  /* the class axis is 1 ([N,C,d1,...], PyTorch's layout) instead of the
+   * last ([N,C], [B,T,C]: no permute needed for a sequence model) */
+  bool classes_at_dim1;
+} cr_class_loss_opts;
+
+/* Cross-entropy of logits against class targets (an i64 tensor with the
+ * logits' shape without the class axis: [N] for [N,C], [B,T] for [B,T,C];
+ * [1] for 1-d [C] logits), with targets == ignore_index skipped (no loss,
+ * no gradient; CR_NO_IGNORE counts all; PyTorch's default is -100).
+ * Stable (log-sum-exp with the max subtracted), fused: the gradient is
+ * softmax minus the smoothed one-hot, no [.., C] intermediate.  With mean
+ * and nothing counted it returns 0 and no gradient (PyTorch: NaN).
+ * Errors: targets out of [0, C), a targets shape that does not fit,
+ * a weight not [C], smoothing outside [0, 1]. */
+cr_tensor *cr_cross_entropy_ex(cr_ctx *ctx, cr_tensor *logits, cr_tensor *targets,
+                               int64_t ignore_index, const cr_class_loss_opts *opts);
+/* The mean form with an i64 targets tensor (cr_cross_entropy's semantics;
+ * [N,C] logits use its fused kernels, others cr_cross_entropy_ex). */
+cr_tensor *cr_cross_entropy_t(cr_ctx *ctx, cr_tensor *logits, cr_tensor *targets,
+                              int64_t ignore_index);
+/* Negative log-likelihood of log-probabilities (PyTorch's nll_loss):
+ * -w_t logp[.., t]; layout, targets, ignore_index and options as for
+ * cr_cross_entropy_ex (label_smoothing must be 0). */
+cr_tensor *cr_nll_loss(cr_ctx *ctx, cr_tensor *logp, cr_tensor *targets, int64_t ignore_index,
+                       const cr_class_loss_opts *opts);
+
+/* The elementwise losses take an input and a target of one shape (no
+ * broadcasting) and are differentiable in both. */
+/* |input - target| */
+cr_tensor *cr_l1_loss(cr_ctx *ctx, cr_tensor *input, cr_tensor *target, cr_reduction r);
+/* (input - target)^2 (with CR_REDUCE_MEAN: cr_mse) */
+cr_tensor *cr_mse_loss(cr_ctx *ctx, cr_tensor *input, cr_tensor *target, cr_reduction r);
+/* d = |input - target|: d^2 / (2 beta) where d < beta, else d - beta/2;
+ * beta >= 0 (0: the l1 loss).  PyTorch's default beta is 1. */
+cr_tensor *cr_smooth_l1_loss(cr_ctx *ctx, cr_tensor *input, cr_tensor *target, double beta,
+                             cr_reduction r);
+/* d^2 / 2 where d < delta, else delta (d - delta/2); delta > 0 (default 1). */
+cr_tensor *cr_huber_loss(cr_ctx *ctx, cr_tensor *input, cr_tensor *target, double delta,
+                         cr_reduction r);
+/* KL divergence with input = log-probabilities (PyTorch's kl_div): target
+ * probabilities give target (log target - input), 0 where target = 0; with
+ * log_target, the target holds log-probabilities: exp(t) (t - input).
+ * CR_REDUCE_BATCHMEAN (the mathematically right one) divides the sum by
+ * the first dim; CR_REDUCE_MEAN averages over every element. */
+cr_tensor *cr_kl_div(cr_ctx *ctx, cr_tensor *input, cr_tensor *target, bool log_target,
+                     cr_reduction r);
+/* Options of cr_bce_with_logits; NULL or zeros: mean, no weights. */
+typedef struct cr_bce_opts {
+  cr_reduction reduction;
+  cr_tensor *weight;     /* broadcast to the input's shape, or NULL */
+  cr_tensor *pos_weight; /* weight of the positive term, broadcast (e.g. [C]), or NULL */
+} cr_bce_opts;
+/* Binary cross-entropy of logits x against targets y in [0, 1]:
+ * w ((1 - y) x + (1 + (pw - 1) y) log(1 + exp(-x))), computed without
+ * overflow (PyTorch's BCEWithLogitsLoss).  Differentiable in x, y and the
+ * weights. */
+cr_tensor *cr_bce_with_logits(cr_ctx *ctx, cr_tensor *x, cr_tensor *y, const cr_bce_opts *opts);
+
 /* ---- regularisation */
 /* Inverted dropout: in training mode each element is zeroed with
  * probability p and the rest scaled by 1/(1-p), drawing from rng; in
