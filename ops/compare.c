@@ -43,12 +43,11 @@ static const char *const cmp_names[C_COUNT] = {
 static void where_vjp(cr_ctx *ctx, cr_node *nd);
 static cr_status where_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
-const cr_op_desc cr__op_where = {
-    .name = "where",
-    .n_inputs = 3,
-    .vjp = where_vjp,
-    .vjp_graph = where_vjp_graph,
-    .reads = CR__READS_IN(0)};
+const cr_op_desc cr__op_where = {.name = "where",
+                                 .n_inputs = 3,
+                                 .vjp = where_vjp,
+                                 .vjp_graph = where_vjp_graph,
+                                 .reads = CR__READS_IN(0)};
 
 cr_tensor *cr__scalar_like(cr_ctx *ctx, const cr_tensor *like, double v) {
   if (!like)
@@ -195,7 +194,9 @@ cr_tensor *cr_masked_fill(cr_ctx *ctx, cr_tensor *x, cr_tensor *mask, double val
   if (!cr__bcast_shape(ctx, "masked_fill", x, mask, &nd, shape))
     return NULL;
   if (nd != x->ndim || memcmp(shape, x->shape, sizeof(int64_t) * (size_t)nd) != 0)
-    return cr__fail(ctx, CR_ERR_SHAPE, "masked_fill: x %s, mask %s: the mask must broadcast "
-                    "to x's shape", cr__shp(x), cr__shp(mask));
+    return cr__fail(ctx, CR_ERR_SHAPE,
+                    "masked_fill: x %s, mask %s: the mask must broadcast "
+                    "to x's shape",
+                    cr__shp(x), cr__shp(mask));
   return cr_where(ctx, mask, cr__scalar_like(ctx, x, value), x);
 }

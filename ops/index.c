@@ -55,23 +55,14 @@ static cr_status scatter_add_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, 
 static cr_status flip_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
 const cr_op_desc cr__op_gather = {
-    .name = "gather",
-    .n_inputs = 1,
-    .vjp = gather_vjp,
-    .vjp_graph = gather_vjp_graph,
-    .reads = 0};
-const cr_op_desc cr__op_scatter_add = {
-    .name = "scatter_add",
-    .n_inputs = 2,
-    .vjp = scatter_add_vjp,
-    .vjp_graph = scatter_add_vjp_graph,
-    .reads = 0};
+    .name = "gather", .n_inputs = 1, .vjp = gather_vjp, .vjp_graph = gather_vjp_graph, .reads = 0};
+const cr_op_desc cr__op_scatter_add = {.name = "scatter_add",
+                                       .n_inputs = 2,
+                                       .vjp = scatter_add_vjp,
+                                       .vjp_graph = scatter_add_vjp_graph,
+                                       .reads = 0};
 const cr_op_desc cr__op_flip = {
-    .name = "flip",
-    .n_inputs = 1,
-    .vjp = flip_vjp,
-    .vjp_graph = flip_vjp_graph,
-    .reads = 0};
+    .name = "flip", .n_inputs = 1, .vjp = flip_vjp, .vjp_graph = flip_vjp_graph, .reads = 0};
 
 /* ---- gather and scatter_add */
 
@@ -90,16 +81,19 @@ static bool index_fits(cr_ctx *ctx, const char *op, const cr_tensor *x, int axis
   for (int d = 0; ok && d < x->ndim; d++)
     ok = d == axis || idx->shape[d] <= x->shape[d];
   if (!ok) {
-    cr__fail(ctx, CR_ERR_SHAPE, "%s: %s axis %d, index %s: the index needs x's %d dims, none "
-             "larger than x's off the axis", op, cr__shp(x), axis, cr__shp(idx), x->ndim);
+    cr__fail(ctx, CR_ERR_SHAPE,
+             "%s: %s axis %d, index %s: the index needs x's %d dims, none "
+             "larger than x's off the axis",
+             op, cr__shp(x), axis, cr__shp(idx), x->ndim);
     return false;
   }
   const int64_t *v = idx_data(idx), dim = x->shape[axis];
   for (int64_t i = 0; i < idx->numel; i++)
     if (v[i] < 0 || v[i] >= dim) {
-      cr__fail(ctx, CR_ERR_ARG, "%s: %s axis %d: index %lld at position %lld is out of range "
-               "[0,%lld)", op, cr__shp(x), axis, (long long)v[i], (long long)i,
-               (long long)dim);
+      cr__fail(ctx, CR_ERR_ARG,
+               "%s: %s axis %d: index %lld at position %lld is out of range "
+               "[0,%lld)",
+               op, cr__shp(x), axis, (long long)v[i], (long long)i, (long long)dim);
       return false;
     }
   return true;
@@ -172,13 +166,12 @@ static void gather_vjp(cr_ctx *ctx, cr_node *nd) {
 /* gx = zeros of x's shape with gy scatter-added */
 static cr_status gather_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx) {
   cr_tensor *x = nd->in[0];
-  gx[0] = cr_scatter_add(ctx, cr_zeros(ctx, x->dtype, x->ndim, x->shape),
-                         along_attr_of(nd)->axis, nd->saved, gy);
+  gx[0] = cr_scatter_add(ctx, cr_zeros(ctx, x->dtype, x->ndim, x->shape), along_attr_of(nd)->axis,
+                         nd->saved, gy);
   return cr_ctx_status(ctx);
 }
 
-cr_tensor *cr_scatter_add(cr_ctx *ctx, cr_tensor *x, int axis, cr_tensor *index,
-                          cr_tensor *src) {
+cr_tensor *cr_scatter_add(cr_ctx *ctx, cr_tensor *x, int axis, cr_tensor *index, cr_tensor *src) {
   cr_tensor *in[2] = {x, src};
   if (!cr__check_inputs(ctx, "scatter_add", 2, in) ||
       !cr__check_index(ctx, "scatter_add", "index", index) ||
@@ -186,8 +179,10 @@ cr_tensor *cr_scatter_add(cr_ctx *ctx, cr_tensor *x, int axis, cr_tensor *index,
     return NULL;
   if (src->ndim != index->ndim ||
       memcmp(src->shape, index->shape, sizeof(int64_t) * (size_t)src->ndim) != 0)
-    return cr__fail(ctx, CR_ERR_SHAPE, "scatter_add: %s axis %d, index %s, src %s: src must "
-                    "have the index's shape", cr__shp(x), axis, cr__shp(index), cr__shp(src));
+    return cr__fail(ctx, CR_ERR_SHAPE,
+                    "scatter_add: %s axis %d, index %s, src %s: src must "
+                    "have the index's shape",
+                    cr__shp(x), axis, cr__shp(index), cr__shp(src));
   cr_tensor *y = cr__new(ctx, x->dtype, x->ndim, x->shape);
   if (!y)
     return NULL;
@@ -306,8 +301,8 @@ cr_tensor *cr_squeeze(cr_ctx *ctx, cr_tensor *x, int axis) {
   if (!cr__check_inputs(ctx, "squeeze", 1, &x) || !cr__axis(ctx, "squeeze", x, &axis))
     return NULL;
   if (x->shape[axis] != 1)
-    return cr__fail(ctx, CR_ERR_SHAPE, "squeeze: %s axis %d: size %lld, not 1", cr__shp(x),
-                    axis, (long long)x->shape[axis]);
+    return cr__fail(ctx, CR_ERR_SHAPE, "squeeze: %s axis %d: size %lld, not 1", cr__shp(x), axis,
+                    (long long)x->shape[axis]);
   if (x->ndim == 1)
     return x; /* [1] stays [1]: no tensor has 0 dims */
   int64_t shape[CR_MAX_DIMS];
@@ -322,11 +317,15 @@ cr_tensor *cr_unsqueeze(cr_ctx *ctx, cr_tensor *x, int axis) {
     return NULL;
   const int nd = x->ndim + 1;
   if (nd > CR_MAX_DIMS)
-    return cr__fail(ctx, CR_ERR_SHAPE, "unsqueeze: %s: the result would have %d dims, more "
-                    "than %d", cr__shp(x), nd, CR_MAX_DIMS);
+    return cr__fail(ctx, CR_ERR_SHAPE,
+                    "unsqueeze: %s: the result would have %d dims, more "
+                    "than %d",
+                    cr__shp(x), nd, CR_MAX_DIMS);
   if (axis < -nd || axis >= nd)
-    return cr__fail(ctx, CR_ERR_ARG, "unsqueeze: %s: axis %d out of range for the %d-dim "
-                    "result", cr__shp(x), axis, nd);
+    return cr__fail(ctx, CR_ERR_ARG,
+                    "unsqueeze: %s: axis %d out of range for the %d-dim "
+                    "result",
+                    cr__shp(x), axis, nd);
   if (axis < 0)
     axis += nd;
   int64_t shape[CR_MAX_DIMS];
@@ -352,9 +351,10 @@ cr_tensor *cr_pad(cr_ctx *ctx, cr_tensor *x, const int64_t *pad, int n, double v
   if (!cr__check_inputs(ctx, "pad", 1, &x))
     return NULL;
   if (!pad || n < 2 || n % 2 || n / 2 > x->ndim)
-    return cr__fail(ctx, CR_ERR_ARG, "pad: %s: %d pad sizes%s: need pairs (before, after) for "
-                    "1 to %d axes, the last axis first", cr__shp(x), n,
-                    pad ? "" : " (pad is NULL)", x->ndim);
+    return cr__fail(ctx, CR_ERR_ARG,
+                    "pad: %s: %d pad sizes%s: need pairs (before, after) for "
+                    "1 to %d axes, the last axis first",
+                    cr__shp(x), n, pad ? "" : " (pad is NULL)", x->ndim);
   int64_t out[CR_MAX_DIMS];
   memcpy(out, x->shape, sizeof out);
   for (int k = 0; k < n / 2; k++) {
@@ -367,14 +367,18 @@ cr_tensor *cr_pad(cr_ctx *ctx, cr_tensor *x, const int64_t *pad, int n, double v
       ok = s >= 1 && cr__add_ok(s, lo > 0 ? lo : 0, &s) && cr__add_ok(s, hi > 0 ? hi : 0, &s);
     }
     if (!ok)
-      return cr__fail(ctx, CR_ERR_SHAPE, "pad: %s: pads %lld, %lld of axis %d leave no "
-                      "elements or overflow", cr__shp(x), (long long)lo, (long long)hi, d);
+      return cr__fail(ctx, CR_ERR_SHAPE,
+                      "pad: %s: pads %lld, %lld of axis %d leave no "
+                      "elements or overflow",
+                      cr__shp(x), (long long)lo, (long long)hi, d);
     out[d] = s;
   }
   int64_t numel;
   if (!cr__numel_ok(x->ndim, out, &numel))
-    return cr__fail(ctx, CR_ERR_SHAPE, "pad: %s: the result would have more than 2^40 "
-                    "elements", cr__shp(x));
+    return cr__fail(ctx, CR_ERR_SHAPE,
+                    "pad: %s: the result would have more than 2^40 "
+                    "elements",
+                    cr__shp(x));
   cr_tensor *y = x, *mask = NULL; /* mask: 1 where y holds x's values (a constant) */
   for (int k = 0; k < n / 2 && y; k++) {
     const int d = x->ndim - 1 - k;
@@ -402,9 +406,10 @@ cr_tensor *cr_repeat(cr_ctx *ctx, cr_tensor *x, const int64_t *reps, int n) {
   if (!cr__check_inputs(ctx, "repeat", 1, &x))
     return NULL;
   if (!reps || n < x->ndim || n > CR_MAX_DIMS)
-    return cr__fail(ctx, CR_ERR_ARG, "repeat: %s: %d repeat counts%s: need %d to %d (one per "
-                    "axis; extra ones add leading axes)", cr__shp(x), n,
-                    reps ? "" : " (reps is NULL)", x->ndim, CR_MAX_DIMS);
+    return cr__fail(ctx, CR_ERR_ARG,
+                    "repeat: %s: %d repeat counts%s: need %d to %d (one per "
+                    "axis; extra ones add leading axes)",
+                    cr__shp(x), n, reps ? "" : " (reps is NULL)", x->ndim, CR_MAX_DIMS);
   int64_t shape[CR_MAX_DIMS], out[CR_MAX_DIMS], numel;
   for (int d = 0; d < n; d++) {
     shape[d] = d < n - x->ndim ? 1 : x->shape[d - (n - x->ndim)];
@@ -415,8 +420,10 @@ cr_tensor *cr_repeat(cr_ctx *ctx, cr_tensor *x, const int64_t *reps, int n) {
       out[d] = -1;
   }
   if (!cr__numel_ok(n, out, &numel))
-    return cr__fail(ctx, CR_ERR_SHAPE, "repeat: %s: the result would have more than 2^40 "
-                    "elements", cr__shp(x));
+    return cr__fail(ctx, CR_ERR_SHAPE,
+                    "repeat: %s: the result would have more than 2^40 "
+                    "elements",
+                    cr__shp(x));
   cr_tensor *y = n > x->ndim ? cr_reshape(ctx, x, n, shape) : x;
   for (int d = 0; d < n && y; d++) {
     if (reps[d] == 1)

@@ -27,16 +27,16 @@
 
 /* What the forward pass leaves for the VJPs. */
 typedef struct {
-  int ca;             /* the class axis */
-  int64_t C, P;       /* classes, positions */
-  int64_t *target;    /* [P] copy of the targets */
-  int64_t ignore;     /* ignore_index */
-  double *w;          /* [C] class weights, or NULL */
-  double wsum;        /* sum of w (C when NULL) */
-  double eps;         /* label smoothing */
-  double *lse;        /* [P] log-sum-exp of each counted position (cross_entropy) */
+  int ca;          /* the class axis */
+  int64_t C, P;    /* classes, positions */
+  int64_t *target; /* [P] copy of the targets */
+  int64_t ignore;  /* ignore_index */
+  double *w;       /* [C] class weights, or NULL */
+  double wsum;     /* sum of w (C when NULL) */
+  double eps;      /* label smoothing */
+  double *lse;     /* [P] log-sum-exp of each counted position (cross_entropy) */
   cr_reduction red;
-  double denom;       /* mean: sum of w_t over the counted positions */
+  double denom; /* mean: sum of w_t over the counted positions */
 } class_saved;
 
 #define T float
@@ -55,18 +55,13 @@ static void nll_vjp(cr_ctx *ctx, cr_node *nd);
 static cr_status ce_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 static cr_status nll_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
-const cr_op_desc cr__op_cross_entropy_ex = {
-    .name = "cross_entropy_ex",
-    .n_inputs = 1,
-    .vjp = ce_vjp,
-    .vjp_graph = ce_vjp_graph,
-    .reads = CR__READS_IN(0)};
+const cr_op_desc cr__op_cross_entropy_ex = {.name = "cross_entropy_ex",
+                                            .n_inputs = 1,
+                                            .vjp = ce_vjp,
+                                            .vjp_graph = ce_vjp_graph,
+                                            .reads = CR__READS_IN(0)};
 const cr_op_desc cr__op_nll_loss = {
-    .name = "nll_loss",
-    .n_inputs = 1,
-    .vjp = nll_vjp,
-    .vjp_graph = nll_vjp_graph,
-    .reads = 0};
+    .name = "nll_loss", .n_inputs = 1, .vjp = nll_vjp, .vjp_graph = nll_vjp_graph, .reads = 0};
 
 /* ---- shared: checks, layout and the saved state */
 
@@ -82,14 +77,16 @@ static class_saved *class_setup(cr_ctx *ctx, const char *op, cr_tensor *x, cr_te
     return NULL;
   if (o->reduction != CR_REDUCE_MEAN && o->reduction != CR_REDUCE_SUM &&
       o->reduction != CR_REDUCE_NONE)
-    return cr__fail(ctx, CR_ERR_ARG, "%s: %s: reduction %d: use CR_REDUCE_MEAN, _SUM or _NONE "
-                    "(batchmean is kl_div's)", op, cr__shp(x), (int)o->reduction);
+    return cr__fail(ctx, CR_ERR_ARG,
+                    "%s: %s: reduction %d: use CR_REDUCE_MEAN, _SUM or _NONE "
+                    "(batchmean is kl_div's)",
+                    op, cr__shp(x), (int)o->reduction);
   if (!smoothing && o->label_smoothing != 0)
     return cr__fail(ctx, CR_ERR_ARG, "%s: %s: label_smoothing is cross-entropy's option", op,
                     cr__shp(x));
   if (!(o->label_smoothing >= 0 && o->label_smoothing <= 1))
-    return cr__fail(ctx, CR_ERR_ARG, "%s: %s: label_smoothing %g must be in [0, 1]", op,
-                    cr__shp(x), o->label_smoothing);
+    return cr__fail(ctx, CR_ERR_ARG, "%s: %s: label_smoothing %g must be in [0, 1]", op, cr__shp(x),
+                    o->label_smoothing);
   const int ca = o->classes_at_dim1 ? 1 : x->ndim - 1;
   if (ca >= x->ndim)
     return cr__fail(ctx, CR_ERR_SHAPE, "%s: %s: classes_at_dim1 needs at least 2 dims [N,C,...]",
@@ -106,13 +103,16 @@ static class_saved *class_setup(cr_ctx *ctx, const char *op, cr_tensor *x, cr_te
   if (targets->ndim != tnd || memcmp(targets->shape, tshape, sizeof(int64_t) * (size_t)tnd)) {
     char want[96];
     cr_shape_str(want, sizeof want, tnd, tshape);
-    return cr__fail(ctx, CR_ERR_SHAPE, "%s: scores %s, targets %s: the targets must be %s "
-                    "(the scores without the class axis %d)", op, cr__shp(x),
-                    cr__shp(targets), want, ca);
+    return cr__fail(ctx, CR_ERR_SHAPE,
+                    "%s: scores %s, targets %s: the targets must be %s "
+                    "(the scores without the class axis %d)",
+                    op, cr__shp(x), cr__shp(targets), want, ca);
   }
   if (o->weight && (o->weight->ndim != 1 || o->weight->shape[0] != C))
-    return cr__fail(ctx, CR_ERR_SHAPE, "%s: scores %s, weight %s: need one weight per class "
-                    "[%lld]", op, cr__shp(x), cr__shp(o->weight), (long long)C);
+    return cr__fail(ctx, CR_ERR_SHAPE,
+                    "%s: scores %s, weight %s: need one weight per class "
+                    "[%lld]",
+                    op, cr__shp(x), cr__shp(o->weight), (long long)C);
   class_saved *sv = cr__alloc(ctx, sizeof *sv);
   int64_t *tgt = cr__alloc(ctx, (size_t)P * sizeof *tgt);
   double *lse = cr__alloc(ctx, (size_t)P * sizeof *lse);
@@ -132,13 +132,13 @@ static class_saved *class_setup(cr_ctx *ctx, const char *op, cr_tensor *x, cr_te
     if (tgt[p] == ignore)
       continue;
     if (tgt[p] < 0 || tgt[p] >= C)
-      return cr__fail(ctx, CR_ERR_ARG, "%s: %s: target %lld at position %lld is out of range "
-                      "[0,%lld)", op, cr__shp(x), (long long)tgt[p], (long long)p,
-                      (long long)C);
+      return cr__fail(ctx, CR_ERR_ARG,
+                      "%s: %s: target %lld at position %lld is out of range "
+                      "[0,%lld)",
+                      op, cr__shp(x), (long long)tgt[p], (long long)p, (long long)C);
     denom += w ? w[tgt[p]] : 1.0;
   }
-  *sv = (class_saved){ca, C, P, tgt, ignore, w, wsum, o->label_smoothing, lse, o->reduction,
-                      denom};
+  *sv = (class_saved){ca, C, P, tgt, ignore, w, wsum, o->label_smoothing, lse, o->reduction, denom};
   return sv;
 }
 
@@ -224,7 +224,8 @@ static bool graph_constants(cr_ctx *ctx, const cr_tensor *x, const class_saved *
     }
     cr_set_flat(*a, p, (1 - e) * wt + e * sv->wsum / C);
     for (int64_t j = 0; j < sv->C; j++)
-      cr_set_flat(*b, base + j * inner, e * (sv->w ? sv->w[j] : 1.0) / C + (j == t ? (1 - e) * wt : 0));
+      cr_set_flat(*b, base + j * inner,
+                  e * (sv->w ? sv->w[j] : 1.0) / C + (j == t ? (1 - e) * wt : 0));
   }
   return true;
 }

@@ -32,8 +32,8 @@ static cr_tensor *reduce_loss(cr_ctx *ctx, const char *op, cr_tensor *l, cr_redu
       return cr_div_scalar(ctx, cr_sum(ctx, l), (double)cr_dim(l, 0));
     break;
   }
-  return cr__fail(ctx, CR_ERR_ARG, "%s: %s: reduction %d: use CR_REDUCE_MEAN, _SUM or _NONE%s",
-                  op, cr__shp(l), (int)r, strcmp(op, "kl_div") ? "" : " or _BATCHMEAN");
+  return cr__fail(ctx, CR_ERR_ARG, "%s: %s: reduction %d: use CR_REDUCE_MEAN, _SUM or _NONE%s", op,
+                  cr__shp(l), (int)r, strcmp(op, "kl_div") ? "" : " or _BATCHMEAN");
 }
 
 /* Inputs valid, x and y of one shape (the losses do not broadcast). */
@@ -42,8 +42,10 @@ static bool same_shape(cr_ctx *ctx, const char *op, cr_tensor *x, cr_tensor *y) 
   if (!cr__check_inputs(ctx, op, 2, in))
     return false;
   if (x->ndim != y->ndim || memcmp(x->shape, y->shape, sizeof(int64_t) * (size_t)x->ndim)) {
-    cr__fail(ctx, CR_ERR_SHAPE, "%s: input %s, target %s: shapes differ (the losses do not "
-             "broadcast)", op, cr__shp(x), cr__shp(y));
+    cr__fail(ctx, CR_ERR_SHAPE,
+             "%s: input %s, target %s: shapes differ (the losses do not "
+             "broadcast)",
+             op, cr__shp(x), cr__shp(y));
     return false;
   }
   return true;
@@ -74,8 +76,7 @@ static cr_tensor *two_branch(cr_ctx *ctx, cr_tensor *x, cr_tensor *y, double s, 
   return cr_where(ctx, inside, quad, m == 1 ? lin : cr_mul_scalar(ctx, lin, m));
 }
 
-cr_tensor *cr_smooth_l1_loss(cr_ctx *ctx, cr_tensor *x, cr_tensor *y, double beta,
-                             cr_reduction r) {
+cr_tensor *cr_smooth_l1_loss(cr_ctx *ctx, cr_tensor *x, cr_tensor *y, double beta, cr_reduction r) {
   if (!same_shape(ctx, "smooth_l1_loss", x, y))
     return NULL;
   if (!(beta >= 0) || !isfinite(beta))
@@ -90,8 +91,8 @@ cr_tensor *cr_huber_loss(cr_ctx *ctx, cr_tensor *x, cr_tensor *y, double delta, 
   if (!same_shape(ctx, "huber_loss", x, y))
     return NULL;
   if (!(delta > 0) || !isfinite(delta))
-    return cr__fail(ctx, CR_ERR_ARG, "huber_loss: %s: delta %g must be finite and > 0",
-                    cr__shp(x), delta);
+    return cr__fail(ctx, CR_ERR_ARG, "huber_loss: %s: delta %g must be finite and > 0", cr__shp(x),
+                    delta);
   return reduce_loss(ctx, "huber_loss", two_branch(ctx, x, y, delta, 0.5, delta), r);
 }
 
@@ -121,8 +122,10 @@ static bool broadcasts_to(cr_ctx *ctx, const char *what, cr_tensor *t, const cr_
   if (!cr__bcast_shape(ctx, "bce_with_logits", t, x, &nd, shape))
     return false;
   if (nd != x->ndim || memcmp(shape, x->shape, sizeof(int64_t) * (size_t)nd)) {
-    cr__fail(ctx, CR_ERR_SHAPE, "bce_with_logits: input %s, %s %s: must broadcast to the "
-             "input's shape", cr__shp(x), what, cr__shp(t));
+    cr__fail(ctx, CR_ERR_SHAPE,
+             "bce_with_logits: input %s, %s %s: must broadcast to the "
+             "input's shape",
+             cr__shp(x), what, cr__shp(t));
     return false;
   }
   return true;
@@ -141,7 +144,7 @@ cr_tensor *cr_bce_with_logits(cr_ctx *ctx, cr_tensor *x, cr_tensor *y, const cr_
       !broadcasts_to(ctx, "pos_weight", o->pos_weight, x))
     return NULL;
   cr_tensor *sp = cr_softplus(ctx, cr_neg(ctx, x), 1, INFINITY); /* log(1 + exp(-x)) */
-  if (o->pos_weight) /* 1 + (pw - 1) y */
+  if (o->pos_weight)                                             /* 1 + (pw - 1) y */
     sp = cr_mul(ctx, cr_add_scalar(ctx, cr_mul(ctx, cr_sub_scalar(ctx, o->pos_weight, 1), y), 1),
                 sp);
   cr_tensor *l = cr_add(ctx, cr_mul(ctx, cr_rsub_scalar(ctx, y, 1), x), sp);

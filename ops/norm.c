@@ -25,7 +25,7 @@
 #undef SFX
 
 typedef struct {
-  int k;            /* dims normalized */
+  int k;             /* dims normalized */
   bool has_w, has_b; /* inputs: x, then w when has_w, then b when has_b */
   double eps;
 } ln_attr;
@@ -38,12 +38,12 @@ typedef struct {
 static void ln_vjp(cr_ctx *ctx, cr_node *nd);
 static cr_status ln_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
-const cr_op_desc cr__op_layer_norm = {
-    .name = "layer_norm",
-    .n_inputs = -1,
-    .vjp = ln_vjp,
-    .vjp_graph = ln_vjp_graph,
-    .reads = CR__READS_IN(0) | CR__READS_IN(1)}; /* x, w (b is never read) */
+const cr_op_desc cr__op_layer_norm = {.name = "layer_norm",
+                                      .n_inputs = -1,
+                                      .vjp = ln_vjp,
+                                      .vjp_graph = ln_vjp_graph,
+                                      .reads = CR__READS_IN(0) |
+                                               CR__READS_IN(1)}; /* x, w (b is never read) */
 
 /* x's shape with the last k dims set to 1: the row shape */
 static void row_shape(const cr_tensor *x, int k, int64_t *shape) {
@@ -92,16 +92,17 @@ cr_tensor *cr_layer_norm(cr_ctx *ctx, cr_tensor *x, int k, cr_tensor *weight, cr
     return cr__fail(ctx, CR_ERR_ARG, "layer_norm: %s: normalizing %d dims: need 1 to %d",
                     cr__shp(x), k, x->ndim);
   if (!(eps >= 0) || !isfinite(eps))
-    return cr__fail(ctx, CR_ERR_ARG, "layer_norm: %s: eps %g must be finite and >= 0",
-                    cr__shp(x), eps);
+    return cr__fail(ctx, CR_ERR_ARG, "layer_norm: %s: eps %g must be finite and >= 0", cr__shp(x),
+                    eps);
   const int64_t *fshape = x->shape + (x->ndim - k);
   for (int j = 1; j < n; j++)
     if (in[j]->ndim != k || memcmp(in[j]->shape, fshape, sizeof(int64_t) * (size_t)k) != 0) {
       char want[96];
       cr_shape_str(want, sizeof want, k, fshape);
-      return cr__fail(ctx, CR_ERR_SHAPE, "layer_norm: %s, %s %s: must have the normalized "
-                      "shape %s", cr__shp(x), in[j] == weight ? "weight" : "bias",
-                      cr__shp(in[j]), want);
+      return cr__fail(ctx, CR_ERR_SHAPE,
+                      "layer_norm: %s, %s %s: must have the normalized "
+                      "shape %s",
+                      cr__shp(x), in[j] == weight ? "weight" : "bias", cr__shp(in[j]), want);
     }
   int64_t rows[CR_MAX_DIMS];
   row_shape(x, k, rows);
@@ -157,7 +158,8 @@ static void ln_vjp(cr_ctx *ctx, cr_node *nd) {
   int64_t rows[CR_MAX_DIMS];
   row_shape(x, at->k, rows);
   const int64_t R = cr__numel(x->ndim, rows), M = x->numel / R;
-  double *sg = cr__alloc(ctx, (size_t)R * sizeof *sg), *sgx = cr__alloc(ctx, (size_t)R * sizeof *sgx);
+  double *sg = cr__alloc(ctx, (size_t)R * sizeof *sg),
+         *sgx = cr__alloc(ctx, (size_t)R * sizeof *sgx);
   const void *wv = dense_values(ctx, w);
   if (!sg || !sgx || (w && !wv))
     return;
@@ -194,12 +196,13 @@ static cr_status ln_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor
   const double M = (double)(x->numel / cr__numel(nd_, rows));
 #define ROW_MEAN(t) cr_div_scalar(ctx, cr_sum_to(ctx, (t), nd_, rows), M)
   cr_tensor *xc = cr_sub(ctx, x, ROW_MEAN(x));
-  cr_tensor *s = cr_pow_scalar(ctx, cr_add_scalar(ctx, ROW_MEAN(cr_square(ctx, xc)), at->eps), -0.5);
+  cr_tensor *s =
+      cr_pow_scalar(ctx, cr_add_scalar(ctx, ROW_MEAN(cr_square(ctx, xc)), at->eps), -0.5);
   cr_tensor *xhat = cr_mul(ctx, xc, s);
   if (x->requires_grad) {
     cr_tensor *g = w ? cr_mul(ctx, gy, w) : gy;
-    cr_tensor *inner = cr_sub(ctx, cr_sub(ctx, g, ROW_MEAN(g)),
-                              cr_mul(ctx, xhat, ROW_MEAN(cr_mul(ctx, g, xhat))));
+    cr_tensor *inner =
+        cr_sub(ctx, cr_sub(ctx, g, ROW_MEAN(g)), cr_mul(ctx, xhat, ROW_MEAN(cr_mul(ctx, g, xhat))));
     gx[0] = cr_mul(ctx, s, inner);
   }
   if (w && w->requires_grad)

@@ -103,8 +103,8 @@ cr_tensor *cr_topk(cr_ctx *ctx, cr_tensor *x, int64_t k, int axis, bool largest,
     return NULL;
   const int64_t K = x->shape[axis];
   if (k < 1 || k > K)
-    return cr__fail(ctx, CR_ERR_ARG, "topk: %s axis %d: k %lld out of range [1,%lld]",
-                    cr__shp(x), axis, (long long)k, (long long)K);
+    return cr__fail(ctx, CR_ERR_ARG, "topk: %s axis %d: k %lld out of range [1,%lld]", cr__shp(x),
+                    axis, (long long)k, (long long)K);
   int64_t line[CR_MAX_DIMS], shape[CR_MAX_DIMS];
   with_axis(x, axis, 1, line);
   with_axis(x, axis, k, shape);

@@ -29,11 +29,7 @@ static void cumsum_vjp(cr_ctx *ctx, cr_node *nd);
 static cr_status cumsum_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
 const cr_op_desc cr__op_cumsum = {
-    .name = "cumsum",
-    .n_inputs = 1,
-    .vjp = cumsum_vjp,
-    .vjp_graph = cumsum_vjp_graph,
-    .reads = 0};
+    .name = "cumsum", .n_inputs = 1, .vjp = cumsum_vjp, .vjp_graph = cumsum_vjp_graph, .reads = 0};
 
 /* d (= or +=) cumsum of s along axis (d, s of one shape) */
 static void scan(cr_tensor *d, const cr_tensor *s, int axis, bool reverse, bool add) {

@@ -34,11 +34,11 @@
 
 /* Which axes a reduction removes, and the shapes around it. */
 typedef struct {
-  bool red[CR_MAX_DIMS];    /* axis d is reduced */
+  bool red[CR_MAX_DIMS];     /* axis d is reduced */
   int64_t keep[CR_MAX_DIMS]; /* x's shape with the reduced axes set to 1 */
-  int ndim;                 /* of the result */
-  int64_t out[CR_MAX_DIMS]; /* the result's shape */
-  int64_t n;                /* elements reduced into each result element */
+  int ndim;                  /* of the result */
+  int64_t out[CR_MAX_DIMS];  /* the result's shape */
+  int64_t n;                 /* elements reduced into each result element */
 } axes_plan;
 
 typedef struct {
@@ -53,18 +53,16 @@ static void var_vjp(cr_ctx *ctx, cr_node *nd);
 static cr_status lse_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 static cr_status var_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
-const cr_op_desc cr__op_logsumexp = {
-    .name = "logsumexp",
-    .n_inputs = 1,
-    .vjp = lse_vjp,
-    .vjp_graph = lse_vjp_graph,
-    .reads = CR__READS_IN(0) | CR__READS_OUT};
-const cr_op_desc cr__op_var = {
-    .name = "var",
-    .n_inputs = 1,
-    .vjp = var_vjp,
-    .vjp_graph = var_vjp_graph,
-    .reads = CR__READS_IN(0)};
+const cr_op_desc cr__op_logsumexp = {.name = "logsumexp",
+                                     .n_inputs = 1,
+                                     .vjp = lse_vjp,
+                                     .vjp_graph = lse_vjp_graph,
+                                     .reads = CR__READS_IN(0) | CR__READS_OUT};
+const cr_op_desc cr__op_var = {.name = "var",
+                               .n_inputs = 1,
+                               .vjp = var_vjp,
+                               .vjp_graph = var_vjp_graph,
+                               .reads = CR__READS_IN(0)};
 
 /* The plan for reducing x over the axes whose bits are set in mask. */
 static void plan_of(const cr_tensor *x, unsigned mask, bool keepdim, axes_plan *p) {
@@ -87,8 +85,8 @@ static void plan_of(const cr_tensor *x, unsigned mask, bool keepdim, axes_plan *
 static bool plan_axes(cr_ctx *ctx, const char *op, const cr_tensor *x, const int *axes, int n,
                       bool keepdim, unsigned *mask, axes_plan *p) {
   if (n < 0 || (n > 0 && !axes) || (!axes && n != 0) || n > x->ndim) {
-    cr__fail(ctx, CR_ERR_ARG, "%s: %s: %d axes%s: give 1 to %d axes, or NULL and 0 for all",
-             op, cr__shp(x), n, axes ? "" : " (axes is NULL)", x->ndim);
+    cr__fail(ctx, CR_ERR_ARG, "%s: %s: %d axes%s: give 1 to %d axes, or NULL and 0 for all", op,
+             cr__shp(x), n, axes ? "" : " (axes is NULL)", x->ndim);
     return false;
   }
   *mask = n == 0 ? (1u << x->ndim) - 1 : 0;
@@ -132,8 +130,8 @@ static cr_tensor *spread(cr_ctx *ctx, cr_tensor *gy, const cr_tensor *x, const a
 
 /* An iterator over the lines along the one reduced axis: operand 0 a
  * dense tensor of the kept shape, then the strides given. */
-static void lines(cr__iter *it, const cr_tensor *x, const axes_plan *p, int nops,
-                  const int64_t *s1, const int64_t *s2) {
+static void lines(cr__iter *it, const cr_tensor *x, const axes_plan *p, int nops, const int64_t *s1,
+                  const int64_t *s2) {
   int64_t dense[CR_MAX_DIMS];
   cr__contig_strides(x->ndim, p->keep, dense);
   const int64_t *st[3] = {dense, s1, s2};
@@ -206,9 +204,10 @@ cr_tensor *cr_var(cr_ctx *ctx, cr_tensor *x, const int *axes, int n, double corr
     return NULL;
   const double div = (double)p.n - correction;
   if (!(correction >= 0) || !(div > 0))
-    return cr__fail(ctx, CR_ERR_ARG, "var: %s: correction %g with %lld values per result "
-                    "leaves no degrees of freedom (need 0 <= correction < N)", cr__shp(x),
-                    correction, (long long)p.n);
+    return cr__fail(ctx, CR_ERR_ARG,
+                    "var: %s: correction %g with %lld values per result "
+                    "leaves no degrees of freedom (need 0 <= correction < N)",
+                    cr__shp(x), correction, (long long)p.n);
   cr_tensor *y = cr__new(ctx, x->dtype, p.ndim, p.out);
   const int64_t m = y ? y->numel : 0;
   double *mean = cr__alloc(ctx, (size_t)m * sizeof *mean); /* [m] kept for the VJP */
@@ -265,8 +264,7 @@ static cr_status var_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tenso
   const stats_attr *at = stats_attr_of(nd);
   const axes_plan pl = node_plan(nd), *p = &pl;
   cr_tensor *mu = cr_div_scalar(ctx, cr_sum_to(ctx, x, x->ndim, p->keep), (double)p->n);
-  gx[0] = cr_mul(ctx, spread(ctx, gy, x, p),
-                 cr_mul_scalar(ctx, cr_sub(ctx, x, mu), 2 / at->div));
+  gx[0] = cr_mul(ctx, spread(ctx, gy, x, p), cr_mul_scalar(ctx, cr_sub(ctx, x, mu), 2 / at->div));
   return cr_ctx_status(ctx);
 }
 

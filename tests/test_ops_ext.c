@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
 
 #include <math.h>
@@ -38,7 +39,7 @@ static void check_values(cr_ctx *ctx, const cr_tensor *t, int ndim, const int64_
       fail_msg("element %lld: got %.17g, want %.17g", (long long)i, got, want[i]);
   }
 }
-#define CHECK(t, shape, tol, ...)                                                                 \
+#define CHECK(t, shape, tol, ...)                                                                  \
   check_values(ctx, (t), shape, (const double[]){__VA_ARGS__}, (tol))
 
 /* expr fails (NULL) with exactly the message msg; the error is cleared */
@@ -219,8 +220,8 @@ static void test_maximum_minimum(void **state) {
   CHECK(cr_grad(p), CR_SHAPE(3), 0, 0, 0.5, 1);
   CHECK(cr_grad(q), CR_SHAPE(3), 0, 1, 0.5, 0);
   /* broadcast */
-  CHECK(cr_minimum(ctx, F64(CR_SHAPE(2, 1), 0, 5), F64(CR_SHAPE(3), 1, 4, 7)), CR_SHAPE(2, 3), 0,
-        0, 0, 0, 1, 4, 5);
+  CHECK(cr_minimum(ctx, F64(CR_SHAPE(2, 1), 0, 5), F64(CR_SHAPE(3), 1, 4, 7)), CR_SHAPE(2, 3), 0, 0,
+        0, 0, 1, 4, 5);
 }
 
 static void test_compare_where(void **state) {
@@ -262,7 +263,8 @@ static void test_logsumexp_var(void **state) {
         sqrt(4.0 / 3));
   CHECK(cr_sum_axes(ctx, v, NULL, 0, false), CR_SHAPE(1), 0, 3e9 + 12);
   CHECK(cr_mean_axes(ctx, F64(CR_SHAPE(2, 2, 2), 1, 2, 3, 4, 5, 6, 7, 8), (const int[]){0, 2}, 2,
-                     false), CR_SHAPE(2), 0, 3.5, 5.5);
+                     false),
+        CR_SHAPE(2), 0, 3.5, 5.5);
   EXPECT_ERR(cr_var(ctx, F64(CR_SHAPE(1, 2), 1, 2), (const int[]){0}, 1, 1, false),
              "var: [1,2]: correction 1 with 1 values per result leaves no degrees of freedom "
              "(need 0 <= correction < N)");
@@ -287,8 +289,8 @@ static void test_arg_topk_min(void **state) {
   CHECK(idx, CR_SHAPE(2, 3), 0, 2, 0, 1, 1, 2, 3);
   assert_int_equal(cr_backward(ctx, cr_sum(ctx, top)), CR_OK);
   CHECK(cr_grad(y), CR_SHAPE(2, 4), 0, 1, 1, 1, 0, 0, 1, 1, 1);
-  CHECK(cr_topk(ctx, F64(CR_SHAPE(4, 1), 2, NAN, -1, 0), 2, 0, false, &idx), CR_SHAPE(2, 1), 0,
-        -1, 0);
+  CHECK(cr_topk(ctx, F64(CR_SHAPE(4, 1), 2, NAN, -1, 0), 2, 0, false, &idx), CR_SHAPE(2, 1), 0, -1,
+        0);
   CHECK(idx, CR_SHAPE(2, 1), 0, 2, 3);
   CHECK(cr_topk(ctx, F64(CR_SHAPE(3), 2, NAN, -1), 1, 0, true, &idx), CR_SHAPE(1), 0, NAN);
   EXPECT_ERR(cr_topk(ctx, y, 5, 1, true, &idx), "topk: [2,4] axis 1: k 5 out of range [1,4]");
@@ -325,21 +327,21 @@ static void test_shape_ops(void **state) {
   cr_ctx *ctx = *state;
   cr_tensor *x = F64(CR_SHAPE(2, 3), 1, 2, 3, 4, 5, 6);
   CHECK(cr_flip(ctx, x, (const int[]){-1}, 1), CR_SHAPE(2, 3), 0, 3, 2, 1, 6, 5, 4);
-  CHECK(cr_flip(ctx, cr_transpose(ctx, x, 0, 1), (const int[]){0, 1}, 2), CR_SHAPE(3, 2), 0, 6,
-        3, 5, 2, 4, 1);
+  CHECK(cr_flip(ctx, cr_transpose(ctx, x, 0, 1), (const int[]){0, 1}, 2), CR_SHAPE(3, 2), 0, 6, 3,
+        5, 2, 4, 1);
   CHECK(cr_cumsum(ctx, x, 1), CR_SHAPE(2, 3), 0, 1, 3, 6, 4, 9, 15);
   CHECK(cr_cumsum(ctx, x, 0), CR_SHAPE(2, 3), 0, 1, 2, 3, 5, 7, 9);
-  CHECK(cr_pad(ctx, x, (const int64_t[]){1, 0, 0, 1}, 4, -1), CR_SHAPE(3, 4), 0, -1, 1, 2, 3,
-        -1, 4, 5, 6, -1, -1, -1, -1);
+  CHECK(cr_pad(ctx, x, (const int64_t[]){1, 0, 0, 1}, 4, -1), CR_SHAPE(3, 4), 0, -1, 1, 2, 3, -1, 4,
+        5, 6, -1, -1, -1, -1);
   CHECK(cr_pad(ctx, x, (const int64_t[]){-1, 1}, 2, 0), CR_SHAPE(2, 3), 0, 2, 3, 0, 5, 6, 0);
-  CHECK(cr_repeat(ctx, F64(CR_SHAPE(2), 1, 2), (const int64_t[]){2, 2}, 2), CR_SHAPE(2, 4), 0,
-        1, 2, 1, 2, 1, 2, 1, 2);
+  CHECK(cr_repeat(ctx, F64(CR_SHAPE(2), 1, 2), (const int64_t[]){2, 2}, 2), CR_SHAPE(2, 4), 0, 1, 2,
+        1, 2, 1, 2, 1, 2);
   CHECK(cr_select(ctx, x, 1, -1), CR_SHAPE(2), 0, 3, 6);
   CHECK(cr_select(ctx, F64(CR_SHAPE(3), 7, 8, 9), 0, 1), CR_SHAPE(1), 0, 8);
   CHECK(cr_unsqueeze(ctx, x, 1), CR_SHAPE(2, 1, 3), 0, 1, 2, 3, 4, 5, 6);
   CHECK(cr_squeeze(ctx, cr_unsqueeze(ctx, x, -1), 2), CR_SHAPE(2, 3), 0, 1, 2, 3, 4, 5, 6);
-  CHECK(cr_broadcast_to(ctx, F64(CR_SHAPE(2, 1), 1, 2), CR_SHAPE(2, 2)), CR_SHAPE(2, 2), 0, 1, 1,
-        2, 2);
+  CHECK(cr_broadcast_to(ctx, F64(CR_SHAPE(2, 1), 1, 2), CR_SHAPE(2, 2)), CR_SHAPE(2, 2), 0, 1, 1, 2,
+        2);
   EXPECT_ERR(cr_squeeze(ctx, x, 1), "squeeze: [2,3] axis 1: size 3, not 1");
   EXPECT_ERR(cr_pad(ctx, x, (const int64_t[]){-2, -1}, 2, 0),
              "pad: [2,3]: pads -2, -1 of axis 1 leave no elements or overflow");
@@ -356,8 +358,8 @@ static void test_layer_norm(void **state) {
   const double s = 1 / sqrt(1 + 1e-5);
   CHECK(cr_layer_norm(ctx, x, 1, NULL, NULL, 1e-5), CR_SHAPE(2, 2), 1e-15, -s, s, 0, 0);
   cr_tensor *w = F64(CR_SHAPE(2), 2, 3), *b = F64(CR_SHAPE(2), 0.5, -0.5);
-  CHECK(cr_layer_norm(ctx, x, 1, w, b, 1e-5), CR_SHAPE(2, 2), 1e-15, 0.5 - 2 * s, 3 * s - 0.5,
-        0.5, -0.5);
+  CHECK(cr_layer_norm(ctx, x, 1, w, b, 1e-5), CR_SHAPE(2, 2), 1e-15, 0.5 - 2 * s, 3 * s - 0.5, 0.5,
+        -0.5);
   EXPECT_ERR(cr_layer_norm(ctx, x, 2, w, NULL, 1e-5),
              "layer_norm: [2,2], weight [2]: must have the normalized shape [2,2]");
   EXPECT_ERR(cr_layer_norm(ctx, x, 3, NULL, NULL, 1e-5),
@@ -384,8 +386,8 @@ static void test_class_losses(void **state) {
   CHECK(cr_cross_entropy_t(ctx, x2, I64(CR_SHAPE(2), 2, 0), -100), CR_SHAPE(1), 1e-15,
         (l0 + l2) / 2);
   /* every target ignored: 0 (PyTorch: NaN) */
-  CHECK(cr_cross_entropy_ex(ctx, x, I64(CR_SHAPE(2, 2), -1, -1, -1, -1), -1, NULL), CR_SHAPE(1),
-        0, 0);
+  CHECK(cr_cross_entropy_ex(ctx, x, I64(CR_SHAPE(2, 2), -1, -1, -1, -1), -1, NULL), CR_SHAPE(1), 0,
+        0);
   cr_class_loss_opts sum = {.reduction = CR_REDUCE_SUM};
   CHECK(cr_nll_loss(ctx, x2, I64(CR_SHAPE(2), 2, 1), -100, &sum), CR_SHAPE(1), 0, -4);
   EXPECT_ERR(cr_cross_entropy_ex(ctx, x, I64(CR_SHAPE(2, 2), 0, 3, 0, 0), -100, NULL),
@@ -415,8 +417,8 @@ static void test_pointwise_losses(void **state) {
   CHECK(cr_bce_with_logits(ctx, z, t, &(cr_bce_opts){CR_REDUCE_NONE, NULL, NULL}), CR_SHAPE(4),
         1e-15, 0, 0, 1000, log(2));
   cr_bce_opts pw = {CR_REDUCE_NONE, NULL, F64(CR_SHAPE(1), 3)};
-  CHECK(cr_bce_with_logits(ctx, F64(CR_SHAPE(2), 0, 0), F64(CR_SHAPE(2), 1, 0), &pw),
-        CR_SHAPE(2), 1e-15, 3 * log(2), log(2));
+  CHECK(cr_bce_with_logits(ctx, F64(CR_SHAPE(2), 0, 0), F64(CR_SHAPE(2), 1, 0), &pw), CR_SHAPE(2),
+        1e-15, 3 * log(2), log(2));
   /* kl: 0 log 0 = 0 */
   cr_tensor *lq = F64(CR_SHAPE(1, 2), log(0.5), log(0.5)), *p = F64(CR_SHAPE(1, 2), 1, 0);
   CHECK(cr_kl_div(ctx, lq, p, false, CR_REDUCE_BATCHMEAN), CR_SHAPE(1), 1e-15, log(2));
@@ -459,9 +461,9 @@ static cr_tensor *o_flip(cr_ctx *c, cr_tensor *x, cr_tensor *w) {
 }
 static cr_tensor *o_gather(cr_ctx *c, cr_tensor *x, cr_tensor *w) {
   (void)w;
-  return cr_gather(c, x, 1, cr_from_i64(c, CR_SHAPE(2, 2, 4), (const int64_t[]){
-                                                                   0, 2, 1, 1, 2, 2, 0, 1,
-                                                                   1, 0, 0, 2, 2, 1, 1, 0}));
+  return cr_gather(c, x, 1,
+                   cr_from_i64(c, CR_SHAPE(2, 2, 4),
+                               (const int64_t[]){0, 2, 1, 1, 2, 2, 0, 1, 1, 0, 0, 2, 2, 1, 1, 0}));
 }
 static cr_tensor *o_scatter(cr_ctx *c, cr_tensor *x, cr_tensor *w) {
   (void)w;
@@ -471,16 +473,14 @@ static cr_tensor *o_scatter(cr_ctx *c, cr_tensor *x, cr_tensor *w) {
 static cr_tensor *o_ce(cr_ctx *c, cr_tensor *x, cr_tensor *w) {
   (void)w;
   cr_class_loss_opts o = {CR_REDUCE_NONE, NULL, 0.1, false};
-  return cr_cross_entropy_ex(c, x, cr_from_i64(c, CR_SHAPE(2, 3), (const int64_t[]){0, 3, -100,
-                                                                                     1, 2, 3}),
-                             -100, &o);
+  return cr_cross_entropy_ex(
+      c, x, cr_from_i64(c, CR_SHAPE(2, 3), (const int64_t[]){0, 3, -100, 1, 2, 3}), -100, &o);
 }
 static cr_tensor *o_nll(cr_ctx *c, cr_tensor *x, cr_tensor *w) {
   (void)w;
   cr_class_loss_opts o = {CR_REDUCE_SUM, NULL, 0, true};
-  return cr_nll_loss(c, x, cr_from_i64(c, CR_SHAPE(2, 4), (const int64_t[]){0, 1, 2, 0, 1, 1,
-                                                                            2, 0}),
-                     -100, &o);
+  return cr_nll_loss(
+      c, x, cr_from_i64(c, CR_SHAPE(2, 4), (const int64_t[]){0, 1, 2, 0, 1, 1, 2, 0}), -100, &o);
 }
 
 static void test_f32_kernels_match_f64(void **state) {
@@ -488,11 +488,21 @@ static void test_f32_kernels_match_f64(void **state) {
   static const struct {
     const char *name;
     op_fn f;
-  } ops[] = {{"gelu", o_gelu},         {"erf", o_erf},       {"sin", o_sin},
-             {"softplus", o_softplus}, {"maximum", o_max},   {"where", o_where},
-             {"logsumexp", o_lse},     {"var", o_var},       {"layer_norm", o_ln},
-             {"cumsum", o_cumsum},     {"flip", o_flip},     {"gather", o_gather},
-             {"scatter_add", o_scatter}, {"cross_entropy_ex", o_ce}, {"nll_loss", o_nll}};
+  } ops[] = {{"gelu", o_gelu},
+             {"erf", o_erf},
+             {"sin", o_sin},
+             {"softplus", o_softplus},
+             {"maximum", o_max},
+             {"where", o_where},
+             {"logsumexp", o_lse},
+             {"var", o_var},
+             {"layer_norm", o_ln},
+             {"cumsum", o_cumsum},
+             {"flip", o_flip},
+             {"gather", o_gather},
+             {"scatter_add", o_scatter},
+             {"cross_entropy_ex", o_ce},
+             {"nll_loss", o_nll}};
   cr_rng *rng = cr_rng_new(5);
   for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
     cr_ctx *ctx = cr_ctx_new();

@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
 
 #include <dirent.h>
@@ -63,10 +64,10 @@ static int meta_axes(const cr_st_file *f, const char *key, int *axes) {
 }
 
 static cr_reduction reduction_of(const char *v) {
-  return !strcmp(v, "sum") ? CR_REDUCE_SUM
-         : !strcmp(v, "none") ? CR_REDUCE_NONE
+  return !strcmp(v, "sum")         ? CR_REDUCE_SUM
+         : !strcmp(v, "none")      ? CR_REDUCE_NONE
          : !strcmp(v, "batchmean") ? CR_REDUCE_BATCHMEAN
-                                    : CR_REDUCE_MEAN;
+                                   : CR_REDUCE_MEAN;
 }
 
 /* class targets stored as F64 integers, as an i64 tensor */
@@ -247,7 +248,8 @@ static void test_every_fixture_matches_torch(void **state) {
     free(names[i]);
   }
   printf("%d files, %d variants: worst relative error out %.2e, grad %.2e, graph-VJP grad "
-         "%.2e (tolerance %.0e)\n", n, rows, worst_out, worst_grad, worst_graph, TOL);
+         "%.2e (tolerance %.0e)\n",
+         n, rows, worst_out, worst_grad, worst_graph, TOL);
   assert_true(n >= 31);
   assert_true(worst_out <= TOL && worst_grad <= TOL && worst_graph <= TOL);
 }
