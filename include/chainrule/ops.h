@@ -3,7 +3,9 @@
  * Every op takes the context first, computes its result at once in the
  * context's arena and, when grad mode is on and an input requires grad,
  * records a graph node so backward can apply the op's vector-Jacobian
- * product.  Inputs must share a dtype.  On a user error an op returns NULL
+ * product.  Inputs must share a dtype (f32 or f64; an i64 index tensor is
+ * accepted only where an argument is documented as one: indices, ids,
+ * targets).  On a user error an op returns NULL
  * and stores "op: shapes: reason" in the context (see chainrule/base.h);
  * given a NULL input it returns NULL and keeps the first message.
  *
