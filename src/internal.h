@@ -275,9 +275,16 @@ cr_tensor *cr__new_for(cr_ctx *ctx, const cr_tensor *owner, cr_dtype dt, int ndi
 cr_tensor *cr__view_for(cr_ctx *ctx, const cr_tensor *owner, const cr_tensor *base, int ndim,
                         const int64_t *shape, const int64_t *stride, void *data);
 /* Validate op inputs: none NULL, no pending error, none stale (used after
- * reset), all the same dtype.  On failure stores a message naming op. */
+ * reset), none of dtype i64 ("op: dtype i64: ..."), all the same dtype.  On
+ * failure stores a message naming op.  Every op on values calls this, so an
+ * index tensor never reaches a float kernel. */
 bool cr__check_inputs(cr_ctx *ctx, const char *op, int n,
                       cr_tensor *const *in);
+/* The same checks without the dtype rules (persist, copy_into, fill). */
+bool cr__check_valid(cr_ctx *ctx, const char *op, int n, cr_tensor *const *in);
+/* An index argument of op (what: "index", "targets", ...): valid and of
+ * dtype i64, else an error naming op and what. */
+bool cr__check_index(cr_ctx *ctx, const char *op, const char *what, const cr_tensor *idx);
 /* Dense row-major copy of t into dst (numel elements of t's dtype). */
 void cr__gather(const cr_tensor *t, void *dst);
 /* d[r*C + c] = s[r*rs + c*cs] for an R x C view (ops/common.c: in tiles). */
