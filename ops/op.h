@@ -77,6 +77,7 @@ struct cr_node {
   uint32_t mark; /* graph walk that last visited it */
   uint64_t seq;  /* creation number: backward runs nodes in reverse creation order */
   void *saved;   /* op-specific data saved in the arena (indices, masks) */
+  const char *scope; /* the context's scope label when it was made (cr_set_scope), or NULL */
   union {
     max_align_t align;
     unsigned char bytes[CR__ATTR_BYTES];

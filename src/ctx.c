@@ -174,6 +174,7 @@ void cr_ctx_reset(cr_ctx *ctx) {
   ctx->nodes = 0;
   ctx->pending = NULL;
   ctx->n_owed = 0;
+  ctx->scope = NULL;
   ctx->epoch++;
 }
 

@@ -136,9 +136,15 @@ struct cr_ctx {
   cr_tensor *tracked; /* tensors made since cr__track_begin (newest first) */
   bool tracking;
   bool grad_enabled, training, anomaly;
+  const char *scope; /* label recorded with every new node (cr_set_scope), main arena */
   cr_status status;
   char msg[512];
 };
+
+/* A scope label "outer/<fmt ...>" for the ops made until the previous one
+ * (returned) is put back with ctx->scope = prev; the label lives in the
+ * current arena (a region's ends with it).  See cr_set_scope. */
+const char *cr__push_scope(cr_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Internal invariant check (a bug in chainrule, never user input). */
 #define CR_ASSERT(cond, ...)                                                   \

@@ -26,7 +26,7 @@
 typedef struct bt_graph_result {
   int T, H;
   int n_ops, shared_ops, ops_per_step[8];
-  int library_blocks;  /* cluster blocks cr_graph_dot_ex wrote (before merging) */
+  int library_blocks;  /* cluster blocks cr_graph_dot_ex wrote */
   char dot_path[4096]; /* DIR/graph.dot */
   bt_where at_forward, at_dot;
   char error[512];

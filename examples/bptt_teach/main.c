@@ -62,9 +62,9 @@ static void key_figures(const bt_report *r) {
          e->loss[3]);
   const bt_graph_result *g = &r->graph;
   printf("3. graph: LSTM unrolled over %d steps, %d ops (%d, %d, %d per step, %d shared); "
-         "cr_graph_dot_ex wrote %d cluster blocks for %d clusters (merged)\n",
+         "cr_graph_dot_ex drew %d clusters (the steps' scopes and the loss's)\n",
          g->T, g->n_ops, g->ops_per_step[0], g->ops_per_step[1], g->ops_per_step[2], g->shared_ops,
-         g->library_blocks, g->T + 1);
+         g->library_blocks);
   printf("4. anomaly mode stopped the diverging run at step %d (loss %.1e the step before): "
          "op '%s'\n   %s\n",
          r->an.log.stopped_at, r->an.log.done ? r->an.log.loss[r->an.log.done - 1] : 0.0, r->an.op,

@@ -63,10 +63,14 @@ cr_tensor *bt_model_loss(cr_ctx *ctx, const bt_model *m, cr_tensor *x, cr_tensor
   free(all);
   if (st != CR_OK)
     return NULL;
+  /* the ops after the layer carry this scope (the layer's own: "step t") */
+  const char *outer = cr_set_scope(ctx, "loss (after the last step)");
   cr_tensor *h_last = cr_reshape(ctx, cr_slice(ctx, out, 0, T - 1, T, 1), CR_SHAPE(B, H));
   cr_tensor *y = cr_linear(ctx, h_last, m->W, m->b); /* [B,1] */
   cr_set_name(y, "y"); /* names appear in graphs and in anomaly messages */
-  return cr_mse(ctx, y, target);
+  cr_tensor *L = cr_mse(ctx, y, target);
+  cr_set_scope(ctx, outer);
+  return L;
 }
 
 int bt_adding_batch(cr_ctx *ctx, cr_rng *rng, cr_dtype dt, int T, int B, cr_tensor **x,

@@ -225,9 +225,10 @@ static void section_graph(FILE *f, const bt_report *rep) {
           "every step's "
           "<code>addmm</code> reads. That copy has an edge into each step: that is the "
           "weight sharing, and why backward adds one gradient contribution per step "
-          "(the sum of section 1). An op is placed in step k when the latest input row it "
-          "depends on is x<sub>k</sub> (asked of the engine with "
-          "<code>cr_autograd_grad</code>).</p>\n",
+          "(the sum of section 1). An op is in step k because it was made while the layer "
+          "ran step k: the layer records the scope \"step k\" with each op of the cell's "
+          "step (<code>cr_set_scope</code>, read back with <code>cr_scope_of</code>), and "
+          "<code>cr_graph_dot</code> draws a cluster per scope.</p>\n",
           g->ops_per_step[0], g->ops_per_step[1], g->ops_per_step[2], g->shared_ops);
   code(f, "the forward pass that is drawn", g->at_forward);
   code(f, "the dot file, with a cluster per step", g->at_dot);
