@@ -120,19 +120,21 @@ const char *cr_runtime_describe(char *buf, size_t n) {
 /* Threads pay for themselves only on large products: below about 2 MFLOP
  * per thread the fork/join and the split panels cost more than they save
  * (measured: 1x128x64 and 32x512x192 get slower with two threads). */
-static dim_t threads_for(int64_t m, int64_t n, int64_t k) {
-  if (g_threads <= 1)
+static int threads_for(int64_t m, int64_t n, int64_t k) {
+  const int avail = cr__parallel_threads();
+  if (avail <= 1)
     return 1;
   double flops = 2.0 * (double)m * (double)n * (double)k;
-  int64_t t = (int64_t)(flops / 4e6);
+  int64_t t = (int64_t)(flops / 2e6);
   if (t < 1)
     t = 1;
-  if (t > g_threads)
-    t = g_threads;
-  /* a thread needs a panel of rows or columns worth splitting */
-  if (m < 64 && n < 64)
-    t = 1;
-  return (dim_t)t;
+  if (t > avail)
+    t = avail;
+  /* a thread needs 16 columns or 8 rows of its own */
+  int64_t most = n >= m ? n / 16 : m / 8;
+  if (t > most)
+    t = most < 1 ? 1 : most;
+  return (int)t;
 }
 
 /* Products this small are faster as plain loops than as a BLIS call, whose
@@ -155,33 +157,102 @@ int64_t cr__small_gemm_mnk = CR__SMALL_MNK;
 #undef T
 #undef SFX
 
+typedef enum { PATH_LOOPS, PATH_SKINNY, PATH_BLIS } gemm_path;
+
+typedef struct gemm_args {
+  cr_dtype dt;
+  bool ta, tb;
+  int64_t m, n, k;
+  double alpha, beta;
+  const char *a, *b;
+  char *c;
+  int64_t rsa, csa, rsb, csb, rsc, csc;
+} gemm_args;
+
+/* One product on this thread by the path chosen for the whole product (a
+ * block of a split product goes the same way, so the split changes no
+ * rounding). */
+static void gemm_on_one(gemm_path path, const gemm_args *g) {
+  if (path == PATH_LOOPS) {
+    (g->dt == CR_F32 ? small_gemm_f : small_gemm_d)(g->ta, g->tb, g->m, g->n, g->k, g->alpha,
+                                                    g->a, g->rsa, g->csa, g->b, g->rsb, g->csb,
+                                                    g->beta, g->c, g->rsc, g->csc);
+  } else if (path == PATH_SKINNY) {
+    /* few rows against a large right operand: skip BLIS's packing of B */
+    cr__skinny_sgemm(g->m, g->n, g->k, (float)g->alpha, (const float *)g->a,
+                     g->ta ? g->csa : g->rsa, g->ta ? g->rsa : g->csa, (const float *)g->b,
+                     g->tb ? g->csb : g->rsb, (float)g->beta, (float *)g->c, g->rsc);
+  } else {
+    /* BLIS's "sup" path for small and skinny products was slower than its
+     * conventional one on every product shape of a recurrent layer here
+     * (zen3, 1 thread: 256x2048x64 32 vs 61 GFLOP/s, 256x512x128 44 vs 68,
+     * 512x2048x256 equal), and its edge kernels sum in another order than
+     * its main ones, so a block of a split product would round apart from
+     * the same rows computed whole: use the conventional path always */
+    rntm_t rntm = BLIS_RNTM_INITIALIZER;
+    bli_rntm_set_num_threads(1, &rntm);
+    bli_rntm_disable_l3_sup(&rntm);
+    trans_t tra = g->ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE;
+    trans_t trb = g->tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE;
+    if (g->dt == CR_F32) {
+      float al = (float)g->alpha, be = (float)g->beta;
+      bli_sgemm_ex(tra, trb, g->m, g->n, g->k, &al, (float *)g->a, g->rsa, g->csa,
+                   (float *)g->b, g->rsb, g->csb, &be, (float *)g->c, g->rsc, g->csc, NULL,
+                   &rntm);
+    } else {
+      double al = g->alpha, be = g->beta;
+      bli_dgemm_ex(tra, trb, g->m, g->n, g->k, &al, (double *)g->a, g->rsa, g->csa,
+                   (double *)g->b, g->rsb, g->csb, &be, (double *)g->c, g->rsc, g->csc, NULL,
+                   &rntm);
+    }
+  }
+}
+
+typedef struct split_job {
+  gemm_args whole;
+  gemm_path path;
+  int parts;
+  bool by_columns;
+} split_job;
+
+/* block `part` of the split: columns (multiples of 16) or rows (of 8) */
+static void split_task(void *arg, int64_t part) {
+  const split_job *j = arg;
+  gemm_args g = j->whole;
+  const size_t es = cr_dtype_size(g.dt);
+  const int64_t len = j->by_columns ? g.n : g.m, unit = j->by_columns ? 16 : 8;
+  const int64_t units = (len + unit - 1) / unit;
+  const int64_t u0 = units * part / j->parts, u1 = units * (part + 1) / j->parts;
+  const int64_t i0 = u0 * unit, i1 = u1 * unit < len ? u1 * unit : len;
+  if (i1 <= i0)
+    return;
+  if (j->by_columns) { /* op(B)[:, i0:i1] and C[:, i0:i1] */
+    g.b += (size_t)(i0 * (g.tb ? g.rsb : g.csb)) * es;
+    g.c += (size_t)(i0 * g.csc) * es;
+    g.n = i1 - i0;
+  } else { /* op(A)[i0:i1, :] and C[i0:i1, :] */
+    g.a += (size_t)(i0 * (g.ta ? g.csa : g.rsa)) * es;
+    g.c += (size_t)(i0 * g.rsc) * es;
+    g.m = i1 - i0;
+  }
+  gemm_on_one(j->path, &g);
+}
+
 void cr__gemm(cr_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
               const void *a, int64_t rsa, int64_t csa, const void *b, int64_t rsb,
               int64_t csb, double beta, void *c, int64_t rsc, int64_t csc) {
-  if ((double)m * (double)n * (double)k <= (double)cr__small_gemm_mnk) {
-    (dt == CR_F32 ? small_gemm_f : small_gemm_d)(ta, tb, m, n, k, alpha, a, rsa, csa, b, rsb,
-                                                 csb, beta, c, rsc, csc);
+  const gemm_args g = {dt, ta, tb, m, n, k, alpha, beta, a, b, c, rsa, csa, rsb, csb, rsc, csc};
+  gemm_path path = PATH_BLIS;
+  if ((double)m * (double)n * (double)k <= (double)cr__small_gemm_mnk)
+    path = PATH_LOOPS;
+  else if (dt == CR_F32 && cr__skinny_isa != CR__SKINNY_NONE && m <= cr__skinny_max_m &&
+           (tb ? rsb : csb) == 1 && csc == 1 && cr__skinny_ok(m, n, k))
+    path = PATH_SKINNY;
+  const int nt = path == PATH_LOOPS ? 1 : threads_for(m, n, k);
+  if (nt <= 1) {
+    gemm_on_one(path, &g);
     return;
   }
-  dim_t nt = threads_for(m, n, k);
-  const int64_t bj = tb ? rsb : csb;
-  if (dt == CR_F32 && cr__skinny_isa != CR__SKINNY_NONE && nt == 1 && m <= cr__skinny_max_m && bj == 1 && csc == 1 &&
-      cr__skinny_ok(m, n, k)) {
-    /* few rows against a large right operand: skip BLIS's packing of B */
-    cr__skinny_sgemm(m, n, k, (float)alpha, a, ta ? csa : rsa, ta ? rsa : csa, b, tb ? csb : rsb,
-                     (float)beta, c, rsc);
-    return;
-  }
-  rntm_t rntm = BLIS_RNTM_INITIALIZER;
-  bli_rntm_set_num_threads(nt, &rntm);
-  trans_t tra = ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE;
-  trans_t trb = tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE;
-  if (dt == CR_F32) {
-    float al = (float)alpha, be = (float)beta;
-    bli_sgemm_ex(tra, trb, m, n, k, &al, (float *)a, rsa, csa, (float *)b, rsb, csb, &be,
-                 (float *)c, rsc, csc, NULL, &rntm);
-  } else {
-    bli_dgemm_ex(tra, trb, m, n, k, &alpha, (double *)a, rsa, csa, (double *)b, rsb, csb,
-                 &beta, (double *)c, rsc, csc, NULL, &rntm);
-  }
+  split_job job = {g, path, nt, n >= m};
+  cr__parallel_for(nt, split_task, &job);
 }

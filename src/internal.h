@@ -314,6 +314,16 @@ void cr__gemm(cr_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
               const void *b, int64_t rsb, int64_t csb, double beta, void *c,
               int64_t rsc, int64_t csc);
 
+/* ---- threads (src/parallel.c): fn(arg, 0..n-1) on up to
+ * cr__parallel_threads() threads, the caller among them; returns when all
+ * have run.  Tasks must write disjoint outputs and be cut the same way
+ * whatever the thread count, so results do not depend on it.  Inside a
+ * task (or while another thread runs a job) it runs the tasks in turn. */
+typedef void (*cr__task_fn)(void *arg, int64_t task);
+void cr__parallel_for(int64_t n, cr__task_fn fn, void *arg);
+/* threads a job started here would use: cr_get_num_threads(), 1 in a task */
+int cr__parallel_threads(void);
+
 /* m*n*k at or below which cr__gemm uses plain loops instead of BLIS. */
 extern int64_t cr__small_gemm_mnk;
 

@@ -140,16 +140,18 @@ static int tile_rows(int64_t rem) {
 /* panels a tile of R rows takes at once */
 static int tile_panels(int R) { return R >= 4 ? 1 : R >= 2 ? 2 : 4; }
 
-__attribute__((target("avx2,fma"))) void
-cr__skinny_sgemm_packed(int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t ai,
-                        int64_t ap, const float *Bp, float beta, float *C, int64_t rsc) {
+/* columns [16 q_begin, 16 q_end) of the product */
+__attribute__((target("avx2,fma"))) static void
+packed_panels(int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t ai,
+              int64_t ap, const float *Bp, float beta, float *C, int64_t rsc, int64_t q_begin,
+              int64_t q_end) {
   const int64_t np = (n + NP - 1) / NP;
   for (int64_t k0 = 0; k0 < k; k0 += KC) {
     const int64_t kb = k - k0 < KC ? k - k0 : KC;
     const float bt = k0 == 0 ? beta : 1.0f; /* later blocks add to C */
     const float *block = Bp + k0 * np * NP;
-    for (int64_t q0 = 0; q0 < np; q0 += JB) {
-      const int64_t qe = q0 + JB < np ? q0 + JB : np;
+    for (int64_t q0 = q_begin; q0 < q_end; q0 += JB) {
+      const int64_t qe = q0 + JB < q_end ? q0 + JB : q_end;
       for (int64_t i0 = 0; i0 < m;) {
         const int R = tile_rows(m - i0);
         const float *a[6];
@@ -165,4 +167,42 @@ cr__skinny_sgemm_packed(int64_t m, int64_t n, int64_t k, float alpha, const floa
       }
     }
   }
+}
+
+typedef struct packed_job {
+  int64_t m, n, k, ai, ap, rsc, parts;
+  float alpha, beta;
+  const float *A, *Bp;
+  float *C;
+} packed_job;
+
+/* part of the columns: whole groups of JB panels, so each thread's tiles
+ * are those of the single-threaded product */
+static void packed_task(void *arg, int64_t part) {
+  const packed_job *j = arg;
+  const int64_t np = (j->n + NP - 1) / NP, groups = (np + JB - 1) / JB;
+  const int64_t g0 = groups * part / j->parts, g1 = groups * (part + 1) / j->parts;
+  const int64_t q1 = g1 * JB < np ? g1 * JB : np;
+  if (g0 * JB < q1)
+    packed_panels(j->m, j->n, j->k, j->alpha, j->A, j->ai, j->ap, j->Bp, j->beta, j->C, j->rsc,
+                  g0 * JB, q1);
+}
+
+void cr__skinny_sgemm_packed(int64_t m, int64_t n, int64_t k, float alpha, const float *A,
+                             int64_t ai, int64_t ap, const float *Bp, float beta, float *C,
+                             int64_t rsc) {
+  /* threads for products of >= 1 M multiply-adds per thread, in groups of
+   * JB panels (64 columns) each */
+  const int64_t groups = ((n + NP - 1) / NP + JB - 1) / JB;
+  int64_t parts = cr__parallel_threads();
+  if (parts > groups)
+    parts = groups;
+  if (parts > m * n * k / 1000000)
+    parts = m * n * k / 1000000;
+  if (parts <= 1) {
+    packed_panels(m, n, k, alpha, A, ai, ap, Bp, beta, C, rsc, 0, (n + NP - 1) / NP);
+    return;
+  }
+  packed_job j = {m, n, k, ai, ap, rsc, parts, alpha, beta, A, Bp, C};
+  cr__parallel_for(parts, packed_task, &j);
 }
