@@ -373,7 +373,10 @@ static void test_save_load(void **state) {
   cr_ctx_clear_error(ctx);
   assert_memory_equal(before, cr_data(cr_rnn_param(b, 0)), 240 * sizeof(float));
   assert_memory_equal(bias_before, cr_data(w_last), sizeof bias_before);
-  assert_int_equal(cr_rnn_load(ctx, b, f, "nothere."), CR_ERR_FORMAT);
+  assert_int_equal(cr_rnn_load(ctx, b, f, "nothere."), CR_ERR_ARG);
+  snprintf(want, sizeof want, "%s: no tensor named 'nothere.weight_ih_l0' (it holds 8: %s", other,
+           "'rnn.weight_ih_l0', 'rnn.weight_hh_l0', ");
+  assert_memory_equal(cr_ctx_error(ctx), want, strlen(want));
   cr_ctx_clear_error(ctx);
   cr_st_close(f);
   remove(path);
