@@ -176,6 +176,33 @@ static bool tensor_fits(cr_ctx *ctx, const cr_st_file *f, const char *name, cr_t
   return false;
 }
 
+/* Buffers that hold running averages of squares (or sums of them): a
+ * negative value would make the update's square root NaN. */
+static bool nonneg_buffer(const char *name) {
+  return !strcmp(name, "exp_avg_sq") || !strcmp(name, "max_exp_avg_sq") ||
+         !strcmp(name, "square_avg") || !strcmp(name, "sum");
+}
+
+/* The file's tensor k, read as dst's dtype into scratch memory, holds only
+ * finite values (and none below 0 for the buffers of nonneg_buffer); else
+ * false and an error naming the file, the tensor and the first bad index. */
+static bool values_ok(cr_ctx *ctx, const cr_st_file *f, const char *k, const char *buffer,
+                      const cr_tensor *dst) {
+  cr_tensor *t = cr_tensor_new(ctx, dst->dtype, dst->ndim, dst->shape);
+  bool ok = t && cr_st_read_into(ctx, f, k, t) == CR_OK;
+  bool nonneg = nonneg_buffer(buffer);
+  for (int64_t i = 0; ok && i < t->numel; i++) {
+    double v = cr_get_flat(t, i);
+    if (!isfinite(v) || (nonneg && v < 0)) {
+      cr__fail(ctx, CR_ERR_FORMAT, "%s: tensor '%s' holds %g at index %" PRId64 ", expected %s",
+               cr_st_path(f), k, v, i, nonneg ? "finite values >= 0" : "finite values");
+      ok = false;
+    }
+  }
+  cr_tensor_free(t);
+  return ok;
+}
+
 /* Tensor P<name> [G] into lr[0..G): valid learning rates. */
 static bool load_lrs(cr_ctx *ctx, const cr_st_file *f, const char *path, const char *prefix,
                      const char *name, double *lr, int G) {
@@ -258,7 +285,8 @@ cr_status cr_optim_load(cr_ctx *ctx, cr_optim *opt, const cr_st_file *f, const c
     for (int b = 0; ok && b < NBUF; b++)
       if (opt->buf_name[b])
         ok = buffer_key(ctx, op, k, prefix, i, opt->buf_name[b]) &&
-             tensor_fits(ctx, f, k, opt->params[i].buf[b]);
+             tensor_fits(ctx, f, k, opt->params[i].buf[b]) &&
+             values_ok(ctx, f, k, opt->buf_name[b], opt->params[i].buf[b]);
 
   /* 2. commit: every read below was checked and cannot fail */
   for (int i = 0; ok && i < N; i++) {
