@@ -138,9 +138,16 @@ static void usage(FILE *f) {
   }
   fprintf(f, "\nresuming: --resume FILE alone continues FILE's run bit for bit; its options\n"
              "are recorded in FILE.  These may be given again to change them:\n ");
-  for (int i = 0; i < N_DEFS; i++)
-    if (defs[i].keep == SPAN || defs[i].keep == CARRY || defs[i].keep == LOCAL)
-      fprintf(f, " %s", defs[i].flag);
+  int col = 1;
+  for (int i = 0; i < N_DEFS; i++) {
+    const char *fl = defs[i].flag;
+    if (defs[i].keep == MODEL || defs[i].keep == KEEP || !strcmp(fl, "--resume") ||
+        !strcmp(fl, "--finetune-from") || !strcmp(fl, "--load"))
+      continue;
+    if (col + 1 + (int)strlen(fl) > 78)
+      col = fprintf(f, "\n ") - 1;
+    col += fprintf(f, " %s", fl);
+  }
   fprintf(f, "\n(--steps also stretches the lr schedule; --data may name another copy of the\n"
              "same text).  Any other flag must agree with FILE: a different value is an\n"
              "error naming both.\n"
@@ -306,8 +313,8 @@ bool cl_opts_from_checkpoint(cl_opts *o, const cr_st_file *f, const char *path, 
                      "sampled or fine-tuned from)", path, d->key), false;
     }
     if (!parse_value(i, v, &file, why, sizeof why))
-      return cl_fail("%s: metadata '%s' is '%.80s', expected a value that %s", path, d->key, v,
-                     why + (strncmp(why, "must ", 5) ? 0 : 5)), false;
+      return cl_fail("%s: metadata '%s' is '%.80s', expected %s", path, d->key, v,
+                     why + (strncmp(why, "must be ", 8) ? 0 : 8)), false;
     bool given = o->given >> i & 1;
     char mine[256], theirs[256];
     format_value(i, &n, mine, sizeof mine);

@@ -107,10 +107,11 @@ static bool step_failed(cl_run *t) {
   return cl_fail("step %" PRId64 ": %s", t->step + 1, cr_ctx_error(t->ctx)), false;
 }
 
-static bool diverged(cl_run *t, const char *what, double v) {
-  return cl_fail("step %" PRId64 ": training diverged: %s is %g; stopped without saving (try a "
-                 "lower --lr than %g%s)", t->step + 1, what, v, t->o.lr,
-                 t->o.clip > 0 ? "" : ", or a --clip"), false;
+/* what: "the loss is nan", ...; step: the step it happened at */
+static bool diverged(const cl_run *t, int64_t step, const char *what) {
+  return cl_fail("step %" PRId64 ": training diverged: %s; stopped without saving (try a lower "
+                 "--lr than %g%s)", step, what, t->o.lr, t->o.clip > 0 ? "" : ", or a --clip"),
+         false;
 }
 
 /* --tbptt: a stream that wrapped around to its start begins from zeros;
@@ -146,9 +147,13 @@ static bool train_step(cl_run *t, double *loss) {
     return step_failed(t);
   *loss = cr_item(l);
   double norm = o->clip > 0 ? cr_clip_grad_norm(ctx, t->m->params, t->m->n_params, o->clip) : 0;
-  if (!isfinite(*loss) || !isfinite(norm))
-    return diverged(t, isfinite(*loss) ? "the gradient norm" : "the loss",
-                    isfinite(*loss) ? norm : *loss);
+  if (!isfinite(*loss) || !isfinite(norm)) {
+    char what[64];
+    double v = isfinite(*loss) ? norm : *loss;
+    snprintf(what, sizeof what, "the %s is %s", isfinite(*loss) ? "gradient norm" : "loss",
+             isnan(v) ? "NaN" : "infinite");
+    return diverged(t, t->step + 1, what);
+  }
   if (cr_optim_step(ctx, t->opt) != CR_OK || !keep_state(t, fin))
     return step_failed(t);
   cr_ctx_reset(ctx);
@@ -171,16 +176,18 @@ static bool validate(cl_run *t, bool final) {
          isatty(STDOUT_FILENO) ? "\n" : "", t->step, bits,
          final ? " on the whole validation text" : "", cl_unigram_bits(&t->data));
   fflush(stdout);
-  if (!isfinite(bits))
-    return diverged(t, "the validation loss", bits);
-  t->bad_evals = bits > DIVERGE_FACTOR * uniform ? t->bad_evals + 1 : 0;
-  if (t->bad_evals >= DIVERGE_EVALS) {
-    char what[160];
-    snprintf(what, sizeof what, "the validation loss, for %d validations above %.1fx the uniform "
-             "baseline of %.3f bits/char,", DIVERGE_EVALS, DIVERGE_FACTOR, uniform);
-    return diverged(t, what, bits);
+  char what[200];
+  if (!isfinite(bits)) {
+    snprintf(what, sizeof what, "the validation loss is %s", isnan(bits) ? "NaN" : "infinite");
+    return diverged(t, t->step, what);
   }
-  return true;
+  t->bad_evals = bits > DIVERGE_FACTOR * uniform ? t->bad_evals + 1 : 0;
+  if (t->bad_evals < DIVERGE_EVALS)
+    return true;
+  snprintf(what, sizeof what, "the validation loss stayed above %.1fx the uniform baseline "
+           "(%.3f bits/char) for %d validations, now %.3f bits/char", DIVERGE_FACTOR, uniform,
+           DIVERGE_EVALS, bits);
+  return diverged(t, t->step, what);
 }
 
 static bool save(cl_run *t) {
