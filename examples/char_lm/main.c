@@ -19,19 +19,6 @@
 
 #include "char_lm.h"
 
-void cl_run_free(cl_run *t) {
-  free(t->ids);
-  free(t->tgt);
-  for (int s = 0; s < 2; s++)
-    cr_tensor_free(t->carry[s]);
-  cr_optim_free(t->opt);
-  cm_free(t->m);
-  cr_rng_free(t->rng);
-  cr_ctx_free(t->ctx);
-  cl_corpus_free(&t->data);
-  memset(t, 0, sizeof *t);
-}
-
 /* sample / eval: the model from --load */
 static int use_checkpoint(cl_run *t, const cr_st_file *f, const char *path) {
   if (!cl_ckpt_load_model(t, f, path))

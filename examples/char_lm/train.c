@@ -59,6 +59,19 @@ static bool derive_periods(cl_run *t) {
   return true;
 }
 
+void cl_run_free(cl_run *t) {
+  free(t->ids);
+  free(t->tgt);
+  for (int s = 0; s < 2; s++)
+    cr_tensor_free(t->carry[s]);
+  cr_optim_free(t->opt);
+  cm_free(t->m);
+  cr_rng_free(t->rng);
+  cr_ctx_free(t->ctx);
+  cl_corpus_free(&t->data);
+  memset(t, 0, sizeof *t);
+}
+
 bool cl_train_setup(cl_run *t, const cr_st_file *f) {
   cl_opts *o = &t->o;
   cr_ctx *ctx = t->ctx;
