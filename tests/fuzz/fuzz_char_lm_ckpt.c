@@ -47,6 +47,20 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return 0;
 }
 
+/* One context for all inputs (making one per input costs more than a small
+ * checkpoint): each use starts with no error, an empty arena and the
+ * default modes. */
+static cr_ctx *fresh_ctx(void) {
+  static cr_ctx *ctx;
+  if (!ctx && !(ctx = cr_ctx_new()))
+    abort();
+  cr_ctx_clear_error(ctx);
+  cr_ctx_reset(ctx);
+  cr_set_grad_enabled(ctx, true);
+  cr_set_training(ctx, true);
+  return ctx;
+}
+
 static void use_checkpoint(const uint8_t *data, size_t size, cl_use use) {
   cl_run t = {0};
   cl_default_opts(&t.o);
@@ -57,7 +71,7 @@ static void use_checkpoint(const uint8_t *data, size_t size, cl_use use) {
   t.o.resume = use == CL_RESUME ? NAME : NULL;
   t.o.finetune = use == CL_FINETUNE ? NAME : NULL;
   t.o.load = use == CL_LOAD ? NAME : NULL;
-  t.ctx = cr_ctx_new();
+  t.ctx = fresh_ctx();
   cr_st_file *f = cr_st_open_mem(t.ctx, data, size, NAME);
   if (f && cl_opts_from_checkpoint(&t.o, f, NAME, use)) {
     cl_opts_resolve(&t.o);
@@ -75,6 +89,7 @@ static void use_checkpoint(const uint8_t *data, size_t size, cl_use use) {
       }
     }
   }
+  t.ctx = NULL; /* kept for the next input */
   cl_run_free(&t);
   cr_st_close(f);
 }
