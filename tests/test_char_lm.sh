@@ -142,6 +142,11 @@ for cmd in "sample --load" "train --resume"; do
     "$dir/h.safetensors: tensor 'head.weight' is " \
     bash -c "$limit \"\$@\"" _ "$LM" $cmd "$dir/h.safetensors" --save "$dir/h_out.safetensors"
 done
+edit "$a" "$dir/m.safetensors" model.vocab=5 shape:embed.weight=5,16 shape:head.weight=5,32 \
+  shape:head.bias=5
+expect_error "model.vocab that disagrees with data.vocab" 1 \
+  "$dir/m.safetensors: metadata 'model.vocab' is 5, expected " \
+  "$LM" sample --load "$dir/m.safetensors" --length 20
 edit "$a" "$dir/e.safetensors" shape:embed.weight=3,16
 expect_error "an embedding of the wrong shape (fine-tune)" 1 \
   "$dir/e.safetensors: tensor 'embed.weight' is [3,16], but its model.* metadata (lstm, vocabulary" \

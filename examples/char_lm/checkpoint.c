@@ -302,7 +302,12 @@ bool cl_ckpt_load_model(cl_run *t, const cr_st_file *f, const char *path) {
   char err[400];
   if (!cm_read_config(f, path, &cfg, err, sizeof err))
     return cl_fail("%s", err), false;
-  if (!cl_ckpt_check_data(t, f, path, CL_LOAD) || !cl_ckpt_check_shapes(f, path, &cfg))
+  if (!cl_ckpt_check_data(t, f, path, CL_LOAD))
+    return false;
+  if (cfg.vocab != t->data.vocab)
+    return cl_fail("%s: metadata 'model.vocab' is %" PRId64 ", expected %d (the characters its "
+                   "data.vocab names)", path, cfg.vocab, t->data.vocab), false;
+  if (!cl_ckpt_check_shapes(f, path, &cfg))
     return false;
   if (!(t->m = cm_new(t->ctx, &cfg, t->rng)))
     return cl_fail("%s", cr_ctx_error(t->ctx)), false;
