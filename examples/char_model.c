@@ -1,6 +1,7 @@
 /* char_model.c — see char_model.h. */
 #include "char_model.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,8 +27,10 @@ static void add_param(char_model *m, const char *name, cr_tensor *p) {
 
 char_model *cm_new(cr_ctx *ctx, const cm_config *cfg, cr_rng *rng) {
   char_model *m = calloc(1, sizeof *m);
-  if (!m)
+  if (!m) {
+    cr_ctx_set_error(ctx, CR_ERR_NOMEM, "char_model: out of memory");
     return NULL;
+  }
   m->cfg = *cfg;
   int64_t V = cfg->vocab, E = cfg->embed, H = cfg->hidden;
   cr_rnn_config rc = {cfg->cell, E, H, cfg->layers, cfg->dropout, false, cfg->dtype};
@@ -36,7 +39,10 @@ char_model *cm_new(cr_ctx *ctx, const cm_config *cfg, cr_rng *rng) {
   m->head_w = cr_tensor_new(ctx, cfg->dtype, CR_SHAPE(V, H));
   m->head_b = cr_tensor_new(ctx, cfg->dtype, CR_SHAPE(V));
   double k = 1.0 / sqrt((double)H);
-  if (!m->rnn || !m->head_w || !m->head_b || cr_rnn_num_params(m->rnn) + 3 > CM_MAX_PARAMS ||
+  if (m->rnn && cr_rnn_num_params(m->rnn) + 3 > CM_MAX_PARAMS)
+    cr_ctx_set_error(ctx, CR_ERR_ARG, "char_model: %d recurrent parameters, more than %d",
+                     cr_rnn_num_params(m->rnn), CM_MAX_PARAMS - 3);
+  if (!m->rnn || !m->head_w || !m->head_b || cr_ctx_status(ctx) != CR_OK ||
       cr_fill_normal(ctx, m->embed, rng, 0, 1) != CR_OK ||
       cr_fill_uniform(ctx, m->head_w, rng, -k, k) != CR_OK ||
       cr_fill_uniform(ctx, m->head_b, rng, -k, k) != CR_OK) {
@@ -103,56 +109,95 @@ cr_status cm_save(cr_ctx *ctx, const char_model *m, cr_st_writer *w) {
   return st;
 }
 
-static bool meta_int(const cr_st_file *f, const char *key, long long lo, long long hi,
-                     long long *out) {
+/* Metadata key of f as an integer in [lo, hi]; else false and err. */
+static bool meta_int(const cr_st_file *f, const char *path, const char *key, long long lo,
+                     long long hi, long long *out, char *err, size_t n) {
   const char *s = cr_st_meta(f, key);
   char *end;
+  errno = 0;
+  long long v = s ? strtoll(s, &end, 10) : 0;
+  if (s && *s >= '0' && *s <= '9' && !errno && !*end && v >= lo && v <= hi) {
+    *out = v;
+    return true;
+  }
   if (!s)
-    return false;
-  long long v = strtoll(s, &end, 10);
-  if (*end || end == s || v < lo || v > hi)
-    return false;
-  *out = v;
-  return true;
+    snprintf(err, n, "%s: not a char-lm checkpoint (metadata '%s' is missing)", path, key);
+  else
+    snprintf(err, n, "%s: metadata '%s' is '%.40s', expected an integer in [%lld, %lld]", path,
+             key, s, lo, hi);
+  return false;
 }
 
 bool cm_read_config(const cr_st_file *f, const char *path, cm_config *cfg, char *err, size_t n) {
   long long V, E, H, L;
   const char *cell = cr_st_meta(f, "model.cell"), *dt = cr_st_meta(f, "model.dtype");
   const char *dr = cr_st_meta(f, "model.dropout");
-  if (!cell || !cm_cell_by_name(cell) || !dt ||
-      (strcmp(dt, "f32") && strcmp(dt, "f64")) || !meta_int(f, "model.vocab", 1, 256, &V) ||
-      !meta_int(f, "model.embed", 1, 1 << 16, &E) || !meta_int(f, "model.hidden", 1, 1 << 16, &H) ||
-      !meta_int(f, "model.layers", 1, 16, &L)) {
-    snprintf(err, n, "%s: not a char-lm checkpoint (model.* metadata missing or invalid)", path);
+  if (!cell || !dt || !dr) {
+    snprintf(err, n, "%s: not a char-lm checkpoint (metadata 'model.%s' is missing)", path,
+             !cell ? "cell" : !dt ? "dtype" : "dropout");
     return false;
   }
+  if (!cm_cell_by_name(cell)) {
+    snprintf(err, n, "%s: metadata 'model.cell' is '%.40s', expected rnn_tanh, rnn_relu, lstm, "
+             "gru or mgu", path, cell);
+    return false;
+  }
+  if (strcmp(dt, "f32") && strcmp(dt, "f64")) {
+    snprintf(err, n, "%s: metadata 'model.dtype' is '%.40s', expected f32 or f64", path, dt);
+    return false;
+  }
+  char *end;
+  errno = 0;
+  double p = strtod(dr, &end);
+  if (end == dr || *end || errno || !(p >= 0 && p <= CM_MAX_DROPOUT)) {
+    snprintf(err, n, "%s: metadata 'model.dropout' is '%.40s', expected a number in [0, %g]", path,
+             dr, CM_MAX_DROPOUT);
+    return false;
+  }
+  if (!meta_int(f, path, "model.vocab", 1, 256, &V, err, n) ||
+      !meta_int(f, path, "model.embed", 1, CM_MAX_SIZE, &E, err, n) ||
+      !meta_int(f, path, "model.hidden", 1, CM_MAX_SIZE, &H, err, n) ||
+      !meta_int(f, path, "model.layers", 1, CM_MAX_LAYERS, &L, err, n))
+    return false;
   cfg->cell = cm_cell_by_name(cell);
   cfg->vocab = V;
   cfg->embed = E;
   cfg->hidden = H;
   cfg->layers = (int)L;
-  cfg->dropout = dr ? atof(dr) : 0.0;
+  cfg->dropout = p;
   cfg->dtype = strcmp(dt, "f64") ? CR_F32 : CR_F64;
   return true;
 }
 
+/* The file's tensor name holds only finite values once read as like's
+ * dtype; else an error naming it (read into scratch memory). */
+static cr_status finite_in_file(cr_ctx *ctx, const cr_st_file *f, const char *name,
+                                const cr_tensor *like) {
+  cr_tensor *t = cr_tensor_new(ctx, cr_dtype_of(like), cr_ndim(like), cr_shape(like));
+  bool finite = t && cr_st_read_into(ctx, f, name, t) == CR_OK && cr_all_finite(t);
+  cr_tensor_free(t);
+  if (finite || cr_ctx_status(ctx) != CR_OK)
+    return cr_ctx_status(ctx);
+  return cr_ctx_set_error(ctx, CR_ERR_FORMAT,
+                          "%s: tensor '%s' holds NaN or infinite values (saved from a run that "
+                          "diverged?); nothing was loaded", cr_st_path(f), name);
+}
+
 cr_status cm_load(cr_ctx *ctx, char_model *m, const cr_st_file *f, const char *path) {
   (void)path; /* messages name the file through cr_st_path */
-  /* check the embedding and head first; cr_rnn_load checks its own tensors
-   * before reading any, so a mismatch anywhere changes nothing */
-  cr_status st = cr_st_expect(ctx, f, "embed.weight", m->embed);
-  if (st == CR_OK)
-    st = cr_st_expect(ctx, f, "head.weight", m->head_w);
-  if (st == CR_OK)
-    st = cr_st_expect(ctx, f, "head.bias", m->head_b);
+  /* check the embedding and head first (shapes, then values); cr_rnn_load
+   * checks its own tensors the same way before reading any, so a bad file
+   * changes nothing */
+  cr_tensor *own[3] = {m->embed, m->head_w, m->head_b};
+  static const char *const names[3] = {"embed.weight", "head.weight", "head.bias"};
+  cr_status st = CR_OK;
+  for (int i = 0; i < 3 && st == CR_OK; i++)
+    st = cr_st_expect(ctx, f, names[i], own[i]);
+  for (int i = 0; i < 3 && st == CR_OK; i++)
+    st = finite_in_file(ctx, f, names[i], own[i]);
   if (st == CR_OK)
     st = cr_rnn_load(ctx, m->rnn, f, "rnn.");
-  if (st == CR_OK)
-    st = cr_st_read_into(ctx, f, "embed.weight", m->embed);
-  if (st == CR_OK)
-    st = cr_st_read_into(ctx, f, "head.weight", m->head_w);
-  if (st == CR_OK)
-    st = cr_st_read_into(ctx, f, "head.bias", m->head_b);
+  for (int i = 0; i < 3 && st == CR_OK; i++)
+    st = cr_st_read_into(ctx, f, names[i], own[i]);
   return st;
 }

@@ -8,6 +8,10 @@
 #include "chainrule/io.h"
 
 #define CM_MAX_PARAMS 80
+/* Limits of a configuration (the command line's and a checkpoint's). */
+#define CM_MAX_SIZE 8192 /* embed, hidden */
+#define CM_MAX_LAYERS 16
+#define CM_MAX_DROPOUT 0.99
 
 typedef struct cm_config {
   const cr_cell_def *cell;
@@ -44,11 +48,13 @@ cr_tensor *cm_logits(cr_ctx *ctx, const char_model *m, const int64_t *ids, int64
 /* Add the parameters (under "embed.weight", "rnn.<torch name>",
  * "head.weight", "head.bias") and the config (metadata "model.*") to w. */
 cr_status cm_save(cr_ctx *ctx, const char_model *m, cr_st_writer *w);
-/* Read the config stored in f (vocab, cell, sizes); false and a message in
- * err if absent or malformed. */
+/* Read the config stored in f (model.*: vocab, cell, sizes), each value
+ * parsed strictly within the limits above; false and a message in err
+ * naming the file (path), the entry and the expected value otherwise. */
 bool cm_read_config(const cr_st_file *f, const char *path, cm_config *cfg, char *err, size_t n);
-/* Load the parameters of f into m after checking every shape first: on a
- * mismatch nothing is changed and the message names the file and tensor. */
+/* Load the parameters of f into m after checking every shape and that
+ * every value is finite: on failure nothing is changed and the message
+ * names the file and the tensor. */
 cr_status cm_load(cr_ctx *ctx, char_model *m, const cr_st_file *f, const char *path);
 
 #endif

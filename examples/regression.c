@@ -39,7 +39,7 @@ static void sgd_step(cr_tensor **params, int n, double lr) {
 int main(int argc, char **argv) {
   long steps = 2000, hidden = 32, seed = 1;
   double lr = 0.1;
-  for (int i = 1; i < argc; i++) {
+  for (int i = 1; i < argc; i += 2) { /* every option takes a value */
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     bool ok = v != NULL;
     if (!strcmp(a, "--steps") && ok)
@@ -61,7 +61,6 @@ int main(int argc, char **argv) {
       fprintf(stderr, "regression: bad value '%s' for %s\n", v, a);
       return 2;
     }
-    i++;
   }
   char info[256];
   cr_ctx *ctx = cr_ctx_new();

@@ -138,7 +138,7 @@ int main(int argc, char **argv) {
   long steps = 3000, H = 32, seed = 1;
   int64_t lengths[8] = {10, 50, 100};
   int n_len = 3;
-  for (int i = 1; i < argc; i++) {
+  for (int i = 1; i < argc; i += 2) { /* every option takes a value */
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(argv[i], "--steps") && v && atol(v) > 0)
       steps = atol(v);
@@ -170,7 +170,6 @@ int main(int argc, char **argv) {
               argv[i]);
       return 2;
     }
-    i++;
   }
   char info[256];
   printf("chainrule seq-classify: %s\n", cr_runtime_describe(info, sizeof info));

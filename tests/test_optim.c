@@ -775,6 +775,40 @@ static void test_load_failures(void **state) {
   cr_st_close(f);
   cr_optim_free(adam_plain);
 
+  /* a buffer value that no run produces: a NaN momentum, a negative second
+   * moment (its square root would be NaN) */
+  cr_optim *same = cr_optim_new(ctx, &o, other.p, 2);
+  for (int k = 1; k <= 2; k++)
+    train_step(ctx, &other, same, k);
+  static const struct { const char *name; double v; const char *want; } bad[] = {
+      {"optim.1.exp_avg", NAN, "holds nan at index 2, expected finite values"},
+      {"optim.0.exp_avg_sq", -1, "holds -1 at index 2, expected finite values >= 0"},
+  };
+  for (int b = 0; b < 2; b++) {
+    cr_st_file *good = save_open(x, same, "same.safetensors");
+    cr_st_writer *w = cr_st_writer_new();
+    for (int i = 0; i < cr_st_meta_count(good); i++)
+      assert_int_equal(cr_st_writer_set_meta(ctx, w, cr_st_meta_key(good, i),
+                                             cr_st_meta(good, cr_st_meta_key(good, i))), CR_OK);
+    for (int i = 0; i < cr_st_count(good); i++) {
+      cr_tensor *t = cr_st_get(ctx, good, cr_st_name(good, i));
+      if (!strcmp(cr_st_name(good, i), bad[b].name))
+        cr_set_flat(t, 2, bad[b].v);
+      assert_int_equal(cr_st_writer_add(ctx, w, cr_st_name(good, i), t), CR_OK);
+      cr_tensor_free(t);
+    }
+    char p[200];
+    snprintf(p, sizeof p, "%s/bad.safetensors", x->dir);
+    assert_int_equal(cr_st_writer_save(ctx, w, p), CR_OK);
+    cr_st_writer_free(w);
+    cr_st_close(good);
+    f = cr_st_open(ctx, p);
+    snprintf(want, sizeof want, "%s: tensor '%s' %s", p, bad[b].name, bad[b].want);
+    expect_load_failure(x, opt, f, "optim.", want);
+    cr_st_close(f);
+  }
+  cr_optim_free(same);
+
   /* wrong shape of the second parameter's buffer (the first's would fit) */
   cr_tensor *q[2] = {param_from(ctx, CR_F64, CR_SHAPE(3, 4), NULL),
                      param_from(ctx, CR_F32, CR_SHAPE(6), NULL)};

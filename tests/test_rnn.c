@@ -602,7 +602,33 @@ static void test_save_load(void **state) {
   cr_ctx_clear_error(ctx);
   assert_memory_equal(before, cr_data(cr_rnn_param(b, 0)), 240 * sizeof(float));
   assert_memory_equal(bias_before, cr_data(w_last), sizeof bias_before);
-  assert_int_equal(cr_rnn_load(ctx, b, f, "nothere."), CR_ERR_FORMAT);
+  assert_int_equal(cr_rnn_load(ctx, b, f, "nothere."), CR_ERR_ARG);
+  snprintf(want, sizeof want, "%s: no tensor named 'nothere.weight_ih_l0' (it holds 8: %s", other,
+           "'rnn.weight_ih_l0', 'rnn.weight_hh_l0', ");
+  assert_memory_equal(cr_ctx_error(ctx), want, strlen(want));
+  cr_ctx_clear_error(ctx);
+  cr_st_close(f);
+
+  /* a NaN anywhere is refused before anything is read, naming the tensor */
+  cr_set_flat(cr_rnn_find_param(a, "bias_hh_l1"), 3, NAN);
+  w = cr_st_writer_new();
+  assert_int_equal(cr_rnn_save(ctx, a, w, "rnn."), CR_OK);
+  assert_int_equal(cr_st_writer_save(ctx, w, other), CR_OK);
+  cr_st_writer_free(w);
+  f = cr_st_open(ctx, other);
+  assert_non_null(f);
+  assert_int_equal(cr_rnn_load(ctx, b, f, "rnn."), CR_ERR_FORMAT);
+  snprintf(want, sizeof want, "%s: tensor 'rnn.bias_hh_l1' holds NaN or infinite values", other);
+  assert_memory_equal(cr_ctx_error(ctx), want, strlen(want));
+  cr_ctx_clear_error(ctx);
+  assert_memory_equal(before, cr_data(cr_rnn_param(b, 0)), 240 * sizeof(float));
+  assert_memory_equal(bias_before, cr_data(w_last), sizeof bias_before);
+  /* a prefix too long for a name is refused, not cut */
+  char long_prefix[300];
+  memset(long_prefix, 'p', sizeof long_prefix - 1);
+  long_prefix[sizeof long_prefix - 1] = '\0';
+  assert_int_equal(cr_rnn_load(ctx, b, f, long_prefix), CR_ERR_ARG);
+  assert_non_null(strstr(cr_ctx_error(ctx), "is too long"));
   cr_ctx_clear_error(ctx);
   cr_st_close(f);
   remove(path);

@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -126,7 +127,7 @@ static int count_temps(const char *dir) {
   assert_non_null(d);
   struct dirent *de;
   while ((de = readdir(d)))
-    n += strstr(de->d_name, ".tmp-") != NULL;
+    n += strlen(de->d_name) > 4 && !strcmp(de->d_name + strlen(de->d_name) - 4, ".tmp");
   closedir(d);
   return n;
 }
@@ -790,7 +791,8 @@ static int save_past_size_limit(fx *x) {
   cr_st_writer *w = small_writer(x->ctx, 4096); /* 32 KB of data */
   cr_status st = cr_st_writer_save(x->ctx, w, path(x, "m.safetensors"));
   cr_st_writer_free(w);
-  if (st != CR_ERR_IO || !strstr(cr_ctx_error(x->ctx), "write of the temporary file")) {
+  if (st != CR_ERR_IO || !strstr(cr_ctx_error(x->ctx), "write of the temporary file") ||
+      !strstr(cr_ctx_error(x->ctx), "File too large (the file size limit, ulimit -f, is reached)")) {
     fprintf(stderr, "save past the size limit: %s\n", cr_ctx_error(x->ctx));
     return 1;
   }
@@ -936,6 +938,90 @@ static void test_fuzz_mutate(void **state) {
   free(good);
 }
 
+/* The temporary file is one per target: a killed save's debris is replaced
+ * by the next save (never piles up), and a writability check before a long
+ * computation creates and removes it. */
+static void test_tmp_per_target(void **state) {
+  fx *x = *state;
+  cr_ctx *ctx = x->ctx;
+  cr_st_writer *w = small_writer(ctx, 8);
+  const char *p = path(x, "m.safetensors");
+  char debris[1024];
+  snprintf(debris, sizeof debris, "%s", path(x, ".m.safetensors.tmp"));
+  write_bytes(debris, "DEBRIS OF A KILLED SAVE, LONGER THAN THE NEW FILE WILL BE ........", 67);
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(cr_st_writer_save(ctx, w, p), CR_OK);
+  assert_int_equal(count_temps(x->dir), 0);
+  cr_st_file *f = cr_st_open(ctx, p);
+  assert_non_null(f);
+  assert_int_equal(cr_st_find(f, "w")->numel, 8);
+  cr_st_close(f);
+
+  /* the check: fine here (debris removed), refused for a missing directory
+   * or a directory target, and it leaves nothing behind */
+  write_bytes(debris, "DEBRIS", 6);
+  assert_int_equal(cr_st_check_writable(ctx, p), CR_OK);
+  assert_int_equal(count_temps(x->dir), 0);
+  const char *q = path(x, "nodir/m.safetensors");
+  assert_int_equal(cr_st_check_writable(ctx, q), CR_ERR_IO);
+  char want[1200];
+  snprintf(want, sizeof want, "%s: cannot create the temporary file %s: No such file or directory",
+           q, path(x, "nodir/.m.safetensors.tmp"));
+  assert_string_equal(cr_ctx_error(ctx), want);
+  cr_ctx_clear_error(ctx);
+  assert_int_equal(cr_st_check_writable(ctx, x->dir), CR_ERR_IO);
+  assert_non_null(strstr(cr_ctx_error(ctx), "is a directory"));
+  cr_ctx_clear_error(ctx);
+  assert_int_equal(count_temps(x->dir), 0);
+  cr_st_writer_free(w);
+}
+
+/* A second process saving to the same target while a save runs fails with
+ * a message (it does not write into the same temporary file). */
+static void test_concurrent_save_refused(void **state) {
+  fx *x = *state;
+  cr_ctx *ctx = x->ctx;
+  const char *p = path(x, "m.safetensors");
+  write_bytes(p, "OLD CONTENT", 11);
+  char tmp[1024];
+  snprintf(tmp, sizeof tmp, "%s", path(x, ".m.safetensors.tmp"));
+  int locked[2], done[2];
+  assert_int_equal(pipe(locked), 0);
+  assert_int_equal(pipe(done), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) { /* the other process: holds the lock until told to stop */
+    int fd = open(tmp, O_WRONLY | O_CREAT, 0666);
+    struct flock lk = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    char c = fd >= 0 && fcntl(fd, F_SETLK, &lk) == 0 ? 'y' : 'n';
+    if (write(locked[1], &c, 1) != 1 || read(done[0], &c, 1) != 1)
+      _exit(1);
+    _exit(0);
+  }
+  char c = 0;
+  assert_int_equal(read(locked[0], &c, 1), 1);
+  assert_int_equal(c, 'y');
+  cr_st_writer *w = small_writer(ctx, 8);
+  assert_int_equal(cr_st_writer_save(ctx, w, p), CR_ERR_IO);
+  char want[1200];
+  snprintf(want, sizeof want, "%s: another process is saving it (%s is locked)", p, tmp);
+  assert_string_equal(cr_ctx_error(ctx), want);
+  cr_ctx_clear_error(ctx);
+  assert_int_equal(write(done[1], "x", 1), 1);
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_file_is(p, "OLD CONTENT");
+  /* once the other process is gone its debris is simply reused */
+  assert_int_equal(cr_st_writer_save(ctx, w, p), CR_OK);
+  assert_int_equal(count_temps(x->dir), 0);
+  cr_st_writer_free(w);
+  close(locked[0]);
+  close(locked[1]);
+  close(done[0]);
+  close(done[1]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_roundtrip_f32, setup, teardown),
@@ -948,6 +1034,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_atomic_save_failures, setup, teardown),
       cmocka_unit_test_setup_teardown(test_atomic_save_readonly_dir, setup, teardown),
       cmocka_unit_test_setup_teardown(test_atomic_save_write_error, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_tmp_per_target, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_concurrent_save_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_fuzz_truncate, setup, teardown),
       cmocka_unit_test_setup_teardown(test_fuzz_mutate, setup, teardown),
   };

@@ -57,14 +57,25 @@ static int grad_norms(const cr_cell_def *cell, int T, double scale, double *out)
 
 int bt_classic(int T, double scale) {
   cr_ctx *ctx = cr_ctx_new();
+  double *hv = malloc(sizeof(double) * (size_t)(T + 1)), *xs = malloc(sizeof(double) * (size_t)T);
+  cr_tensor **h = malloc(sizeof(cr_tensor *) * (size_t)(T + 1));
+  double *g_rnn = calloc((size_t)T, sizeof(double)), *g_lstm = calloc((size_t)T, sizeof(double));
+  if (!ctx || !hv || !xs || !h || !g_rnn || !g_lstm) {
+    fprintf(stderr, "bptt-teach: out of memory\n");
+    free(hv);
+    free(xs);
+    free(h);
+    free(g_rnn);
+    free(g_lstm);
+    cr_ctx_free(ctx);
+    return 1;
+  }
 
   /* ---- 1. the formula and the machine */
   const double w0 = 0.9;
   cr_tensor *w = cr_tensor_new(ctx, CR_F64, CR_SHAPE(1));
   cr_set_flat(w, 0, w0);
   cr_set_requires_grad(w, true);
-  double *hv = malloc(sizeof(double) * (size_t)(T + 1)), *xs = malloc(sizeof(double) * (size_t)T);
-  cr_tensor **h = malloc(sizeof(cr_tensor *) * (size_t)(T + 1));
   hv[0] = 0.1;
   h[0] = cr_full(ctx, CR_F64, CR_SHAPE(1), hv[0]);
   for (int t = 0; t < T; t++) {
@@ -96,7 +107,6 @@ int bt_classic(int T, double scale) {
          cr_get_flat(cr_grad(w), 0), fmax(worst, fabs(dw - cr_get_flat(cr_grad(w), 0))));
 
   /* ---- 2. vanishing (or exploding) gradients */
-  double *g_rnn = calloc((size_t)T, sizeof(double)), *g_lstm = calloc((size_t)T, sizeof(double));
   if (grad_norms(&cr_cell_rnn_tanh, T, scale, g_rnn) || grad_norms(&cr_cell_lstm, T, scale, g_lstm))
     return 1;
   printf("2. ||dL/dh_t|| with L = sum(h_%d), hidden 16, recurrent weights x%g\n", T, scale);

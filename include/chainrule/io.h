@@ -27,7 +27,9 @@
  *     "model.safetensors: no tensor named 'x'"
  *     "model.safetensors: unsupported dtype BF16 for tensor 'w'"
  * Codes: CR_ERR_IO (the file could not be read or written), CR_ERR_FORMAT
- * (the file is malformed), CR_ERR_ARG (no such tensor, bad name), CR_ERR_SHAPE
+ * (the file is malformed), CR_ERR_ARG (no such tensor: every accessor
+ * reports it as "m.safetensors: no tensor named 'x' (it holds 2: 'a', 'b')";
+ * bad name), CR_ERR_SHAPE
  * (shape mismatch), CR_ERR_NOMEM.  As with ops, a function called while an
  * error is pending in ctx does nothing and returns NULL or that error.
  */
@@ -140,15 +142,27 @@ CR_NODISCARD cr_status cr_st_writer_set_meta(cr_ctx *ctx, cr_st_writer *w, const
                                              const char *value);
 /* Write everything added so far to path, atomically: the file is written
  * to a temporary file in the same directory, flushed to disk (fsync), then
- * renamed over path, and the directory is synced.  On failure (CR_ERR_IO,
- * message naming path and the system's reason) a file that existed at path
- * is left untouched and the temporary file is removed.  (Only if the final
- * directory sync fails is the new file already in place; the error says so,
- * as the rename may then not survive a crash.)  The writer is not
- * changed and may be saved again.  The header is compact JSON with
+ * renamed over path, and the directory is synced.  The temporary file is
+ * "<dir>/.<name>.tmp", one name per target: debris left by a save that was
+ * killed is replaced by the next save, never piles up; while a save runs
+ * the file is write-locked, so a second process saving to the same path
+ * fails ("another process is saving it") instead of mixing their bytes.
+ * On failure (CR_ERR_IO, message naming path and the system's reason, with
+ * a hint for EFBIG, ENOSPC and EDQUOT) a file that existed at path is left
+ * untouched and the temporary file is removed.  (Only if the final
+ * directory sync fails is the new file already in place; the error says
+ * so, as the rename may then not survive a crash.)  A program that wants a
+ * file size limit (ulimit -f) reported as an error rather than killed by
+ * SIGXFSZ ignores that signal: signal(SIGXFSZ, SIG_IGN).  The writer is
+ * not changed and may be saved again.  The header is compact JSON with
  * "__metadata__" first (if any metadata was set), padded with spaces to a
  * multiple of 8 bytes; data follows without gaps in the order added. */
 CR_NODISCARD cr_status cr_st_writer_save(cr_ctx *ctx, const cr_st_writer *w, const char *path);
+/* Check, before a long computation, that cr_st_writer_save(path) could
+ * create its temporary file: creates it (replacing debris) and removes it.
+ * CR_OK, or the error cr_st_writer_save would give (a missing or read-only
+ * directory, path a directory, another process saving to path). */
+CR_NODISCARD cr_status cr_st_check_writable(cr_ctx *ctx, const char *path);
 
 #ifdef __cplusplus
 }

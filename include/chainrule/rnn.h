@@ -123,7 +123,11 @@ CR_NODISCARD cr_status cr_rnn_forward(cr_ctx *ctx, const cr_rnn *rnn, cr_tensor 
  * cr_rnn_load first checks that the file has every parameter with exactly
  * the right shape and changes nothing otherwise: the error names the file
  * and the tensor, e.g. "m.safetensors: tensor 'weight_hh_l0' is [40,10],
- * this model needs [80,20]".  Values are converted if the dtypes differ. */
+ * this model needs [80,20]".  Values are converted if the dtypes differ.
+ * A parameter holding NaN or Inf (after conversion) is refused the same
+ * way, before anything is read: "m.safetensors: tensor 'rnn.weight_hh_l0'
+ * holds NaN or infinite values (...)" (CR_ERR_FORMAT).  A missing tensor is
+ * CR_ERR_ARG with the reader's "no tensor named" message (chainrule/io.h). */
 CR_NODISCARD cr_status cr_rnn_save(cr_ctx *ctx, const cr_rnn *rnn, cr_st_writer *w,
                                    const char *prefix);
 CR_NODISCARD cr_status cr_rnn_load(cr_ctx *ctx, cr_rnn *rnn, const cr_st_file *f,

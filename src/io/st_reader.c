@@ -1,41 +1,17 @@
-/* safetensors.c — reading and writing checkpoints in the safetensors format.
- *
- * Layout of a file (all integers little-endian):
- *     [u64 N][N bytes of JSON header, space-padded][data section]
- *     header = { "__metadata__": {str: str, ...},            (optional)
- *                name: {"dtype": "F32"|"F64", "shape": [d0, ...],
- *                       "data_offsets": [begin, end]}, ... }
- * Offsets are relative to the start of the data section.
+/* st_reader.c — reading safetensors files (layout in st_format.h).
  *
  * Reading loads the whole file, parses the header with jansson and checks
  * every entry before anything is handed out, so the accessors never need to
  * check bounds again.  The JSON tree is kept while the file is open: tensor
- * names and metadata strings are borrowed from it.
- *
- * Writing copies each tensor's values (row-major, little-endian) when it is
- * added and builds the header entry at the same time; saving writes a
- * temporary file next to the target, syncs it and renames it into place. */
+ * names and metadata strings are borrowed from it.  Every size read from a
+ * header goes through the checked helpers of internal.h (cr__numel_ok,
+ * cr__mul_ok), so a shape whose element or byte count would wrap is refused
+ * as "too large", never wrapped. */
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <stdatomic.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include "chainrule/io.h"
-#include "internal.h"
-
-/* A header larger than this is taken as corruption, not as a real file. */
-#define ST_MAX_HEADER ((uint64_t)100000000)
-#define ST_META_KEY "__metadata__"
-
-/* ---- little-endian helpers */
-
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-#define ST_BIG_ENDIAN 1
-#else
-#define ST_BIG_ENDIAN 0
-#endif
+#include "st_format.h"
 
 static uint64_t load_u64le(const unsigned char *p) {
   uint64_t v = 0;
@@ -44,71 +20,19 @@ static uint64_t load_u64le(const unsigned char *p) {
   return v;
 }
 
-static void store_u64le(unsigned char *p, uint64_t v) {
-  for (int i = 0; i < 8; i++, v >>= 8)
-    p[i] = (unsigned char)(v & 0xff);
-}
-
-/* Reverse the bytes of each of n elements of size es in place (only needed
- * on big-endian hosts: file data is little-endian). */
-static void swap_elems(void *buf, int64_t n, size_t es) {
-  if (!ST_BIG_ENDIAN)
-    return;
-  unsigned char *p = buf;
-  for (int64_t i = 0; i < n; i++, p += es)
-    for (size_t a = 0, b = es - 1; a < b; a++, b--) {
-      unsigned char c = p[a];
-      p[a] = p[b];
-      p[b] = c;
-    }
-}
-
 /* Element i of little-endian data of dtype dt (possibly unaligned). */
 static double load_elem(const unsigned char *p, cr_dtype dt, int64_t i) {
   if (dt == CR_F32) {
     float v;
     memcpy(&v, p + 4 * i, 4);
-    swap_elems(&v, 1, 4);
+    cr__st_swap_elems(&v, 1, 4);
     return (double)v;
   }
   double v;
   memcpy(&v, p + 8 * i, 8);
-  swap_elems(&v, 1, 8);
+  cr__st_swap_elems(&v, 1, 8);
   return v;
 }
-
-static const char *st_dtype_name(cr_dtype dt) { return dt == CR_F64 ? "F64" : "F32"; }
-
-/* Strict UTF-8 check (no overlong forms, surrogates or code points above
- * U+10FFFF), as the JSON writer requires. */
-static bool utf8_valid(const char *s) {
-  const unsigned char *p = (const unsigned char *)s;
-  while (*p) {
-    unsigned c = *p++;
-    int extra;
-    uint32_t cp, min;
-    if (c < 0x80)
-      continue;
-    if ((c & 0xe0) == 0xc0)
-      extra = 1, cp = c & 0x1f, min = 0x80;
-    else if ((c & 0xf0) == 0xe0)
-      extra = 2, cp = c & 0x0f, min = 0x800;
-    else if ((c & 0xf8) == 0xf0)
-      extra = 3, cp = c & 0x07, min = 0x10000;
-    else
-      return false;
-    for (int k = 0; k < extra; k++, p++) {
-      if ((*p & 0xc0) != 0x80)
-        return false;
-      cp = cp << 6 | (*p & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-      return false;
-  }
-  return true;
-}
-
-/* =========================================================== reading */
 
 typedef struct st_entry {
   cr_st_info info;
@@ -220,19 +144,18 @@ static const char *parse_entry(const cr_st_file *f, const char *name, json_t *v,
     has_zero |= e->info.shape[i] == 0;
   }
   e->info.ndim = (int)nd;
-  int64_t numel = 1;
-  if (has_zero)
-    numel = 0;
-  else
-    for (size_t i = 0; i < nd; i++) {
-      if (e->info.shape[i] > INT64_MAX / numel / (int64_t)es) {
-        snprintf(msg, n, "shape of tensor '%s' is too large", name);
-        return msg;
-      }
-      numel *= e->info.shape[i];
-    }
+  /* numel = prod(shape) <= CR__MAX_NUMEL, nbytes = numel * es, both checked
+   * (a size-0 dim makes an empty tensor whatever the other dims say) */
+  int64_t numel = 0, nbytes = 0;
+  if (!has_zero && (!cr__numel_ok(e->info.ndim, e->info.shape, &numel) ||
+                    !cr__mul_ok(numel, (int64_t)es, &nbytes))) {
+    char shp[96];
+    cr_shape_str(shp, sizeof shp, e->info.ndim, e->info.shape);
+    snprintf(msg, n, "shape of tensor '%s' is too large: %s has more than 2^40 elements", name, shp);
+    return msg;
+  }
   e->info.numel = numel;
-  e->info.nbytes = (size_t)numel * es;
+  e->info.nbytes = (size_t)nbytes;
 
   /* data_offsets: [begin, end] inside the data section, sized for the shape */
   json_t *off = json_object_get(v, "data_offsets");
@@ -469,16 +392,9 @@ const char *cr_st_meta_key(const cr_st_file *f, int i) {
   return f && i >= 0 && i < f->n_meta ? f->meta_keys[i] : NULL;
 }
 
-/* The entry called name, or NULL and an error naming op, the file and the
- * first few names it does hold. */
-static const st_entry *lookup(cr_ctx *ctx, const char *op, const cr_st_file *f, const char *name) {
-  if (!f || !name) {
-    cr__fail(ctx, CR_ERR_ARG, "%s: %s is NULL", op, f ? "name" : "file");
-    return NULL;
-  }
-  const st_entry *e = find(f, name);
-  if (e)
-    return e;
+/* The one "no such tensor" error of the reader (CR_ERR_ARG), for every
+ * accessor: "m.safetensors: no tensor named 'x' (it holds 2: 'a', 'b')". */
+static void missing(cr_ctx *ctx, const cr_st_file *f, const char *name) {
   char have[160] = "";
   size_t k = 0;
   for (int i = 0; i < f->n && k < sizeof have; i++)
@@ -488,7 +404,18 @@ static const st_entry *lookup(cr_ctx *ctx, const char *op, const cr_st_file *f, 
     memcpy(have + sizeof have - 4, "...", 4);
   cr__fail(ctx, CR_ERR_ARG, "%s: no tensor named '%s' (it holds %d: %s)", f->path, name, f->n,
            f->n ? have : "none");
-  return NULL;
+}
+
+/* The entry called name, or NULL and an error (a NULL argument names op). */
+static const st_entry *lookup(cr_ctx *ctx, const char *op, const cr_st_file *f, const char *name) {
+  if (!f || !name) {
+    cr__fail(ctx, CR_ERR_ARG, "%s: %s is NULL", op, f ? "name" : "file");
+    return NULL;
+  }
+  const st_entry *e = find(f, name);
+  if (!e)
+    missing(ctx, f, name);
+  return e;
 }
 
 /* The shape a chainrule tensor gets for e (a scalar becomes [1]); false and
@@ -526,7 +453,7 @@ cr_tensor *cr_st_get(cr_ctx *ctx, const cr_st_file *f, const char *name) {
   if (!t)
     return NULL;
   memcpy(t->data, f->data + e->begin, e->info.nbytes);
-  swap_elems(t->data, t->numel, cr_dtype_size(t->dtype));
+  cr__st_swap_elems(t->data, t->numel, cr_dtype_size(t->dtype));
   return t;
 }
 
@@ -556,290 +483,11 @@ cr_status cr_st_read_into(cr_ctx *ctx, const cr_st_file *f, const char *name, cr
   if (dst->dtype == e->info.dtype && cr__is_contig(dst)) {
     cr__touch(dst);
     memcpy(dst->data, src, e->info.nbytes);
-    swap_elems(dst->data, dst->numel, cr_dtype_size(dst->dtype));
+    cr__st_swap_elems(dst->data, dst->numel, cr_dtype_size(dst->dtype));
   } else {
     for (int64_t i = 0; i < dst->numel; i++)
       cr_set_flat(dst, i, load_elem(src, e->info.dtype, i));
   }
-  return CR_OK;
-}
-
-/* =========================================================== writing */
-
-typedef struct st_blob {
-  unsigned char *bytes; /* row-major little-endian values */
-  size_t nbytes;
-} st_blob;
-
-struct cr_st_writer {
-  json_t *tensors; /* name -> {"dtype", "shape", "data_offsets"}, in order added */
-  json_t *meta;    /* key -> value string */
-  st_blob *blobs;  /* [n], in order added */
-  int n, cap;
-  uint64_t total; /* bytes of data added so far */
-};
-
-cr_st_writer *cr_st_writer_new(void) {
-  cr_st_writer *w = cr__calloc(1, sizeof *w);
-  if (!w)
-    return NULL;
-  w->tensors = json_object();
-  w->meta = json_object();
-  if (!w->tensors || !w->meta) {
-    cr_st_writer_free(w);
-    return NULL;
-  }
-  return w;
-}
-
-void cr_st_writer_free(cr_st_writer *w) {
-  if (!w)
-    return;
-  for (int i = 0; i < w->n; i++)
-    free(w->blobs[i].bytes);
-  free(w->blobs);
-  json_decref(w->tensors);
-  json_decref(w->meta);
-  free(w);
-}
-
-/* {"dtype": .., "shape": [..], "data_offsets": [begin, end]}, or NULL when
- * out of memory. */
-static json_t *entry_json(const cr_tensor *t, uint64_t begin, uint64_t end) {
-  json_t *e = json_object(), *shape = json_array(), *off = json_array();
-  bool ok = e && shape && off;
-  for (int i = 0; ok && i < t->ndim; i++)
-    ok = json_array_append_new(shape, json_integer((json_int_t)t->shape[i])) == 0;
-  ok = ok && json_array_append_new(off, json_integer((json_int_t)begin)) == 0 &&
-       json_array_append_new(off, json_integer((json_int_t)end)) == 0;
-  ok = ok && json_object_set_new(e, "dtype", json_string(st_dtype_name(t->dtype))) == 0 &&
-       json_object_set(e, "shape", shape) == 0 && json_object_set(e, "data_offsets", off) == 0;
-  json_decref(shape);
-  json_decref(off);
-  if (!ok) {
-    json_decref(e);
-    return NULL;
-  }
-  return e;
-}
-
-cr_status cr_st_writer_add(cr_ctx *ctx, cr_st_writer *w, const char *name, const cr_tensor *t) {
-  static const char op[] = "st_writer_add";
-  if (!ctx)
-    return CR_ERR_ARG;
-  if (ctx->status != CR_OK)
-    return ctx->status;
-  if (!w || !name)
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: %s is NULL", op, w ? "name" : "writer");
-  if (!t)
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: tensor '%s' is NULL", op, name);
-  if (!strcmp(name, ST_META_KEY))
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: the name '%s' is reserved for metadata", op,
-                            ST_META_KEY);
-  if (!utf8_valid(name))
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: tensor name is not valid UTF-8", op);
-  if (json_object_get(w->tensors, name))
-    return cr_ctx_set_error(ctx, CR_ERR_ARG,
-                            "%s: a tensor named '%s' was already added "
-                            "(names must be unique)",
-                            op, name);
-  cr_tensor *in = (cr_tensor *)t;
-  if (!cr__check_inputs(ctx, op, 1, &in))
-    return ctx->status;
-
-  size_t nbytes = (size_t)t->numel * cr_dtype_size(t->dtype);
-  if (w->n == w->cap) {
-    int cap = w->cap ? 2 * w->cap : 8;
-    st_blob *b = realloc(w->blobs, (size_t)cap * sizeof *b);
-    if (!b)
-      return cr_ctx_set_error(ctx, CR_ERR_NOMEM, "%s: out of memory", op);
-    w->blobs = b;
-    w->cap = cap;
-  }
-  unsigned char *bytes = cr__malloc(nbytes);
-  json_t *e = bytes ? entry_json(t, w->total, w->total + nbytes) : NULL;
-  if (!e || json_object_set_new(w->tensors, name, e) != 0) {
-    free(bytes);
-    return cr_ctx_set_error(ctx, CR_ERR_NOMEM, "%s: out of memory adding '%s' %s", op, name,
-                            cr__shp(t));
-  }
-  cr__gather(t, bytes);
-  swap_elems(bytes, t->numel, cr_dtype_size(t->dtype));
-  w->blobs[w->n++] = (st_blob){bytes, nbytes};
-  w->total += nbytes;
-  return CR_OK;
-}
-
-cr_status cr_st_writer_set_meta(cr_ctx *ctx, cr_st_writer *w, const char *key, const char *value) {
-  static const char op[] = "st_writer_set_meta";
-  if (!ctx)
-    return CR_ERR_ARG;
-  if (ctx->status != CR_OK)
-    return ctx->status;
-  if (!w || !key || !value)
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: %s is NULL", op,
-                            !w     ? "writer"
-                            : !key ? "key"
-                                   : "value");
-  if (!utf8_valid(key) || !utf8_valid(value))
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: %s is not valid UTF-8", op,
-                            utf8_valid(key) ? "value" : "key");
-  if (json_object_set_new(w->meta, key, json_string(value)) != 0)
-    return cr_ctx_set_error(ctx, CR_ERR_NOMEM, "%s: out of memory", op);
-  return CR_OK;
-}
-
-/* The 8-byte length and the space-padded JSON header, in one malloc'd
- * block of *n bytes; NULL when out of memory. */
-static unsigned char *build_header(const cr_st_writer *w, size_t *n) {
-  json_t *root = json_object();
-  bool ok = root != NULL;
-  if (ok && json_object_size(w->meta))
-    ok = json_object_set(root, ST_META_KEY, w->meta) == 0;
-  const char *key;
-  json_t *v;
-  json_object_foreach(w->tensors, key, v) {
-    if (ok)
-      ok = json_object_set(root, key, v) == 0;
-  }
-  char *js = ok ? json_dumps(root, JSON_COMPACT) : NULL;
-  json_decref(root);
-  if (!js)
-    return NULL;
-  size_t len = strlen(js), padded = (len + 7) & ~(size_t)7;
-  unsigned char *h = cr__malloc(8 + padded);
-  if (h) {
-    store_u64le(h, padded);
-    memcpy(h + 8, js, len);
-    memset(h + 8 + len, ' ', padded - len);
-    *n = 8 + padded;
-  }
-  free(js);
-  return h;
-}
-
-/* Write all n bytes of p to fd; false (errno set) on failure. */
-static bool write_all(int fd, const unsigned char *p, size_t n) {
-  while (n) {
-    ssize_t k = write(fd, p, n);
-    if (k < 0) {
-      if (errno == EINTR)
-        continue;
-      return false;
-    }
-    p += k;
-    n -= (size_t)k;
-  }
-  return true;
-}
-
-/* The directory holding path ("." if path has no '/'), malloc'd. */
-static char *dir_of(const char *path) {
-  const char *slash = strrchr(path, '/');
-  size_t n = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
-  char *d = cr__malloc(n + 1);
-  if (d) {
-    memcpy(d, !slash ? "." : path, n);
-    d[n] = '\0';
-  }
-  return d;
-}
-
-static atomic_uint g_tmp_counter;
-
-cr_status cr_st_writer_save(cr_ctx *ctx, const cr_st_writer *w, const char *path) {
-  if (!ctx)
-    return CR_ERR_ARG;
-  if (ctx->status != CR_OK)
-    return ctx->status;
-  if (!w || !path)
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "st_writer_save: %s is NULL", w ? "path" : "writer");
-  size_t hn = 0;
-  unsigned char *header = build_header(w, &hn);
-  if (!header)
-    return cr_ctx_set_error(ctx, CR_ERR_NOMEM, "%s: out of memory building the header", path);
-  if (hn - 8 > ST_MAX_HEADER) {
-    free(header);
-    return cr_ctx_set_error(ctx, CR_ERR_ARG,
-                            "%s: the header would be %zu bytes, more than "
-                            "readers accept (%llu)",
-                            path, hn - 8, (unsigned long long)ST_MAX_HEADER);
-  }
-
-  /* a fresh temporary file next to the target (O_EXCL: never clobber) */
-  size_t tn = strlen(path) + 48;
-  char *tmp = cr__malloc(tn);
-  if (!tmp) {
-    free(header);
-    return cr_ctx_set_error(ctx, CR_ERR_NOMEM, "%s: out of memory", path);
-  }
-  int fd = -1;
-  for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-    snprintf(tmp, tn, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&g_tmp_counter, 1u));
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno != EEXIST)
-      break;
-  }
-  if (fd < 0) {
-    cr_ctx_set_error(ctx, CR_ERR_IO, "%s: cannot create the temporary file %s: %s", path, tmp,
-                     strerror(errno));
-    free(tmp);
-    free(header);
-    return CR_ERR_IO;
-  }
-
-  const char *what = NULL; /* the step that failed */
-  int e = 0;
-  if (!write_all(fd, header, hn))
-    what = "write";
-  for (int i = 0; !what && i < w->n; i++)
-    if (!write_all(fd, w->blobs[i].bytes, w->blobs[i].nbytes))
-      what = "write";
-  if (!what && fsync(fd) != 0)
-    what = "fsync";
-  if (what)
-    e = errno;
-  if (close(fd) != 0 && !what) {
-    what = "close";
-    e = errno;
-  }
-  if (!what && rename(tmp, path) != 0) {
-    what = "rename";
-    e = errno;
-  }
-  free(header);
-  if (what) {
-    unlink(tmp);
-    cr_ctx_set_error(ctx, CR_ERR_IO,
-                     "%s: %s of the temporary file %s failed: %s (the "
-                     "previous file, if any, is unchanged)",
-                     path, what, tmp, strerror(e));
-    free(tmp);
-    return CR_ERR_IO;
-  }
-  free(tmp);
-
-  /* make the rename itself durable */
-  char *dir = dir_of(path);
-  if (!dir)
-    return cr_ctx_set_error(ctx, CR_ERR_NOMEM,
-                            "%s: saved, but out of memory syncing its "
-                            "directory",
-                            path);
-  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  bool synced = dfd >= 0 && (fsync(dfd) == 0 || errno == EINVAL);
-  e = errno;
-  if (dfd >= 0)
-    close(dfd);
-  if (!synced) {
-    cr_ctx_set_error(ctx, CR_ERR_IO,
-                     "%s: saved, but syncing its directory %s failed: %s "
-                     "(the new file may not survive a crash)",
-                     path, dir, strerror(e));
-    free(dir);
-    return CR_ERR_IO;
-  }
-  free(dir);
   return CR_OK;
 }
 
@@ -848,12 +496,14 @@ const char *cr_st_path(const cr_st_file *f) { return f && f->path ? f->path : ""
 cr_status cr_st_expect(cr_ctx *ctx, const cr_st_file *f, const char *name, const cr_tensor *like) {
   if (!ctx)
     return CR_ERR_ARG;
-  if (!f || !name || !like)
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "st_expect: file, name or tensor is NULL");
-  const cr_st_info *info = cr_st_find(f, name);
-  if (!info)
-    return cr_ctx_set_error(ctx, CR_ERR_FORMAT, "%s: no tensor '%s' (a checkpoint of another "
-                            "model?)", cr_st_path(f), name);
+  if (ctx->status != CR_OK)
+    return ctx->status;
+  if (!like)
+    return cr_ctx_set_error(ctx, CR_ERR_ARG, "st_expect: tensor is NULL");
+  const st_entry *e = lookup(ctx, "st_expect", f, name);
+  if (!e)
+    return ctx->status;
+  const cr_st_info *info = &e->info;
   int nd = cr_ndim(like);
   const int64_t *shape = cr_shape(like);
   bool same = info->ndim == nd || (info->ndim == 0 && cr_numel(like) == 1);
