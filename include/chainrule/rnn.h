@@ -50,8 +50,9 @@ cr_tensor *cr_linear(cr_ctx *ctx, cr_tensor *x, cr_tensor *W, cr_tensor *b);
  * the recurrence (Bahdanau et al. 2015), a conditioning vector, ...  The
  * tensors are ordinary graph tensors: gradients flow into them (and, with
  * checkpointing, the recomputed segments read the same ones and give the
- * same gradients, bit for bit).  Borrowed for the forward and until its
- * backward; the library reads neither user nor the tensors' values. */
+ * same gradients, bit for bit).  The forward copies the struct and the
+ * array; what user points to must live until the backward (recomputed
+ * segments step again).  The library never reads *user. */
 typedef struct cr_cell_extra {
   void *user;               /* anything the cell wants (sizes, flags) */
   int n_tensors;

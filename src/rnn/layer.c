@@ -372,13 +372,24 @@ cr_status cr_rnn_forward_params_ex(cr_ctx *ctx, const cr_rnn_config *c, cr_tenso
     return cr_ctx_set_error(ctx, CR_ERR_ARG, "rnn_forward: checkpoint_every %lld: must be 0 "
                             "(full BPTT), a segment length > 0 or CR_RNN_CHECKPOINT_AUTO",
                             (long long)opts->checkpoint_every);
-  const cr_cell_extra *extra = opts ? opts->extra : NULL;
-  if (extra && (extra->n_tensors < 0 || (extra->n_tensors > 0 && !extra->tensors)))
+  const cr_cell_extra *ex = opts ? opts->extra : NULL;
+  if (ex && (ex->n_tensors < 0 || (ex->n_tensors > 0 && !ex->tensors)))
     return cr_ctx_set_error(ctx, CR_ERR_ARG, "rnn_forward: extra has %d tensors and tensors "
-                            "%s", extra->n_tensors, extra->tensors ? "set" : "NULL");
-  for (int j = 0; extra && j < extra->n_tensors; j++)
-    if (!cr__check_inputs(ctx, "rnn_forward (extra)", 1, &extra->tensors[j]))
+                            "%s", ex->n_tensors, ex->tensors ? "set" : "NULL");
+  for (int j = 0; ex && j < ex->n_tensors; j++)
+    if (!cr__check_inputs(ctx, "rnn_forward (extra)", 1, &ex->tensors[j]))
       return cr_ctx_status(ctx) ? cr_ctx_status(ctx) : CR_ERR_ARG;
+  /* a copy in the arena: the recomputed segments of backward read it */
+  cr_cell_extra *extra = ex ? cr__alloc(ctx, sizeof *extra) : NULL;
+  cr_tensor **extra_t = ex && ex->n_tensors ? cr__alloc(ctx, (size_t)ex->n_tensors * sizeof *extra_t)
+                                            : NULL;
+  if ((ex && !extra) || (ex && ex->n_tensors && !extra_t))
+    return cr_ctx_status(ctx);
+  if (ex) {
+    if (ex->n_tensors)
+      memcpy(extra_t, ex->tensors, (size_t)ex->n_tensors * sizeof *extra_t);
+    *extra = (cr_cell_extra){ex->user, ex->n_tensors, extra_t};
+  }
   const int S = d->n_states, L = c->num_layers, D = n_dirs(v);
 
   cr_tensor **mask = NULL, **keep = NULL;
