@@ -4,11 +4,11 @@
  * and second-derivative checks of the unrolled stacks, the reverse
  * direction's packed-sequence semantics, checkpointed = full BPTT bit for
  * bit with extras, names, shapes and error messages, and a training run. */
+#include <cmocka.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <cmocka.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,19 +56,21 @@ static cr_status attn_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *x,
   cr_tensor *a = cr_softmax(ctx, cr_mul_scalar(ctx, score, u->scale), 1);
   cr_tensor *c = cr_reshape(ctx, cr_matmul(ctx, cr_reshape(ctx, a, CR_SHAPE(B, 1, S)), enc),
                             CR_SHAPE(B, ENC_E));
-  cr_tensor *pre = cr_add(ctx, cr_linear(ctx, x, p[A_WX], p[A_B]),
-                          cr_add(ctx, cr_linear(ctx, h, p[A_WH], NULL),
-                                 cr_linear(ctx, c, p[A_WC], NULL)));
+  cr_tensor *pre =
+      cr_add(ctx, cr_linear(ctx, x, p[A_WX], p[A_B]),
+             cr_add(ctx, cr_linear(ctx, h, p[A_WH], NULL), cr_linear(ctx, c, p[A_WC], NULL)));
   next[0] = *out = cr_tanh(ctx, pre);
   return cr_ctx_status(ctx);
 }
 
-static const cr_cell_def attn_cell = {.name = "attn_rnn", .n_states = 1, .n_params = 7,
-                                      .param_names = {"weight_x", "bias", "weight_h",
-                                                      "weight_c", "weight_q", "weight_k",
-                                                      "v"},
-                                      .param_shape = attn_shape, .prepare = attn_prepare,
-                                      .step = attn_step};
+static const cr_cell_def attn_cell = {
+    .name = "attn_rnn",
+    .n_states = 1,
+    .n_params = 7,
+    .param_names = {"weight_x", "bias", "weight_h", "weight_c", "weight_q", "weight_k", "v"},
+    .param_shape = attn_shape,
+    .prepare = attn_prepare,
+    .step = attn_step};
 
 /* ---- gradcheck of a whole unrolled stack -------------------------------- */
 
@@ -101,8 +103,8 @@ static cr_tensor *stack_loss(cr_ctx *ctx, cr_tensor *const *in, int n, void *use
     o.extra = &ex;
   }
   cr_tensor *out, *fin[2];
-  if (cr_rnn_forward_params_ex(ctx, &sc->cfg, in, input, init, sc->lengths, NULL, &o, &out,
-                               fin) != CR_OK)
+  if (cr_rnn_forward_params_ex(ctx, &sc->cfg, in, input, init, sc->lengths, NULL, &o, &out, fin) !=
+      CR_OK)
     return NULL;
   cr_tensor *loss = cr_sum(ctx, cr_mul(ctx, out, sc->w_out));
   for (int s = 0; s < sc->n_states; s++)
@@ -116,9 +118,9 @@ typedef struct {
   int64_t proj;
   int layers;
   const int64_t *lengths;
-  bool second;     /* gradgradcheck */
-  int64_t ckpt;    /* checkpoint_every (projection blocks of 1 step) */
-  bool attention;  /* the encoder's outputs as an extra input */
+  bool second;    /* gradgradcheck */
+  int64_t ckpt;   /* checkpoint_every (projection blocks of 1 step) */
+  bool attention; /* the encoder's outputs as an extra input */
 } check_spec;
 
 static void check_stack(const check_spec *cs) {
@@ -141,7 +143,8 @@ static void check_stack(const check_spec *cs) {
   int n_owned = 0, n = 0;
   for (int i = 0; i < sc.n_params; i++)
     in[n++] = cr_rnn_param(rnn, i);
-  in[n++] = owned[n_owned++] = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(T, B, I), 0, 1));
+  in[n++] = owned[n_owned++] =
+      cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(T, B, I), 0, 1));
   for (int s = 0; s < sc.n_states; s++)
     in[n++] = owned[n_owned++] = cr_persist(
         ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(Ls * D, B, s ? H : Hout), 0, 0.5));
@@ -151,8 +154,8 @@ static void check_stack(const check_spec *cs) {
   sc.w_out = owned[n_owned++] =
       cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(T, B, D * Hout), 0, 1));
   for (int s = 0; s < sc.n_states; s++)
-    sc.w_fin[s] = owned[n_owned++] = cr_persist(
-        ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(Ls * D, B, s ? H : Hout), 0, 1));
+    sc.w_fin[s] = owned[n_owned++] =
+        cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(Ls * D, B, s ? H : Hout), 0, 1));
   cr_gradcheck_opts o;
   cr_gradcheck_default_opts(&o);
   o.atol = 1e-7;
@@ -160,13 +163,12 @@ static void check_stack(const check_spec *cs) {
   cr_gradcheck_report rep;
   bool ok = cs->second ? cr_gradgradcheck(stack_loss, in, n, &sc, &o, &rep)
                        : cr_gradcheck(stack_loss, in, n, &sc, &o, &rep);
-  printf("%s %-8s%s%s L=%d%s%s%s: %s, %lld %s, max abs err %.2e, max rel err %.2e\n",
-         cs->second ? "gradgradcheck" : "gradcheck", cs->cell->name,
-         cs->bidir ? " bidirectional" : "", cs->proj ? " proj" : "", Ls,
-         cs->lengths ? " (lengths)" : "", cs->ckpt ? " checkpointed" : "",
-         cs->attention ? " (+ encoder outputs)" : "", ok ? "pass" : "FAIL",
-         (long long)rep.n_checked, cs->second ? "projections" : "elements", rep.max_abs_err,
-         rep.max_rel_err);
+  printf(
+      "%s %-8s%s%s L=%d%s%s%s: %s, %lld %s, max abs err %.2e, max rel err %.2e\n",
+      cs->second ? "gradgradcheck" : "gradcheck", cs->cell->name, cs->bidir ? " bidirectional" : "",
+      cs->proj ? " proj" : "", Ls, cs->lengths ? " (lengths)" : "", cs->ckpt ? " checkpointed" : "",
+      cs->attention ? " (+ encoder outputs)" : "", ok ? "pass" : "FAIL", (long long)rep.n_checked,
+      cs->second ? "projections" : "elements", rep.max_abs_err, rep.max_rel_err);
   if (!ok)
     printf("  %s\n", rep.message);
   assert_true(ok);
@@ -184,7 +186,7 @@ static const int64_t lens[B] = {5, 3};
 static void test_gradcheck_bidirectional(void **s) {
   (void)s;
   const cr_cell_def *cells[] = {&cr_cell_rnn_tanh, &cr_cell_rnn_relu, &cr_cell_lstm,
-                                &cr_cell_gru, &mgu_cell, &cr_cell_lstm_ln};
+                                &cr_cell_gru,      &mgu_cell,         &cr_cell_lstm_ln};
   for (int c = 0; c < 6; c++)
     check_stack(&(check_spec){.cell = cells[c], .bidir = true, .lengths = lens});
 }
@@ -200,10 +202,10 @@ static void test_gradcheck_projection(void **s) {
   (void)s;
   check_stack(&(check_spec){.cell = &cr_cell_lstm, .proj = 2});
   check_stack(&(check_spec){.cell = &cr_cell_lstm, .proj = 3, .bidir = true, .lengths = lens});
-  check_stack(&(check_spec){.cell = &cr_cell_lstm, .proj = 2, .bidir = true, .lengths = lens,
-                            .ckpt = 2});
-  check_stack(&(check_spec){.cell = &cr_cell_lstm, .proj = 2, .bidir = true, .lengths = lens,
-                            .second = true});
+  check_stack(
+      &(check_spec){.cell = &cr_cell_lstm, .proj = 2, .bidir = true, .lengths = lens, .ckpt = 2});
+  check_stack(&(check_spec){
+      .cell = &cr_cell_lstm, .proj = 2, .bidir = true, .lengths = lens, .second = true});
 }
 
 /* the layer-normalised LSTM unrolled, with lengths; and its second derivatives */
@@ -219,8 +221,8 @@ static void test_gradcheck_lstm_ln(void **s) {
 static void test_gradcheck_attention_cell(void **s) {
   (void)s;
   check_stack(&(check_spec){.cell = &attn_cell, .layers = 1, .attention = true});
-  check_stack(&(check_spec){.cell = &attn_cell, .bidir = true, .lengths = lens, .ckpt = 2,
-                            .attention = true});
+  check_stack(&(check_spec){
+      .cell = &attn_cell, .bidir = true, .lengths = lens, .ckpt = 2, .attention = true});
   check_stack(&(check_spec){.cell = &attn_cell, .layers = 1, .attention = true, .second = true});
 }
 
@@ -250,12 +252,14 @@ static size_t attention_grads(cr_dtype dt, bool bidir, const int64_t *lengths, i
   cr_rnn_forward_opts o = {.checkpoint_every = every, .projection_block = 2, .extra = &ex};
   cr_tensor *out, *fin[1];
   assert_int_equal(cr_rnn_forward_ex(ctx, rnn, x, &h0, lengths, drop, &o, &out, fin), CR_OK);
-  cr_tensor *loss = cr_add(ctx, cr_sum(ctx, cr_mul(ctx, out, w)), cr_sum(ctx, cr_square(ctx, fin[0])));
+  cr_tensor *loss =
+      cr_add(ctx, cr_sum(ctx, cr_mul(ctx, out, w)), cr_sum(ctx, cr_square(ctx, fin[0])));
   assert_int_equal(cr_backward(ctx, loss), CR_OK);
   size_t nb = 0, es = cr_dtype_size(dt);
   for (int i = 0; i < cr_rnn_num_params(rnn) + 3; i++) {
-    const cr_tensor *g = cr_grad(i < cr_rnn_num_params(rnn) ? cr_rnn_param(rnn, i)
-                                 : (cr_tensor *[]){x, h0, enc}[i - cr_rnn_num_params(rnn)]);
+    const cr_tensor *g = cr_grad(i < cr_rnn_num_params(rnn)
+                                     ? cr_rnn_param(rnn, i)
+                                     : (cr_tensor *[]){x, h0, enc}[i - cr_rnn_num_params(rnn)]);
     assert_non_null(g);
     memcpy(buf + nb, cr_data_const(g), (size_t)cr_numel(g) * es);
     nb += (size_t)cr_numel(g) * es;
@@ -284,13 +288,15 @@ static void test_attention_checkpointed_is_bit_identical(void **s) {
       assert_int_equal(nf, nk);
       if (memcmp(full, ckpt, nf) != 0)
         fail_msg("attention cell variant %d, segments of %lld: checkpointed gradients (encoder "
-                 "outputs included) differ from full BPTT", v, (long long)K);
+                 "outputs included) differ from full BPTT",
+                 v, (long long)K);
       checked++;
     }
   }
   printf("attention cell, 2 layers + dropout: checkpointed vs full BPTT, %d cases (f64/f32, "
          "bidirectional with lengths), every gradient incl. the encoder outputs' identical "
-         "(memcmp)\n", checked);
+         "(memcmp)\n",
+         checked);
 }
 
 /* ---- the reverse direction is the packed-sequence reverse pass ---------- */
@@ -350,7 +356,8 @@ static void test_reverse_direction_semantics(void **s) {
       }
   }
   printf("bidirectional lstm, lengths 6,2,4: each sequence's halves vs forward-only stacks on it "
-         "and on it reversed: max difference %.2e\n", worst);
+         "and on it reversed: max difference %.2e\n",
+         worst);
   assert_true(worst < 1e-13);
   cr_rnn_free(bi);
   cr_rnn_free(fw);
@@ -373,8 +380,8 @@ static void test_bidirectional_step_states(void **s) {
   cr_tensor *w = cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(T, B, D * 2), 0, 1);
   cr_tensor *states[L * D * SS * T], *out;
   int64_t chosen[L * D];
-  cr_rnn_forward_opts o = {.step_states = states, .retain_step_grads = true,
-                           .checkpoint_chosen = chosen};
+  cr_rnn_forward_opts o = {
+      .step_states = states, .retain_step_grads = true, .checkpoint_chosen = chosen};
   assert_int_equal(cr_rnn_forward_ex(ctx, rnn, x, NULL, lens, NULL, &o, &out, NULL), CR_OK);
   /* [((l * D + d) * S + s) * T + t] */
   assert_string_equal(cr_name(states[((0 * D + 0) * SS + 0) * T + 3]), "h_3");
@@ -387,7 +394,8 @@ static void test_bidirectional_step_states(void **s) {
   cr_tensor *loss = cr_sum(ctx, cr_mul(ctx, out, w));
   cr_tensor *indep[L * D * SS * T];
   cr_autograd_opts zo = {.zeros_for_unused = true};
-  assert_int_equal(cr_autograd_grad(ctx, 1, &loss, NULL, L * D * SS * T, states, &zo, indep), CR_OK);
+  assert_int_equal(cr_autograd_grad(ctx, 1, &loss, NULL, L * D * SS * T, states, &zo, indep),
+                   CR_OK);
   assert_int_equal(cr_backward(ctx, loss), CR_OK);
   double worst = 0;
   int none = 0;
@@ -402,7 +410,8 @@ static void test_bidirectional_step_states(void **s) {
    * the loss; the output is m * h of the unmasked h): no gradient */
   assert_int_equal(none, L * D * SS);
   printf("dL/dh_t, dL/dc_t of both directions of both layers: max difference to "
-         "cr_autograd_grad %.2e\n", worst);
+         "cr_autograd_grad %.2e\n",
+         worst);
   assert_true(worst < 1e-13);
   cr_rnn_free(rnn);
   cr_rng_free(rng);
@@ -420,16 +429,17 @@ static void test_variant_names_and_errors(void **s) {
   cr_rnn *rnn = cr_rnn_new_ex(ctx, &cfg, &var, rng);
   assert_non_null(rnn);
   static const char *const want[] = {
-      "weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "weight_hr_l0",
-      "weight_ih_l0_reverse", "weight_hh_l0_reverse", "bias_ih_l0_reverse",
-      "bias_hh_l0_reverse", "weight_hr_l0_reverse", "weight_ih_l1", "weight_hh_l1",
-      "bias_ih_l1", "bias_hh_l1", "weight_hr_l1", "weight_ih_l1_reverse",
-      "weight_hh_l1_reverse", "bias_ih_l1_reverse", "bias_hh_l1_reverse",
-      "weight_hr_l1_reverse"};
+      "weight_ih_l0",         "weight_hh_l0",         "bias_ih_l0",
+      "bias_hh_l0",           "weight_hr_l0",         "weight_ih_l0_reverse",
+      "weight_hh_l0_reverse", "bias_ih_l0_reverse",   "bias_hh_l0_reverse",
+      "weight_hr_l0_reverse", "weight_ih_l1",         "weight_hh_l1",
+      "bias_ih_l1",           "bias_hh_l1",           "weight_hr_l1",
+      "weight_ih_l1_reverse", "weight_hh_l1_reverse", "bias_ih_l1_reverse",
+      "bias_hh_l1_reverse",   "weight_hr_l1_reverse"};
   assert_int_equal(cr_rnn_num_params(rnn), 20);
   for (int i = 0; i < 20; i++)
     assert_string_equal(cr_rnn_param_name(rnn, i), want[i]);
-  assert_int_equal(cr_dim(cr_rnn_find_param(rnn, "weight_hh_l0"), 1), 2);      /* [4H, P] */
+  assert_int_equal(cr_dim(cr_rnn_find_param(rnn, "weight_hh_l0"), 1), 2);         /* [4H, P] */
   assert_int_equal(cr_dim(cr_rnn_find_param(rnn, "weight_hr_l1_reverse"), 0), 2); /* [P, H] */
   assert_int_equal(cr_dim(cr_rnn_find_param(rnn, "weight_hr_l1_reverse"), 1), 4);
   assert_int_equal(cr_dim(cr_rnn_find_param(rnn, "weight_ih_l1"), 1), 4); /* 2 directions x P */
@@ -451,7 +461,8 @@ static void test_variant_names_and_errors(void **s) {
   cr_rnn_variant other = {.bidirectional = true};
   cr_rnn_forward_opts o = {.variant = &other};
   assert_int_equal(cr_rnn_forward_ex(ctx, rnn, x, NULL, NULL, NULL, &o, &out, NULL), CR_ERR_ARG);
-  assert_string_equal(cr_ctx_error(ctx), "rnn_forward: opts->variant (bidirectional 1, "
+  assert_string_equal(cr_ctx_error(ctx),
+                      "rnn_forward: opts->variant (bidirectional 1, "
                       "proj_size 0) is not the rnn's (1, 2); it is for cr_rnn_forward_params_ex");
   cr_ctx_clear_error(ctx);
   cr_cell_extra ex = {NULL, 1, NULL};
@@ -465,8 +476,8 @@ static void test_variant_names_and_errors(void **s) {
     params[i] = cr_rnn_param(rnn, i);
   params[9] = cr_rnn_param(rnn, 0);
   o = (cr_rnn_forward_opts){.variant = &var};
-  assert_int_equal(cr_rnn_forward_params_ex(ctx, &cfg, params, x, NULL, NULL, NULL, &o, &out,
-                                            NULL), CR_ERR_SHAPE);
+  assert_int_equal(cr_rnn_forward_params_ex(ctx, &cfg, params, x, NULL, NULL, NULL, &o, &out, NULL),
+                   CR_ERR_SHAPE);
   assert_string_equal(cr_ctx_error(ctx), "rnn_forward: parameter weight_hr_l0_reverse is [16,3] "
                                          "'weight_ih_l0' f64, expected [2,4] f64");
   cr_ctx_clear_error(ctx);
@@ -500,7 +511,8 @@ static double train_memory_task(const cr_cell_def *cell, int steps, double *acc)
   cr_rng *rng = cr_rng_new(5);
   cr_rnn_config cfg = {cell, 1, HH, 1, 0, false, CR_F32};
   cr_rnn *rnn = cr_rnn_new(ctx, &cfg, rng);
-  cr_tensor *Wo = cr_tensor_new(ctx, CR_F32, CR_SHAPE(2, HH)), *bo = cr_tensor_new(ctx, CR_F32, CR_SHAPE(2));
+  cr_tensor *Wo = cr_tensor_new(ctx, CR_F32, CR_SHAPE(2, HH)),
+            *bo = cr_tensor_new(ctx, CR_F32, CR_SHAPE(2));
   assert_non_null(rnn);
   assert_int_equal(cr_fill_uniform(ctx, Wo, rng, -0.2, 0.2), CR_OK);
   assert_int_equal(cr_fill(ctx, bo, 0), CR_OK);
@@ -557,7 +569,8 @@ static void test_lstm_ln_learns(void **s) {
   double acc;
   double loss = train_memory_task(&cr_cell_lstm_ln, 150, &acc);
   printf("lstm_ln, recall the bit of 4 steps ago, 150 Adam steps: loss %.4f (chance 0.6931), "
-         "accuracy %.1f%%\n", loss, 100 * acc);
+         "accuracy %.1f%%\n",
+         loss, 100 * acc);
   assert_true(loss < 0.1);
   assert_true(acc > 0.97);
 }

@@ -68,9 +68,15 @@ static cr_status step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp, cr_ten
   return h2 ? CR_OK : cr_ctx_status(ctx);
 }
 
-const cr_cell_def cr_cell_lstm_ln = {
-    .name = "lstm_ln", .n_states = 2, .state_names = {"h", "c"}, .n_params = 8,
-    .param_names = {"weight_ih", "weight_hh", "bias_ih", "bias_hh", "ln_ih_weight",
-                    "ln_hh_weight", "ln_c_weight", "ln_c_bias"},
-    .param_shape = shape, .init_param = init, .precompute = precompute,
-    .prepare = cr__gated_prepare, .step = step};
+const cr_cell_def cr_cell_lstm_ln = {.name = "lstm_ln",
+                                     .n_states = 2,
+                                     .state_names = {"h", "c"},
+                                     .n_params = 8,
+                                     .param_names = {"weight_ih", "weight_hh", "bias_ih", "bias_hh",
+                                                     "ln_ih_weight", "ln_hh_weight", "ln_c_weight",
+                                                     "ln_c_bias"},
+                                     .param_shape = shape,
+                                     .init_param = init,
+                                     .precompute = precompute,
+                                     .prepare = cr__gated_prepare,
+                                     .step = step};
