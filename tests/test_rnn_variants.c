@@ -4,11 +4,12 @@
  * and second-derivative checks of the unrolled stacks, the reverse
  * direction's packed-sequence semantics, checkpointed = full BPTT bit for
  * bit with extras, names, shapes and error messages, and a training run. */
-#include <cmocka.h>
-#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+/* cmocka needs the three above first */
+#include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
