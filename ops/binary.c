@@ -4,6 +4,8 @@
  *   sub: y = a - b;  ga += gy;           gb -= gy
  *   mul: y = a * b;  ga += gy * b;       gb += gy * a
  *   div: y = a / b;  ga += gy / b;       gb -= gy * a / (b*b)
+ *   maximum: y = max(a, b);  ga += gy * ([a > b] + [a == b]/2);  gb alike
+ *   minimum: y = min(a, b);  ga += gy * ([a < b] + [a == b]/2);  gb alike
  *
  * When an input was broadcast, its gradient is the sum of the terms above
  * over the broadcast dims (iterating over y's shape with a 0 stride on the
@@ -84,6 +86,12 @@ cr_tensor *cr_add(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) { return binary(ctx, 
 cr_tensor *cr_sub(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) { return binary(ctx, B_SUB, a, b); }
 cr_tensor *cr_mul(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) { return binary(ctx, B_MUL, a, b); }
 cr_tensor *cr_div(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) { return binary(ctx, B_DIV, a, b); }
+cr_tensor *cr_maximum(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) {
+  return binary(ctx, B_MAXIMUM, a, b);
+}
+cr_tensor *cr_minimum(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) {
+  return binary(ctx, B_MINIMUM, a, b);
+}
 
 static void bin_vjp(cr_ctx *ctx, cr_node *nd) {
   bin_kind k = binary_attr_of(nd)->kind;

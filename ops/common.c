@@ -56,7 +56,9 @@ bool cr__anomaly_forward(cr_ctx *ctx, const char *op, const cr_tensor *out, int 
              cr__shape_only(out), shapes);
   } else {
     cr__fail(ctx, CR_ERR_NUMERIC, "anomaly: forward op %s %s produced %s in its result %s "
-             "(element %lld)", op, shapes, kind_of(v), cr__shp(out), (long long)at);
+             "(element %lld)%s%s%s", op, shapes, kind_of(v), cr__shp(out), (long long)at,
+             ctx->scope ? " in scope '" : "", ctx->scope ? ctx->scope : "",
+             ctx->scope ? "'" : "");
   }
   return false;
 }
@@ -82,6 +84,7 @@ cr_node *cr__record(cr_ctx *ctx, const cr_op_desc *op, cr_tensor *out, int n_in,
   nd->n_in = n_in;
   nd->in = ins;
   nd->seq = ++ctx->node_seq;
+  nd->scope = ctx->scope;
   out->node = nd;
   out->requires_grad = true;
   ctx->nodes++;

@@ -63,20 +63,25 @@ static const char *at(const cr_tensor *t, int64_t off) {
  * each a thin product (a_t has only B rows).  Instead of T thin gemms the
  * VJP stages them (op.h: pending accumulations): the rows of a_t and gy_t
  * are copied at once into a staging area of the weight gradient, and
- * every STAGE_ROWS rows — or when the gradient is about to be read — the
+ * every stage_rows(K, N) rows — or when the gradient is about to be read — the
  * staged sum_t a_t^T gy_t = A^T G is added in one efficient gemm.
  * Copying at once lets a_t and gy_t go (memory-efficient BPTT releases
  * them), and the chunks depend only on the order the products come in, so
  * any two runs of the same ops sum alike. */
-#define STAGE_ROWS 128 /* rows staged per gemm: [K,128] @ [128,N] is still efficient;
-                           a product with more rows runs at once (it is efficient) */
+/* Rows staged per gemm [K,R]^T-side @ [R,N].  Measured (BLIS 0.9 zen3, one
+ * core, gb += A^T G): K,N = 128,512: R = 128 and 256 both ~50 GFLOP/s;
+ * 512,2048: R = 128 50, R = 256 68, R = 512 69; 1024,4096: 42 / 71 / 71.
+ * So 256 rows for a gradient of 256K elements or more (1 MiB in f32), else
+ * 128 (half the staging memory, which checkpointed BPTT counts).  A product
+ * with more rows than that runs at once (it is efficient already). */
+static int64_t stage_rows(int64_t K, int64_t N) { return K * N >= 262144 ? 256 : 128; }
 
 typedef struct {
   cr__pending base; /* target: gb's data, gb += A[:rows]^T @ G[:rows] */
   cr_dtype dt;      /* gb's layout, copied: the tensor may be a view that */
   int64_t rs, cs;   /* goes before the products are added (a region's) */
-  int64_t K, N, rows;
-  char *A, *G; /* [STAGE_ROWS, K] and [STAGE_ROWS, N], dense */
+  int64_t K, N, rows, cap;
+  char *A, *G; /* [cap, K] and [cap, N], dense */
 } staged_products;
 
 static void settle_products(cr_ctx *ctx, cr__pending *first, void *target);
@@ -99,12 +104,13 @@ static staged_products *staging(cr_ctx *ctx, cr_tensor *gb, int64_t K, int64_t N
     }
   size_t es = cr_dtype_size(gb->dtype);
   staged_products *s = cr__alloc_main(ctx, sizeof *s); /* owned by the pass */
-  char *A = cr__alloc_main(ctx, (size_t)(STAGE_ROWS * K) * es);
-  char *G = cr__alloc_main(ctx, (size_t)(STAGE_ROWS * N) * es);
+  const int64_t cap = stage_rows(K, N);
+  char *A = cr__alloc_main(ctx, (size_t)(cap * K) * es);
+  char *G = cr__alloc_main(ctx, (size_t)(cap * N) * es);
   if (!s || !A || !G)
     return NULL;
   *s = (staged_products){{NULL, gb->data, settle_products, false},
-                         gb->dtype, gb->stride[0], gb->stride[1], K, N, 0, A, G};
+                         gb->dtype, gb->stride[0], gb->stride[1], K, N, 0, cap, A, G};
   cr__pending_add(ctx, &s->base);
   return s;
 }
@@ -112,7 +118,7 @@ static staged_products *staging(cr_ctx *ctx, cr_tensor *gb, int64_t K, int64_t N
 static void defer_or_run(cr_ctx *ctx, cr_tensor *gb, cr_tensor *a, cr_tensor *gy) {
   int64_t M = a->shape[0], K = a->shape[1], N = gy->shape[1];
   staged_products *s =
-      M <= STAGE_ROWS && cr__pending_allowed(ctx) ? staging(ctx, gb, K, N) : NULL;
+      M <= stage_rows(K, N) && cr__pending_allowed(ctx) ? staging(ctx, gb, K, N) : NULL;
   if (!s) {
     if (ctx->status == CR_ERR_NOMEM)
       cr_ctx_clear_error(ctx); /* no arena memory to stage: add it now */
@@ -121,7 +127,7 @@ static void defer_or_run(cr_ctx *ctx, cr_tensor *gb, cr_tensor *a, cr_tensor *gy
              gb->data, gb->stride[0], gb->stride[1]);
     return;
   }
-  if (s->rows + M > STAGE_ROWS)
+  if (s->rows + M > s->cap)
     flush(s);
   size_t es = cr_dtype_size(gb->dtype);
   cr__gather(a, s->A + (size_t)(s->rows * K) * es); /* dense rows, whatever a's strides */

@@ -77,6 +77,7 @@ struct cr_node {
   uint32_t mark; /* graph walk that last visited it */
   uint64_t seq;  /* creation number: backward runs nodes in reverse creation order */
   void *saved;   /* op-specific data saved in the arena (indices, masks) */
+  const char *scope; /* the context's scope label when it was made (cr_set_scope), or NULL */
   union {
     max_align_t align;
     unsigned char bytes[CR__ATTR_BYTES];
@@ -172,6 +173,8 @@ cr_tensor *cr__const_like(cr_ctx *ctx, const cr_tensor *x);
 /* g summed over the dims where x was broadcast to g's shape, so it has
  * x's shape (g itself when the shapes already match). */
 cr_tensor *cr__reduce_to(cr_ctx *ctx, cr_tensor *g, const cr_tensor *x);
+/* A constant [1] tensor of like's dtype holding v, or NULL (compare.c). */
+cr_tensor *cr__scalar_like(cr_ctx *ctx, const cr_tensor *like, double v);
 
 /* slice's adjoint as an op (shape.c): zeros of shape with x placed at
  * start, start+step, ... along axis.  Its gradient is a slice again. */
@@ -277,6 +280,15 @@ void cr__copy_convert(cr_tensor *dst, const cr_tensor *src, bool add);
 #define CR_FABS(x) _Generic((x), float: fabsf, default: fabs)(x)
 #define CR_POW(x, p) _Generic((x), float: powf, default: pow)(x, p)
 #define CR_SIGMOID(x) _Generic((x), float: cr__sigmoidf, default: cr__sigmoid)(x)
+#define CR_SIN(x) _Generic((x), float: sinf, default: sin)(x)
+#define CR_COS(x) _Generic((x), float: cosf, default: cos)(x)
+#define CR_ERF(x) _Generic((x), float: erff, default: erf)(x)
+#define CR_LOG1P(x) _Generic((x), float: log1pf, default: log1p)(x)
+
+/* 1/sqrt(2), 2/sqrt(pi), 1/sqrt(2 pi) (math.h has them only as XSI extensions) */
+#define CR__SQRT1_2 0.70710678118654752440
+#define CR__2_SQRTPI 1.12837916709551257390
+#define CR__INV_SQRT_2PI 0.39894228040143267794
 
 static inline double cr__sigmoid(double v) {
   return v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v));

@@ -16,12 +16,20 @@
  *   mul_scalar:  y = x * a;              gx += gy * a
  *   div_scalar:  y = x / a;              gx += gy / a
  *   pow_scalar:  y = x^a;                gx += gy * a x^(a-1)
+ *   sin:         y = sin x;              gx += gy * cos x
+ *   cos:         y = cos x;              gx -= gy * sin x
+ *   erf:         y = erf x;              gx += gy * 2/sqrt(pi) exp(-x*x)
+ *   gelu:        y = x Phi(x);           gx += gy * (Phi(x) + x phi(x))
+ *                (Phi(x) = (1 + erf(x/sqrt 2))/2, phi its density: exact gelu)
+ *   softplus:    y = log(1 + exp(a x))/a, or x where a x > b;
+ *                                        gx += gy * sigmoid(a x), or gy
  *
  * The formulas live once, as the rows of elementwise.def; this file turns
  * them into the op descriptors, the public functions and both VJPs.
  * sigmoid is computed as exp(x) / (1 + exp(x)) for x < 0 so it never
  * overflows.  relu and abs take the subgradient 0 at x = 0, clamp counts
- * the bounds as inside (as PyTorch does). */
+ * the bounds as inside (as PyTorch does).  softplus is evaluated as
+ * (max(a x, 0) + log1p(exp(-|a x|))) / a, which never overflows. */
 #include "op.h"
 
 typedef enum {
@@ -74,6 +82,9 @@ static cr_tensor *unary(cr_ctx *ctx, un_kind k, cr_tensor *x, double s0, double 
     return cr__fail(ctx, CR_ERR_ARG, "clamp: %s: lo %g > hi %g", cr__shp(x), s0, s1);
   if (k == U_DIV_S && s0 == 0)
     return cr__fail(ctx, CR_ERR_ARG, "div_scalar: %s: division by zero", cr__shp(x));
+  if (k == U_SOFTPLUS && (!(s0 > 0) || !isfinite(s0) || s1 != s1))
+    return cr__fail(ctx, CR_ERR_ARG, "softplus: %s: beta %g must be finite and > 0, threshold "
+                    "%g not NaN", cr__shp(x), s0, s1);
   if (k != U_CLAMP && !isfinite(s0))
     return cr__fail(ctx, CR_ERR_ARG, "%s: %s: scalar %g is not finite", op->name, cr__shp(x),
                     s0);
@@ -164,3 +175,10 @@ cr_tensor *cr_rsub_scalar(cr_ctx *c, cr_tensor *x, double s) {
 cr_tensor *cr_mul_scalar(cr_ctx *c, cr_tensor *x, double s) { return unary(c, U_MUL_S, x, s, 0); }
 cr_tensor *cr_div_scalar(cr_ctx *c, cr_tensor *x, double s) { return unary(c, U_DIV_S, x, s, 0); }
 cr_tensor *cr_pow_scalar(cr_ctx *c, cr_tensor *x, double p) { return unary(c, U_POW_S, x, p, 0); }
+cr_tensor *cr_sin(cr_ctx *c, cr_tensor *x) { return unary(c, U_SIN, x, 0, 0); }
+cr_tensor *cr_cos(cr_ctx *c, cr_tensor *x) { return unary(c, U_COS, x, 0, 0); }
+cr_tensor *cr_erf(cr_ctx *c, cr_tensor *x) { return unary(c, U_ERF, x, 0, 0); }
+cr_tensor *cr_gelu(cr_ctx *c, cr_tensor *x) { return unary(c, U_GELU, x, 0, 0); }
+cr_tensor *cr_softplus(cr_ctx *c, cr_tensor *x, double beta, double threshold) {
+  return unary(c, U_SOFTPLUS, x, beta, threshold);
+}

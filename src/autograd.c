@@ -108,8 +108,10 @@ static bool vjp_finite(cr_ctx *ctx, const cr_node *nd) {
       len += (size_t)snprintf(shapes + len, sizeof shapes - len, "%s%s", j ? ", " : "",
                               cr__shp(nd->in[j]));
     cr__fail(ctx, CR_ERR_NUMERIC, "anomaly: VJP of %s %s produced %s in input %d %s (element "
-             "%lld of its gradient; the forward op's result was %s)", nd->name, shapes,
-             kind_of(v), k, cr__shp(x), (long long)at, cr__shp(nd->out));
+             "%lld of its gradient; the forward op's result was %s)%s%s%s", nd->name, shapes,
+             kind_of(v), k, cr__shp(x), (long long)at, cr__shp(nd->out),
+             nd->scope ? "; the op was made in scope '" : "", nd->scope ? nd->scope : "",
+             nd->scope ? "'" : "");
     return false;
   }
   return true;

@@ -174,6 +174,7 @@ void cr_ctx_reset(cr_ctx *ctx) {
   ctx->nodes = 0;
   ctx->pending = NULL;
   ctx->n_owed = 0;
+  ctx->scope = NULL;
   ctx->epoch++;
 }
 
@@ -259,11 +260,13 @@ const char *cr_dtype_name(cr_dtype dt) {
     return "f32";
   case CR_F64:
     return "f64";
+  case CR_I64:
+    return "i64";
   }
   return "unknown";
 }
 
-size_t cr_dtype_size(cr_dtype dt) { return dt == CR_F64 ? 8 : 4; }
+size_t cr_dtype_size(cr_dtype dt) { return dt == CR_F32 ? 4 : 8; }
 
 const char *cr_status_name(cr_status st) {
   switch (st) {

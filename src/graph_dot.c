@@ -40,25 +40,33 @@ void cr_graph_dot_ex(FILE *f, const cr_tensor *t, const cr_graph_dot_opts *o) {
     size_t n = 0;
     cr_tensor *root = (cr_tensor *)t;
     cr_node **order = cr__topo_order(ctx, 1, &root, &n);
-    /* the ops, by cluster: consecutive nodes of one cluster share a block */
-    const char *open = NULL;
+    /* the ops, one block per cluster label (in order of first appearance),
+     * then those outside any cluster */
+    const char **label = order ? cr__alloc(ctx, (n + 1) * sizeof *label) : NULL;
+    for (size_t i = 0; label && i < n; i++)
+      label[i] = o && o->cluster_of ? o->cluster_of(order[i]->out, o->user)
+                 : o && o->no_scopes  ? NULL
+                                      : order[i]->scope;
     int clusters = 0;
-    for (size_t i = 0; order && i < n; i++) {
-      const char *c = o && o->cluster_of ? o->cluster_of(order[i]->out, o->user) : NULL;
-      if ((c == NULL) != (open == NULL) || (c && open && strcmp(c, open) != 0)) {
-        if (open)
-          fputs("  }\n", f);
-        if (c) {
-          fprintf(f, "  subgraph cluster_%d {\n  label=\"", clusters++);
-          put_label_text(f, c);
-          fputs("\";\n  style=dashed;\n", f);
-        }
-        open = c;
-      }
-      put_op(f, order[i]);
-    }
-    if (open)
+    for (size_t i = 0; label && i < n; i++) {
+      if (!label[i])
+        continue;
+      bool first = true;
+      for (size_t j = 0; j < i && first; j++)
+        first = !(label[j] && strcmp(label[j], label[i]) == 0);
+      if (!first)
+        continue;
+      fprintf(f, "  subgraph cluster_%d {\n  label=\"", clusters++);
+      put_label_text(f, label[i]);
+      fputs("\";\n  style=dashed;\n", f);
+      for (size_t j = i; j < n; j++)
+        if (label[j] && strcmp(label[j], label[i]) == 0)
+          put_op(f, order[j]);
       fputs("  }\n", f);
+    }
+    for (size_t i = 0; order && i < n; i++)
+      if (!label || !label[i])
+        put_op(f, order[i]);
     /* leaves once each, then the edges */
     size_t edges = 0;
     for (size_t i = 0; order && i < n; i++)

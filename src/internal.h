@@ -136,9 +136,15 @@ struct cr_ctx {
   cr_tensor *tracked; /* tensors made since cr__track_begin (newest first) */
   bool tracking;
   bool grad_enabled, training, anomaly;
+  const char *scope; /* label recorded with every new node (cr_set_scope), main arena */
   cr_status status;
   char msg[512];
 };
+
+/* A scope label "outer/<fmt ...>" for the ops made until the previous one
+ * (returned) is put back with ctx->scope = prev; the label lives in the
+ * current arena (a region's ends with it).  See cr_set_scope. */
+const char *cr__push_scope(cr_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Internal invariant check (a bug in chainrule, never user input). */
 #define CR_ASSERT(cond, ...)                                                   \
@@ -275,9 +281,16 @@ cr_tensor *cr__new_for(cr_ctx *ctx, const cr_tensor *owner, cr_dtype dt, int ndi
 cr_tensor *cr__view_for(cr_ctx *ctx, const cr_tensor *owner, const cr_tensor *base, int ndim,
                         const int64_t *shape, const int64_t *stride, void *data);
 /* Validate op inputs: none NULL, no pending error, none stale (used after
- * reset), all the same dtype.  On failure stores a message naming op. */
+ * reset), none of dtype i64 ("op: dtype i64: ..."), all the same dtype.  On
+ * failure stores a message naming op.  Every op on values calls this, so an
+ * index tensor never reaches a float kernel. */
 bool cr__check_inputs(cr_ctx *ctx, const char *op, int n,
                       cr_tensor *const *in);
+/* The same checks without the dtype rules (persist, copy_into, fill). */
+bool cr__check_valid(cr_ctx *ctx, const char *op, int n, cr_tensor *const *in);
+/* An index argument of op (what: "index", "targets", ...): valid and of
+ * dtype i64, else an error naming op and what. */
+bool cr__check_index(cr_ctx *ctx, const char *op, const char *what, const cr_tensor *idx);
 /* Dense row-major copy of t into dst (numel elements of t's dtype). */
 void cr__gather(const cr_tensor *t, void *dst);
 /* d[r*C + c] = s[r*rs + c*cs] for an R x C view (ops/common.c: in tiles). */

@@ -174,9 +174,17 @@ cr_tensor *cr__view_for(cr_ctx *ctx, const cr_tensor *owner, const cr_tensor *ba
   return view_in(ctx, owner->scratch && ctx->in_region, base, ndim, shape, stride, data);
 }
 
-static bool check_dtype(cr_ctx *ctx, const char *op, cr_dtype dt) {
-  if (dt != CR_F32 && dt != CR_F64) {
-    cr__fail(ctx, CR_ERR_DTYPE, "%s: dtype %d: only f32 and f64 are supported", op, (int)dt);
+/* f32 and f64, and i64 where i64_ok (the creation functions that make
+ * index tensors: zeros, ones, full, from_array, wrap, arange, tensor_new). */
+static bool check_dtype(cr_ctx *ctx, const char *op, cr_dtype dt, bool i64_ok) {
+  if (dt == CR_I64 && !i64_ok) {
+    cr__fail(ctx, CR_ERR_DTYPE, "%s: dtype i64: this makes f32 or f64 values (index tensors "
+             "come from cr_from_i64, cr_zeros or cr_arange)", op);
+    return false;
+  }
+  if (dt != CR_F32 && dt != CR_F64 && dt != CR_I64) {
+    cr__fail(ctx, CR_ERR_DTYPE, "%s: dtype %d: only f32, f64 and i64 are supported", op,
+             (int)dt);
     return false;
   }
   return true;
@@ -186,12 +194,38 @@ static bool creation_ok(cr_ctx *ctx, const char *op, cr_dtype dt, int ndim,
                         const int64_t *shape) {
   if (!ctx || ctx->status != CR_OK)
     return false;
-  return check_dtype(ctx, op, dt) && cr__check_shape(ctx, op, ndim, shape);
+  return check_dtype(ctx, op, dt, true) && cr__check_shape(ctx, op, ndim, shape);
+}
+
+/* v stored in an i64 tensor: truncated toward zero, NaN as 0, saturated at
+ * the ends of the range (a conversion that is never undefined). */
+static int64_t to_i64(double v) {
+  if (v != v)
+    return 0;
+  if (v >= 9223372036854775807.0)
+    return INT64_MAX;
+  if (v <= -9223372036854775808.0)
+    return INT64_MIN;
+  return (int64_t)v;
+}
+
+/* An integer-valued double that an i64 tensor holds exactly?  Else an
+ * error naming op and what the value is. */
+static bool integral_ok(cr_ctx *ctx, const char *op, const char *what, double v) {
+  if (v == trunc(v) && fabs(v) <= 9007199254740992.0) /* 2^53: exact in a double */
+    return true;
+  cr__fail(ctx, CR_ERR_ARG, "%s: dtype i64: %s %g is not an integer of at most 2^53", op, what,
+           v);
+  return false;
 }
 
 static void fill_value(cr_tensor *t, double v) {
   /* t is contiguous */
-  if (t->dtype == CR_F32) {
+  if (t->dtype == CR_I64) {
+    int64_t *p = t->data, iv = to_i64(v);
+    for (int64_t i = 0; i < t->numel; i++)
+      p[i] = iv;
+  } else if (t->dtype == CR_F32) {
     float *p = t->data;
     for (int64_t i = 0; i < t->numel; i++)
       p[i] = (float)v;
@@ -203,7 +237,8 @@ static void fill_value(cr_tensor *t, double v) {
 }
 
 cr_tensor *cr_full(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape, double value) {
-  if (!creation_ok(ctx, "full", dt, ndim, shape))
+  if (!creation_ok(ctx, "full", dt, ndim, shape) ||
+      (dt == CR_I64 && !integral_ok(ctx, "full", "value", value)))
     return NULL;
   cr_tensor *t = cr__new(ctx, dt, ndim, shape);
   if (t)
@@ -261,9 +296,18 @@ cr_tensor *cr_wrap_f32(cr_ctx *ctx, int ndim, const int64_t *shape, float *data)
 cr_tensor *cr_wrap_f64(cr_ctx *ctx, int ndim, const int64_t *shape, double *data) {
   return cr_wrap(ctx, CR_F64, ndim, shape, data);
 }
+cr_tensor *cr_from_i64(cr_ctx *ctx, int ndim, const int64_t *shape, const int64_t *data) {
+  return cr_from_array(ctx, CR_I64, ndim, shape, data);
+}
+cr_tensor *cr_wrap_i64(cr_ctx *ctx, int ndim, const int64_t *shape, int64_t *data) {
+  return cr_wrap(ctx, CR_I64, ndim, shape, data);
+}
 
 cr_tensor *cr_arange(cr_ctx *ctx, cr_dtype dt, double start, double stop, double step) {
-  if (!ctx || ctx->status != CR_OK || !check_dtype(ctx, "arange", dt))
+  if (!ctx || ctx->status != CR_OK || !check_dtype(ctx, "arange", dt, true))
+    return NULL;
+  if (dt == CR_I64 &&
+      (!integral_ok(ctx, "arange", "start", start) || !integral_ok(ctx, "arange", "step", step)))
     return NULL;
   if (step == 0 || !isfinite(step) || !isfinite(start) || !isfinite(stop))
     return cr__fail(ctx, CR_ERR_ARG, "arange: start %g, stop %g, step %g: step must be "
@@ -285,7 +329,8 @@ cr_tensor *cr_arange(cr_ctx *ctx, cr_dtype dt, double start, double stop, double
 
 cr_tensor *cr_rand_uniform(cr_ctx *ctx, cr_rng *rng, cr_dtype dt, int ndim,
                            const int64_t *shape, double lo, double hi) {
-  if (!creation_ok(ctx, "rand_uniform", dt, ndim, shape))
+  if (!creation_ok(ctx, "rand_uniform", dt, ndim, shape) ||
+      !check_dtype(ctx, "rand_uniform", dt, false))
     return NULL;
   cr_tensor *t = cr__new(ctx, dt, ndim, shape);
   if (t && cr_fill_uniform(ctx, t, rng, lo, hi) != CR_OK)
@@ -295,7 +340,8 @@ cr_tensor *cr_rand_uniform(cr_ctx *ctx, cr_rng *rng, cr_dtype dt, int ndim,
 
 cr_tensor *cr_rand_normal(cr_ctx *ctx, cr_rng *rng, cr_dtype dt, int ndim,
                           const int64_t *shape, double mean, double std) {
-  if (!creation_ok(ctx, "rand_normal", dt, ndim, shape))
+  if (!creation_ok(ctx, "rand_normal", dt, ndim, shape) ||
+      !check_dtype(ctx, "rand_normal", dt, false))
     return NULL;
   cr_tensor *t = cr__new(ctx, dt, ndim, shape);
   if (t && cr_fill_normal(ctx, t, rng, mean, std) != CR_OK)
@@ -334,6 +380,64 @@ cr_tensor *cr_tensor_new(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shap
   return t;
 }
 
+/* t (input i of op) is a live tensor of this context (or persistent)?
+ * Else an error naming op. */
+static bool valid_one(cr_ctx *ctx, const char *op, int i, const cr_tensor *t) {
+  if (!t) { /* NULL given with no error pending here */
+    cr__fail(ctx, CR_ERR_ARG, "%s: input %d is NULL (an earlier op failed in another "
+             "context, or a tensor was never set)", op, i);
+    return false;
+  }
+  if (t->magic != CR__TENSOR_MAGIC) {
+    cr__fail(ctx, CR_ERR_STATE, "%s: input %d is not a valid tensor (freed, or used "
+             "after its context was reset?)", op, i);
+    return false;
+  }
+  if (t->released) {
+    cr__fail(ctx, CR_ERR_STATE, "%s: input %d %s: its values were released (a recurrent "
+             "layer keeps of a cell's intermediates only what backward needs; carry state "
+             "through the cell's states, or set keep_activations)", op, i, cr__shp(t));
+    return false;
+  }
+  if (!t->persistent && (t->ctx != ctx || t->epoch != ctx->epoch)) {
+    if (t->ctx == ctx)
+      cr__fail(ctx, CR_ERR_STATE, "%s: input %d %s was made before the last "
+               "cr_ctx_reset and is no longer valid (copy state that must survive "
+               "a reset with cr_persist or cr_copy_into)", op, i, cr__shp(t));
+    else
+      cr__fail(ctx, CR_ERR_STATE, "%s: input %d %s belongs to another context", op, i,
+               cr__shp(t));
+    return false;
+  }
+  return true;
+}
+
+bool cr__check_valid(cr_ctx *ctx, const char *op, int n, cr_tensor *const *in) {
+  if (!ctx || ctx->status != CR_OK)
+    return false;
+  for (int i = 0; i < n; i++)
+    if (!valid_one(ctx, op, i, in[i]))
+      return false;
+  return true;
+}
+
+bool cr__check_index(cr_ctx *ctx, const char *op, const char *what, const cr_tensor *idx) {
+  if (!ctx || ctx->status != CR_OK)
+    return false;
+  if (!idx) {
+    cr__fail(ctx, CR_ERR_ARG, "%s: %s is NULL", op, what);
+    return false;
+  }
+  if (!valid_one(ctx, op, 0, idx))
+    return false;
+  if (idx->dtype != CR_I64) {
+    cr__fail(ctx, CR_ERR_DTYPE, "%s: %s %s %s: must be an i64 tensor (cr_from_i64)", op, what,
+             cr__shp(idx), cr_dtype_name(idx->dtype));
+    return false;
+  }
+  return true;
+}
+
 bool cr__check_inputs(cr_ctx *ctx, const char *op, int n, cr_tensor *const *in) {
   if (!ctx)
     return false;
@@ -341,30 +445,11 @@ bool cr__check_inputs(cr_ctx *ctx, const char *op, int n, cr_tensor *const *in) 
     return false;
   for (int i = 0; i < n; i++) {
     const cr_tensor *t = in[i];
-    if (!t) { /* NULL given with no error pending here */
-      cr__fail(ctx, CR_ERR_ARG, "%s: input %d is NULL (an earlier op failed in another "
-               "context, or a tensor was never set)", op, i);
+    if (!valid_one(ctx, op, i, t))
       return false;
-    }
-    if (t->magic != CR__TENSOR_MAGIC) {
-      cr__fail(ctx, CR_ERR_STATE, "%s: input %d is not a valid tensor (freed, or used "
-               "after its context was reset?)", op, i);
-      return false;
-    }
-    if (t->released) {
-      cr__fail(ctx, CR_ERR_STATE, "%s: input %d %s: its values were released (a recurrent "
-               "layer keeps of a cell's intermediates only what backward needs; carry state "
-               "through the cell's states, or set keep_activations)", op, i, cr__shp(t));
-      return false;
-    }
-    if (!t->persistent && (t->ctx != ctx || t->epoch != ctx->epoch)) {
-      if (t->ctx == ctx)
-        cr__fail(ctx, CR_ERR_STATE, "%s: input %d %s was made before the last "
-                 "cr_ctx_reset and is no longer valid (copy state that must survive "
-                 "a reset with cr_persist or cr_copy_into)", op, i, cr__shp(t));
-      else
-        cr__fail(ctx, CR_ERR_STATE, "%s: input %d %s belongs to another context", op, i,
-                 cr__shp(t));
+    if (t->dtype == CR_I64) {
+      cr__fail(ctx, CR_ERR_DTYPE, "%s: dtype i64: input %d %s holds indices; this op takes "
+               "f32 or f64 values", op, i, cr__shp(t));
       return false;
     }
     if (i > 0 && t->dtype != in[0]->dtype) {
@@ -379,7 +464,7 @@ bool cr__check_inputs(cr_ctx *ctx, const char *op, int n, cr_tensor *const *in) 
 
 cr_tensor *cr_persist(cr_ctx *ctx, const cr_tensor *t) {
   cr_tensor *in = (cr_tensor *)t;
-  if (!cr__check_inputs(ctx, "persist", 1, &in))
+  if (!cr__check_valid(ctx, "persist", 1, &in))
     return NULL;
   cr_tensor *p = persistent_new(t->dtype, t->ndim, t->shape);
   if (!p)
@@ -431,6 +516,11 @@ void cr__gather(const cr_tensor *t, void *dst) {
     float *d = dst;
     for (int64_t i = 0; i < t->numel; i++)
       d[i] = s[flat_offset(t, i)];
+  } else if (t->dtype == CR_I64) {
+    const int64_t *s = t->data;
+    int64_t *d = dst;
+    for (int64_t i = 0; i < t->numel; i++)
+      d[i] = s[flat_offset(t, i)];
   } else {
     const double *s = t->data;
     double *d = dst;
@@ -448,10 +538,15 @@ cr_status cr_copy_into(cr_ctx *ctx, cr_tensor *dst, const cr_tensor *src) {
       cr__fail(ctx, CR_ERR_ARG, "copy_into: %s tensor is NULL", dst ? "source" : "destination");
     return ctx->status;
   }
-  /* dtypes may differ here, so check each alone */
-  if (!cr__check_inputs(ctx, "copy_into", 1, &in[0]) ||
-      !cr__check_inputs(ctx, "copy_into", 1, &in[1]))
+  /* dtypes may differ here (f32 <-> f64), so check each alone */
+  if (!cr__check_valid(ctx, "copy_into", 2, in))
     return ctx->status ? ctx->status : CR_ERR_ARG;
+  if ((dst->dtype == CR_I64) != (src->dtype == CR_I64)) {
+    cr__fail(ctx, CR_ERR_DTYPE, "copy_into: dtype i64: %s %s into %s %s: indices and values "
+             "do not mix", cr__shp(src), cr_dtype_name(src->dtype), cr__shp(dst),
+             cr_dtype_name(dst->dtype));
+    return CR_ERR_DTYPE;
+  }
   if (dst->ndim != src->ndim || memcmp(dst->shape, src->shape, sizeof(int64_t) * (size_t)src->ndim)) {
     cr__fail(ctx, CR_ERR_SHAPE, "copy_into: %s into %s: shapes differ", cr__shp(src),
              cr__shp(dst));
@@ -468,8 +563,10 @@ cr_status cr_copy_into(cr_ctx *ctx, cr_tensor *dst, const cr_tensor *src) {
 }
 
 cr_status cr_fill(cr_ctx *ctx, cr_tensor *t, double value) {
-  if (!cr__check_inputs(ctx, "fill", 1, &t))
+  if (!cr__check_valid(ctx, "fill", 1, &t))
     return ctx && ctx->status ? ctx->status : CR_ERR_ARG;
+  if (t->dtype == CR_I64 && !integral_ok(ctx, "fill", "value", value))
+    return ctx->status;
   for (int64_t i = 0; i < t->numel; i++)
     cr_set_flat(t, i, value);
   return CR_OK;
@@ -492,7 +589,7 @@ bool cr_is_contiguous(const cr_tensor *t) { return t && cr__is_contig(t); }
 bool cr_is_persistent(const cr_tensor *t) { return t && t->persistent; }
 
 void cr_set_requires_grad(cr_tensor *t, bool on) {
-  if (t)
+  if (t && t->dtype != CR_I64) /* indices have no gradient */
     t->requires_grad = on;
 }
 bool cr_requires_grad(const cr_tensor *t) { return t && t->requires_grad; }
@@ -531,8 +628,11 @@ double cr_get_flat(const cr_tensor *t, int64_t i) {
   if (!t || i < 0 || i >= t->numel || t->released)
     return NAN;
   int64_t off = flat_offset(t, i);
-  return t->dtype == CR_F32 ? (double)((const float *)t->data)[off]
-                            : ((const double *)t->data)[off];
+  switch (t->dtype) {
+  case CR_F32: return (double)((const float *)t->data)[off];
+  case CR_I64: return (double)((const int64_t *)t->data)[off];
+  default: return ((const double *)t->data)[off];
+  }
 }
 
 void cr_set_flat(cr_tensor *t, int64_t i, double v) {
@@ -542,6 +642,8 @@ void cr_set_flat(cr_tensor *t, int64_t i, double v) {
   int64_t off = flat_offset(t, i);
   if (t->dtype == CR_F32)
     ((float *)t->data)[off] = (float)v;
+  else if (t->dtype == CR_I64)
+    ((int64_t *)t->data)[off] = to_i64(v);
   else
     ((double *)t->data)[off] = v;
 }
@@ -565,6 +667,8 @@ double cr_item(const cr_tensor *t) {
 bool cr_all_finite(const cr_tensor *t) {
   if (!t || t->magic != CR__TENSOR_MAGIC)
     return false;
+  if (t->dtype == CR_I64)
+    return true;
   if (cr__is_contig(t)) {
     if (t->dtype == CR_F32) {
       const float *p = t->data;

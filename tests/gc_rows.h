@@ -51,6 +51,9 @@ GC_TABLE(gc_rows_reduce)
 GC_TABLE(gc_rows_shape)
 GC_TABLE(gc_rows_softmax_loss)
 GC_TABLE(gc_rows_graph)
+GC_TABLE(gc_rows_select)
+GC_TABLE(gc_rows_stats)
+GC_TABLE(gc_rows_loss)
 #undef GC_TABLE
 
 #define GC_COUNT(name) const int name##_count = (int)(sizeof name / sizeof name[0])

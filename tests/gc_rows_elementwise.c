@@ -1,4 +1,6 @@
 /* Gradient-check rows for binary.c and unary.c. */
+#include <math.h>
+
 #include "gc_rows.h"
 
 #define IN(i) in[i]
@@ -40,6 +42,23 @@ BIN_FN(f_pow_s, cr_pow_scalar(c, in[0], 2.5))
 BIN_FN(f_tanh_t, cr_tanh(c, cr_transpose(c, in[0], 0, 1)))
 BIN_FN(f_sigmoid_t, cr_sigmoid(c, cr_transpose(c, in[0], 0, 1)))
 BIN_FN(f_exp_t, cr_exp(c, cr_transpose(c, in[0], 1, 2)))
+BIN_FN(f_sin, cr_sin(c, in[0]))
+BIN_FN(f_cos, cr_cos(c, in[0]))
+BIN_FN(f_cos_t, cr_cos(c, cr_transpose(c, in[0], 0, 1)))
+BIN_FN(f_erf, cr_erf(c, in[0]))
+BIN_FN(f_gelu, cr_gelu(c, in[0]))
+BIN_FN(f_gelu_t, cr_gelu(c, cr_transpose(c, in[0], 0, 1)))
+BIN_FN(f_softplus, cr_softplus(c, in[0], 1, 20))
+/* |x| up to 60 with no threshold: the stable form neither overflows nor
+ * loses the small term */
+BIN_FN(f_softplus_big, cr_softplus(c, cr_mul_scalar(c, in[0], 30), 1, INFINITY))
+/* beta 2, threshold 3: the switch is at x = 1.5; x = u + 1.5 with
+ * |u| >= 0.1 lies on both sides, away from it */
+BIN_FN(f_softplus_thr, cr_softplus(c, cr_add_scalar(c, in[0], 1.5), 2, 3))
+BIN_FN(f_maximum, cr_maximum(c, in[0], in[1]))
+BIN_FN(f_minimum, cr_minimum(c, in[0], in[1]))
+BIN_FN(f_maximum_t, cr_maximum(c, cr_transpose(c, in[0], 0, 1), in[1]))
+BIN_FN(f_minimum_t, cr_minimum(c, in[0], cr_transpose(c, in[1], 0, 1)))
 
 
 const gc_row gc_rows_elementwise[] = {
@@ -76,5 +95,18 @@ const gc_row gc_rows_elementwise[] = {
     {"mul_scalar", "plain", 1, {2}, {{3, 4}}, -2, 2, 0, f_mul_s, 0, 0, NULL, 0},
     {"div_scalar", "plain", 1, {2}, {{3, 4}}, -2, 2, 0, f_div_s, 0, 0, NULL, 0},
     {"pow_scalar", "plain, x > 0", 1, {2}, {{3, 4}}, 0.2, 2, 0, f_pow_s, 0, 0, NULL, 0},
+    {"sin", "plain", 1, {2}, {{3, 4}}, -3, 3, 0, f_sin, 0, 0, NULL, 0},
+    {"cos", "plain", 1, {2}, {{3, 4}}, -3, 3, 0, f_cos, 0, 0, NULL, 0},
+    {"cos", "transposed", 1, {2}, {{4, 3}}, -3, 3, 0, f_cos_t, 0, 0, NULL, 0},
+    {"erf", "plain", 1, {2}, {{3, 4}}, -2, 2, 0, f_erf, 0, 0, NULL, 0},
+    {"gelu", "plain", 1, {2}, {{3, 4}}, -3, 3, 0, f_gelu, 0, 0, NULL, 0},
+    {"gelu", "transposed", 1, {2}, {{4, 3}}, -3, 3, 0, f_gelu_t, 0, 0, NULL, 0},
+    {"softplus", "beta 1 threshold 20", 1, {2}, {{3, 4}}, -4, 4, 0, f_softplus, 0, 0, NULL, 0},
+    {"softplus", "|x| up to 60, no threshold", 1, {2}, {{3, 4}}, -2, 2, 0, f_softplus_big, 0, 0, NULL, 0},
+    {"softplus", "beta 2 threshold 3, both sides of x = 1.5", 1, {1}, {{12}}, -1.5, 1.5, 0.1, f_softplus_thr, 0, 0, NULL, 0},
+    {"maximum", "plain [3,4] vs [3,4]", 2, {2, 2}, {{3, 4}, {3, 4}}, -2, 2, 0, f_maximum, 0, 0, NULL, 0},
+    {"maximum", "broadcast transposed [4,3]^T vs [4]", 2, {2, 1}, {{4, 3}, {4}}, -2, 2, 0, f_maximum_t, 0, 0, NULL, 0},
+    {"minimum", "plain [3,4] vs [3,4]", 2, {2, 2}, {{3, 4}, {3, 4}}, -2, 2, 0, f_minimum, 0, 0, NULL, 0},
+    {"minimum", "broadcast [3,1] vs [4,3]^T", 2, {2, 2}, {{3, 1}, {4, 3}}, -2, 2, 0, f_minimum_t, 0, 0, NULL, 0},
 };
 GC_COUNT(gc_rows_elementwise);

@@ -155,6 +155,61 @@ static void test_matmul_blis_and_loop_paths_agree(void **state) {
   }
 }
 
+/* The packed few-row kernel against a double-precision reference, on every
+ * tile shape it cuts m into (6..1 rows, 1..4 panels), partial panels, k
+ * across block boundaries, a transposed source, alpha and beta:
+ * |C - ref| <= 1e-5 (sum_p |alpha a_ip b_pj| + 0.1), nothing written past C. */
+static void packed_case(int64_t m, int64_t n, int64_t k, bool trans, float alpha, float beta) {
+  float *A = malloc((size_t)(m * k) * sizeof *A), *B = malloc((size_t)(k * n) * sizeof *B);
+  float *C = malloc((size_t)(m * n + 64) * sizeof *C); /* 64 guard floats after */
+  double *want = malloc((size_t)(m * n) * sizeof *want), *scale = malloc((size_t)(m * n) * 8);
+  float *P = aligned_alloc(64, (cr__skinny_packed_floats(k, n) * sizeof(float) + 63) / 64 * 64);
+  assert_true(A && B && C && want && scale && P);
+  for (int64_t i = 0; i < m * k; i++)
+    A[i] = (float)((double)(i * 7919 % 1000) / 500.0 - 1.0);
+  for (int64_t i = 0; i < k * n; i++)
+    B[i] = (float)((double)(i * 104729 % 1000) / 500.0 - 1.0);
+  for (int64_t i = 0; i < m * n + 64; i++)
+    C[i] = i < m * n ? (float)(i % 5) - 2.0f : 12345.0f;
+  const int64_t rs = trans ? 1 : n, cs = trans ? k : 1; /* op(B)[p, j] = B[p*rs + j*cs] */
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j = 0; j < n; j++) {
+      double w = beta * (double)C[i * n + j], sc = 1e-1;
+      for (int64_t p = 0; p < k; p++) {
+        const double t = (double)alpha * A[i * k + p] * B[p * rs + j * cs];
+        w += t;
+        sc += fabs(t);
+      }
+      want[i * n + j] = w;
+      scale[i * n + j] = sc;
+    }
+  cr__skinny_pack(k, n, B, rs, cs, P);
+  cr__skinny_sgemm_packed(m, n, k, alpha, A, k, 1, P, beta, C, n);
+  for (int64_t i = 0; i < m * n; i++)
+    if (!(fabs(C[i] - want[i]) <= 1e-5 * scale[i])) {
+      printf("packed kernel m=%lld n=%lld k=%lld trans=%d: C[%lld] = %g, want %g\n",
+             (long long)m, (long long)n, (long long)k, trans, (long long)i, C[i], want[i]);
+      fail();
+    }
+  for (int64_t i = m * n; i < m * n + 64; i++)
+    assert_true(C[i] == 12345.0f); /* nothing written past C */
+  free(A), free(B), free(C), free(want), free(scale), free(P);
+}
+
+static void test_packed_kernel_every_tile(void **state) {
+  (void)state;
+  if (cr__skinny_isa == CR__SKINNY_NONE)
+    skip();
+  const int64_t ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 13, 32, 33, 100};
+  const int64_t ns[] = {1, 15, 17, 65, 130}, ks[] = {1, 255, 257, 600};
+  for (size_t im = 0; im < sizeof ms / sizeof *ms; im++)
+    for (size_t in = 0; in < sizeof ns / sizeof *ns; in++)
+      for (size_t ik = 0; ik < sizeof ks / sizeof *ks; ik++) {
+        packed_case(ms[im], ns[in], ks[ik], false, 1.0f, 0.0f);
+        packed_case(ms[im], ns[in], ks[ik], true, -0.5f, 1.0f);
+      }
+}
+
 static void test_accumulates_over_two_backward_calls(void **state) {
   cr_ctx *ctx = *state;
   cr_tensor *x = param(ctx, CR_SHAPE(3), (const double[]){0.5, -1, 2});
@@ -232,37 +287,46 @@ static void test_weight_shared_over_50_steps(void **state) {
   cr_tensor_free(w);
 }
 
-/* A weight shared by products of 1, 7, 127, 128, 129, 300 and 700 rows —
- * below, at and beyond the rows the engine stages per weight-gradient
- * gemm — in both orders: dL/dW = sum_t a_t^T g_t for L = sum_t <a_t W, g_t>. */
-static void test_shared_weight_products_of_any_rows(void **state) {
-  cr_ctx *ctx = *state;
-  enum { K = 3, N = 5, STEPS = 7 };
-  const int64_t rows[STEPS] = {1, 7, 127, 128, 129, 300, 700};
+/* A weight shared by products of various rows — below, at and beyond the
+ * rows the engine stages per weight-gradient gemm (128 for a small weight,
+ * 256 for one of 256K elements) — in both orders:
+ *   dL/dW = sum_t a_t^T g_t  for  L = sum_t <a_t W, g_t>. */
+static void shared_weight_case(cr_ctx *ctx, int64_t K, int64_t N, const int64_t *rows,
+                               int steps) {
   cr_rng *rng = cr_rng_new(11);
+  double *want = calloc((size_t)(K * N), sizeof *want);
+  assert_non_null(want);
   for (int order = 0; order < 2; order++) {
     cr_tensor *w = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(K, N), 0, 1));
     cr_set_requires_grad(w, true);
-    double want[K * N] = {0};
+    memset(want, 0, (size_t)(K * N) * sizeof *want);
     cr_tensor *loss = NULL;
-    for (int s = 0; s < STEPS; s++) {
-      const int64_t M = rows[order ? STEPS - 1 - s : s];
+    for (int s = 0; s < steps; s++) {
+      const int64_t M = rows[order ? steps - 1 - s : s];
       cr_tensor *a = cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(M, K), 0, 1);
       cr_tensor *g = cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(M, N), 0, 1);
       cr_tensor *term = cr_sum(ctx, cr_mul(ctx, cr_matmul(ctx, a, w), g));
       loss = loss ? cr_add(ctx, loss, term) : term;
+      const double *ad = cr_data_const(a), *gd = cr_data_const(g);
       for (int64_t m = 0; m < M; m++)
-        for (int k = 0; k < K; k++)
-          for (int n = 0; n < N; n++)
-            want[k * N + n] += cr_get_flat(a, m * K + k) * cr_get_flat(g, m * N + n);
+        for (int64_t k = 0; k < K; k++)
+          for (int64_t n = 0; n < N; n++)
+            want[k * N + n] += ad[m * K + k] * gd[m * N + n];
     }
     assert_int_equal(cr_backward(ctx, loss), CR_OK);
-    for (int i = 0; i < K * N; i++)
-      assert_true(fabs(cr_get_flat(cr_grad(w), i) - want[i]) < 1e-10 * (1 + fabs(want[i])));
+    const double *got = cr_data_const(cr_grad(w));
+    for (int64_t i = 0; i < K * N; i++)
+      assert_true(fabs(got[i] - want[i]) < 1e-10 * (1 + fabs(want[i])));
     cr_tensor_free(w);
     cr_ctx_reset(ctx);
   }
+  free(want);
   cr_rng_free(rng);
+}
+
+static void test_shared_weight_products_of_any_rows(void **state) {
+  shared_weight_case(*state, 3, 5, (const int64_t[]){1, 7, 127, 128, 129, 300, 700}, 7);
+  shared_weight_case(*state, 256, 1024, (const int64_t[]){100, 157, 256, 257}, 4);
 }
 
 static void test_no_grad_mode(void **state) {
@@ -490,6 +554,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_hand_values, setup, teardown),
       cmocka_unit_test_setup_teardown(test_matmul_values, setup, teardown),
       cmocka_unit_test_setup_teardown(test_matmul_blis_and_loop_paths_agree, setup, teardown),
+      cmocka_unit_test(test_packed_kernel_every_tile),
       cmocka_unit_test_setup_teardown(test_accumulates_over_two_backward_calls, setup, teardown),
       cmocka_unit_test_setup_teardown(test_diamond, setup, teardown),
       cmocka_unit_test_setup_teardown(test_weight_shared_over_50_steps, setup, teardown),

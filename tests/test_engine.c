@@ -395,6 +395,92 @@ static void test_names_in_print_dot_and_errors(void **state) {
   cr_tensor_free(W);
 }
 
+/* ---- scopes */
+
+static size_t count_in(const char *s, const char *what) {
+  size_t n = 0;
+  for (; (s = strstr(s, what)); s++)
+    n++;
+  return n;
+}
+
+static void test_scopes(void **state) {
+  cr_ctx *ctx = *state;
+  cr_tensor *w = param(ctx, CR_SHAPE(2), (const double[]){0.5, -1});
+  /* recorded with each op, nested by the caller, restored, cleared by reset */
+  assert_null(cr_set_scope(ctx, "a"));
+  cr_tensor *a1 = cr_mul_scalar(ctx, w, 2);
+  char label[8] = "b";
+  const char *prev = cr_set_scope(ctx, label);
+  label[0] = 'x'; /* the label was copied */
+  cr_tensor *b = cr_mul_scalar(ctx, a1, 3);
+  cr_set_scope(ctx, prev);
+  cr_tensor *a2 = cr_mul_scalar(ctx, w, 5);
+  cr_set_scope(ctx, NULL);
+  cr_tensor *root = cr_add(ctx, b, a2);
+  assert_string_equal(cr_scope_of(a1), "a");
+  assert_string_equal(cr_scope_of(b), "b");
+  assert_string_equal(cr_scope_of(a2), "a");
+  assert_null(cr_scope_of(root));
+  assert_null(cr_scope_of(w)); /* a leaf */
+  /* the graph: one cluster per label although "a"'s ops are visited apart */
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  cr_graph_dot(f, root);
+  fclose(f);
+  assert_int_equal(count_in(buf, "subgraph cluster_"), 2);
+  assert_int_equal(count_in(buf, "label=\"a\""), 1);
+  free(buf);
+  cr_graph_dot_opts none = {.no_scopes = true};
+  f = open_memstream(&buf, &len);
+  cr_graph_dot_ex(f, root, &none);
+  fclose(f);
+  assert_int_equal(count_in(buf, "subgraph"), 0);
+  free(buf);
+  /* anomaly messages quote it */
+  cr_set_detect_anomaly(ctx, true);
+  cr_set_scope(ctx, "step 12");
+  assert_null(cr_log(ctx, cr_neg(ctx, cr_abs(ctx, w))));
+  assert_non_null(strstr(cr_ctx_error(ctx), "produced nan in its result [2] (element 0) in "
+                                            "scope 'step 12'"));
+  cr_ctx_clear_error(ctx);
+  cr_set_detect_anomaly(ctx, false);
+  cr_set_scope(ctx, "kept");
+  cr_ctx_reset(ctx);
+  assert_null(cr_scope(ctx));
+  cr_tensor_free(w);
+}
+
+/* the recurrent layer's steps: "step t" (layer 0), "layer l step t", after
+ * the caller's scope, which it restores */
+static void test_rnn_step_scopes(void **state) {
+  cr_ctx *ctx = *state;
+  cr_rng *rng = cr_rng_new(3);
+  cr_rnn_config cfg = {&cr_cell_lstm, 3, 4, 2, 0.0, false, CR_F64};
+  cr_rnn *rnn = cr_rnn_new(ctx, &cfg, rng);
+  cr_tensor *x = cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(5, 2, 3), 0, 1);
+  cr_tensor *states[2 * 5 * 2];
+  for (int checkpointed = 0; checkpointed < 2; checkpointed++) {
+    cr_set_scope(ctx, "encoder");
+    cr_rnn_forward_opts o = {.step_states = checkpointed ? NULL : states,
+                             .checkpoint_every = checkpointed ? 2 : 0};
+    cr_tensor *out = NULL;
+    assert_int_equal(cr_rnn_forward_ex(ctx, rnn, x, NULL, NULL, NULL, &o, &out, NULL), CR_OK);
+    assert_string_equal(cr_scope(ctx), "encoder");
+    if (!checkpointed) { /* layer-major, state-major slots: [l][s][t] */
+      assert_string_equal(cr_scope_of(states[3]), "encoder/step 3");        /* h, layer 0 */
+      assert_string_equal(cr_scope_of(states[5 + 4]), "encoder/step 4");    /* c, layer 0 */
+      assert_string_equal(cr_scope_of(states[10 + 2]), "encoder/layer 1 step 2");
+    }
+    cr_set_scope(ctx, NULL);
+    cr_ctx_reset(ctx);
+    x = cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(5, 2, 3), 0, 1);
+  }
+  cr_rnn_free(rnn);
+  cr_rng_free(rng);
+}
+
 static void test_typed_constructors(void **state) {
   cr_ctx *ctx = *state;
   const float f[3] = {1.5f, 2, 3};
@@ -457,6 +543,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_anomaly_vjp, setup, teardown),
       cmocka_unit_test_setup_teardown(test_custom_ops, setup, teardown),
       cmocka_unit_test_setup_teardown(test_names_in_print_dot_and_errors, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_scopes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rnn_step_scopes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_typed_constructors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_gradcheck_reports_input_index, setup, teardown),
   };

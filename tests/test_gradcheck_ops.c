@@ -33,6 +33,9 @@ static const table tables[] = {
     {gc_rows_shape, &gc_rows_shape_count},
     {gc_rows_softmax_loss, &gc_rows_softmax_loss_count},
     {gc_rows_graph, &gc_rows_graph_count},
+    {gc_rows_select, &gc_rows_select_count},
+    {gc_rows_stats, &gc_rows_stats_count},
+    {gc_rows_loss, &gc_rows_loss_count},
 };
 #define N_TABLES (int)(sizeof tables / sizeof tables[0])
 

@@ -110,10 +110,25 @@ void cr_clear_hooks(cr_tensor *t);
  *   "anomaly: VJP of log [32,65] produced nan in the gradient of input 0
  *    [32,65] 'logits' (element 17): the forward op log was given
  *    [32,65] 'logits'"
- * Off by default (it costs a pass over every result).  Returns the
+ * and the scope the op was made in, if any (cr_set_scope: "... in scope
+ * 'step 12'").  Off by default (it costs a pass over every result).  Returns the
  * previous setting. */
 bool cr_set_detect_anomaly(cr_ctx *ctx, bool on);
 bool cr_detect_anomaly(const cr_ctx *ctx);
+
+/* ---- scopes: where in a program an op was made */
+
+/* Every op made from now on records the label `scope` (copied; NULL for
+ * none), which cr_scope_of returns, cr_graph_dot draws as a cluster and
+ * anomaly messages quote.  The recurrent layers set "step 3" (layer 0)
+ * and "layer 1 step 3" around each cell step, after the caller's own
+ * scope ("encoder/step 3").  Returns the previous scope, to restore it;
+ * labels live until cr_ctx_reset, which clears the scope. */
+const char *cr_set_scope(cr_ctx *ctx, const char *scope);
+const char *cr_scope(const cr_ctx *ctx);
+/* The scope the op that made t was recorded in, or NULL (a leaf, or made
+ * outside any scope). */
+const char *cr_scope_of(const cr_tensor *t);
 
 /* ---- the graph */
 
@@ -124,12 +139,16 @@ cr_tensor *cr_detach(cr_ctx *ctx, cr_tensor *x);
 const char *cr_grad_fn(const cr_tensor *t);
 
 typedef struct cr_graph_dot_opts {
-  /* Draw the nodes of the ops in clusters: cluster_of(t, user) gives the
-   * cluster label for the op that made t (e.g. "t = 3"), or NULL for
-   * none.  Leaves (parameters) stay outside every cluster, drawn once. */
+  /* Draw the nodes of the ops in clusters, one box per label:
+   * cluster_of(t, user) gives the label for the op that made t (e.g.
+   * "t = 3"), or NULL for none.  Without cluster_of, an op's scope
+   * (cr_set_scope; a recurrent layer's "step 3") is its label, unless
+   * no_scopes.  Leaves (parameters) stay outside every cluster, drawn
+   * once. */
   const char *(*cluster_of)(const cr_tensor *t, void *user);
   void *user;
   const char *title; /* graph label, or NULL */
+  bool no_scopes;    /* without cluster_of: draw no clusters */
 } cr_graph_dot_opts;
 /* Write the graph that produced t in Graphviz dot syntax (teaching aid):
  * one box per op (its name and result shape, and the result's name if it

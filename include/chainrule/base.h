@@ -41,7 +41,12 @@ extern "C" {
 /* Largest number of dimensions a tensor may have. */
 #define CR_MAX_DIMS 6
 
-typedef enum cr_dtype { CR_F32 = 0, CR_F64 = 1 } cr_dtype;
+/* Element types.  f32 and f64 hold values and gradients; i64 holds
+ * indices and class targets (cr_from_i64): it never requires grad, and only
+ * the ops that take indices accept it (gather, scatter_add,
+ * index_select_t, embedding_t, the losses' targets; argmax, argmin and
+ * topk return it) — every other op refuses it with "op: dtype i64: ...". */
+typedef enum cr_dtype { CR_F32 = 0, CR_F64 = 1, CR_I64 = 2 } cr_dtype;
 
 typedef enum cr_status {
   CR_OK = 0,
@@ -68,7 +73,7 @@ const char *cr_version(void);
  * CR_VERSION_NUMBER. */
 int cr_version_number(void);
 
-/* Name of a dtype: "f32" or "f64". */
+/* Name of a dtype: "f32", "f64" or "i64". */
 const char *cr_dtype_name(cr_dtype dt);
 /* Size in bytes of one element of dt. */
 size_t cr_dtype_size(cr_dtype dt);

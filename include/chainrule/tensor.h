@@ -3,6 +3,15 @@
  * A tensor is an n-d array (1..CR_MAX_DIMS dims, every dim >= 1) of f32 or
  * f64, row-major, possibly a strided view (transpose, slice) of another.
  *
+ * Index tensors (dtype i64) hold indices and class targets: made by
+ * cr_from_i64, cr_wrap_i64, cr_zeros/cr_ones/cr_full, cr_arange or
+ * cr_tensor_new with CR_I64 (values must be integers), or returned by
+ * cr_argmax, cr_argmin and cr_topk; they are always contiguous, printed,
+ * read as double (cr_get_flat), persisted and copied like any tensor, but
+ * never require grad, and only the index-taking ops accept them (see
+ * chainrule/ops.h); every op on values refuses them ("tanh: dtype i64:
+ * input 0 [4] holds indices; this op takes f32 or f64 values").
+ *
  * Ownership rules
  * ---------------
  * 1. Op results, and tensors made by the creation functions below, live in
@@ -43,7 +52,9 @@ extern "C" {
 
 typedef struct cr_rng cr_rng;
 
-/* ---- creation in the arena (NULL and an error on bad shape / no memory) */
+/* ---- creation in the arena (NULL and an error on bad shape / no memory).
+ * dt may be CR_I64 for zeros, ones, full (value an integer), from_array,
+ * wrap and arange (start and step integers); the random ones are f32/f64. */
 cr_tensor *cr_zeros(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape);
 cr_tensor *cr_ones(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape);
 cr_tensor *cr_full(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape,
@@ -61,13 +72,18 @@ cr_tensor *cr_from_f32(cr_ctx *ctx, int ndim, const int64_t *shape, const float 
 cr_tensor *cr_from_f64(cr_ctx *ctx, int ndim, const int64_t *shape, const double *data);
 cr_tensor *cr_wrap_f32(cr_ctx *ctx, int ndim, const int64_t *shape, float *data);
 cr_tensor *cr_wrap_f64(cr_ctx *ctx, int ndim, const int64_t *shape, double *data);
-/* The dtype follows the array's element type (float or double; anything
- * else does not compile).  SHAPE is one CR_SHAPE(...); a compound literal
- * needs parentheses around it:
- *   cr_tensor *x = CR_FROM(ctx, CR_SHAPE(2), ((double[]){1, 2}));   // f64 */
+/* Index tensors (dtype i64) from int64_t arrays: copied, or borrowed. */
+cr_tensor *cr_from_i64(cr_ctx *ctx, int ndim, const int64_t *shape, const int64_t *data);
+cr_tensor *cr_wrap_i64(cr_ctx *ctx, int ndim, const int64_t *shape, int64_t *data);
+/* The dtype follows the array's element type (float, double or int64_t;
+ * anything else does not compile).  SHAPE is one CR_SHAPE(...); a compound
+ * literal needs parentheses around it:
+ *   cr_tensor *x = CR_FROM(ctx, CR_SHAPE(2), ((double[]){1, 2}));   // f64
+ *   cr_tensor *t = CR_FROM(ctx, CR_SHAPE(2), ((int64_t[]){3, 0}));  // i64 */
 #define CR_FROM(ctx, SHAPE, data)                                              \
   _Generic((data), float *: cr_from_f32, const float *: cr_from_f32,           \
-           double *: cr_from_f64, const double *: cr_from_f64)(ctx, SHAPE, data)
+           double *: cr_from_f64, const double *: cr_from_f64,                 \
+           int64_t *: cr_from_i64, const int64_t *: cr_from_i64)(ctx, SHAPE, data)
 /* 1-d tensor start, start+step, ... < stop (step != 0). */
 cr_tensor *cr_arange(cr_ctx *ctx, cr_dtype dt, double start, double stop,
                      double step);
@@ -87,11 +103,13 @@ cr_tensor *cr_persist(cr_ctx *ctx, const cr_tensor *t);
 /* Free a persistent tensor and its grad.  NULL accepted; passing an arena
  * tensor is a no-op. */
 void cr_tensor_free(cr_tensor *t);
-/* Copy src's values into dst (same shape; dtypes may differ, values are
- * converted).  dst keeps its identity and grad.  No graph is recorded. */
+/* Copy src's values into dst (same shape; f32 and f64 may differ, values
+ * are converted; an i64 tensor copies only into or from an i64 one).  dst
+ * keeps its identity and grad.  No graph is recorded. */
 CR_NODISCARD cr_status cr_copy_into(cr_ctx *ctx, cr_tensor *dst,
                                     const cr_tensor *src);
-/* Fill every element of t with value (no graph recorded). */
+/* Fill every element of t with value (no graph recorded; for an i64 t,
+ * value must be an integer). */
 CR_NODISCARD cr_status cr_fill(cr_ctx *ctx, cr_tensor *t, double value);
 /* Fill t from rng, uniform on [lo, hi) (parameter initialisation). */
 CR_NODISCARD cr_status cr_fill_uniform(cr_ctx *ctx, cr_tensor *t, cr_rng *rng,
@@ -122,7 +140,8 @@ const char *cr_name(const cr_tensor *t);
 /* ---- gradients */
 /* Mark t as a leaf that receives a gradient (or stop it).  For a parameter
  * with requires_grad off, backward computes nothing for it and optimizers
- * skip it (freezing). */
+ * skip it (freezing).  Ignored for an i64 tensor (indices have no
+ * gradient). */
 void cr_set_requires_grad(cr_tensor *t, bool on);
 bool cr_requires_grad(const cr_tensor *t);
 /* The gradient accumulated into t by backward: same shape and dtype; NULL
@@ -137,8 +156,8 @@ cr_tensor *cr_grad(const cr_tensor *t);
 void cr_zero_grad(cr_tensor *t);
 
 /* ---- element access (for tests, I/O and teaching; not for hot loops) */
-/* Contiguous data pointer (float* or double*), or NULL for a strided view
- * (use cr_contiguous first).  Borrowed. */
+/* Contiguous data pointer (float*, double* or int64_t*), or NULL for a
+ * strided view (use cr_contiguous first).  Borrowed. */
 void *cr_data(cr_tensor *t);
 const void *cr_data_const(const cr_tensor *t);
 /* The value at a multi-index of ndim entries, as double.  Out-of-range
@@ -146,7 +165,8 @@ const void *cr_data_const(const cr_tensor *t);
 double cr_get(const cr_tensor *t, const int64_t *index);
 /* The value at flat row-major position i (0 <= i < numel), as double. */
 double cr_get_flat(const cr_tensor *t, int64_t i);
-/* Set the value at flat row-major position i. */
+/* Set the value at flat row-major position i (into an i64 tensor: truncated
+ * toward zero, NaN as 0, saturated at the ends of the int64 range). */
 void cr_set_flat(cr_tensor *t, int64_t i, double value);
 /* The single value of a one-element tensor; NAN otherwise or for NULL. */
 double cr_item(const cr_tensor *t);

@@ -51,7 +51,7 @@ static cr_tensor **unbind0(cr_ctx *ctx, cr_tensor *x, int64_t n) {
 }
 
 /* One step: the cell, its results checked, padding masked, state named. */
-static cr_status step(cr_ctx *ctx, const cr__layer_run *lr, int64_t t, cr_tensor *x_t,
+static cr_status step_ops(cr_ctx *ctx, const cr__layer_run *lr, int64_t t, cr_tensor *x_t,
                       cr_tensor **state, cr_tensor **out_t) {
   const cr_cell_def *d = lr->d;
   const int S = d->n_states;
@@ -92,6 +92,17 @@ static cr_status step(cr_ctx *ctx, const cr__layer_run *lr, int64_t t, cr_tensor
   }
   *out_t = out;
   return CR_OK;
+}
+
+/* The step's ops in the scope "step t" (layer 0) or "layer l step t". */
+static cr_status step(cr_ctx *ctx, const cr__layer_run *lr, int64_t t, cr_tensor *x_t,
+                      cr_tensor **state, cr_tensor **out_t) {
+  const int l = lr->layer.layer;
+  const char *outer = l ? cr__push_scope(ctx, "layer %d step %lld", l, (long long)t)
+                        : cr__push_scope(ctx, "step %lld", (long long)t);
+  cr_status st = step_ops(ctx, lr, t, x_t, state, out_t);
+  ctx->scope = outer;
+  return st;
 }
 
 cr_status cr__unroll_steps(cr_ctx *ctx, const cr__layer_run *lr, int64_t t0, int64_t t1,

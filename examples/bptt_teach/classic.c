@@ -1,24 +1,23 @@
-/* bptt_teach.c — watch backpropagation through time fall out of the chain rule.
+/* classic.c — bptt-teach's text output (without --out), for a terminal.
  *
  *  1. The hand-derived BPTT formula for a scalar RNN  h_t = tanh(w h_{t-1} + x_t),
  *     L = h_T:
  *        dL/dh_t = dL/dh_{t+1} * (1 - h_{t+1}^2) * w
  *        dL/dw   = sum_t dL/dh_t * (1 - h_t^2) * h_{t-1}
- *     printed next to what backward computed on the unrolled graph.
+ *     printed next to what backward computed on the unrolled graph (each
+ *     h_t marked with cr_retain_grad, so cr_grad(h_t) shows dL/dh_t).
  *  2. Vanishing gradients: the norm of dL/dh_t for t = T..1 (L depends on
- *     h_T only) for a tanh RNN and an LSTM with the same sizes.  Every h_t
- *     is an ordinary intermediate tensor, so cr_grad(h_t) can be read after
- *     backward.  Raise --scale to see exploding gradients instead.
+ *     h_T only) for a tanh RNN and an LSTM with the same sizes, read from
+ *     the step states of one cr_rnn_forward_ex with retain_step_grads.
+ *     Raise --scale to see exploding gradients instead.
  *  3. The unrolled graph of a 3-step RNN in Graphviz format (bptt.dot).
- *
- *   usage: bptt-teach [--steps T] [--scale S]
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "chainrule.h"
+#include "bptt_teach.h"
 
 static double norm(const cr_tensor *t) {
   double s = 0;
@@ -37,24 +36,18 @@ static int grad_norms(const cr_cell_def *cell, int T, double scale, double *out)
   cr_tensor *Whh = rnn ? cr_rnn_find_param(rnn, "weight_hh_l0") : NULL;
   for (int64_t i = 0; Whh && i < cr_numel(Whh); i++) /* scale the recurrent weight */
     cr_set_flat(Whh, i, cr_get_flat(Whh, i) * scale);
-  /* run the cell step by step so every h_t is a tensor we can ask for */
-  cr_tensor *h = cr_zeros(ctx, CR_F64, CR_SHAPE(1, B, H)), *c = cr_zeros(ctx, CR_F64, CR_SHAPE(1, B, H));
-  cr_tensor **hs = calloc((size_t)T, sizeof *hs);
-  for (int t = 0; t < T; t++) {
-    cr_tensor *x = cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(1, B, I), 0, 1), *o, *fin[2];
-    cr_tensor *init[2] = {h, c};
-    if (cr_rnn_forward(ctx, rnn, x, init, NULL, NULL, &o, fin) != CR_OK)
-      break;
-    h = fin[0];
-    c = cell->n_states > 1 ? fin[1] : c;
-    hs[t] = h;
-  }
-  cr_tensor *v = cr_ones(ctx, CR_F64, CR_SHAPE(1, B, H));
-  int rc = cr_backward(ctx, cr_sum(ctx, cr_mul(ctx, hs[T - 1], v))) != CR_OK;
+  /* one forward over the whole sequence; every step's h_t (and c_t) is a
+   * tensor of the graph, its gradient retained */
+  cr_tensor *x = cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(T, B, I), 0, 1), *o;
+  cr_tensor **hs = calloc((size_t)T * (size_t)cell->n_states, sizeof *hs);
+  cr_rnn_forward_opts opts = {.step_states = hs, .retain_step_grads = true};
+  int rc = !hs || cr_rnn_forward_ex(ctx, rnn, x, NULL, NULL, NULL, &opts, &o, NULL) != CR_OK;
+  cr_tensor *v = cr_ones(ctx, CR_F64, CR_SHAPE(B, H));
+  rc = rc || cr_backward(ctx, cr_sum(ctx, cr_mul(ctx, hs[T - 1], v))) != CR_OK;
   if (rc)
     fprintf(stderr, "bptt-teach: %s\n", cr_ctx_error(ctx));
   for (int t = 0; t < T && !rc; t++)
-    out[t] = norm(cr_grad(hs[t]));
+    out[t] = norm(cr_grad(hs[t])); /* h states come first: hs[t] is h_t */
   free(hs);
   cr_rnn_free(rnn);
   cr_rng_free(rng);
@@ -62,19 +55,7 @@ static int grad_norms(const cr_cell_def *cell, int T, double scale, double *out)
   return rc;
 }
 
-int main(int argc, char **argv) {
-  int T = 40;
-  double scale = 1.0;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--steps") && i + 1 < argc && atoi(argv[i + 1]) >= 3 && atoi(argv[i + 1]) <= 10000)
-      T = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--scale") && i + 1 < argc && atof(argv[i + 1]) > 0)
-      scale = atof(argv[++i]);
-    else {
-      fprintf(stderr, "bptt-teach: unknown or bad option '%s'\nusage: bptt-teach [--steps T >= 3] [--scale S > 0]\n", argv[i]);
-      return 2;
-    }
-  }
+int bt_classic(int T, double scale) {
   cr_ctx *ctx = cr_ctx_new();
 
   /* ---- 1. the formula and the machine */
@@ -90,6 +71,7 @@ int main(int argc, char **argv) {
     xs[t] = 0.5 * sin(0.3 * t);
     /* h_t = tanh(w h_{t-1} + x_t) */
     h[t + 1] = cr_tanh(ctx, cr_add_scalar(ctx, cr_mul(ctx, w, h[t]), xs[t]));
+    cr_retain_grad(h[t + 1]); /* keep dL/dh_t for the table */
     hv[t + 1] = tanh(w0 * hv[t] + xs[t]);
   }
   if (cr_backward(ctx, h[T]) != CR_OK) {
