@@ -94,12 +94,14 @@ static cr_status step_ops(cr_ctx *ctx, const cr__layer_run *lr, int64_t t, cr_te
   return CR_OK;
 }
 
-/* The step's ops in the scope "step t" (layer 0) or "layer l step t". */
+/* The step's ops in the scope "step t" (layer 0) or "layer l step t", and
+ * "... reverse" for a reverse direction (its t-th step). */
 static cr_status step(cr_ctx *ctx, const cr__layer_run *lr, int64_t t, cr_tensor *x_t,
                       cr_tensor **state, cr_tensor **out_t) {
   const int l = lr->layer.layer;
-  const char *outer = l ? cr__push_scope(ctx, "layer %d step %lld", l, (long long)t)
-                        : cr__push_scope(ctx, "step %lld", (long long)t);
+  const char *rev = lr->layer.direction ? " reverse" : "";
+  const char *outer = l ? cr__push_scope(ctx, "layer %d step %lld%s", l, (long long)t, rev)
+                        : cr__push_scope(ctx, "step %lld%s", (long long)t, rev);
   cr_status st = step_ops(ctx, lr, t, x_t, state, out_t);
   ctx->scope = outer;
   return st;
