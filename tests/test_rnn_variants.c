@@ -390,7 +390,8 @@ static void test_bidirectional_step_states(void **s) {
   assert_string_equal(cr_name(states[((1 * D + 1) * SS + 1) * T + 2]), "c_l1_2_reverse");
   /* the ops of a reverse step are in the scope "... reverse" */
   assert_string_equal(cr_scope_of(states[((0 * D + 1) * SS + 1) * T + 1]), "step 1 reverse");
-  assert_string_equal(cr_scope_of(states[((1 * D + 1) * SS + 1) * T + 2]), "layer 1 step 2 reverse");
+  assert_string_equal(cr_scope_of(states[((1 * D + 1) * SS + 1) * T + 2]),
+                      "layer 1 step 2 reverse");
   assert_int_equal(cr_dim(states[((1 * D + 1) * SS + 0) * T + 2], 1), 2); /* h is [B, P] */
   assert_int_equal(cr_dim(states[((1 * D + 1) * SS + 1) * T + 2], 1), H); /* c is [B, H] */
   for (int i = 0; i < L * D; i++)
