@@ -10,6 +10,14 @@
  * within the tolerance (default 1e-9 in f64, 1e-4 in f32), 1 on a mismatch,
  * 2 for bad usage or a malformed file.
  *
+ * PyTorch's other options come from the metadata too: "bidirectional": "1"
+ * (parameters ..._reverse, states [L*D,B,.], outputs [T,B,D*H_out]),
+ * "proj_size": "P" (lstm: weight_hr_l{k}, h [.., P]), "batch_first": "1"
+ * (input and output [B,T,.]), "lengths": "5,3,4" (a packed sequence: each
+ * sequence's own length, padded outputs 0) and "bias": "0" (no biases in the
+ * file: chainrule's are held at zero and not trained, which is the same
+ * function).
+ *
  * A fixture whose metadata has "check": "hvp" also holds a direction
  * v.<name> for every leaf (the parameters, input, h0, c0) and
  * hvp.<name> = d/d<name> of sum_m <grad.<m>, v.<m>>: the Hessian-vector
@@ -25,7 +33,8 @@
 #include "chainrule.h"
 #include "chainrule/io.h"
 
-#define MAX_PARAMS 64
+#define MAX_PARAMS 256
+#define MAX_BATCH 4096
 
 typedef struct {
   cr_ctx *ctx;
@@ -51,6 +60,35 @@ static long meta_long(run *r, const char *key, long lo, long hi) {
     return -1;
   }
   return x;
+}
+
+/* A 0/1 flag of the metadata (absent: 0), or -1 (message printed). */
+static int meta_flag(run *r, const char *key) {
+  if (!cr_st_meta(r->f, key))
+    return 0;
+  return (int)meta_long(r, key, 0, 1);
+}
+
+/* "lengths": B comma-separated integers in 1..T into len; 0 if absent, 1 if
+ * read, -1 (message printed) if malformed. */
+static int meta_lengths(run *r, int64_t T, int64_t B, int64_t *len) {
+  const char *v = cr_st_meta(r->f, "lengths");
+  if (!v)
+    return 0;
+  const char *p = v;
+  for (int64_t b = 0; b < B; b++) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(p, &end, 10);
+    if (errno || end == p || x < 1 || x > T || (*end != (b + 1 < B ? ',' : '\0'))) {
+      fprintf(stderr, "torch-parity: %s: metadata 'lengths' = '%s' is not %lld integers in "
+              "1..%lld separated by commas\n", r->path, v, (long long)B, (long long)T);
+      return -1;
+    }
+    len[b] = x;
+    p = end + 1;
+  }
+  return 1;
 }
 
 /* A copy of the file's tensor name in the run's dtype, or NULL (message printed). */
@@ -108,7 +146,7 @@ static bool compare(run *r, const char *name, const cr_tensor *a) {
   }
   double rel = scale > 0 ? max_err / scale : max_err;
   bool ok = rel <= r->tol;
-  printf("  %-22s %-12s max abs err %.3e  rel err %.3e  %s\n", name, shp, max_err, rel,
+  printf("  %-28s %-12s max abs err %.3e  rel err %.3e  %s\n", name, shp, max_err, rel,
          ok ? "ok" : "MISMATCH");
   r->worst = fmax(r->worst, rel);
   r->failures += !ok;
@@ -123,9 +161,11 @@ static bool check_hvp(run *r, cr_rnn *rnn, cr_tensor *loss, cr_tensor *input, cr
   cr_tensor *leaf[MAX_PARAMS + 3], *v[MAX_PARAMS + 3], *g[MAX_PARAMS + 3], *hv[MAX_PARAMS + 3];
   const char *names[MAX_PARAMS + 3];
   int n = 0;
-  for (int i = 0; i < cr_rnn_num_params(rnn); i++, n++) {
+  for (int i = 0; i < cr_rnn_num_params(rnn); i++) {
+    if (!cr_requires_grad(cr_rnn_param(rnn, i)))
+      continue; /* a bias the file does not have (bias = 0) */
     leaf[n] = cr_rnn_param(rnn, i);
-    names[n] = cr_rnn_param_name(rnn, i);
+    names[n++] = cr_rnn_param_name(rnn, i);
   }
   leaf[n] = input;
   names[n++] = "input";
@@ -228,14 +268,29 @@ int main(int argc, char **argv) {
        H = meta_long(&r, "hidden_size", 1, 1 << 20);
   if (L < 0 || I < 0 || H < 0)
     goto done;
-  cr_rnn_config cfg = {cell, I, H, (int)L, 0.0, false, r.dt};
-  rnn = cr_rnn_new(r.ctx, &cfg, rng);
+  int bidir = meta_flag(&r, "bidirectional"), batch_first = meta_flag(&r, "batch_first");
+  int bias = cr_st_meta(r.f, "bias") ? (int)meta_long(&r, "bias", 0, 1) : 1;
+  long P = cr_st_meta(r.f, "proj_size") ? meta_long(&r, "proj_size", 0, 1 << 20) : 0;
+  if (bidir < 0 || batch_first < 0 || bias < 0 || P < 0)
+    goto done;
+  cr_rnn_config cfg = {cell, I, H, (int)L, 0.0, batch_first, r.dt};
+  cr_rnn_variant var = {.bidirectional = bidir, .proj_size = P};
+  rnn = cr_rnn_new_ex(r.ctx, &cfg, &var, rng);
   if (!rnn || cr_rnn_num_params(rnn) > MAX_PARAMS) {
-    fprintf(stderr, "torch-parity: %s: %s\n", r.path, cr_ctx_error(r.ctx));
+    fprintf(stderr, "torch-parity: %s: %s\n", r.path,
+            rnn ? "too many parameters" : cr_ctx_error(r.ctx));
     goto done;
   }
   for (int i = 0; i < cr_rnn_num_params(rnn); i++) {
-    if (cr_st_read_into(r.ctx, r.f, cr_rnn_param_name(rnn, i), cr_rnn_param(rnn, i)) != CR_OK) {
+    cr_tensor *p = cr_rnn_param(rnn, i);
+    if (!bias && !strncmp(cr_rnn_param_name(rnn, i), "bias_", 5)) {
+      /* PyTorch's bias=False: the same function as biases held at zero */
+      cr_set_requires_grad(p, false);
+      if (cr_fill(r.ctx, p, 0.0) != CR_OK)
+        goto done;
+      continue;
+    }
+    if (cr_st_read_into(r.ctx, r.f, cr_rnn_param_name(rnn, i), p) != CR_OK) {
       fprintf(stderr, "torch-parity: %s\n", cr_ctx_error(r.ctx));
       goto done;
     }
@@ -245,12 +300,18 @@ int main(int argc, char **argv) {
   const char *lw_names[2] = {"loss_w.h_n", "loss_w.c_n"};
   if (!(input = load(&r, "input")) || !(lw_out = load(&r, "loss_w.output")))
     goto done;
-  if (cr_ndim(input) != 3 || cr_dim(input, 2) != I) {
+  if (cr_ndim(input) != 3 || cr_dim(input, 2) != I || cr_dim(input, batch_first) > MAX_BATCH) {
     char s[64];
     cr_shape_str(s, sizeof s, cr_ndim(input), cr_shape(input));
-    fprintf(stderr, "torch-parity: %s: 'input' is %s, expected [T,B,%ld]\n", r.path, s, I);
+    fprintf(stderr, "torch-parity: %s: 'input' is %s, expected [%s,%ld] (B <= %d)\n", r.path, s,
+            batch_first ? "B,T" : "T,B", I, MAX_BATCH);
     goto done;
   }
+  const int64_t T = cr_dim(input, batch_first ? 1 : 0), B = cr_dim(input, batch_first ? 0 : 1);
+  static int64_t lengths[MAX_BATCH];
+  int has_lengths = meta_lengths(&r, T, B, lengths);
+  if (has_lengths < 0)
+    goto done;
   for (int s = 0; s < S; s++)
     if (!(init[s] = load(&r, state_names[s])) || !(lw_fin[s] = load(&r, lw_names[s])))
       goto done;
@@ -258,11 +319,17 @@ int main(int argc, char **argv) {
   for (int s = 0; s < S; s++)
     cr_set_requires_grad(init[s], true);
 
-  printf("torch-parity %s: %s, %ld layer%s, input %ld, hidden %ld, T=%lld, B=%lld, %s, tolerance "
-         "%g\n", r.path, cell->name, L, L == 1 ? "" : "s", I, H, (long long)cr_dim(input, 0),
-         (long long)cr_dim(input, 1), cr_dtype_name(r.dt), r.tol);
+  char proj[32] = "";
+  if (P)
+    snprintf(proj, sizeof proj, ", proj %ld", P);
+  printf("torch-parity %s: %s%s, %ld layer%s, input %ld, hidden %ld%s, T=%lld, B=%lld%s%s%s, "
+         "%s, tolerance %g\n", r.path, bidir ? "bidirectional " : "", cell->name, L,
+         L == 1 ? "" : "s", I, H, proj, (long long)T, (long long)B,
+         batch_first ? ", batch first" : "", has_lengths ? ", lengths " : "",
+         has_lengths ? cr_st_meta(r.f, "lengths") : "", cr_dtype_name(r.dt), r.tol);
   cr_tensor *out = NULL, *fin[2] = {NULL, NULL};
-  if (cr_rnn_forward(r.ctx, rnn, input, init, NULL, NULL, &out, fin) != CR_OK) {
+  if (cr_rnn_forward(r.ctx, rnn, input, init, has_lengths ? lengths : NULL, NULL, &out, fin) !=
+      CR_OK) {
     fprintf(stderr, "torch-parity: %s: %s\n", r.path, cr_ctx_error(r.ctx));
     goto done;
   }
@@ -279,6 +346,8 @@ int main(int argc, char **argv) {
     complete = complete && compare(&r, final_names[s], fin[s]);
   char gname[80];
   for (int i = 0; complete && i < cr_rnn_num_params(rnn); i++) {
+    if (!cr_requires_grad(cr_rnn_param(rnn, i)))
+      continue; /* not in the file (bias = 0) */
     snprintf(gname, sizeof gname, "grad.%s", cr_rnn_param_name(rnn, i));
     complete = compare(&r, gname, cr_grad(cr_rnn_param(rnn, i)));
   }

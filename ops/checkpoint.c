@@ -226,7 +226,7 @@ static cr_status checkpoint_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, c
 /* ---- a chain of checkpointed segments (memory-efficient BPTT)
  *
  *   chain: state_0 = init;  for s: (outs_s, state_{s+1}) = f_s(state_s);
- *          Y = [outs_0 | outs_1 | ... | state_n]   (one row per output)
+ *          Y = [outs_0 | outs_1 | ... | state_n]   (flattened, in order)
  *
  * One node for the whole chain: the forward keeps only Y and the states at
  * the segment boundaries (values); the VJP goes through the segments from
@@ -235,7 +235,9 @@ static cr_status checkpoint_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, c
  * to the previous segment.  The seeds reproduce the order in which full
  * BPTT's consumers add to each boundary tensor — its output row first, then
  * the next segment's ops (then, for the very last state, as `finals_first`
- * says) — so the sums are the same bits. */
+ * says) — so the sums are the same bits.  The outputs share one shape; each
+ * state keeps its initial state's shape (an LSTM with a projection: h [B,P],
+ * c [B,H]). */
 
 typedef struct {
   cr__chain_fn fn;
@@ -246,7 +248,11 @@ typedef struct {
   int64_t *row0;    /* [n_seg + 1] first output row of each segment */
   int *same;        /* [n_seg * S] out index (in its segment) that is state j, or -1 */
   cr_tensor **init; /* [S] the initial states, as given */
-  char *bnd;        /* [n_seg * S] boundary states (values); entry 0 unused */
+  char *bnd;        /* [n_seg] blocks of the S boundary states (values); block 0 unused */
+  cr_tensor out_like;                     /* an output's shape and dtype */
+  cr_tensor st_like[CR_CELL_MAX_STATES];  /* each state's */
+  size_t out_bytes, blk_bytes;            /* one output; the S states together */
+  size_t st_off[CR_CELL_MAX_STATES + 1];  /* state j within a block (and within Y's tail) */
 } chain_saved;
 
 static void chain_vjp(cr_ctx *ctx, cr_node *nd);
@@ -258,7 +264,7 @@ const cr_op_desc cr__op_checkpoint_chain = {.name = "checkpoint_chain",
                                             .vjp_graph = chain_vjp_graph,
                                             .reads = ~CR__READS_OUT};
 
-/* A tensor over one row of a [rows, shape...] buffer. */
+/* A contiguous tensor of like's shape and dtype over data (no graph). */
 static cr_tensor row_of(const cr_tensor *like, void *data) {
   cr_tensor r = *like;
   r.data = data;
@@ -274,6 +280,20 @@ static cr_tensor row_of(const cr_tensor *like, void *data) {
   return r;
 }
 
+static bool same_shape(const cr_tensor *a, const cr_tensor *b) {
+  return a->dtype == b->dtype && a->ndim == b->ndim &&
+         !memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim);
+}
+
+/* Output row r of the chain's result (data of Y or of its gradient). */
+static char *out_row(const chain_saved *cs, const void *base, int64_t r) {
+  return (char *)base + (size_t)r * cs->out_bytes;
+}
+/* Final state j in Y's tail. */
+static char *final_row(const chain_saved *cs, const void *base, int j) {
+  return (char *)base + (size_t)cs->n_rows * cs->out_bytes + cs->st_off[j];
+}
+
 static cr_status chain_segment(cr_ctx *ctx, const chain_saved *cs, int s, cr_tensor *const *in,
                                cr_tensor **outs, int *n_out, cr_tensor **next) {
   cr_status st = cs->fn(ctx, cs->closure, s, in, outs, n_out, next);
@@ -282,40 +302,76 @@ static cr_status chain_segment(cr_ctx *ctx, const chain_saved *cs, int s, cr_ten
   if (st != CR_OK)
     return st;
   const int64_t want = cs->row0 ? cs->row0[s + 1] - cs->row0[s] : *n_out;
-  if (*n_out < 0 || *n_out != want)
+  if (*n_out < 0 || *n_out != want || (s == 0 && cs->n_rows > 0 && *n_out == 0))
     return cr_ctx_set_error(ctx, CR_ERR_STATE, "checkpoint_chain: segment %d made %d outputs, "
-                            "expected %lld", s, *n_out, (long long)want);
-  const cr_tensor *o = *n_out ? outs[0] : next[0];
+                            "expected %lld", s, *n_out, (long long)(want ? want : 1));
+  const cr_tensor *o = cs->out_like.ndim ? &cs->out_like : *n_out ? outs[0] : NULL;
   for (int j = 0; j < *n_out + cs->S; j++) {
     const cr_tensor *t = j < *n_out ? outs[j] : next[j - *n_out];
-    if (!t || t->dtype != o->dtype || t->ndim != o->ndim ||
-        memcmp(t->shape, o->shape, sizeof(int64_t) * (size_t)o->ndim))
-      return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "checkpoint_chain: segment %d: output %d %s "
-                              "differs from %s: outputs and states share one shape", s, j,
-                              cr__shp(t), cr__shp(o));
+    const cr_tensor *like = j < *n_out ? o : &cs->st_like[j - *n_out];
+    if (!t || !same_shape(t, like))
+      return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "checkpoint_chain: segment %d: %s %d %s "
+                              "differs from %s: outputs share one shape, each state keeps its "
+                              "initial shape", s, j < *n_out ? "output" : "state",
+                              j < *n_out ? j : j - *n_out, cr__shp(t), cr__shp(like));
   }
   return CR_OK;
 }
 
-cr_tensor *cr__checkpoint_chain(cr_ctx *ctx, cr__chain_fn fn, void *closure, int n_seg, int S,
-                                cr_tensor *const *init, int64_t n_rows, bool finals_first) {
+/* Add t to ins[0..*n) (arena: main) unless it is there or needs no gradient. */
+static bool add_input(cr_ctx *ctx, cr_tensor ***ins, int *n, int *cap, cr_tensor *t) {
+  if (!t || !t->requires_grad)
+    return true;
+  for (int u = 0; u < *n; u++)
+    if ((*ins)[u] == t)
+      return true;
+  if (*n == *cap) { /* main arena: kept for the node */
+    *cap = *cap ? 2 * *cap : 16;
+    cr_tensor **grown = cr__alloc_main(ctx, (size_t)*cap * sizeof *grown);
+    if (!grown)
+      return false;
+    if (*n)
+      memcpy(grown, *ins, (size_t)*n * sizeof *grown);
+    *ins = grown;
+  }
+  (*ins)[(*n)++] = t;
+  return true;
+}
+
+cr_tensor *cr__checkpoint_chain_ex(cr_ctx *ctx, cr__chain_fn fn, void *closure,
+                                   const cr__chain_spec *sp) {
   if (!ctx || ctx->status != CR_OK)
     return NULL;
+  const int n_seg = sp->n_seg, S = sp->n_state;
+  const int64_t n_rows = sp->n_rows;
+  if (S < 1 || S > CR_CELL_MAX_STATES || n_seg < 1)
+    return cr__fail(ctx, CR_ERR_ARG, "checkpoint_chain: %d segments of %d states: need >= 1 "
+                    "and 1..%d", n_seg, S, CR_CELL_MAX_STATES);
   chain_saved *cs = cr__alloc(ctx, sizeof *cs);
   int64_t *row0 = cr__alloc(ctx, (size_t)(n_seg + 1) * sizeof *row0);
   int *same = cr__alloc(ctx, (size_t)(n_seg * S) * sizeof *same);
   cr_tensor **init_copy = cr__alloc(ctx, (size_t)S * sizeof *init_copy);
   if (!cs || !row0 || !same || !init_copy)
     return NULL;
-  memcpy(init_copy, init, (size_t)S * sizeof *init_copy);
-  *cs = (chain_saved){fn, closure, n_seg, S, n_rows, finals_first, NULL, same, init_copy, NULL};
+  memcpy(init_copy, sp->init, (size_t)S * sizeof *init_copy);
+  *cs = (chain_saved){.fn = fn, .closure = closure, .n_seg = n_seg, .S = S, .n_rows = n_rows,
+                      .finals_first = sp->finals_first, .same = same, .init = init_copy};
+  for (int j = 0; j < S; j++) { /* each state's shape: its initial state's */
+    const cr_tensor *t = sp->init[j];
+    if (!t || t->dtype != sp->init[0]->dtype || t->ndim + 1 > CR_MAX_DIMS)
+      return cr__fail(ctx, CR_ERR_SHAPE, "checkpoint_chain: initial state %d %s: states share "
+                      "a dtype and have at most %d dims", j, cr__shp(t), CR_MAX_DIMS - 1);
+    cs->st_like[j] = row_of(t, NULL);
+    cs->st_off[j] = cs->blk_bytes;
+    cs->blk_bytes += (size_t)t->numel * cr_dtype_size(t->dtype);
+  }
+  cs->st_off[S] = cs->blk_bytes;
   row0[0] = 0;
   cr_tensor *Y = NULL, *state[CR_CELL_MAX_STATES], *outs_buf[CR__CHECKPOINT_MAX_OUT];
   cr_tensor holder[CR_CELL_MAX_STATES];
-  memcpy(state, init, (size_t)S * sizeof *state);
+  memcpy(state, sp->init, (size_t)S * sizeof *state);
   cr_tensor **ins = NULL;
   int n_in = 0, cap_in = 0;
-  size_t row_bytes = 0;
   for (int s = 0; s < n_seg; s++) {
     const uint64_t serial0 = ctx->tensor_serial, seq0 = ctx->node_seq;
     cr__mark m = cr__region_begin(ctx);
@@ -326,34 +382,32 @@ cr_tensor *cr__checkpoint_chain(cr_ctx *ctx, cr__chain_fn fn, void *closure, int
     bool was = s > 0 ? cr_set_grad_enabled(ctx, false) : cr_grad_enabled(ctx);
     cr_status st = chain_segment(ctx, cs, s, state, outs_buf, &k, next);
     cr_set_grad_enabled(ctx, was);
-    if (st == CR_OK && !Y) { /* the result and the boundary store, once the shape is known */
-      const cr_tensor *o = next[0];
-      int64_t shape[CR_MAX_DIMS];
-      shape[0] = n_rows + S;
-      memcpy(shape + 1, o->shape, sizeof(int64_t) * (size_t)o->ndim);
-      row_bytes = (size_t)o->numel * cr_dtype_size(o->dtype);
-      if (o->ndim + 1 > CR_MAX_DIMS)
-        st = cr_ctx_set_error(ctx, CR_ERR_SHAPE, "checkpoint_chain: states %s have %d dims; "
-                              "at most %d", cr__shp(o), o->ndim, CR_MAX_DIMS - 1);
-      else if (!(Y = cr__new_for(ctx, &(cr_tensor){.scratch = false}, o->dtype, o->ndim + 1,
-                                 shape)) ||
-               !(cs->bnd = cr__alloc_main(ctx, (size_t)(n_seg * S) * row_bytes)))
+    if (st == CR_OK && !Y) { /* the result and the boundary store, once the shapes are known */
+      if (k > 0) {
+        cs->out_like = row_of(outs_buf[0], NULL);
+        cs->out_bytes = (size_t)outs_buf[0]->numel * cr_dtype_size(outs_buf[0]->dtype);
+      }
+      int64_t total = (int64_t)((size_t)n_rows * cs->out_bytes + cs->blk_bytes) /
+                      (int64_t)cr_dtype_size(sp->init[0]->dtype);
+      if (!(Y = cr__new_for(ctx, &(cr_tensor){.scratch = false}, sp->init[0]->dtype, 1,
+                            &total)) || /* main arena: outlives the region */
+          !(cs->bnd = cr__alloc_main(ctx, (size_t)n_seg * cs->blk_bytes)))
         st = ctx->status;
-      for (int j = 0; st == CR_OK && j < S; j++)
-        holder[j] = row_of(o, NULL);
+      for (int j = 0; st == CR_OK && j < S; j++) /* this context's tensors, as templates */
+        holder[j] = cs->st_like[j] = row_of(next[j], NULL);
     }
     if (st == CR_OK && row0[s] + k > n_rows)
       st = cr_ctx_set_error(ctx, CR_ERR_STATE, "checkpoint_chain: more than %lld outputs",
                             (long long)n_rows);
     for (int j = 0; st == CR_OK && j < k; j++) /* outputs into Y's rows */
-      cr__gather(outs_buf[j], (char *)Y->data + (size_t)(row0[s] + j) * row_bytes);
+      cr__gather(outs_buf[j], out_row(cs, Y->data, row0[s] + j));
     for (int j = 0; st == CR_OK && j < S; j++) {
       same[s * S + j] = -1;
       for (int q = 0; q < k; q++)
         if (outs_buf[q] == next[j])
           same[s * S + j] = q;
-      char *dst = s + 1 < n_seg ? cs->bnd + (size_t)((s + 1) * S + j) * row_bytes
-                                : (char *)Y->data + (size_t)(n_rows + j) * row_bytes;
+      char *dst = s + 1 < n_seg ? cs->bnd + (size_t)(s + 1) * cs->blk_bytes + cs->st_off[j]
+                                : final_row(cs, Y->data, j);
       cr__gather(next[j], dst);
     }
     /* the tensors from outside that the segment's ops read and that need gradients */
@@ -365,35 +419,20 @@ cr_tensor *cr__checkpoint_chain(cr_ctx *ctx, cr__chain_fn fn, void *closure, int
     }
     cr_node **order =
         st == CR_OK && s == 0 ? cr__topo_order_after(ctx, k + S, roots, seq0, &n_nodes) : NULL;
-    for (size_t i = 0; order && i < n_nodes; i++)
+    for (size_t i = 0; order && st == CR_OK && i < n_nodes; i++)
       for (int q = 0; q < order[i]->n_in; q++) {
         cr_tensor *t = order[i]->in[q];
-        if (t->serial > serial0 || !t->requires_grad)
-          continue;
-        int u = 0;
-        while (u < n_in && ins[u] != t)
-          u++;
-        if (u < n_in)
-          continue;
-        if (n_in == cap_in) { /* main arena: kept for the node */
-          cap_in = cap_in ? 2 * cap_in : 16;
-          cr_tensor **grown = cr__alloc_main(ctx, (size_t)cap_in * sizeof *grown);
-          if (!grown) {
-            st = ctx->status;
-            break;
-          }
-          if (n_in)
-            memcpy(grown, ins, (size_t)n_in * sizeof *grown);
-          ins = grown;
+        if (t->serial <= serial0 && !add_input(ctx, &ins, &n_in, &cap_in, t)) {
+          st = ctx->status;
+          break;
         }
-        ins[n_in++] = t;
       }
     cr__region_end(ctx, &m, true);
     if (st != CR_OK)
       return NULL;
     row0[s + 1] = row0[s] + k;
     for (int j = 0; j < S && s + 1 < n_seg; j++) { /* the next segment starts from values */
-      holder[j].data = cs->bnd + (size_t)((s + 1) * S + j) * row_bytes;
+      holder[j].data = cs->bnd + (size_t)(s + 1) * cs->blk_bytes + cs->st_off[j];
       state[j] = &holder[j];
     }
   }
@@ -404,27 +443,36 @@ cr_tensor *cr__checkpoint_chain(cr_ctx *ctx, cr__chain_fn fn, void *closure, int
     return NULL;
   }
   cs->row0 = row0;
-  for (int j = 0; j < S; j++) /* inputs also: the initial states themselves */
-    if (init[j]->requires_grad) {
-      int u = 0;
-      while (u < n_in && ins[u] != init[j])
-        u++;
-      if (u == n_in) {
-        cr_tensor **grown = cr__alloc_main(ctx, (size_t)(n_in + 1) * sizeof *grown);
-        if (!grown)
-          return NULL;
-        if (n_in)
-          memcpy(grown, ins, (size_t)n_in * sizeof *grown);
-        ins = grown;
-        ins[n_in++] = init[j];
-      }
-    }
+  /* inputs also: the initial states themselves, and what the caller says
+   * later segments may read */
+  for (int j = 0; j < S; j++)
+    if (!add_input(ctx, &ins, &n_in, &cap_in, sp->init[j]))
+      return NULL;
+  for (int j = 0; j < sp->n_extra; j++)
+    if (!add_input(ctx, &ins, &n_in, &cap_in, sp->extra[j]))
+      return NULL;
   if (n_in > 0 && ctx->grad_enabled) {
     cr_node *nd = cr__record(ctx, &cr__op_checkpoint_chain, Y, n_in, ins);
     if (nd)
       nd->saved = cs;
   }
   return ctx->status == CR_OK ? Y : NULL;
+}
+
+cr_tensor *cr__checkpoint_chain(cr_ctx *ctx, cr__chain_fn fn, void *closure, int n_seg, int S,
+                                cr_tensor *const *init, int64_t n_rows, bool finals_first) {
+  for (int j = 1; ctx && j < S; j++)
+    if (init[j] && init[0] && !same_shape(init[j], init[0]))
+      return cr__fail(ctx, CR_ERR_SHAPE, "checkpoint_chain: state %d %s differs from state 0 "
+                      "%s (use cr__checkpoint_chain_ex)", j, cr__shp(init[j]), cr__shp(init[0]));
+  cr__chain_spec sp = {n_seg, S, init, n_rows, finals_first, 0, NULL};
+  cr_tensor *Y = cr__checkpoint_chain_ex(ctx, fn, closure, &sp);
+  if (!Y)
+    return NULL;
+  int64_t shape[CR_MAX_DIMS]; /* [n_rows + S, shape...]: every row has a state's shape */
+  shape[0] = n_rows + S;
+  memcpy(shape + 1, init[0]->shape, sizeof(int64_t) * (size_t)init[0]->ndim);
+  return cr_reshape(ctx, Y, init[0]->ndim + 1, shape);
 }
 
 /* g (a fresh or zeroed gradient buffer of a region's tensor) = 0 + row, as
@@ -439,14 +487,8 @@ static void chain_vjp(cr_ctx *ctx, cr_node *nd) {
   const chain_saved *cs = nd->saved;
   const cr_tensor *gY = nd->out->grad;
   const int S = cs->S;
-  const size_t es = cr_dtype_size(gY->dtype);
-  cr_tensor like = *nd->out;
-  like.ndim--;
-  memmove(like.shape, like.shape + 1, sizeof(int64_t) * (size_t)like.ndim);
-  like.numel /= nd->out->shape[0];
-  const size_t row_bytes = (size_t)like.numel * es;
   /* the gradient reaching each state from the segment after it (values) */
-  char *carry = cr__alloc_main(ctx, (size_t)S * row_bytes);
+  char *carry = cr__alloc_main(ctx, cs->blk_bytes);
   if (!carry)
     return;
   for (int s = cs->n_seg - 1; s >= 0 && ctx->status == CR_OK; s--) {
@@ -463,14 +505,16 @@ static void chain_vjp(cr_ctx *ctx, cr_node *nd) {
       /* the boundary state, a leaf of the region, seeded with its own
        * output row's gradient first (as the stack of outputs adds first in
        * full BPTT); the segment's ops then add theirs */
-      in[j] = cr__new(ctx, like.dtype, like.ndim, like.shape);
+      const cr_tensor *like = &cs->st_like[j];
+      in[j] = cr__new(ctx, like->dtype, like->ndim, like->shape);
       if (!in[j])
         break;
-      memcpy(in[j]->data, cs->bnd + (size_t)(s * S + j) * row_bytes, row_bytes);
+      memcpy(in[j]->data, cs->bnd + (size_t)s * cs->blk_bytes + cs->st_off[j],
+             cs->st_off[j + 1] - cs->st_off[j]);
       cr_set_requires_grad(in[j], true);
       int q = cs->same[(s - 1) * S + j];
       if (q >= 0) {
-        cr_tensor r = row_of(&like, (char *)gY->data + (size_t)(cs->row0[s - 1] + q) * row_bytes);
+        cr_tensor r = row_of(like, out_row(cs, gY->data, cs->row0[s - 1] + q));
         seed(ctx, in[j], &r);
       }
     }
@@ -480,24 +524,25 @@ static void chain_vjp(cr_ctx *ctx, cr_node *nd) {
     /* seeds: outputs their rows; the last states what came back from the
      * next segment (or, for the last segment, the final rows) */
     for (int j = 0; st == CR_OK && j < S; j++) {
+      const cr_tensor *like = &cs->st_like[j];
       if (cs->same[s * S + j] >= 0 && s + 1 < cs->n_seg)
         continue; /* a boundary: carried below, already holding its row */
       if (s + 1 == cs->n_seg) {
-        cr_tensor fin = row_of(&like, (char *)gY->data + (size_t)(cs->n_rows + j) * row_bytes);
+        cr_tensor fin = row_of(like, final_row(cs, gY->data, j));
         int q = cs->same[s * S + j];
         if (q >= 0 && !cs->finals_first) {
-          cr_tensor r = row_of(&like, (char *)gY->data + (size_t)(cs->row0[s] + q) * row_bytes);
+          cr_tensor r = row_of(like, out_row(cs, gY->data, cs->row0[s] + q));
           seed(ctx, next[j], &r);
           cr__copy_convert(next[j]->grad, &fin, true);
         } else {
           seed(ctx, next[j], &fin);
           if (q >= 0) {
-            cr_tensor r = row_of(&like, (char *)gY->data + (size_t)(cs->row0[s] + q) * row_bytes);
+            cr_tensor r = row_of(like, out_row(cs, gY->data, cs->row0[s] + q));
             cr__copy_convert(next[j]->grad, &r, true);
           }
         }
       } else {
-        cr_tensor c = row_of(&like, carry + (size_t)j * row_bytes);
+        cr_tensor c = row_of(like, carry + cs->st_off[j]);
         bool fresh;
         cr_tensor *g = cr__grad_acc_fresh(ctx, next[j], &fresh);
         if (g)
@@ -506,7 +551,7 @@ static void chain_vjp(cr_ctx *ctx, cr_node *nd) {
     }
     for (int j = 0; st == CR_OK && j < S && s + 1 < cs->n_seg; j++)
       if (cs->same[s * S + j] >= 0) { /* boundary state that is also an output */
-        cr_tensor c = row_of(&like, carry + (size_t)j * row_bytes);
+        cr_tensor c = row_of(&cs->st_like[j], carry + cs->st_off[j]);
         bool fresh;
         cr_tensor *g = cr__grad_acc_fresh(ctx, next[j], &fresh);
         if (g)
@@ -518,7 +563,7 @@ static void chain_vjp(cr_ctx *ctx, cr_node *nd) {
         boundary |= cs->same[s * S + j] == q;
       if (boundary)
         continue;
-      cr_tensor r = row_of(&like, (char *)gY->data + (size_t)(cs->row0[s] + q) * row_bytes);
+      cr_tensor r = row_of(&cs->out_like, out_row(cs, gY->data, cs->row0[s] + q));
       seed(ctx, outs[q], &r);
     }
     /* the segment's own nodes, in the engine's loop */
@@ -536,12 +581,17 @@ static void chain_vjp(cr_ctx *ctx, cr_node *nd) {
     for (int j = 0; s > 0 && ctx->status == CR_OK && j < S; j++) {
       const cr_tensor *g = in[j]->grad;
       if (g)
-        cr__gather(g, carry + (size_t)j * row_bytes);
+        cr__gather(g, carry + cs->st_off[j]);
       else
-        memset(carry + (size_t)j * row_bytes, 0, row_bytes);
+        memset(carry + cs->st_off[j], 0, cs->st_off[j + 1] - cs->st_off[j]);
     }
     cr__region_end(ctx, &m, true);
   }
+}
+
+/* Piece [at, at + like's numel) of the flat gy, shaped like like. */
+static cr_tensor *piece(cr_ctx *ctx, cr_tensor *gy, int64_t at, const cr_tensor *like) {
+  return cr_reshape(ctx, cr_slice(ctx, gy, 0, at, at + like->numel, 1), like->ndim, like->shape);
 }
 
 /* As ops: the chain rebuilt whole (kept) and differentiated by a pass of
@@ -563,8 +613,13 @@ static cr_status chain_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_ten
   memcpy(all + cs->n_rows, state, (size_t)S * sizeof *state);
   cr_set_grad_enabled(ctx, create);
   cr_tensor **seeds = st == CR_OK ? cr__alloc(ctx, (size_t)(cs->n_rows + S) * sizeof *seeds) : NULL;
-  for (int64_t r = 0; seeds && r < cs->n_rows + S; r++)
-    seeds[r] = cr_reshape(ctx, cr_slice(ctx, gy, 0, r, r + 1, 1), all[r]->ndim, all[r]->shape);
+  const size_t es = cr_dtype_size(cs->st_like[0].dtype);
+  for (int64_t r = 0; seeds && r < cs->n_rows; r++)
+    seeds[r] = piece(ctx, gy, r * cs->out_like.numel, &cs->out_like);
+  for (int j = 0; seeds && j < S; j++)
+    seeds[cs->n_rows + j] = piece(
+        ctx, gy, (int64_t)(((size_t)cs->n_rows * cs->out_bytes + cs->st_off[j]) / es),
+        &cs->st_like[j]);
   if (seeds && ctx->status == CR_OK) {
     uint32_t pass = ctx->pass;
     bool graph = ctx->graph_pass;

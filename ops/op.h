@@ -212,6 +212,22 @@ typedef cr_status (*cr__chain_fn)(cr_ctx *ctx, void *closure, int s, cr_tensor *
 cr_tensor *cr__checkpoint_chain(cr_ctx *ctx, cr__chain_fn fn, void *closure, int n_seg,
                                 int n_state, cr_tensor *const *init, int64_t n_rows,
                                 bool finals_first);
+/* The general chain: each state keeps its initial state's shape (they may
+ * differ: an LSTM with a projection has h [B,P], c [B,H]), the outputs
+ * share one shape, and Y is 1-d — the n_rows outputs flattened in order,
+ * then each final state flattened.  extra: outside tensors fn may read
+ * (made inputs of the node even if the first segment, whose graph is
+ * recorded to find them, does not). */
+typedef struct cr__chain_spec {
+  int n_seg, n_state;
+  cr_tensor *const *init; /* [n_state] */
+  int64_t n_rows;
+  bool finals_first;
+  int n_extra;
+  cr_tensor *const *extra;
+} cr__chain_spec;
+cr_tensor *cr__checkpoint_chain_ex(cr_ctx *ctx, cr__chain_fn fn, void *closure,
+                                   const cr__chain_spec *spec);
 
 /* ---- strided iteration over a shape for up to 4 operands.
  * Operands are given by strides over the iteration shape (0 on broadcast

@@ -135,18 +135,20 @@ static void test_gradcheck_checkpointed(void **s) {
 /* Every gradient (parameters, input, initial states) of one training loss,
  * run with opts; copied out as raw bytes. */
 static size_t run_grads(const cr_cell_def *cell, int L, double dropout, const int64_t *lengths,
-                        cr_dtype dt, const cr_rnn_forward_opts *opts, unsigned char *buf,
-                        size_t *peak) {
+                        cr_dtype dt, const cr_rnn_variant *var, const cr_rnn_forward_opts *opts,
+                        unsigned char *buf, size_t *peak) {
   enum { T = 13, B = 3, I = 4, H = 5 };
   cr_ctx *ctx = cr_ctx_new();
   cr_rng *rng = cr_rng_new(77), *drop = cr_rng_new(5);
   cr_rnn_config cfg = {cell, I, H, L, dropout, false, dt};
-  cr_rnn *rnn = cr_rnn_new(ctx, &cfg, rng);
+  cr_rnn *rnn = cr_rnn_new_ex(ctx, &cfg, var, rng);
   assert_non_null(rnn);
+  const int D = var && var->bidirectional ? 2 : 1;
+  const int64_t Hout = var && var->proj_size ? var->proj_size : H;
   cr_tensor *x = cr_persist(ctx, cr_rand_normal(ctx, rng, dt, CR_SHAPE(T, B, I), 0, 1));
-  cr_tensor *h0 = cr_persist(ctx, cr_rand_normal(ctx, rng, dt, CR_SHAPE(L, B, H), 0, 0.5));
-  cr_tensor *c0 = cr_persist(ctx, cr_rand_normal(ctx, rng, dt, CR_SHAPE(L, B, H), 0, 0.5));
-  cr_tensor *w = cr_persist(ctx, cr_rand_normal(ctx, rng, dt, CR_SHAPE(T, B, H), 0, 1));
+  cr_tensor *h0 = cr_persist(ctx, cr_rand_normal(ctx, rng, dt, CR_SHAPE(L * D, B, Hout), 0, 0.5));
+  cr_tensor *c0 = cr_persist(ctx, cr_rand_normal(ctx, rng, dt, CR_SHAPE(L * D, B, H), 0, 0.5));
+  cr_tensor *w = cr_persist(ctx, cr_rand_normal(ctx, rng, dt, CR_SHAPE(T, B, D * Hout), 0, 1));
   cr_set_requires_grad(x, true);
   cr_set_requires_grad(h0, true);
   cr_set_requires_grad(c0, true);
@@ -161,7 +163,7 @@ static size_t run_grads(const cr_cell_def *cell, int L, double dropout, const in
   cr_ctx_get_stats(ctx, &st);
   *peak = st.arena_bytes_peak;
   size_t n = 0, es = cr_dtype_size(dt);
-  const cr_tensor *gs[16];
+  const cr_tensor *gs[64];
   int ng = 0;
   for (int i = 0; i < cr_rnn_num_params(rnn); i++)
     gs[ng++] = cr_grad(cr_rnn_param(rnn, i));
@@ -188,21 +190,28 @@ static void test_checkpointed_gradients_are_bit_identical(void **state) {
   (void)state;
   static unsigned char full[1 << 16], ckpt[1 << 16];
   const cr_cell_def *cells[] = {&cr_cell_rnn_tanh, &cr_cell_rnn_relu, &cr_cell_lstm, &cr_cell_gru,
-                                &mgu_cell};
+                                &mgu_cell, &cr_cell_lstm_ln};
   const int64_t lengths[3] = {13, 6, 9};
   int checked = 0;
-  for (int c = 0; c < 5; c++)
-    for (int v = 0; v < 4; v++) { /* plain; 2 layers + dropout; lengths; f32 2 layers */
-      int L = v == 1 || v == 3 ? 2 : 1;
-      double dropout = v == 1 ? 0.3 : 0.0;
-      cr_dtype dt = v == 3 ? CR_F32 : CR_F64;
-      const int64_t *len = v == 2 ? lengths : NULL;
+  for (int c = 0; c < 6; c++)
+    for (int v = 0; v < 8; v++) {
+      /* plain; 2 layers + dropout; lengths; f32 2 layers; bidirectional 2 layers + dropout +
+       * lengths; bidirectional f32 + lengths; lstm only: proj + bidirectional 2 layers +
+       * lengths, proj f32 2 layers */
+      if (v >= 6 && cells[c] != &cr_cell_lstm)
+        continue;
+      int L = v == 1 || v == 3 || v == 4 || v >= 6 ? 2 : 1;
+      double dropout = v == 1 || v == 4 ? 0.3 : 0.0;
+      cr_dtype dt = v == 3 || v == 5 || v == 7 ? CR_F32 : CR_F64;
+      const int64_t *len = v == 2 || v == 4 || v == 5 || v == 6 ? lengths : NULL;
+      cr_rnn_variant var = {.bidirectional = v == 4 || v == 5 || v == 6,
+                            .proj_size = v >= 6 ? 3 : 0};
       for (int64_t K = 2; K <= 6; K += 4) { /* blocks of 2 steps, segments of 2 and 6 */
         cr_rnn_forward_opts f = {.projection_block = 2};
         cr_rnn_forward_opts k = {.projection_block = 2, .checkpoint_every = K};
         size_t pf, pk;
-        size_t nf = run_grads(cells[c], L, dropout, len, dt, &f, full, &pf);
-        size_t nk = run_grads(cells[c], L, dropout, len, dt, &k, ckpt, &pk);
+        size_t nf = run_grads(cells[c], L, dropout, len, dt, &var, &f, full, &pf);
+        size_t nk = run_grads(cells[c], L, dropout, len, dt, &var, &k, ckpt, &pk);
         assert_int_equal(nf, nk);
         if (memcmp(full, ckpt, nf) != 0)
           fail_msg("%s variant %d, segments of %lld: checkpointed gradients differ from full "
@@ -236,8 +245,9 @@ static void test_checkpointed_gradients_are_bit_identical(void **state) {
     cr_rng_free(rng);
     cr_ctx_free(ctx);
   }
-  printf("checkpointed vs full BPTT: %d cases (5 cells x plain/2 layers+dropout/lengths/f32, "
-         "segments of 2 and 6 steps), gradients identical (memcmp)\n", checked);
+  printf("checkpointed vs full BPTT: %d cases (6 cells x plain/2 layers+dropout/lengths/f32/"
+         "bidirectional+lengths (+dropout, f32), lstm proj+bidirectional; segments of 2 and 6 "
+         "steps), gradients identical (memcmp)\n", checked);
 }
 
 /* ---- every step's state, reachable: dL/dh_t for all t and layers ------- */

@@ -21,8 +21,9 @@ cr_tensor *cr__gated_precompute(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *
 
 /* What prepare makes once per forward. */
 typedef struct {
-  cr_tensor *whh_t;     /* W_hh^T [H, G*H], a view */
+  cr_tensor *whh_t;     /* W_hh^T [H_out, G*H], a view */
   cr_tensor *both_bias; /* b_ih + b_hh [G*H] */
+  cr_tensor *whr_t;     /* W_hr^T [H, P], a view (lstm with proj_size), or NULL */
 } prepared;
 
 /* For cells where both biases simply add (rnn, lstm):
@@ -49,8 +50,19 @@ cr_status cr__gated_prepare(cr_ctx *ctx, cr_cell_layer *L) {
     return cr_ctx_status(ctx);
   p->whh_t = cr_transpose(ctx, L->params[CR__W_HH], 0, 1);
   p->both_bias = cr_add(ctx, L->params[CR__B_IH], L->params[CR__B_HH]);
+  p->whr_t = L->proj_size ? cr_transpose(ctx, L->params[CR__W_HR], 0, 1) : NULL;
   L->scratch = p;
-  return p->whh_t && p->both_bias ? CR_OK : cr_ctx_status(ctx);
+  return p->whh_t && p->both_bias && (p->whr_t || !L->proj_size) ? CR_OK : cr_ctx_status(ctx);
+}
+
+/* r @ W_hr^T  [B, P] */
+cr_tensor *cr__gated_project(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *r) {
+  return cr_matmul(ctx, r, ((const prepared *)L->scratch)->whr_t);
+}
+
+/* h @ W_hh^T   [B, G*H] */
+cr_tensor *cr__gated_recurrent(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *h) {
+  return cr_matmul(ctx, h, ((const prepared *)L->scratch)->whh_t);
 }
 
 /* h @ W_hh^T + b_hh   [B, G*H] */

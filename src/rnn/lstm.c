@@ -5,12 +5,28 @@
  *   o = sigmoid(x W_io^T + b_io + h W_ho^T + b_ho)
  *   c' = f * c + i * g
  *   h' = o * tanh(c')
+ * and, with proj_size P (PyTorch's LSTM with projections, Sak et al. 2014),
+ *   h' = (o * tanh(c')) W_hr^T         W_hr [P, H], so h is [B, P]
  * The four gates come from one product each for x (all steps at once,
  * precomputed) and h, split into four column blocks. */
 #include "gated.h"
 
 static void shape4(int i, int64_t I, int64_t H, int *nd, int64_t *s) {
   cr__gated_param_shape(4, i, I, H, nd, s);
+}
+
+/* weight_ih [4H, I], weight_hh [4H, P], biases [4H], weight_hr [P, H] */
+void cr__lstm_proj_shape(int i, const cr_cell_layer *L, int *nd, int64_t *s) {
+  const int64_t H = L->hidden_size, P = L->proj_size;
+  if (i == CR__W_HR) {
+    *nd = 2;
+    s[0] = P;
+    s[1] = H;
+    return;
+  }
+  cr__gated_param_shape(4, i, L->input_size, H, nd, s);
+  if (i == CR__W_HH)
+    s[1] = P;
 }
 
 static cr_status lstm_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
@@ -29,8 +45,10 @@ static cr_status lstm_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
   cr_tensor *o = cr_sigmoid(ctx, pre[3]);
   /* c' = f * c + i * g */
   cr_tensor *c2 = cr_add(ctx, cr_mul(ctx, f, c), cr_mul(ctx, i, g));
-  /* h' = o * tanh(c') */
+  /* h' = o * tanh(c')   [then  h' = h' W_hr^T  with a projection] */
   cr_tensor *h2 = cr_mul(ctx, o, cr_tanh(ctx, c2));
+  if (L->proj_size)
+    h2 = cr__gated_project(ctx, L, h2);
   new_state[0] = *out = h2;
   new_state[1] = c2;
   return h2 ? CR_OK : cr_ctx_status(ctx);
@@ -38,5 +56,12 @@ static cr_status lstm_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
 
 const cr_cell_def cr_cell_lstm = {
     .name = "lstm", .n_states = 2, .state_names = {"h", "c"}, .n_params = 4, .param_names = CR__GATED_PARAM_NAMES,
+    .param_shape = shape4, .precompute = cr__gated_precompute_both_biases, .prepare = cr__gated_prepare,
+    .step = lstm_step};
+
+/* the same cell with weight_hr (shapes from cr__lstm_proj_shape) */
+const cr_cell_def cr__cell_lstm_proj = {
+    .name = "lstm", .n_states = 2, .state_names = {"h", "c"}, .n_params = 5,
+    .param_names = {"weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"},
     .param_shape = shape4, .precompute = cr__gated_precompute_both_biases, .prepare = cr__gated_prepare,
     .step = lstm_step};

@@ -31,7 +31,7 @@ cr_status cr__checkpoint_schedule(cr_ctx *ctx, const cr__layer_run *lr,
   if (!outs)
     return cr_ctx_status(ctx);
   for (int s = 0; s < lr->d->n_states; s++) /* a probe: values are not kept */
-    state[s] = cr_zeros(ctx, lr->layer.params[0]->dtype, CR_SHAPE(lr->B, lr->H));
+    state[s] = cr_zeros(ctx, lr->x->dtype, CR_SHAPE(lr->B, lr->st_size[s]));
   bool was = cr_set_grad_enabled(ctx, true);
   cr__mark m = cr__region_begin(ctx);
   cr_status st = cr__unroll_steps(ctx, lr, 0, P < T ? P : T, state, outs);
@@ -43,14 +43,17 @@ cr_status cr__checkpoint_schedule(cr_ctx *ctx, const cr__layer_run *lr,
   if (st != CR_OK)
     return st;
   const int S = lr->d->n_states;
-  const double es = (double)cr_dtype_size(lr->layer.params[0]->dtype);
+  const double es = (double)cr_dtype_size(lr->x->dtype);
+  int64_t state_width = 0; /* of the S states together */
+  for (int s = 0; s < S; s++)
+    state_width += lr->st_size[s];
   /* a segment's graph while its backward runs: the forward's and about as
    * much again in gradients */
   const double m_step = 2.0 * (double)graph / (double)(P < T ? P : T);
   /* kept per step: the output row and its gradient; per segment: the
    * boundary states (values) */
-  const double per_step = 2.0 * es * (double)(lr->B * lr->H) + 64.0;
-  const double c_seg = es * (double)(S * lr->B * lr->H) + 256.0;
+  const double per_step = 2.0 * es * (double)(lr->B * lr->out_size) + 64.0;
+  const double c_seg = es * (double)(lr->B * state_width) + 256.0;
   const double kstar = sqrt((double)T * c_seg / (m_step > 1 ? m_step : 1));
   int64_t best = round_to_block((int64_t)(kstar + 0.5), P);
   if (best > T)
@@ -73,9 +76,11 @@ cr_status cr__checkpoint_schedule(cr_ctx *ctx, const cr__layer_run *lr,
   }
   if (!fit)
     return cr_ctx_set_error(ctx, CR_ERR_ARG, "rnn_forward: checkpoint budget %.1f MiB is too "
-                            "small for layer %d (T=%lld, B=%lld, H=%lld): it needs at least "
-                            "%.1f MiB", budget / 1048576.0, lr->layer.layer, (long long)T,
-                            (long long)lr->B, (long long)lr->H, least / 1048576.0);
+                            "small for layer %d%s (T=%lld, B=%lld, H=%lld): it needs at least "
+                            "%.1f MiB", budget / 1048576.0, lr->layer.layer,
+                            lr->layer.direction ? " (reverse)" : "", (long long)T,
+                            (long long)lr->B, (long long)lr->layer.hidden_size,
+                            least / 1048576.0);
   *K = fit > T ? T : fit;
   return CR_OK;
 }

@@ -23,18 +23,19 @@ int64_t cr__projection_block(int64_t B) {
   return P < 1 ? 1 : P;
 }
 
-/* Name a step's state: h_3 (layer 0) or h_l1_3. */
-static void name_state(cr_tensor *t, const cr_cell_def *d, int s, int l, int64_t step) {
+/* Name a step's state: h_3 (layer 0) or h_l1_3, and h_3_reverse. */
+static void name_state(cr_tensor *t, const cr_cell_def *d, int s, int l, int dir, int64_t step) {
   const char *base = s < CR_CELL_MAX_STATES && d->state_names[s] ? d->state_names[s] : NULL;
   char buf[16], name[48];
   if (!base) {
     snprintf(buf, sizeof buf, s == 0 ? "h" : "s%d", s);
     base = buf;
   }
+  const char *rev = dir ? "_reverse" : "";
   if (l == 0)
-    snprintf(name, sizeof name, "%s_%lld", base, (long long)step);
+    snprintf(name, sizeof name, "%s_%lld%s", base, (long long)step, rev);
   else
-    snprintf(name, sizeof name, "%s_l%d_%lld", base, l, (long long)step);
+    snprintf(name, sizeof name, "%s_l%d_%lld%s", base, l, (long long)step, rev);
   cr_set_name(t, name);
 }
 
@@ -54,7 +55,7 @@ static cr_status step_ops(cr_ctx *ctx, const cr__layer_run *lr, int64_t t, cr_te
                       cr_tensor **state, cr_tensor **out_t) {
   const cr_cell_def *d = lr->d;
   const int S = d->n_states;
-  const int64_t B = lr->B, H = lr->H;
+  const int64_t B = lr->B;
   cr_tensor *next[CR_CELL_MAX_STATES] = {NULL}, *out = NULL;
   const uint64_t serial0 = ctx->tensor_serial;
   cr_status st = d->step(ctx, &lr->layer, x_t, state, next, &out);
@@ -63,14 +64,15 @@ static cr_status step_ops(cr_ctx *ctx, const cr__layer_run *lr, int64_t t, cr_te
   if (st != CR_OK)
     return st;
   for (int s = 0; s < S; s++)
-    if (!next[s] || next[s]->ndim != 2 || next[s]->shape[0] != B || next[s]->shape[1] != H)
+    if (!next[s] || next[s]->ndim != 2 || next[s]->shape[0] != B ||
+        next[s]->shape[1] != lr->st_size[s])
       return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "rnn_forward: cell '%s' step %lld returned "
                               "state %d %s, expected [%lld,%lld]", d->name, (long long)t, s,
-                              cr__shp(next[s]), (long long)B, (long long)H);
-  if (!out || out->ndim != 2 || out->shape[0] != B || out->shape[1] != H)
+                              cr__shp(next[s]), (long long)B, (long long)lr->st_size[s]);
+  if (!out || out->ndim != 2 || out->shape[0] != B || out->shape[1] != lr->out_size)
     return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "rnn_forward: cell '%s' step %lld returned "
                             "output %s, expected [%lld,%lld]", d->name, (long long)t,
-                            cr__shp(out), (long long)B, (long long)H);
+                            cr__shp(out), (long long)B, (long long)lr->out_size);
   if (lr->mask && lr->mask[t]) {
     /* finished sequences keep their state; their outputs are 0 */
     for (int s = 0; s < S; s++)
@@ -82,7 +84,7 @@ static cr_status step_ops(cr_ctx *ctx, const cr__layer_run *lr, int64_t t, cr_te
   for (int s = 0; s < S; s++) {
     state[s] = next[s];
     if (next[s]->node && !next[s]->persistent && next[s]->serial > serial0)
-      name_state(next[s], d, s, lr->layer.layer, t); /* made by this step: ours to name */
+      name_state(next[s], d, s, lr->layer.layer, lr->layer.direction, t); /* ours to name */
     if (lr->step_states)
       lr->step_states[(int64_t)s * lr->T + t] = next[s];
     if (lr->retain)
@@ -92,12 +94,14 @@ static cr_status step_ops(cr_ctx *ctx, const cr__layer_run *lr, int64_t t, cr_te
   return CR_OK;
 }
 
-/* The step's ops in the scope "step t" (layer 0) or "layer l step t". */
+/* The step's ops in the scope "step t" (layer 0) or "layer l step t", and
+ * "... reverse" for a reverse direction (its t-th step). */
 static cr_status step(cr_ctx *ctx, const cr__layer_run *lr, int64_t t, cr_tensor *x_t,
                       cr_tensor **state, cr_tensor **out_t) {
   const int l = lr->layer.layer;
-  const char *outer = l ? cr__push_scope(ctx, "layer %d step %lld", l, (long long)t)
-                        : cr__push_scope(ctx, "step %lld", (long long)t);
+  const char *rev = lr->layer.direction ? " reverse" : "";
+  const char *outer = l ? cr__push_scope(ctx, "layer %d step %lld%s", l, (long long)t, rev)
+                        : cr__push_scope(ctx, "step %lld%s", (long long)t, rev);
   cr_status st = step_ops(ctx, lr, t, x_t, state, out_t);
   ctx->scope = outer;
   return st;
@@ -168,19 +172,31 @@ static cr_status run_segment(cr_ctx *ctx, void *closure, int s, cr_tensor *const
   return CR_OK;
 }
 
-cr_tensor *cr__unroll_checkpointed(cr_ctx *ctx, const cr__layer_run *lr, int64_t K,
-                                   cr_tensor *const *init) {
+cr_status cr__unroll_checkpointed(cr_ctx *ctx, const cr__layer_run *lr, int64_t K,
+                                  cr_tensor *const *init, cr_tensor **outputs,
+                                  cr_tensor **final) {
   const int S = lr->d->n_states;
   if (K < 1 || K > CR__CHECKPOINT_MAX_OUT)
-    return cr__fail(ctx, CR_ERR_ARG, "rnn_forward: checkpoint segments of %lld steps: need "
-                    "1..%d", (long long)K, CR__CHECKPOINT_MAX_OUT);
+    return cr_ctx_set_error(ctx, CR_ERR_ARG, "rnn_forward: checkpoint segments of %lld steps: "
+                            "need 1..%d", (long long)K, CR__CHECKPOINT_MAX_OUT);
   segments *sg = cr__alloc(ctx, sizeof *sg); /* lives until backward */
   cr_tensor **outs = cr__alloc(ctx, (size_t)lr->T * sizeof *outs);
   if (!sg || !outs)
-    return NULL;
+    return cr_ctx_status(ctx);
   *sg = (segments){lr, K, outs};
-  const int n_seg = (int)((lr->T + K - 1) / K);
+  const cr_cell_extra *ex = lr->layer.extra;
   /* the stack of the layer's final states is made after its outputs':
    * their gradients reach the last state final first */
-  return cr__checkpoint_chain(ctx, run_segment, sg, n_seg, S, init, lr->T, true);
+  const cr__chain_spec spec = {(int)((lr->T + K - 1) / K), S, init, lr->T, true,
+                               ex && ex->tensors ? ex->n_tensors : 0, ex ? ex->tensors : NULL};
+  /* Y: the T outputs [B, out_size] then the final states, flattened */
+  cr_tensor *Y = cr__checkpoint_chain_ex(ctx, run_segment, sg, &spec);
+  if (!Y)
+    return cr_ctx_status(ctx);
+  const int64_t B = lr->B, rows = lr->T * B * lr->out_size;
+  *outputs = cr_reshape(ctx, cr_slice(ctx, Y, 0, 0, rows, 1), CR_SHAPE(lr->T, B, lr->out_size));
+  for (int64_t s = 0, at = rows; s < S; at += B * lr->st_size[s], s++)
+    final[s] = cr_reshape(ctx, cr_slice(ctx, Y, 0, at, at + B * lr->st_size[s], 1),
+                          CR_SHAPE(B, lr->st_size[s]));
+  return cr_ctx_status(ctx);
 }
