@@ -12,6 +12,12 @@
 
 #include "bptt_teach.h"
 
+/* close both written files (both, whatever the first gives): 1 if either failed */
+static int finish_pair(FILE *a, FILE *b) {
+  const int ra = fclose(a) != 0, rb = fclose(b) != 0;
+  return ra || rb;
+}
+
 const char *const bt_pic_name[BT_N_PICS] = {"heatmap", "flow",    "explode",
                                             "clip",    "anomaly", "graph"};
 
@@ -72,7 +78,7 @@ static int heatmap(const bt_report *rep) {
           "plot 'heatmap.csv' skip 1 using 2:1:(0.5):(0.5):4 with boxxyerror "
           "fillstyle solid noborder lc palette notitle\n",
           d->T - 1, d->T - 1);
-  return (fclose(c) != 0) | (fclose(g) != 0);
+  return finish_pair(c, g);
 }
 
 /* ---- 2a. ||dL/dh_k|| for three cells, before and after training */
@@ -108,7 +114,7 @@ static int flow(const bt_report *rep) {
             i ? ", \\\n     " : "", 2 + 2 * i, colour[i], f->cells[i], 3 + 2 * i, colour[i],
             f->cells[i], f->steps, f->loss[i][1]);
   fprintf(g, "\n");
-  return (fclose(c) != 0) | (fclose(g) != 0);
+  return finish_pair(c, g);
 }
 
 /* ---- 2b. the exploding tanh RNN: per-step norms, and training with and
@@ -135,7 +141,7 @@ static int explode(const bt_report *rep) {
           "     '' skip 1 using 1:5 with linespoints pt 7 ps 0.6 lw 2 lc rgb '#1f77b4' "
           "title 'x%g after %d SGD steps with clipping (max norm %g)'\n",
           e->scale, e->T - 1, e->scale, e->scale, e->steps, e->clip);
-  int rc = (fclose(c) != 0) | (fclose(g) != 0);
+  int rc = finish_pair(c, g);
   c = open_in(rep->dir, "clip.csv"), g = open_in(rep->dir, "clip.gp");
   if (!c || !g)
     return close_both(c, g), 1;
@@ -158,7 +164,8 @@ static int explode(const bt_report *rep) {
           "title 'clip to norm %g', %g with lines dt 2 lc rgb '#555555' title 'max norm'\n"
           "unset multiplot\n",
           e->scale, e->lr, e->steps - 1, e->clip, e->clip, e->clip);
-  return rc | (fclose(c) != 0) | (fclose(g) != 0);
+  const int rc2 = finish_pair(c, g);
+  return rc || rc2;
 }
 
 /* ---- 4. the diverging run, until anomaly mode stopped it */
@@ -183,7 +190,7 @@ static int anomaly(const bt_report *rep) {
           "title 'training loss'\n",
           a->lr, a->log.stopped_at, a->log.stopped_at, a->log.stopped_at, a->log.stopped_at,
           a->op[0] ? a->op : "?", a->log.stopped_at);
-  return (fclose(c) != 0) | (fclose(g) != 0);
+  return finish_pair(c, g);
 }
 
 int bt_plots(bt_report *rep) {
