@@ -76,7 +76,7 @@ cr_tensor *cm_logits(cr_ctx *ctx, const char_model *m, const int64_t *ids, int64
   cr_tensor *x = cr_embedding(ctx, m->embed, ids, CR_SHAPE(T, B));
   cr_tensor *h;
   /* h = rnn(x)  [T,B,H] */
-  if (!x || cr_rnn_forward(ctx, m->rnn, x, init, NULL, rng, &h, final) != CR_OK)
+  if (!x || cr_rnn_forward_ex(ctx, m->rnn, x, init, NULL, rng, &m->fwd, &h, final) != CR_OK)
     return NULL;
   /* logits = h W^T + b  [T*B, V] */
   return cr_linear(ctx, cr_reshape(ctx, h, CR_SHAPE(T * B, m->cfg.hidden)), m->head_w, m->head_b);

@@ -27,6 +27,7 @@ typedef struct char_model {
   cr_rnn *rnn;       /* PyTorch's names, prefixed "rnn." in checkpoints */
   cr_tensor *head_w; /* [V, H], U(-1/sqrt(H), 1/sqrt(H)) as nn.Linear */
   cr_tensor *head_b; /* [V] */
+  cr_rnn_forward_opts fwd; /* how cm_logits runs the layers (memory-efficient BPTT) */
   int n_params;
   cr_tensor *params[CM_MAX_PARAMS];
   char names[CM_MAX_PARAMS][48];

@@ -117,6 +117,19 @@ static bool vjp_finite(cr_ctx *ctx, const cr_node *nd) {
   return true;
 }
 
+/* Anomaly mode: t's gradient g, complete only now (its staged products
+ * were added after the VJPs that queued them), is finite. */
+static bool settled_finite(cr_ctx *ctx, const cr_tensor *t, const cr_tensor *g) {
+  double v = 0;
+  int64_t at = non_finite_at(g, &v);
+  if (at < 0)
+    return true;
+  cr__fail(ctx, CR_ERR_NUMERIC, "anomaly: the gradient of %s has %s at element %lld once the "
+           "products queued for it (one per use, e.g. per time step) were added", cr__shp(t),
+           kind_of(v), (long long)at);
+  return false;
+}
+
 /* A seed (or hook result) g for y: same shape; converted to y's dtype. */
 static bool seed_ok(cr_ctx *ctx, const char *op, const cr_tensor *y, const cr_tensor *seed) {
   if (!cr__check_inputs(ctx, op, 1, (cr_tensor *const *)&seed))
@@ -193,6 +206,8 @@ void cr__run_vjps(cr_ctx *ctx, cr_node *const *order, size_t n) {
       continue; /* no gradient reached it */
     if (!t->grad_is_view) /* (a view's VJP has nothing left to read) */
       cr__pending_settle(ctx, g); /* its gradient is complete only now */
+    if (ctx->anomaly && !settled_finite(ctx, t, g))
+      break;
     if (t->hooks) {
       cr_tensor *h = cr__run_hooks(ctx, t, g);
       if (!h)
@@ -226,6 +241,12 @@ static cr_status run_kernels(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed) {
   cr__mark_view_consumers(ctx, order, n);
   cr__run_vjps(ctx, order, n);
   cr__pending_settle_all(ctx);
+  for (size_t i = 0; ctx->anomaly && ctx->status == CR_OK && i < n; i++)
+    for (int k = 0; k < order[i]->n_in && ctx->status == CR_OK; k++) {
+      const cr_tensor *x = order[i]->in[k]; /* the leaves' staged products too */
+      if (!x->node && x->requires_grad && x->grad && x->grad_pass == ctx->pass)
+        settled_finite(ctx, x, x->grad);
+    }
   finish_hooked_leaves(ctx, order, n, y);
   return ctx->status;
 }

@@ -260,5 +260,34 @@ else
   fail "--help does not list the flags that may change on resume"
 fi
 
+# 10. memory-efficient BPTT and anomaly mode change nothing else: the
+# checkpoint of a run with --bptt-checkpoint (every K, auto) or
+# --bptt-memory is the same file as without (the same gradients, bit for
+# bit, 2 layers with dropout, lstm and gru)
+for cell in lstm gru; do
+  "$LM" train "${common[@]}" --cell $cell --layers 2 --dropout 0.1 --seq 48 --steps 8 \
+    --save "$dir/full_$cell.safetensors" >/dev/null 2>&1
+  for how in "--bptt-checkpoint 8" "--bptt-checkpoint auto" "--bptt-memory 1" "--detect-anomaly"; do
+    # shellcheck disable=SC2086
+    out=$("$LM" train "${common[@]}" --cell $cell --layers 2 --dropout 0.1 --seq 48 --steps 8 $how \
+          --save "$dir/ck_$cell.safetensors" 2>&1)
+    if cmp -s "$dir/full_$cell.safetensors" "$dir/ck_$cell.safetensors"; then
+      pass "$cell $how: the same checkpoint as full BPTT"
+    else
+      fail "$cell $how: the checkpoint differs"; echo "$out" | tail -3
+    fi
+  done
+done
+out=$("$LM" train "${common[@]}" --steps 2 --bptt-checkpoint auto 2>&1)
+echo "$out" | grep -q "memory-efficient BPTT: segments of [0-9]* steps" &&
+  pass "--bptt-checkpoint auto says the segment length it chose" || fail "no segment length: $out"
+expect_error "a bad --bptt-checkpoint" 2 "--bptt-checkpoint sqrt: must be one of auto or an integer >= 1" \
+  "$LM" train "${common[@]}" --bptt-checkpoint sqrt
+expect_error "a budget too small" 1 "checkpoint budget 0.0 MiB is too small for layer 0" \
+  "$LM" train "${common[@]}" --steps 2 --bptt-memory 0.01
+# anomaly mode names the op where the diverging run first makes a NaN/Inf
+expect_error "anomaly mode on a diverging run" 1 "anomaly: " \
+  "$LM" train "${common[@]}" --cell rnn_relu --optimizer sgd --lr 1000 --clip 0 --steps 60 --detect-anomaly
+
 echo "$fails failure(s)"
 [ "$fails" = 0 ]

@@ -311,6 +311,56 @@ static void test_anomaly_vjp(void **state) {
   cr_tensor_free(x);
 }
 
+/* anomaly mode changes no bit of a gradient, and checks the sums of
+ * products staged for a shared weight when they are added */
+static void test_anomaly_same_bits_and_staged_sums(void **state) {
+  cr_ctx *ctx = *state;
+  cr_rng *rng = cr_rng_new(8);
+  cr_rnn_config cfg = {&cr_cell_lstm, 4, 6, 2, 0.0, false, CR_F32};
+  cr_rnn *rnn = cr_rnn_new(ctx, &cfg, rng);
+  cr_tensor *x = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F32, CR_SHAPE(7, 3, 4), 0, 1));
+  float *ref[16] = {NULL};
+  const int np = cr_rnn_num_params(rnn);
+  for (int on = 0; on < 2; on++) {
+    cr_set_detect_anomaly(ctx, on);
+    for (int i = 0; i < np; i++)
+      cr_zero_grad(cr_rnn_param(rnn, i));
+    cr_tensor *out = NULL;
+    assert_int_equal(cr_rnn_forward(ctx, rnn, x, NULL, NULL, NULL, &out, NULL), CR_OK);
+    assert_int_equal(cr_backward(ctx, cr_sum(ctx, cr_square(ctx, out))), CR_OK);
+    for (int i = 0; i < np; i++) {
+      const cr_tensor *g = cr_grad(cr_rnn_param(rnn, i));
+      size_t bytes = (size_t)cr_numel(g) * sizeof(float);
+      if (!on) {
+        ref[i] = malloc(bytes);
+        memcpy(ref[i], cr_data_const(g), bytes);
+      } else {
+        assert_memory_equal(cr_data_const(g), ref[i], bytes);
+      }
+    }
+    cr_ctx_reset(ctx);
+  }
+  for (int i = 0; i < np; i++)
+    free(ref[i]);
+  /* finite parts, an infinite sum: dW = x1^T gy + x2^T gy overflows f32 */
+  cr_tensor *W = cr_persist(ctx, cr_ones(ctx, CR_F32, CR_SHAPE(2, 2)));
+  cr_set_requires_grad(W, true);
+  cr_set_name(W, "W");
+  cr_tensor *x1 = cr_full(ctx, CR_F32, CR_SHAPE(2, 2), 1e20), *x2 = cr_full(ctx, CR_F32, CR_SHAPE(2, 2), 1e20);
+  cr_tensor *y = cr_add(ctx, cr_matmul(ctx, x1, W), cr_matmul(ctx, x2, W));
+  assert_non_null(y);
+  cr_tensor *seed = cr_full(ctx, CR_F32, CR_SHAPE(2, 2), 1e20);
+  assert_int_equal(cr_backward_seed(ctx, y, seed), CR_ERR_NUMERIC);
+  assert_non_null(strstr(cr_ctx_error(ctx), "anomaly: the gradient of [2,2] 'W' has inf at "
+                                            "element 0 once the products queued"));
+  cr_ctx_clear_error(ctx);
+  cr_set_detect_anomaly(ctx, false);
+  cr_tensor_free(W);
+  cr_tensor_free(x);
+  cr_rnn_free(rnn);
+  cr_rng_free(rng);
+}
+
 /* ---- user-defined ops */
 
 /* straight-through sign: forward sign(x), backward as if identity */
@@ -543,6 +593,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_anomaly_vjp, setup, teardown),
       cmocka_unit_test_setup_teardown(test_custom_ops, setup, teardown),
       cmocka_unit_test_setup_teardown(test_names_in_print_dot_and_errors, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_anomaly_same_bits_and_staged_sums, setup, teardown),
       cmocka_unit_test_setup_teardown(test_scopes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rnn_step_scopes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_typed_constructors, setup, teardown),

@@ -29,11 +29,12 @@
 typedef struct cl_opts {
   const char *cmd; /* "train", "sample" or "eval" */
   const char *data, *cell, *optimizer, *schedule, *dtype, *save, *resume, *load, *finetune,
-      *prime;
+      *prime, *bptt_checkpoint; /* bptt_checkpoint: NULL, "auto" or K */
   long hidden, layers, embed, seq, batch, steps, epochs, threads, length, eval_every, eval_chars,
       log_every, save_every, stop_after, seed;
   double lr, clip, temperature, dropout; /* lr < 0: the optimizer's default */
-  bool tbptt, freeze_recurrent;
+  double bptt_memory;                    /* MiB per layer, 0: no budget */
+  bool tbptt, freeze_recurrent, detect_anomaly;
   uint64_t given;     /* bit i: option row i was on the command line */
   uint64_t inherited; /* bit i: option row i came from a checkpoint */
 } cl_opts;
@@ -100,6 +101,8 @@ typedef struct cl_run {
   int64_t stream_pos;  /* --tbptt: offset of the next chunk in every stream */
   int64_t *ids, *tgt;  /* [T,B] batch buffers */
   int bad_evals;       /* consecutive validations far above the uniform baseline */
+  cr_rnn_forward_opts fwd; /* training forwards: --bptt-checkpoint / --bptt-memory */
+  int64_t bptt_chosen[2 * CM_MAX_LAYERS]; /* segment lengths used, per layer */
 } cl_run;
 
 void cl_run_free(cl_run *t);

@@ -45,6 +45,15 @@ static const char *canon_optim(const char *v) {
   int k = cr_optim_kind_from_name(v);
   return k < 0 ? NULL : cr_optim_kind_name((cr_optim_kind)k);
 }
+/* "auto" or a segment length >= 1 */
+static const char *canon_every(const char *v) {
+  if (!strcmp(v, "auto"))
+    return "auto";
+  char *end;
+  errno = 0;
+  long k = strtol(v, &end, 10);
+  return *v >= '1' && *v <= '9' && !errno && !*end && k >= 1 && k <= 1000000000 ? v : NULL;
+}
 static const char *canon_dtype(const char *v) {
   return !strcmp(v, "f32") ? "f32" : !strcmp(v, "f64") ? "f64" : NULL;
 }
@@ -88,7 +97,19 @@ static const opt_def defs[] = {
     {NULL, "--tbptt", NULL, F(tbptt), FLAG, "run.tbptt", KEEP, false,
      "consecutive chunks from B streams, state carried (detached)\n"
      "                       across batches: truncated BPTT [off: random windows]"},
-    {NULL, "--threads", "N", F(threads), LONG(1, 256), NULL, LOCAL, false, "BLIS threads for large products [1]"},
+    {NULL, "--threads", "N", F(threads), LONG(1, 256), NULL, LOCAL, false,
+     "threads for the products of a step [1]"},
+    {NULL, "--bptt-checkpoint", "K|auto", F(bptt_checkpoint), STR(canon_every, "auto or an integer >= 1"),
+     NULL, LOCAL, false,
+     "memory-efficient BPTT: keep every K-th step's state and\n"
+     "                       recompute the rest in backward (auto: ~sqrt(seq));\n"
+     "                       the same gradients, bit for bit [off]"},
+    {NULL, "--bptt-memory", "MB", F(bptt_memory), DBL(0.001, 1e7), NULL, LOCAL, false,
+     "memory-efficient BPTT within MB mebibytes per layer\n"
+     "                       (the longest segments that fit) [off]"},
+    {NULL, "--detect-anomaly", NULL, F(detect_anomaly), FLAG, NULL, LOCAL, false,
+     "stop at the first op whose result or gradient is NaN/Inf,\n"
+     "                       naming it (slower) [off]"},
     {NULL, "--seed", "N", F(seed), LONG(0, 0x7fffffffffffffffL), "run.seed", KEEP, false, "[1]"},
     {NULL, "--eval-every", "N", F(eval_every), LONG(1, 1000000000), "run.eval_every", CARRY, false,
      "validation every N steps [steps/5]"},

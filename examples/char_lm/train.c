@@ -152,8 +152,10 @@ static bool train_step(cl_run *t, double *loss) {
   if (cl_next_batch(&t->data, o->seq, o->batch, o->tbptt, t->rng, &t->stream_pos, t->ids, t->tgt) &&
       !forget_state(t))
     return step_failed(t);
+  t->m->fwd = t->fwd; /* the training forward only (evaluation runs without a graph) */
   cr_tensor *logits = cm_logits(ctx, t->m, t->ids, o->seq, o->batch,
                                 o->tbptt ? t->carry : zero, fin, t->rng); /* [T*B,V] */
+  t->m->fwd = (cr_rnn_forward_opts){0};
   cr_tensor *l = cr_cross_entropy(ctx, logits, t->tgt, CR_NO_IGNORE);
   cr_optim_zero_grad(t->opt);
   if (!l || cr_backward(ctx, l) != CR_OK)
@@ -254,12 +256,29 @@ static void print_progress(const cl_run *t, int64_t first, double t0, double los
 int cl_train_loop(cl_run *t) {
   const cl_opts *o = &t->o;
   print_header(t);
+  /* memory-efficient BPTT changes memory and time, never the gradients */
+  t->fwd = (cr_rnn_forward_opts){
+      .checkpoint_every = !o->bptt_checkpoint ? 0
+                          : !strcmp(o->bptt_checkpoint, "auto") ? CR_RNN_CHECKPOINT_AUTO
+                                                                 : atol(o->bptt_checkpoint),
+      .checkpoint_budget = (size_t)(o->bptt_memory * 1048576.0),
+      .checkpoint_chosen = t->bptt_chosen};
+  if (o->detect_anomaly) {
+    cr_set_detect_anomaly(t->ctx, true);
+    printf("anomaly mode: the first NaN/Inf stops the run, naming its op\n");
+  }
+  bool told = false;
   double t0 = cl_now(), last_print = 0, loss_avg = NAN, loss;
   int64_t first = t->step;
   int64_t stop = o->stop_after > 0 && o->stop_after < o->steps ? o->stop_after : o->steps;
   while (t->step < stop) {
     if (!train_step(t, &loss))
       return 1;
+    if (!told && (t->fwd.checkpoint_every || t->fwd.checkpoint_budget)) {
+      told = true;
+      printf("memory-efficient BPTT: segments of %lld steps (layer 0) recomputed in backward\n",
+             (long long)t->bptt_chosen[0]);
+    }
     loss_avg = isnan(loss_avg) ? loss : 0.95 * loss_avg + 0.05 * loss;
     print_progress(t, first, t0, loss_avg, &last_print);
     if ((t->step % o->eval_every == 0 || t->step == o->steps || t->step == stop) &&
