@@ -138,7 +138,7 @@ bool cm_read_config(const cr_st_file *f, const char *path, cm_config *cfg, char 
     return false;
   }
   if (!cm_cell_by_name(cell)) {
-    snprintf(err, n, "%s: metadata 'model.cell' is '%.40s', expected rnn_tanh, rnn_relu, lstm, "
+    snprintf(err, n, "%s: metadata 'model.cell' is '%.40s', expected rnn_tanh, rnn_relu, lstm, lstm_ln, "
              "gru or mgu", path, cell);
     return false;
   }

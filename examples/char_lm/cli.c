@@ -66,8 +66,8 @@ static const char *canon_dtype(const char *v) {
 static const opt_def defs[] = {
     {"data and model", "--data", "FILE", F(data), STR(NULL, NULL), "run.data", SPAN, true,
      "text to learn [" CHAR_LM_DEFAULT_DATA "]"},
-    {NULL, "--cell", "NAME", F(cell), STR(canon_cell, "rnn, rnn_relu, lstm, gru or mgu"), "model.cell",
-     MODEL, false, "rnn | rnn_relu | lstm | gru | mgu (custom cell) [lstm]"},
+    {NULL, "--cell", "NAME", F(cell), STR(canon_cell, "rnn, rnn_relu, lstm, lstm_ln, gru or mgu"), "model.cell",
+     MODEL, false, "rnn | rnn_relu | lstm | lstm_ln (layer-normalised) | gru |\n                       mgu (custom cell) [lstm]"},
     {NULL, "--hidden", "N", F(hidden), LONG(1, CM_MAX_SIZE), "model.hidden", MODEL, false, "hidden size [256]"},
     {NULL, "--layers", "N", F(layers), LONG(1, CM_MAX_LAYERS), "model.layers", MODEL, false,
      "recurrent layers [1]"},
