@@ -7,18 +7,20 @@
  * else zen3 (AMD) or haswell (others) when AVX2 and FMA are, else BLIS's
  * own choice.  A BLIS_ARCH_TYPE already in the environment always wins.
  *
- * Threads: products use up to cr_get_num_threads() threads, but only when
- * a product is large enough for threads to pay for themselves; small ones
- * (one BLIS call costs 5-8 us, and two threads slow a 1x128x64 product
- * down) always run on one.  The initial count is BLIS_NUM_THREADS from the
- * environment, else 1.
+ * Threads: a large product is split across up to cr_get_num_threads()
+ * threads (a pool of workers that spin briefly between products and sleep
+ * when idle), in blocks of columns or rows that each run the kernel the
+ * whole product would, so results are the same bits on any number of
+ * threads.  Products below about 2 MFLOP per thread run on one.  The
+ * initial count is BLIS_NUM_THREADS from the environment, else 1.
  *
  * Two kinds of product bypass BLIS where it is slow: products of fewer than
  * 40,000 multiply-adds run as plain vectorised loops (a BLIS call costs
- * 5-8 us), and float32 products with at most 32 rows against a row-major
- * right operand (the per-step products of a recurrent layer) run in an
- * AVX-512 kernel that reads that operand in place instead of repacking it
- * (when the CPU and OS support AVX-512F, and only on one thread).
+ * 5-8 us), and float32 products with at most 128 rows against a weight
+ * (the per-step products of a recurrent layer) run in an AVX2+FMA kernel
+ * against the weight packed once into panels and kept with it until its
+ * values change.  BLIS's "sup" path is not used: on every layer-shaped
+ * product measured it was slower than BLIS's conventional one.
  */
 #ifndef CHAINRULE_RUNTIME_H
 #define CHAINRULE_RUNTIME_H
