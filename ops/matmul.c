@@ -212,7 +212,7 @@ static void times_right(cr_ctx *ctx, int64_t M, int64_t K, int64_t N, const void
   mat_view vb = view_of(b);
   if (b->dtype == CR_F32 && b->ndim == 2 && cr__skinny_isa != CR__SKINNY_NONE &&
       M <= CR__PACKED_MAX_M && cr__skinny_max_m > 0 &&
-      (double)M * (double)N * (double)K > (double)cr__small_gemm_mnk) {
+      (double)M * (double)N * (double)K > 2048.0) {
     float *panels = panels_for(ctx, b, K, N, transb ? vb.cs : vb.rs, transb ? vb.rs : vb.cs);
     if (panels) {
       cr__skinny_sgemm_packed(M, N, K, 1.0f, a, rsa, csa, panels, (float)beta, c, rsc);

@@ -145,6 +145,9 @@ struct cr_ctx {
  * (returned) is put back with ctx->scope = prev; the label lives in the
  * current arena (a region's ends with it).  See cr_set_scope. */
 const char *cr__push_scope(cr_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same for "step t" (layer 0) or "layer l step t", with " reverse"
+ * for a bidirectional layer's reverse direction; without printf. */
+const char *cr__push_step_scope(cr_ctx *ctx, int layer, int64_t step, bool reverse);
 
 /* Internal invariant check (a bug in chainrule, never user input). */
 #define CR_ASSERT(cond, ...)                                                   \

@@ -28,6 +28,49 @@ static const char *set_scope(cr_ctx *ctx, const char *scope, bool here) {
 
 const char *cr_set_scope(cr_ctx *ctx, const char *scope) { return set_scope(ctx, scope, false); }
 
+/* s + decimal v, no printf (this runs at every step of a layer) */
+static char *put_int(char *s, int64_t v) {
+  char d[24];
+  int n = 0;
+  uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+  do
+    d[n++] = (char)('0' + u % 10);
+  while ((u /= 10) && n < 23);
+  if (v < 0)
+    *s++ = '-';
+  while (n)
+    *s++ = d[--n];
+  return s;
+}
+
+const char *cr__push_step_scope(cr_ctx *ctx, int layer, int64_t step, bool reverse) {
+  const char *prev = ctx->scope;
+  const size_t outer = prev ? strlen(prev) : 0;
+  char *label = cr__alloc(ctx, outer + 48);
+  if (!label)
+    return prev;
+  char *s = label;
+  if (prev) {
+    memcpy(s, prev, outer);
+    s += outer;
+    *s++ = '/';
+  }
+  if (layer) {
+    memcpy(s, "layer ", 6);
+    s = put_int(s + 6, layer);
+    *s++ = ' ';
+  }
+  memcpy(s, "step ", 5);
+  s = put_int(s + 5, step);
+  if (reverse) {
+    memcpy(s, " reverse", 8);
+    s += 8;
+  }
+  *s = '\0';
+  ctx->scope = label;
+  return prev;
+}
+
 const char *cr__push_scope(cr_ctx *ctx, const char *fmt, ...) {
   const char *prev = ctx->scope;
   char label[128];

@@ -98,10 +98,7 @@ static cr_status step_ops(cr_ctx *ctx, const cr__layer_run *lr, int64_t t, cr_te
  * "... reverse" for a reverse direction (its t-th step). */
 static cr_status step(cr_ctx *ctx, const cr__layer_run *lr, int64_t t, cr_tensor *x_t,
                       cr_tensor **state, cr_tensor **out_t) {
-  const int l = lr->layer.layer;
-  const char *rev = lr->layer.direction ? " reverse" : "";
-  const char *outer = l ? cr__push_scope(ctx, "layer %d step %lld%s", l, (long long)t, rev)
-                        : cr__push_scope(ctx, "step %lld%s", (long long)t, rev);
+  const char *outer = cr__push_step_scope(ctx, lr->layer.layer, t, lr->layer.direction != 0);
   cr_status st = step_ops(ctx, lr, t, x_t, state, out_t);
   ctx->scope = outer;
   return st;
