@@ -231,6 +231,9 @@ static cr_status run_kernels(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed) {
   begin_pass(ctx, false);
   y->view_pass = ctx->pass; /* nothing consumes the root: a view gradient will do */
   y->view_ok = true;
+  /* marked before the seed's buffer is made: a root that is a view of a
+   * view (reshape of a slice) gets its gradient as a view all the way in */
+  cr__mark_view_consumers(ctx, order, n);
   cr_tensor *gy = cr__grad_acc(ctx, y);
   if (!gy)
     return ctx->status ? ctx->status : CR_ERR_NOMEM;
@@ -238,7 +241,6 @@ static cr_status run_kernels(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed) {
     cr__copy_convert(gy, seed, true);
   else
     cr_set_flat(gy, 0, cr_get_flat(gy, 0) + 1.0);
-  cr__mark_view_consumers(ctx, order, n);
   cr__run_vjps(ctx, order, n);
   cr__pending_settle_all(ctx);
   for (size_t i = 0; ctx->anomaly && ctx->status == CR_OK && i < n; i++)
