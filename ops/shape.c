@@ -121,11 +121,13 @@ cr_tensor *cr_slice(cr_ctx *ctx, cr_tensor *x, int axis, int64_t start, int64_t 
     return cr__fail(ctx, CR_ERR_SHAPE, "slice: %s axis %d: %lld:%lld:%lld selects no "
                     "elements (empty tensors are not supported)", cr__shp(x), axis,
                     (long long)start, (long long)stop, (long long)step);
+  if (count == 1)
+    step = 1; /* one element: the step is moot (and stride * step might overflow) */
   int64_t shape[CR_MAX_DIMS], stride[CR_MAX_DIMS];
   memcpy(shape, x->shape, sizeof shape);
   memcpy(stride, x->stride, sizeof stride);
   shape[axis] = count;
-  stride[axis] = x->stride[axis] * step;
+  stride[axis] = x->stride[axis] * step; /* count >= 2: step < dim, no overflow */
   cr_tensor *y = cr__view(ctx, x, x->ndim, shape, stride,
                           elem_at(x->data, b * x->stride[axis], x->dtype));
   cr_node *nd = cr__record(ctx, &cr__op_slice, y, 1, &x);
