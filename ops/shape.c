@@ -198,8 +198,12 @@ cr_tensor *cr__unslice(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape
   if (!cr__check_inputs(ctx, "unslice", 1, &x))
     return NULL;
   bool ok = ndim == x->ndim && axis >= 0 && axis < ndim && step >= 1 && start >= 0;
-  for (int d = 0; ok && d < ndim; d++)
-    ok = d == axis ? start + (x->shape[d] - 1) * step < shape[d] : shape[d] == x->shape[d];
+  for (int d = 0; ok && d < ndim; d++) {
+    int64_t span, last; /* the last index written, start + (n - 1) step, checked */
+    ok = d == axis ? cr__mul_ok(x->shape[d] - 1, step, &span) &&
+                         cr__add_ok(start, span, &last) && last < shape[d]
+                   : shape[d] == x->shape[d];
+  }
   if (!ok) {
     char want[96];
     cr_shape_str(want, sizeof want, ndim, shape);
