@@ -900,6 +900,134 @@ static void test_load_failures(void **state) {
   model_free(&other);
 }
 
+/* ================================================================ older checkpoints
+ *
+ * tests/fixtures/optim_ckpt/<kind>.safetensors were written by the
+ * optimizer code as it was before the descriptor table (commit 7b58bde):
+ * the model of train_step after 5 steps (p0, p1, p2 and the optimizer under
+ * "optim."), the gradients of 5 more steps (grad<k>.p<i>, k = 6..10), and
+ * what those 5 steps gave: the parameters want.p<i> and the optimizer's
+ * state under "after.".  Loading must work and the continuation must be
+ * the same bits.  CR_WRITE_OPTIM_CKPT=DIR writes the files instead. */
+
+static void legacy_step(cr_ctx *ctx, model *m, cr_optim *opt, int k, const cr_st_file *f,
+                        cr_st_writer *w) {
+  static cr_sched s = {.kind = CR_SCHED_COSINE, .t_max = 7, .eta_min = 1e-4};
+  cr_rng *rng = cr_rng_new((uint64_t)k);
+  char name[32];
+  for (int i = 0; i < 3; i++) {
+    snprintf(name, sizeof name, "grad%d.p%d", k, i);
+    if (f)
+      assert_int_equal(cr_st_read_into(ctx, f, name, grad_of(ctx, m->p[i])), CR_OK);
+    else
+      assert_int_equal(cr_fill_normal(ctx, grad_of(ctx, m->p[i]), rng, 0, 1), CR_OK);
+    if (w)
+      assert_int_equal(cr_st_writer_add(ctx, w, name, grad_of(ctx, m->p[i])), CR_OK);
+  }
+  cr_rng_free(rng);
+  cr_set_requires_grad(m->p[2], k > 3);
+  cr_sched_apply(&s, opt, cr_optim_steps(opt));
+  assert_int_equal(cr_optim_step(ctx, opt), CR_OK);
+}
+
+static void write_legacy(cr_ctx *ctx, cr_optim_kind kind, const char *dir) {
+  model m;
+  model_init(ctx, &m);
+  cr_optim *opt = model_optim(ctx, &m, kind);
+  for (int k = 1; k <= 5; k++)
+    train_step(ctx, &m, opt, k);
+  cr_st_writer *w = cr_st_writer_new();
+  static const char *names[3] = {"p0", "p1", "p2"};
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(cr_st_writer_add(ctx, w, names[i], m.p[i]), CR_OK);
+  assert_int_equal(cr_optim_save(ctx, opt, w, "optim."), CR_OK);
+  for (int k = 6; k <= 10; k++)
+    legacy_step(ctx, &m, opt, k, NULL, w);
+  char name[32];
+  for (int i = 0; i < 3; i++) {
+    snprintf(name, sizeof name, "want.p%d", i);
+    assert_int_equal(cr_st_writer_add(ctx, w, name, m.p[i]), CR_OK);
+  }
+  assert_int_equal(cr_optim_save(ctx, opt, w, "after."), CR_OK);
+  assert_int_equal(cr_st_writer_set_meta(ctx, w, "format", "chainrule-optim-ckpt-v1"), CR_OK);
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s.safetensors", dir, cr_optim_kind_name(kind));
+  assert_int_equal(cr_st_writer_save(ctx, w, path), CR_OK);
+  cr_st_writer_free(w);
+  cr_optim_free(opt);
+  model_free(&m);
+}
+
+static void test_legacy_checkpoints(void **state) {
+  fx *x = *state;
+  cr_ctx *ctx = x->ctx;
+  const char *write_dir = getenv("CR_WRITE_OPTIM_CKPT");
+  for (int kind = CR_SGD; kind <= CR_ADAGRAD; kind++) {
+    if (write_dir) {
+      write_legacy(ctx, (cr_optim_kind)kind, write_dir);
+      continue;
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.safetensors", FIXTURES "/optim_ckpt",
+             cr_optim_kind_name((cr_optim_kind)kind));
+    cr_st_file *f = cr_st_open(ctx, path);
+    if (!f)
+      fail_msg("%s", cr_ctx_error(ctx));
+    model m;
+    model_init(ctx, &m);
+    cr_optim *opt = model_optim(ctx, &m, (cr_optim_kind)kind);
+    static const char *names[3] = {"p0", "p1", "p2"};
+    for (int i = 0; i < 3; i++)
+      assert_int_equal(cr_st_read_into(ctx, f, names[i], m.p[i]), CR_OK);
+    if (cr_optim_load(ctx, opt, f, "optim.") != CR_OK)
+      fail_msg("%s", cr_ctx_error(ctx));
+    for (int k = 6; k <= 10; k++)
+      legacy_step(ctx, &m, opt, k, f, NULL);
+    char name[32];
+    for (int i = 0; i < 3; i++) {
+      snprintf(name, sizeof name, "want.p%d", i);
+      cr_tensor *want = cr_st_get(ctx, f, name);
+      assert_non_null(want);
+      assert_memory_equal(cr_data(want), cr_data(m.p[i]),
+                          (size_t)cr_numel(want) * cr_dtype_size(cr_dtype_of(want)));
+      cr_tensor_free(want);
+    }
+    /* the state after the 5 steps, tensor by tensor and entry by entry */
+    cr_st_writer *w = cr_st_writer_new();
+    assert_int_equal(cr_optim_save(ctx, opt, w, "after."), CR_OK);
+    char p[160];
+    snprintf(p, sizeof p, "%s/after.safetensors", x->dir);
+    assert_int_equal(cr_st_writer_save(ctx, w, p), CR_OK);
+    cr_st_writer_free(w);
+    cr_st_file *g = cr_st_open(ctx, p);
+    assert_non_null(g);
+    for (int i = 0; i < cr_st_count(g); i++) {
+      cr_tensor *a = cr_st_get(ctx, g, cr_st_name(g, i));
+      cr_tensor *b = cr_st_get(ctx, f, cr_st_name(g, i));
+      if (!b)
+        fail_msg("%s: %s", path, cr_ctx_error(ctx));
+      assert_int_equal(cr_numel(a), cr_numel(b));
+      assert_int_equal(cr_dtype_of(a), cr_dtype_of(b));
+      assert_memory_equal(cr_data(a), cr_data(b),
+                          (size_t)cr_numel(a) * cr_dtype_size(cr_dtype_of(a)));
+      cr_tensor_free(a);
+      cr_tensor_free(b);
+    }
+    for (int i = 0; i < cr_st_meta_count(g); i++) {
+      const char *key = cr_st_meta_key(g, i);
+      assert_non_null(cr_st_meta(f, key));
+      assert_string_equal(cr_st_meta(g, key), cr_st_meta(f, key));
+    }
+    print_message("legacy %-8s checkpoint of 7b58bde loads; 5 more steps: bit-identical "
+                  "parameters and %d state tensors\n",
+                  cr_optim_kind_name((cr_optim_kind)kind), cr_st_count(g));
+    cr_st_close(g);
+    cr_st_close(f);
+    cr_optim_free(opt);
+    model_free(&m);
+  }
+}
+
 /* ================================================================ no malloc, errors */
 
 static void test_no_malloc_in_step(void **state) {
@@ -1062,6 +1190,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_freeze, setup, teardown),
       cmocka_unit_test_setup_teardown(test_resume_exact, setup, teardown),
       cmocka_unit_test_setup_teardown(test_load_failures, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_legacy_checkpoints, setup, teardown),
       cmocka_unit_test_setup_teardown(test_no_malloc_in_step, setup, teardown),
       cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_names_defaults, setup, teardown),
