@@ -567,6 +567,7 @@ static cr_optim_opts full_opts(cr_optim_kind kind) {
   case CR_ADAMW: o.amsgrad = true; break;
   case CR_RMSPROP: o.momentum = 0.5, o.centered = true, o.weight_decay = 0.01; break;
   case CR_ADAGRAD: o.lr_decay = 0.01, o.initial_accumulator_value = 0.1; break;
+  default: break;
   }
   return o;
 }
@@ -1069,20 +1070,20 @@ static void test_errors(void **state) {
   cr_optim_opts o;
   cr_optim_default_opts(CR_SGD, &o);
   o.lr = -1;
-  expect_new_error(ctx, &o, &p, 1, "optim: lr -1 must be >= 0");
+  expect_new_error(ctx, &o, &p, 1, "optim: sgd lr -1 must be >= 0");
   cr_optim_default_opts(CR_SGD, &o);
   o.nesterov = true;
   expect_new_error(ctx, &o, &p, 1,
-                   "optim: nesterov needs momentum > 0 and dampening 0 (momentum 0, dampening 0)");
+                   "optim: sgd nesterov needs momentum > 0 and dampening 0 (momentum 0, dampening 0)");
   cr_optim_default_opts(CR_ADAM, &o);
   o.beta2 = 1;
-  expect_new_error(ctx, &o, &p, 1, "optim: beta2 1 must be in [0, 1)");
+  expect_new_error(ctx, &o, &p, 1, "optim: adam beta2 1 must be in [0, 1)");
   cr_optim_default_opts(CR_RMSPROP, &o);
   o.eps = INFINITY;
-  expect_new_error(ctx, &o, &p, 1, "optim: eps inf must be >= 0 and finite");
+  expect_new_error(ctx, &o, &p, 1, "optim: rmsprop eps inf must be >= 0 and finite");
   cr_optim_default_opts(CR_ADAGRAD, &o);
   o.initial_accumulator_value = -0.5;
-  expect_new_error(ctx, &o, &p, 1, "optim: initial_accumulator_value -0.5 must be >= 0");
+  expect_new_error(ctx, &o, &p, 1, "optim: adagrad initial_accumulator_value -0.5 must be >= 0");
   o.kind = (cr_optim_kind)9;
   expect_new_error(ctx, &o, &p, 1, "optim: unknown kind 9");
 

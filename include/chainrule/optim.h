@@ -31,7 +31,7 @@
  *   cr_optim_free(opt);
  *
  * Errors follow chainrule/base.h: a function stores a code and a message in
- * ctx ("optim: lr -1 must be >= 0") and returns NULL, -1 or the code; called
+ * ctx ("optim: adam lr -1 must be >= 0") and returns NULL, -1 or the code; called
  * while an error is pending in ctx it does nothing and returns the same.
  */
 #ifndef CHAINRULE_OPTIM_H
@@ -50,13 +50,16 @@ typedef enum cr_optim_kind {
   CR_ADAMW,   /* as Adam, with decoupled weight decay p *= 1 - lr * wd before the update */
   CR_RMSPROP, /* alpha, eps, weight_decay, momentum, centered */
   CR_ADAGRAD, /* lr_decay, weight_decay, initial_accumulator_value, eps */
+  CR_OPTIM_NUM_KINDS /* the number of kinds above (not a kind) */
 } cr_optim_kind;
 
 /* Options under PyTorch's names (betas split into beta1, beta2).  Options
  * that kind does not use are ignored.  Checked by cr_optim_new: lr,
  * momentum, weight_decay, eps, alpha, lr_decay, initial_accumulator_value
  * >= 0; beta1 and beta2 in [0, 1); nesterov needs momentum > 0 and
- * dampening 0; every value finite. */
+ * dampening 0; every value finite.  A bad value is reported naming the
+ * optimizer, the option and the value: "optim: adam beta2 1 must be in
+ * [0, 1)". */
 typedef struct cr_optim_opts {
   cr_optim_kind kind;
   double lr;
@@ -80,14 +83,25 @@ void cr_optim_default_opts(cr_optim_kind kind, cr_optim_opts *opts);
  * unknown kind is "unknown"; an unknown name (or NULL) gives -1. */
 const char *cr_optim_kind_name(cr_optim_kind kind);
 int cr_optim_kind_from_name(const char *name);
+/* The hyper-parameters of kind by name, in PyTorch's order, lr first: the
+ * i-th name ("lr", "beta1", ...), or NULL past the last (or for an unknown
+ * kind).  Booleans (nesterov, amsgrad, centered, maximize) count: their
+ * value is 0 or 1 below. */
+const char *cr_optim_hyper_name(cr_optim_kind kind, int i);
+/* Set opts' hyper-parameter `name` (of opts->kind) to v (a boolean: v != 0).
+ * The value is checked by cr_optim_new, not here.  Returns CR_OK, or an
+ * error naming the hyper-parameters kind has ("optim_opts_set: adam has no
+ * hyper-parameter 'rho' (lr, beta1, ...)"). */
+CR_NODISCARD cr_status cr_optim_opts_set(cr_ctx *ctx, cr_optim_opts *opts, const char *name,
+                                         double v);
 
 typedef struct cr_optim cr_optim;
 
 /* An optimizer over params[0..n) (n >= 1 persistent tensors, each at most
  * once; borrowed: they must outlive the optimizer), all in group 0 with
  * opts->lr.  Returns an optimizer owned by the caller (cr_optim_free), or
- * NULL and an error in ctx for bad options ("optim: lr -1 must be >= 0",
- * "optim: nesterov needs momentum > 0 and dampening 0", ...), a NULL,
+ * NULL and an error in ctx for bad options ("optim: sgd lr -1 must be >= 0",
+ * "optim: sgd nesterov needs momentum > 0 and dampening 0", ...), a NULL,
  * non-persistent or repeated parameter, or no memory. */
 cr_optim *cr_optim_new(cr_ctx *ctx, const cr_optim_opts *opts, cr_tensor *const *params, int n);
 /* Free the optimizer and its state (not the parameters).  NULL accepted. */
@@ -106,6 +120,18 @@ double cr_optim_get_base_lr(const cr_optim *opt, int group);
 /* Set a group's current lr (no such group: nothing happens).  A negative or
  * non-finite lr is reported by the next cr_optim_step. */
 void cr_optim_set_lr(cr_optim *opt, int group, double lr);
+/* A live optimizer's hyper-parameter `name` (not lr, which is per group:
+ * cr_optim_get_lr); NAN for a name its kind does not have. */
+double cr_optim_get_hyper(const cr_optim *opt, const char *name);
+/* Change a hyper-parameter of a live optimizer (PyTorch: group[name] = v;
+ * here it applies to every group), from the next step on.  The value is
+ * checked as by cr_optim_new, and a change that needs a state buffer the
+ * optimizer was made without (amsgrad turned on, momentum from 0) is
+ * refused: "optim_set_hyper: adam amsgrad 1 needs the state buffer
+ * 'max_exp_avg_sq', which this optimizer was made without (give amsgrad
+ * when making it)".  lr is refused (cr_optim_set_lr).  On error nothing
+ * changes. */
+CR_NODISCARD cr_status cr_optim_set_hyper(cr_ctx *ctx, cr_optim *opt, const char *name, double v);
 /* One update of every parameter with a gradient (requires_grad on and
  * cr_grad(p) != NULL); the others are skipped.  Returns CR_OK, or an error
  * (e.g. a group's lr became negative), in which case nothing was changed. */
