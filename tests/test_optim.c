@@ -126,51 +126,26 @@ static double rel_err(double a, double b) {
 
 /* ================================================================ PyTorch parity */
 
-typedef struct hyper {
-  const char *name;
-  size_t off;
-  bool is_bool;
-} hyper;
-
-#define H(field)                                                                                   \
-  { #field, offsetof(cr_optim_opts, field), false }
-#define HB(field)                                                                                  \
-  { #field, offsetof(cr_optim_opts, field), true }
-static const hyper sgd_h[] = {H(lr),        H(momentum),  H(dampening), H(weight_decay),
-                              HB(nesterov), HB(maximize), {0}};
-static const hyper adam_h[] = {H(lr),           H(beta1),    H(beta2),     H(eps),
-                               H(weight_decay), HB(amsgrad), HB(maximize), {0}};
-static const hyper rmsprop_h[] = {H(lr),       H(alpha),     H(eps),       H(weight_decay),
-                                  H(momentum), HB(centered), HB(maximize), {0}};
-static const hyper adagrad_h[] = {
-    H(lr), H(lr_decay), H(weight_decay), H(initial_accumulator_value), H(eps), HB(maximize), {0}};
-
-/* Options from a fixture's metadata: every hyperparameter PyTorch has. */
-static cr_optim_opts opts_from_meta(const cr_st_file *f) {
+/* Options from a fixture's metadata: every hyper-parameter of the kind's
+ * row (PyTorch's names, from cr_optim_hyper_name) must be there. */
+static cr_optim_opts opts_from_meta(cr_ctx *ctx, const cr_st_file *f) {
   const char *name = cr_st_meta(f, "optimizer");
   assert_non_null(name);
   int kind = cr_optim_kind_from_name(name);
   assert_true(kind >= 0);
-  cr_optim_opts o; /* defaults, then every hyperparameter PyTorch has, from the file */
+  cr_optim_opts o;
   cr_optim_default_opts((cr_optim_kind)kind, &o);
-  const hyper *h = kind == CR_SGD       ? sgd_h
-                   : kind == CR_RMSPROP ? rmsprop_h
-                   : kind == CR_ADAGRAD ? adagrad_h
-                                        : adam_h;
-  for (; h->name; h++) {
-    double v = meta_double(f, h->name);
-    if (h->is_bool)
-      *(bool *)((char *)&o + h->off) = v != 0;
-    else
-      *(double *)((char *)&o + h->off) = v;
-  }
+  const char *h;
+  for (int i = 0; (h = cr_optim_hyper_name((cr_optim_kind)kind, i)); i++)
+    assert_int_equal(cr_optim_opts_set(ctx, &o, h, meta_double(f, h)), CR_OK);
   return o;
 }
 
 /* Replays one fixture in dtype dt; returns the largest relative error of
  * any parameter element at any step. */
-static double replay_optim(cr_ctx *ctx, const cr_st_file *f, cr_dtype dt, int *steps_out) {
-  cr_optim_opts o = opts_from_meta(f);
+static double replay_optim(cr_ctx *ctx, const cr_st_file *f, cr_dtype dt, int *steps_out,
+                           int64_t *exact_out) {
+  cr_optim_opts o = opts_from_meta(ctx, f);
   int steps = (int)meta_double(f, "steps");
   cr_tensor *p0 = cr_st_get(ctx, f, "param0");
   assert_non_null(p0);
@@ -180,6 +155,7 @@ static double replay_optim(cr_ctx *ctx, const cr_st_file *f, cr_dtype dt, int *s
   cr_optim *opt = cr_optim_new(ctx, &o, &p, 1);
   assert_non_null(opt);
   double worst = 0;
+  int64_t exact = 0;
   char name[64];
   for (int k = 1; k <= steps; k++) {
     snprintf(name, sizeof name, "grad.step%d", k);
@@ -191,6 +167,7 @@ static double replay_optim(cr_ctx *ctx, const cr_st_file *f, cr_dtype dt, int *s
     for (int64_t i = 0; i < cr_numel(p); i++) {
       double e = rel_err(cr_get_flat(p, i), cr_get_flat(want, i));
       worst = e > worst || isnan(e) ? e : worst;
+      exact += cr_get_flat(p, i) == cr_get_flat(want, i);
     }
     cr_tensor_free(want);
   }
@@ -199,6 +176,7 @@ static double replay_optim(cr_ctx *ctx, const cr_st_file *f, cr_dtype dt, int *s
   cr_tensor_free(p);
   cr_tensor_free(p0);
   *steps_out = steps;
+  *exact_out = exact;
   return worst;
 }
 
@@ -213,11 +191,14 @@ static void test_optim_fixtures(void **state) {
     if (!f)
       fail_msg("%s", cr_ctx_error(x->ctx));
     int steps;
-    double e64 = replay_optim(x->ctx, f, CR_F64, &steps);
-    double e32 = replay_optim(x->ctx, f, CR_F32, &steps);
-    print_message("optim %-28s %d steps: f64 max rel err %.3g, f32 %.3g\n", names[i], steps, e64,
-                  e32);
-    assert_true(e64 <= 1e-12);
+    int64_t exact, exact32;
+    double e64 = replay_optim(x->ctx, f, CR_F64, &steps, &exact);
+    double e32 = replay_optim(x->ctx, f, CR_F32, &steps, &exact32);
+    const int64_t total = (int64_t)steps * 12; /* [3,4] parameters */
+    print_message("optim %-30s %2d steps: f64 %lld/%lld elements bit-identical (max rel err "
+                  "%.3g), f32 max rel err %.3g\n",
+                  names[i], steps, (long long)exact, (long long)total, e64, e32);
+    assert_true(exact == total && e64 == 0); /* every element of every step, to the bit */
     assert_true(e32 <= 2e-5);
     cr_st_close(f);
   }
@@ -512,11 +493,10 @@ static const char *saved_param_steps(fx *x, const cr_optim *opt, char *out, size
 static void test_freeze(void **state) {
   fx *x = *state;
   cr_ctx *ctx = x->ctx;
-  static const cr_optim_kind kinds[] = {CR_SGD, CR_ADAM, CR_ADAMW, CR_RMSPROP, CR_ADAGRAD};
-  for (size_t ki = 0; ki < sizeof kinds / sizeof kinds[0]; ki++) {
+  for (int ki = 0; ki < CR_OPTIM_NUM_KINDS; ki++) {
     cr_optim_opts o;
-    cr_optim_default_opts(kinds[ki], &o);
-    o.momentum = kinds[ki] == CR_SGD || kinds[ki] == CR_RMSPROP ? 0.9 : 0;
+    cr_optim_default_opts((cr_optim_kind)ki, &o);
+    o.momentum = ki == CR_SGD || ki == CR_RMSPROP ? 0.9 : 0;
     const double v0[3] = {0.5, -1, 2}, g[3] = {0.1, 0.2, -0.3};
     cr_tensor *live = param_from(ctx, CR_F64, CR_SHAPE(3), v0);
     cr_tensor *frozen = param_from(ctx, CR_F64, CR_SHAPE(3), v0);
@@ -567,6 +547,10 @@ static cr_optim_opts full_opts(cr_optim_kind kind) {
   case CR_ADAMW: o.amsgrad = true; break;
   case CR_RMSPROP: o.momentum = 0.5, o.centered = true, o.weight_decay = 0.01; break;
   case CR_ADAGRAD: o.lr_decay = 0.01, o.initial_accumulator_value = 0.1; break;
+  case CR_NADAM: o.weight_decay = 0.1, o.momentum_decay = 0.01; break;
+  case CR_RADAM: o.weight_decay = 0.1, o.beta2 = 0.9; break; /* rectified from step 6 */
+  case CR_ADAMAX: o.weight_decay = 0.1; break;
+  case CR_ADADELTA: o.weight_decay = 0.1, o.rho = 0.8; break;
   default: break;
   }
   return o;
@@ -626,7 +610,7 @@ static void test_resume_exact(void **state) {
   fx *x = *state;
   cr_ctx *ctx = x->ctx;
   enum { N = 10 };
-  for (int kind = CR_SGD; kind <= CR_ADAGRAD; kind++) {
+  for (int kind = 0; kind < CR_OPTIM_NUM_KINDS; kind++) {
     /* straight through */
     model a;
     model_init(ctx, &a);
@@ -963,7 +947,7 @@ static void test_legacy_checkpoints(void **state) {
   fx *x = *state;
   cr_ctx *ctx = x->ctx;
   const char *write_dir = getenv("CR_WRITE_OPTIM_CKPT");
-  for (int kind = CR_SGD; kind <= CR_ADAGRAD; kind++) {
+  for (int kind = CR_SGD; kind <= CR_ADAGRAD; kind++) { /* the kinds 7b58bde had */
     if (write_dir) {
       write_legacy(ctx, (cr_optim_kind)kind, write_dir);
       continue;
@@ -1034,7 +1018,7 @@ static void test_legacy_checkpoints(void **state) {
 static void test_no_malloc_in_step(void **state) {
   fx *x = *state;
   cr_ctx *ctx = x->ctx;
-  for (int kind = CR_SGD; kind <= CR_ADAGRAD; kind++) {
+  for (int kind = 0; kind < CR_OPTIM_NUM_KINDS; kind++) {
     model m;
     model_init(ctx, &m);
     cr_optim *opt = model_optim(ctx, &m, (cr_optim_kind)kind);
@@ -1132,14 +1116,17 @@ static void test_errors(void **state) {
 
 static void test_names_defaults(void **state) {
   (void)state;
-  static const char *names[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad"};
-  for (int k = 0; k < 5; k++) {
+  static const char *names[] = {"sgd",   "adam",  "adamw",  "rmsprop", "adagrad",
+                                "nadam", "radam", "adamax", "adadelta"};
+  assert_int_equal(CR_OPTIM_NUM_KINDS, sizeof names / sizeof names[0]);
+  for (int k = 0; k < CR_OPTIM_NUM_KINDS; k++) {
     assert_string_equal(cr_optim_kind_name((cr_optim_kind)k), names[k]);
     assert_int_equal(cr_optim_kind_from_name(names[k]), k);
   }
   assert_int_equal(cr_optim_kind_from_name("lamb"), -1);
   assert_int_equal(cr_optim_kind_from_name(NULL), -1);
-  assert_string_equal(cr_optim_kind_name((cr_optim_kind)7), "unknown");
+  assert_string_equal(cr_optim_kind_name(CR_OPTIM_NUM_KINDS), "unknown");
+  assert_string_equal(cr_optim_kind_name((cr_optim_kind)-1), "unknown");
   cr_optim_opts o;
   cr_optim_default_opts(CR_ADAMW, &o);
   assert_true(o.lr == 1e-3 && o.beta1 == 0.9 && o.beta2 == 0.999 && o.eps == 1e-8 &&
@@ -1152,13 +1139,25 @@ static void test_names_defaults(void **state) {
   assert_true(o.lr == 1e-2 && o.eps == 1e-10 && o.lr_decay == 0);
   cr_optim_default_opts(CR_SGD, &o);
   assert_true(o.lr == 1e-3 && o.momentum == 0 && !o.nesterov);
+  /* PyTorch 1.13's defaults of the others */
+  cr_optim_default_opts(CR_NADAM, &o);
+  assert_true(o.lr == 2e-3 && o.beta1 == 0.9 && o.beta2 == 0.999 && o.eps == 1e-8 &&
+              o.weight_decay == 0 && o.momentum_decay == 4e-3);
+  cr_optim_default_opts(CR_RADAM, &o);
+  assert_true(o.lr == 1e-3 && o.beta1 == 0.9 && o.beta2 == 0.999 && o.eps == 1e-8);
+  cr_optim_default_opts(CR_ADAMAX, &o);
+  assert_true(o.lr == 2e-3 && o.beta1 == 0.9 && o.beta2 == 0.999 && o.eps == 1e-8);
+  cr_optim_default_opts(CR_ADADELTA, &o);
+  assert_true(o.lr == 1.0 && o.rho == 0.9 && o.eps == 1e-6 && o.weight_decay == 0);
+  cr_optim_default_opts((cr_optim_kind)42, &o); /* SGD's, with that kind */
+  assert_true(o.kind == (cr_optim_kind)42 && o.lr == 1e-3 && o.momentum == 0);
 }
 
 /* maximize ascends: the same trajectory as descending on -grad. */
 static void test_maximize(void **state) {
   fx *x = *state;
   cr_ctx *ctx = x->ctx;
-  for (int kind = CR_SGD; kind <= CR_ADAGRAD; kind++) {
+  for (int kind = 0; kind < CR_OPTIM_NUM_KINDS; kind++) {
     cr_optim_opts o = full_opts((cr_optim_kind)kind);
     const double v0[2] = {0.3, -0.7};
     cr_tensor *a = param_from(ctx, CR_F64, CR_SHAPE(2), v0);

@@ -1,9 +1,11 @@
 /* chainrule/optim.h — optimizers, gradient clipping, learning-rate schedules.
  *
- * The update formulas and defaults are PyTorch's (torch.optim), checked
- * against numbers PyTorch produced (tests/fixtures/optim): in f64 the
- * results agree to the last bit, because the same multiply-adds are fused
- * (fma) that ATen's CPU kernels fuse.  An optimizer works on persistent
+ * The optimizers are PyTorch's SGD, Adam, AdamW, RMSprop, Adagrad, NAdam,
+ * RAdam, Adamax and Adadelta, with their formulas, hyper-parameter names
+ * and defaults (torch 1.13; the formula of each is at the top of its source
+ * file, src/nn/optim_*.c), checked against numbers PyTorch produced
+ * (tests/fixtures/optim): in f64 the results agree to the last bit, because
+ * the same multiply-adds are fused (fma) that ATen's CPU kernels fuse.  An optimizer works on persistent
  * parameters: it reads cr_grad(p) and updates p in place.  A parameter with
  * requires_grad off (frozen) or without a gradient is skipped: never
  * updated, its state untouched.  Parameters may be f32 or f64; each one's
@@ -50,14 +52,18 @@ typedef enum cr_optim_kind {
   CR_ADAMW,   /* as Adam, with decoupled weight decay p *= 1 - lr * wd before the update */
   CR_RMSPROP, /* alpha, eps, weight_decay, momentum, centered */
   CR_ADAGRAD, /* lr_decay, weight_decay, initial_accumulator_value, eps */
+  CR_NADAM,   /* beta1, beta2, eps, weight_decay (L2), momentum_decay */
+  CR_RADAM,   /* beta1, beta2, eps, weight_decay (L2) */
+  CR_ADAMAX,  /* beta1, beta2, eps, weight_decay (L2) */
+  CR_ADADELTA, /* rho, eps, weight_decay (L2) */
   CR_OPTIM_NUM_KINDS /* the number of kinds above (not a kind) */
 } cr_optim_kind;
 
 /* Options under PyTorch's names (betas split into beta1, beta2).  Options
  * that kind does not use are ignored.  Checked by cr_optim_new: lr,
- * momentum, weight_decay, eps, alpha, lr_decay, initial_accumulator_value
- * >= 0; beta1 and beta2 in [0, 1); nesterov needs momentum > 0 and
- * dampening 0; every value finite.  A bad value is reported naming the
+ * momentum, weight_decay, eps, alpha, lr_decay, initial_accumulator_value,
+ * momentum_decay >= 0; beta1 and beta2 in [0, 1); rho in [0, 1]; nesterov
+ * needs momentum > 0 and dampening 0; every value finite.  A bad value is reported naming the
  * optimizer, the option and the value: "optim: adam beta2 1 must be in
  * [0, 1)". */
 typedef struct cr_optim_opts {
@@ -71,16 +77,22 @@ typedef struct cr_optim_opts {
   bool centered;
   double lr_decay, initial_accumulator_value;
   bool maximize; /* ascend: use -grad (every kind) */
+  double momentum_decay; /* NAdam's psi */
+  double rho;            /* Adadelta's */
 } cr_optim_opts;
 
-/* PyTorch's defaults for kind: SGD lr 1e-3 (PyTorch requires lr; 1e-3 is
- * its current default), Adam/AdamW lr 1e-3 betas (0.9, 0.999) eps 1e-8,
+/* PyTorch's defaults for kind: SGD lr 1e-3 (PyTorch 1.13 requires lr; 1e-3
+ * is PyTorch 2's default), Adam/AdamW lr 1e-3 betas (0.9, 0.999) eps 1e-8,
  * AdamW weight_decay 1e-2, RMSprop lr 1e-2 alpha 0.99 eps 1e-8, Adagrad
- * lr 1e-2 eps 1e-10; everything else 0 / false.  An unknown kind gets the
- * SGD defaults with that kind (cr_optim_new then rejects it). */
+ * lr 1e-2 eps 1e-10, NAdam lr 2e-3 betas (0.9, 0.999) eps 1e-8
+ * momentum_decay 4e-3, RAdam lr 1e-3 betas (0.9, 0.999) eps 1e-8, Adamax
+ * lr 2e-3 betas (0.9, 0.999) eps 1e-8, Adadelta lr 1 rho 0.9 eps 1e-6;
+ * everything else 0 / false.  An unknown kind gets the SGD defaults with
+ * that kind (cr_optim_new then rejects it). */
 void cr_optim_default_opts(cr_optim_kind kind, cr_optim_opts *opts);
-/* "sgd", "adam", "adamw", "rmsprop", "adagrad" <-> kind.  The name of an
- * unknown kind is "unknown"; an unknown name (or NULL) gives -1. */
+/* "sgd", "adam", "adamw", "rmsprop", "adagrad", "nadam", "radam", "adamax",
+ * "adadelta" <-> kind.  The name of an unknown kind is "unknown"; an
+ * unknown name (or NULL) gives -1. */
 const char *cr_optim_kind_name(cr_optim_kind kind);
 int cr_optim_kind_from_name(const char *name);
 /* The hyper-parameters of kind by name, in PyTorch's order, lr first: the
@@ -156,7 +168,9 @@ int64_t cr_optim_steps(const cr_optim *opt);
  *                               PyTorch's names: momentum_buffer (SGD with
  *                               momentum, RMSprop with momentum), exp_avg,
  *                               exp_avg_sq, max_exp_avg_sq (amsgrad),
- *                               square_avg, grad_avg (centered), sum.
+ *                               square_avg, grad_avg (centered), sum,
+ *                               exp_inf (Adamax), acc_delta (Adadelta).
+ *            P"<i>.mu_product"  [1] f64, NAdam's product of momentum factors.
  * The hyperparameters are not stored: the loading optimizer keeps its own.
  * cr_optim_save fails on a name already in w (two optimizers need two
  * prefixes); it may have added some entries to w before failing.

@@ -5,14 +5,21 @@
 
 #include <assert.h>
 
-extern const cr__optim_def cr__optim_sgd, cr__optim_adam, cr__optim_adamw, cr__optim_rmsprop,
-    cr__optim_adagrad;
+/* optim_sgd.c */
+extern const cr__optim_def cr__optim_sgd;
+/* optim_adam.c */
+extern const cr__optim_def cr__optim_adam, cr__optim_adamw, cr__optim_nadam, cr__optim_radam,
+    cr__optim_adamax;
+/* optim_adaptive.c */
+extern const cr__optim_def cr__optim_rmsprop, cr__optim_adagrad, cr__optim_adadelta;
 
 /* Indexed by cr_optim_kind. */
 static const cr__optim_def *const table[] = {
-    [CR_SGD] = &cr__optim_sgd,         [CR_ADAM] = &cr__optim_adam,
-    [CR_ADAMW] = &cr__optim_adamw,     [CR_RMSPROP] = &cr__optim_rmsprop,
-    [CR_ADAGRAD] = &cr__optim_adagrad,
+    [CR_SGD] = &cr__optim_sgd,           [CR_ADAM] = &cr__optim_adam,
+    [CR_ADAMW] = &cr__optim_adamw,       [CR_RMSPROP] = &cr__optim_rmsprop,
+    [CR_ADAGRAD] = &cr__optim_adagrad,   [CR_NADAM] = &cr__optim_nadam,
+    [CR_RADAM] = &cr__optim_radam,       [CR_ADAMAX] = &cr__optim_adamax,
+    [CR_ADADELTA] = &cr__optim_adadelta,
 };
 #define N_KINDS ((int)(sizeof table / sizeof table[0]))
 static_assert(N_KINDS == CR_OPTIM_NUM_KINDS, "every cr_optim_kind has a row");
