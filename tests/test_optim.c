@@ -391,6 +391,141 @@ static void test_names_defaults(void **state) {
   assert_true(o.kind == (cr_optim_kind)42 && o.lr == 1e-3 && o.momentum == 0);
 }
 
+/* Bad hyper-parameters of every rule, on the new kinds: the message names
+ * the optimizer, the field and the value (PyTorch: "Invalid beta parameter
+ * at index 0: 1.0"). */
+static void test_errors_new_kinds(void **state) {
+  fx *x = *state;
+  cr_ctx *ctx = x->ctx;
+  cr_tensor *p = param_from(ctx, CR_F64, CR_SHAPE(2), (const double[]){1, 2});
+  static const struct {
+    cr_optim_kind kind;
+    const char *name;
+    double v;
+    const char *msg;
+  } bad[] = {
+      {CR_NADAM, "momentum_decay", -0.1, "optim: nadam momentum_decay -0.1 must be >= 0"},
+      {CR_NADAM, "beta1", 1, "optim: nadam beta1 1 must be in [0, 1)"},
+      {CR_RADAM, "beta2", -0.5, "optim: radam beta2 -0.5 must be in [0, 1)"},
+      {CR_RADAM, "lr", NAN, "optim: radam lr nan must be >= 0"},
+      {CR_ADAMAX, "eps", -1e-8, "optim: adamax eps -1e-08 must be >= 0"},
+      {CR_ADAMAX, "weight_decay", INFINITY, "optim: adamax weight_decay inf must be >= 0 and finite"},
+      {CR_ADADELTA, "rho", 1.5, "optim: adadelta rho 1.5 must be in [0, 1]"},
+      {CR_ADADELTA, "rho", NAN, "optim: adadelta rho nan must be in [0, 1]"},
+      {CR_SGD, "dampening", INFINITY, "optim: sgd dampening inf must be finite"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    cr_optim_opts o;
+    cr_optim_default_opts(bad[i].kind, &o);
+    assert_int_equal(cr_optim_opts_set(ctx, &o, bad[i].name, bad[i].v), CR_OK);
+    expect_new_error(ctx, &o, &p, 1, bad[i].msg);
+  }
+  cr_optim_opts o;
+  cr_optim_default_opts(CR_ADADELTA, &o);
+  o.rho = 1; /* [0, 1]: PyTorch allows rho = 1 */
+  cr_optim *opt = cr_optim_new(ctx, &o, &p, 1);
+  assert_non_null(opt);
+  cr_optim_free(opt);
+  /* a group's lr is checked against the same rule */
+  cr_optim_default_opts(CR_NADAM, &o);
+  opt = cr_optim_new(ctx, &o, &p, 1);
+  cr_tensor *q = param_from(ctx, CR_F64, CR_SHAPE(1), NULL);
+  assert_int_equal(cr_optim_add_group(ctx, opt, &q, 1, -2), -1);
+  assert_string_equal(cr_ctx_error(ctx), "optim: nadam lr -2 must be >= 0");
+  cr_ctx_clear_error(ctx);
+  cr_optim_free(opt);
+  cr_tensor_free(q);
+  cr_tensor_free(p);
+}
+
+/* The table seen through the API: every kind has lr first, unique names,
+ * valid defaults; hyper-parameters by name, on options and on a live
+ * optimizer. */
+static void test_hyper_by_name(void **state) {
+  fx *x = *state;
+  cr_ctx *ctx = x->ctx;
+  cr_tensor *p = param_from(ctx, CR_F64, CR_SHAPE(2), (const double[]){1, 2});
+  for (int k = 0; k < CR_OPTIM_NUM_KINDS; k++) {
+    assert_string_equal(cr_optim_hyper_name((cr_optim_kind)k, 0), "lr");
+    int n = 0;
+    for (const char *h; (h = cr_optim_hyper_name((cr_optim_kind)k, n)); n++)
+      for (int j = 0; j < n; j++)
+        assert_string_not_equal(h, cr_optim_hyper_name((cr_optim_kind)k, j));
+    assert_true(n >= 4);
+    assert_null(cr_optim_hyper_name((cr_optim_kind)k, -1));
+    cr_optim_opts o;
+    cr_optim_default_opts((cr_optim_kind)k, &o);
+    cr_optim *opt = cr_optim_new(ctx, &o, &p, 1);
+    assert_non_null(opt);
+    for (int i = 1; i < n; i++) { /* get_hyper reads what the defaults set */
+      const char *h = cr_optim_hyper_name((cr_optim_kind)k, i);
+      cr_optim_opts one = o;
+      assert_int_equal(cr_optim_opts_set(ctx, &one, h, cr_optim_get_hyper(opt, h)), CR_OK);
+      assert_memory_equal(&one, &o, sizeof o);
+    }
+    assert_true(isnan(cr_optim_get_hyper(opt, "lr")) && isnan(cr_optim_get_hyper(opt, "nope")));
+    cr_optim_free(opt);
+  }
+  assert_null(cr_optim_hyper_name(CR_OPTIM_NUM_KINDS, 0));
+  static const char *const adam[] = {"lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad",
+                                     "maximize"};
+  for (int i = 0; i < 7; i++)
+    assert_string_equal(cr_optim_hyper_name(CR_ADAM, i), adam[i]);
+  assert_null(cr_optim_hyper_name(CR_ADAM, 7));
+
+  cr_optim_opts o;
+  cr_optim_default_opts(CR_ADAM, &o);
+  assert_int_equal(cr_optim_opts_set(ctx, &o, "amsgrad", 1), CR_OK);
+  assert_true(o.amsgrad);
+  assert_int_equal(cr_optim_opts_set(ctx, &o, "rho", 0.5), CR_ERR_ARG);
+  assert_string_equal(cr_ctx_error(ctx), "optim_opts_set: adam has no hyper-parameter 'rho' (lr, "
+                                         "beta1, beta2, eps, weight_decay, amsgrad, maximize)");
+  cr_ctx_clear_error(ctx);
+
+  /* a live optimizer: checked like cr_optim_new, refused when a buffer is missing */
+  o.amsgrad = false;
+  cr_optim *opt = cr_optim_new(ctx, &o, &p, 1);
+  assert_int_equal(cr_optim_set_hyper(ctx, opt, "beta1", 0.8), CR_OK);
+  assert_true(cr_optim_get_hyper(opt, "beta1") == 0.8);
+  static const struct {
+    const char *name;
+    double v;
+    const char *msg;
+  } bad[] = {
+      {"beta1", 1.5, "optim_set_hyper: adam beta1 1.5 must be in [0, 1)"},
+      {"amsgrad", 1, "optim_set_hyper: adam amsgrad 1 needs the state buffer 'max_exp_avg_sq', "
+                     "which this optimizer was made without (give amsgrad when making it)"},
+      {"lr", 0.1, "optim_set_hyper: adam lr is set per group (cr_optim_set_lr)"},
+      {"momentum", 0.9, "optim_opts_set: adam has no hyper-parameter 'momentum' (lr, beta1, "
+                        "beta2, eps, weight_decay, amsgrad, maximize)"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_int_equal(cr_optim_set_hyper(ctx, opt, bad[i].name, bad[i].v), CR_ERR_ARG);
+    assert_string_equal(cr_ctx_error(ctx), bad[i].msg);
+    cr_ctx_clear_error(ctx);
+  }
+  assert_true(cr_optim_get_hyper(opt, "beta1") == 0.8 && cr_optim_get_hyper(opt, "amsgrad") == 0);
+  cr_optim_free(opt);
+  /* turning a buffer's option off is fine (the buffer stays, unused) */
+  o.amsgrad = true;
+  opt = cr_optim_new(ctx, &o, &p, 1);
+  assert_int_equal(cr_optim_set_hyper(ctx, opt, "amsgrad", 0), CR_OK);
+  cr_optim_free(opt);
+  cr_optim_default_opts(CR_SGD, &o);
+  opt = cr_optim_new(ctx, &o, &p, 1);
+  assert_int_equal(cr_optim_set_hyper(ctx, opt, "momentum", 0.9), CR_ERR_ARG);
+  assert_string_equal(cr_ctx_error(ctx),
+                      "optim_set_hyper: sgd momentum 0.9 needs the state buffer 'momentum_buffer', "
+                      "which this optimizer was made without (give momentum when making it)");
+  cr_ctx_clear_error(ctx);
+  assert_int_equal(cr_optim_set_hyper(ctx, opt, "nesterov", 1), CR_ERR_ARG);
+  assert_string_equal(cr_ctx_error(ctx), "optim_set_hyper: sgd nesterov needs momentum > 0 and "
+                                         "dampening 0 (momentum 0, dampening 0)");
+  cr_ctx_clear_error(ctx);
+  cr_optim_free(opt);
+  cr_tensor_free(p);
+}
+
 /* maximize ascends: the same trajectory as descending on -grad. */
 static void test_maximize(void **state) {
   fx *x = *state;
@@ -426,6 +561,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_no_malloc_in_step, setup, teardown),
       cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_names_defaults, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_errors_new_kinds, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_hyper_by_name, setup, teardown),
       cmocka_unit_test_setup_teardown(test_maximize, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

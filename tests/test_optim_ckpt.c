@@ -299,6 +299,105 @@ static void test_load_failures(void **state) {
   model_free(&other);
 }
 
+/* A copy of file `good` at dir/name with tensor `edit` changed at index 2
+ * to v, or left out if drop; returns it opened. */
+static cr_st_file *edited(fx *x, cr_st_file *good, const char *name, const char *edit, double v,
+                          bool drop) {
+  cr_ctx *ctx = x->ctx;
+  cr_st_writer *w = cr_st_writer_new();
+  for (int i = 0; i < cr_st_meta_count(good); i++)
+    assert_int_equal(cr_st_writer_set_meta(ctx, w, cr_st_meta_key(good, i),
+                                           cr_st_meta(good, cr_st_meta_key(good, i))),
+                     CR_OK);
+  for (int i = 0; i < cr_st_count(good); i++) {
+    const bool hit = !strcmp(cr_st_name(good, i), edit);
+    if (hit && drop)
+      continue;
+    cr_tensor *t = cr_st_get(ctx, good, cr_st_name(good, i));
+    if (hit)
+      cr_set_flat(t, cr_numel(t) > 2 ? 2 : 0, v);
+    assert_int_equal(cr_st_writer_add(ctx, w, cr_st_name(good, i), t), CR_OK);
+    cr_tensor_free(t);
+  }
+  char p[200];
+  snprintf(p, sizeof p, "%s/%s", x->dir, name);
+  assert_int_equal(cr_st_writer_save(ctx, w, p), CR_OK);
+  cr_st_writer_free(w);
+  cr_st_file *f = cr_st_open(ctx, p);
+  assert_non_null(f);
+  return f;
+}
+
+/* The kinds added with the table go through the same checks: their
+ * buffers' rules (exp_inf and acc_delta hold magnitudes, so no value below
+ * 0), NAdam's mu_product scalar, and the kind; every failed load changes
+ * nothing (expect_load_failure compares the whole state before and after). */
+static void test_load_failures_new_kinds(void **state) {
+  fx *x = *state;
+  cr_ctx *ctx = x->ctx;
+  char want[600];
+  static const struct {
+    cr_optim_kind kind;
+    const char *tensor;
+    double v;
+    bool drop;
+    const char *why; /* after "<file>: " */
+  } bad[] = {
+      {CR_NADAM, "optim.0.mu_product", 0, true, "no tensor named 'optim.0.mu_product'"},
+      {CR_NADAM, "optim.1.mu_product", NAN, false,
+       "tensor 'optim.1.mu_product' holds nan at index 0, expected finite values"},
+      {CR_NADAM, "optim.0.exp_avg_sq", -1, false,
+       "tensor 'optim.0.exp_avg_sq' holds -1 at index 2, expected finite values >= 0"},
+      {CR_RADAM, "optim.1.exp_avg", INFINITY, false,
+       "tensor 'optim.1.exp_avg' holds inf at index 2, expected finite values"},
+      {CR_ADAMAX, "optim.1.exp_inf", -1, false,
+       "tensor 'optim.1.exp_inf' holds -1 at index 2, expected finite values >= 0"},
+      {CR_ADADELTA, "optim.0.acc_delta", -0.5, false,
+       "tensor 'optim.0.acc_delta' holds -0.5 at index 2, expected finite values >= 0"},
+      {CR_ADADELTA, "optim.2.square_avg", 0, true, "no tensor named 'optim.2.square_avg'"},
+  };
+  for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+    model m, other;
+    model_init(ctx, &m);
+    model_init(ctx, &other);
+    cr_optim *opt = model_optim(ctx, &m, bad[b].kind), *src = model_optim(ctx, &other, bad[b].kind);
+    for (int k = 1; k <= 6; k++) {
+      train_step(ctx, &m, opt, k);
+      train_step(ctx, &other, src, k + 10);
+    }
+    cr_st_file *good = save_open(x, src, "good.safetensors");
+    cr_st_file *f = edited(x, good, "bad.safetensors", bad[b].tensor, bad[b].v, bad[b].drop);
+    snprintf(want, sizeof want, "%s/bad.safetensors: %s", x->dir, bad[b].why);
+    expect_load_failure(x, opt, f, "optim.", want);
+    cr_st_close(f);
+    /* the good file loads, and the state is then src's */
+    assert_int_equal(cr_optim_load(ctx, opt, good, "optim."), CR_OK);
+    char sa[16384], sb[16384];
+    size_t na = snapshot(x, opt, sa, sizeof sa), nb = snapshot(x, src, sb, sizeof sb);
+    assert_true(na == nb && !memcmp(sa, sb, na));
+    cr_st_close(good);
+    cr_optim_free(opt);
+    cr_optim_free(src);
+    model_free(&m);
+    model_free(&other);
+  }
+  /* NAdam's and Adam's state have the same buffer names: the kind tells */
+  model m, other;
+  model_init(ctx, &m);
+  model_init(ctx, &other);
+  cr_optim *adam = model_optim(ctx, &m, CR_ADAM), *nadam = model_optim(ctx, &other, CR_NADAM);
+  cr_st_file *f = save_open(x, nadam, "nadam.safetensors");
+  snprintf(want, sizeof want,
+           "%s/nadam.safetensors: metadata 'optim.kind' is 'nadam', but the optimizer is adam",
+           x->dir);
+  expect_load_failure(x, adam, f, "optim.", want);
+  cr_st_close(f);
+  cr_optim_free(adam);
+  cr_optim_free(nadam);
+  model_free(&m);
+  model_free(&other);
+}
+
 /* ================================================================ older checkpoints
  *
  * tests/fixtures/optim_ckpt/<kind>.safetensors were written by the
@@ -431,6 +530,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_resume_exact, setup, teardown),
       cmocka_unit_test_setup_teardown(test_load_failures, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_load_failures_new_kinds, setup, teardown),
       cmocka_unit_test_setup_teardown(test_legacy_checkpoints, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
