@@ -7,6 +7,7 @@
  * State lives in persistent tensors made with the optimizer (or with a
  * group), named as in PyTorch's state dict, so a step never allocates. */
 #include "optim_impl.h"
+#include "sched_impl.h"
 
 /* ================================================================ lifetime */
 
@@ -205,6 +206,35 @@ cr_status cr_optim_set_hyper(cr_ctx *ctx, cr_optim *opt, const char *name, doubl
   return CR_OK;
 }
 
+/* ================================================================ schedules
+ * (declared in sched_impl.h) */
+
+void cr__optim_clear_pending(cr_optim *opt) { opt->pending[0] = '\0'; }
+
+void cr__optim_cycle_momentum(cr_optim *opt, const char *who, double v) {
+  const cr__optim_def *d = opt->def;
+  opt->pending[0] = '\0';
+  const cr__optim_hyper *h = d->cycle ? cr__optim_hyper_find(d, d->cycle) : NULL;
+  if (!h) {
+    snprintf(opt->pending, sizeof opt->pending,
+             "optim_step: %s cycles the momentum, but %s has neither momentum nor betas "
+             "(turn cycle_momentum off)",
+             who, d->name);
+    return;
+  }
+  cr_optim_opts o = opt->o;
+  cr__optim_hyper_set(&o, h, v);
+  for (int b = 0; b < NBUF; b++)
+    if (cr__optim_buf_wanted(d, b, &o) && !opt->buf_name[b]) {
+      snprintf(opt->pending, sizeof opt->pending,
+               "optim_step: %s sets %s %s %g, but the optimizer was made with %s 0, without "
+               "the state buffer '%s' (make it with %s > 0, or turn cycle_momentum off)",
+               who, d->name, h->name, v, h->name, d->buf[b].name, h->name);
+      return;
+    }
+  cr__optim_hyper_set(&opt->o, h, v);
+}
+
 /* ================================================================ steps */
 
 static void update(const cr_optim *opt, opt_param *q, double lr) {
@@ -235,6 +265,8 @@ cr_status cr_optim_step(cr_ctx *ctx, cr_optim *opt) {
     return ctx->status;
   if (!opt)
     return cr_ctx_set_error(ctx, CR_ERR_ARG, "optim_step: optimizer is NULL");
+  if (opt->pending[0])
+    return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s", opt->pending);
   for (int g = 0; g < opt->n_groups; g++) {
     double lr = opt->groups[g].lr;
     if (!(lr >= 0 && isfinite(lr)))

@@ -48,6 +48,7 @@
 
 const cr__optim_def cr__optim_adam = {
     .name = "adam",
+    .cycle = "beta1",
     .torch = "Adam",
     .hyper = ADAM_HYPER(0),
     .buf = ADAM_BUF,
@@ -57,6 +58,7 @@ const cr__optim_def cr__optim_adam = {
 
 const cr__optim_def cr__optim_adamw = {
     .name = "adamw",
+    .cycle = "beta1",
     .torch = "AdamW",
     .hyper = ADAM_HYPER(1e-2),
     .buf = ADAM_BUF,
@@ -68,6 +70,7 @@ const cr__optim_def cr__optim_adamw = {
 
 const cr__optim_def cr__optim_nadam = {
     .name = "nadam",
+    .cycle = "beta1",
     .torch = "NAdam",
     .hyper = {CR__HYPER(lr, HR_NONNEG, 2e-3), BETAS, CR__HYPER(eps, HR_NONNEG, 1e-8),
               CR__HYPER(weight_decay, HR_NONNEG, 0), CR__HYPER(momentum_decay, HR_NONNEG, 4e-3),
@@ -80,6 +83,7 @@ const cr__optim_def cr__optim_nadam = {
 
 const cr__optim_def cr__optim_radam = {
     .name = "radam",
+    .cycle = "beta1",
     .torch = "RAdam",
     .hyper = {CR__HYPER(lr, HR_NONNEG, 1e-3), BETAS, CR__HYPER(eps, HR_NONNEG, 1e-8),
               CR__HYPER(weight_decay, HR_NONNEG, 0), CR__HYPER(maximize, HR_BOOL, 0)},
@@ -90,6 +94,7 @@ const cr__optim_def cr__optim_radam = {
 
 const cr__optim_def cr__optim_adamax = {
     .name = "adamax",
+    .cycle = "beta1",
     .torch = "Adamax",
     .hyper = {CR__HYPER(lr, HR_NONNEG, 2e-3), BETAS, CR__HYPER(eps, HR_NONNEG, 1e-8),
               CR__HYPER(weight_decay, HR_NONNEG, 0), CR__HYPER(maximize, HR_BOOL, 0)},

@@ -25,6 +25,7 @@
 
 const cr__optim_def cr__optim_rmsprop = {
     .name = "rmsprop",
+    .cycle = "momentum",
     .torch = "RMSprop",
     .hyper = {CR__HYPER(lr, HR_NONNEG, 1e-2), CR__HYPER(alpha, HR_NONNEG, 0.99),
               CR__HYPER(eps, HR_NONNEG, 1e-8), CR__HYPER(weight_decay, HR_NONNEG, 0),

@@ -81,6 +81,9 @@ struct cr__optim_def {
   /* Rules between hyper-parameters (SGD's nesterov), after each passed its
    * own; NULL if none.  false and an error in ctx naming op. */
   bool (*check)(cr_ctx *ctx, const char *op, const cr__optim_def *d, const cr_optim_opts *o);
+  /* The hyper-parameter OneCycleLR cycles: PyTorch's rule is beta1 if the
+   * optimizer has betas, else momentum; NULL if it has neither. */
+  const char *cycle;
   cr__optim_kernel kernel_f32, kernel_f64;
 };
 
@@ -120,6 +123,8 @@ struct cr_optim {
   cr_optim_opts o;
   const cr__optim_def *def;
   const char *buf_name[NBUF]; /* per slot: the row's name if the slot exists, else NULL */
+  char pending[256];          /* why a schedule could not set a hyper-parameter: the next
+                                 step fails with it; "" if none */
   opt_param *params;
   int n_params;
   opt_group *groups;

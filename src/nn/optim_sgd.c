@@ -41,6 +41,7 @@ static bool sgd_check(cr_ctx *ctx, const char *op, const cr__optim_def *d,
 
 const cr__optim_def cr__optim_sgd = {
     .name = "sgd",
+    .cycle = "momentum",
     .torch = "SGD",
     /* PyTorch 1.13 has no default lr (lr=required); 1e-3 is PyTorch 2's */
     .hyper = {CR__HYPER(lr, HR_NONNEG, 1e-3), CR__HYPER(momentum, HR_NONNEG, 0),
