@@ -71,7 +71,7 @@ static inline cr_tensor *grad_of(cr_ctx *ctx, cr_tensor *p) {
 }
 
 static inline cr_tensor *param_from(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape,
-                             const double *v) {
+                                    const double *v) {
   cr_tensor *p = cr_tensor_new(ctx, dt, ndim, shape);
   assert_non_null(p);
   for (int64_t i = 0; v && i < cr_numel(p); i++)
@@ -119,7 +119,6 @@ static inline double rel_err(double a, double b) {
   double d = fabs(a - b), m = fabs(b);
   return m > 1e-300 ? d / m : d;
 }
-
 
 /* ---- a small model trained by a fixed recipe (checkpoints, no-malloc) */
 
@@ -181,6 +180,5 @@ static inline void train_step(cr_ctx *ctx, model *m, cr_optim *opt, int k) {
   cr_sched_apply(&s, opt, cr_optim_steps(opt));
   assert_int_equal(cr_optim_step(ctx, opt), CR_OK);
 }
-
 
 #endif

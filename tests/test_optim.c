@@ -295,8 +295,9 @@ static void test_errors(void **state) {
   expect_new_error(ctx, &o, &p, 1, "optim: sgd lr -1 must be >= 0");
   cr_optim_default_opts(CR_SGD, &o);
   o.nesterov = true;
-  expect_new_error(ctx, &o, &p, 1,
-                   "optim: sgd nesterov needs momentum > 0 and dampening 0 (momentum 0, dampening 0)");
+  expect_new_error(
+      ctx, &o, &p, 1,
+      "optim: sgd nesterov needs momentum > 0 and dampening 0 (momentum 0, dampening 0)");
   cr_optim_default_opts(CR_ADAM, &o);
   o.beta2 = 1;
   expect_new_error(ctx, &o, &p, 1, "optim: adam beta2 1 must be in [0, 1)");
@@ -409,7 +410,8 @@ static void test_errors_new_kinds(void **state) {
       {CR_RADAM, "beta2", -0.5, "optim: radam beta2 -0.5 must be in [0, 1)"},
       {CR_RADAM, "lr", NAN, "optim: radam lr nan must be >= 0"},
       {CR_ADAMAX, "eps", -1e-8, "optim: adamax eps -1e-08 must be >= 0"},
-      {CR_ADAMAX, "weight_decay", INFINITY, "optim: adamax weight_decay inf must be >= 0 and finite"},
+      {CR_ADAMAX, "weight_decay", INFINITY,
+       "optim: adamax weight_decay inf must be >= 0 and finite"},
       {CR_ADADELTA, "rho", 1.5, "optim: adadelta rho 1.5 must be in [0, 1]"},
       {CR_ADADELTA, "rho", NAN, "optim: adadelta rho nan must be in [0, 1]"},
       {CR_SGD, "dampening", INFINITY, "optim: sgd dampening inf must be finite"},
@@ -467,8 +469,8 @@ static void test_hyper_by_name(void **state) {
     cr_optim_free(opt);
   }
   assert_null(cr_optim_hyper_name(CR_OPTIM_NUM_KINDS, 0));
-  static const char *const adam[] = {"lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad",
-                                     "maximize"};
+  static const char *const adam[] = {"lr",           "beta1",   "beta2",   "eps",
+                                     "weight_decay", "amsgrad", "maximize"};
   for (int i = 0; i < 7; i++)
     assert_string_equal(cr_optim_hyper_name(CR_ADAM, i), adam[i]);
   assert_null(cr_optim_hyper_name(CR_ADAM, 7));
@@ -493,11 +495,13 @@ static void test_hyper_by_name(void **state) {
     const char *msg;
   } bad[] = {
       {"beta1", 1.5, "optim_set_hyper: adam beta1 1.5 must be in [0, 1)"},
-      {"amsgrad", 1, "optim_set_hyper: adam amsgrad 1 needs the state buffer 'max_exp_avg_sq', "
-                     "which this optimizer was made without (give amsgrad when making it)"},
+      {"amsgrad", 1,
+       "optim_set_hyper: adam amsgrad 1 needs the state buffer 'max_exp_avg_sq', "
+       "which this optimizer was made without (give amsgrad when making it)"},
       {"lr", 0.1, "optim_set_hyper: adam lr is set per group (cr_optim_set_lr)"},
-      {"momentum", 0.9, "optim_opts_set: adam has no hyper-parameter 'momentum' (lr, beta1, "
-                        "beta2, eps, weight_decay, amsgrad, maximize)"},
+      {"momentum", 0.9,
+       "optim_opts_set: adam has no hyper-parameter 'momentum' (lr, beta1, "
+       "beta2, eps, weight_decay, amsgrad, maximize)"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     assert_int_equal(cr_optim_set_hyper(ctx, opt, bad[i].name, bad[i].v), CR_ERR_ARG);

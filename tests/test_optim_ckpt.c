@@ -179,7 +179,11 @@ static void test_load_failures(void **state) {
   cr_optim *same = cr_optim_new(ctx, &o, other.p, 2);
   for (int k = 1; k <= 2; k++)
     train_step(ctx, &other, same, k);
-  static const struct { const char *name; double v; const char *want; } bad[] = {
+  static const struct {
+    const char *name;
+    double v;
+    const char *want;
+  } bad[] = {
       {"optim.1.exp_avg", NAN, "holds nan at index 2, expected finite values"},
       {"optim.0.exp_avg_sq", -1, "holds -1 at index 2, expected finite values >= 0"},
   };
@@ -188,7 +192,8 @@ static void test_load_failures(void **state) {
     cr_st_writer *w = cr_st_writer_new();
     for (int i = 0; i < cr_st_meta_count(good); i++)
       assert_int_equal(cr_st_writer_set_meta(ctx, w, cr_st_meta_key(good, i),
-                                             cr_st_meta(good, cr_st_meta_key(good, i))), CR_OK);
+                                             cr_st_meta(good, cr_st_meta_key(good, i))),
+                       CR_OK);
     for (int i = 0; i < cr_st_count(good); i++) {
       cr_tensor *t = cr_st_get(ctx, good, cr_st_name(good, i));
       if (!strcmp(cr_st_name(good, i), bad[b].name))

@@ -12,9 +12,9 @@
 
 /* Metadata that is not a constructor argument of the schedule. */
 static bool not_a_param(const char *key) {
-  static const char *const skip[] = {"schedule", "last_epoch", "max_lr", "optimizer", "lr1",
-                                     "lr",       "steps",      "format", "generator",
-                                     "torch_version"};
+  static const char *const skip[] = {"schedule",  "last_epoch",   "max_lr", "optimizer",
+                                     "lr1",       "lr",           "steps",  "format",
+                                     "generator", "torch_version"};
   for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++)
     if (!strcmp(key, skip[i]))
       return true;
@@ -185,8 +185,8 @@ static void test_sched_fixtures(void **state) {
     assert_true(cr_sched_check(&s, err, sizeof err));
     if (s.kind == CR_SCHED_PLATEAU) {
       int m = replay_plateau(x->ctx, f, &s);
-      print_message("sched %-42s %lld metrics: %d lrs and state values, all bit-exact\n",
-                    names[i], (long long)s.last_epoch, m);
+      print_message("sched %-42s %lld metrics: %d lrs and state values, all bit-exact\n", names[i],
+                    (long long)s.last_epoch, m);
       cr_st_close(f);
       continue;
     }
@@ -350,8 +350,8 @@ static void test_sched_parse_new(void **state) {
               s.threshold == 1e-4 && !s.threshold_abs && s.cooldown == 0 && s.min_lr == 0 &&
               s.eps == 1e-8);
   assert_true(isnan(cr_sched_lr(&s, 0.1, 0))); /* not a function of the step */
-  assert_true(cr_sched_parse("plateau:0.5:3:mode=max:threshold_mode=abs:cooldown=2:min_lr=1e-5",
-                             &s, NULL, err, sizeof err));
+  assert_true(cr_sched_parse("plateau:0.5:3:mode=max:threshold_mode=abs:cooldown=2:min_lr=1e-5", &s,
+                             NULL, err, sizeof err));
   assert_true(s.factor == 0.5 && s.patience == 3 && s.mode_max && s.threshold_abs &&
               s.cooldown == 2 && s.min_lr == 1e-5);
   /* every parameter by PyTorch's name, T_max as t_max */
@@ -398,7 +398,8 @@ static void test_sched_parse_new(void **state) {
       {"plateau:0.5:-1", "'plateau:0.5:-1': patience -1 must be >= 0"},
       {"plateau:mode=up", "'plateau:mode=up': mode must be min or max, not 'up'"},
       {"plateau:threshold=-1", "'plateau:threshold=-1': threshold -1 must be >= 0 and finite"},
-      {"plateau:0.1:2:3", "'plateau:0.1:2:3': expected plateau[:FACTOR[:PATIENCE]][:NAME=VALUE...]"},
+      {"plateau:0.1:2:3",
+       "'plateau:0.1:2:3': expected plateau[:FACTOR[:PATIENCE]][:NAME=VALUE...]"},
       {"warmup:5+plateau", "'warmup:5+plateau': plateau takes no warmup (it follows a metric, not "
                            "steps)"},
       {"constant:1", "'constant:1': expected constant"},
@@ -417,9 +418,10 @@ static void test_sched_parse_new(void **state) {
  * argument. */
 static void test_sched_defaults(void **state) {
   (void)state;
-  static const bool valid[CR_SCHED_NUM_KINDS] = {
-      [CR_SCHED_CONSTANT] = true, [CR_SCHED_LINEAR] = true, [CR_SCHED_MULTISTEP] = true,
-      [CR_SCHED_PLATEAU] = true};
+  static const bool valid[CR_SCHED_NUM_KINDS] = {[CR_SCHED_CONSTANT] = true,
+                                                 [CR_SCHED_LINEAR] = true,
+                                                 [CR_SCHED_MULTISTEP] = true,
+                                                 [CR_SCHED_PLATEAU] = true};
   static const char *const why[CR_SCHED_NUM_KINDS] = {
       [CR_SCHED_STEP] = "sched: step_size 0 must be >= 1",
       [CR_SCHED_EXPONENTIAL] = "sched: gamma 0 must be > 0 and finite",

@@ -5,8 +5,9 @@
  * and defaults (torch 1.13; the formula of each is at the top of its source
  * file, src/nn/optim_*.c), checked against numbers PyTorch produced
  * (tests/fixtures/optim): in f64 the results agree to the last bit, because
- * the same multiply-adds are fused (fma) that ATen's CPU kernels fuse.  An optimizer works on persistent
- * parameters: it reads cr_grad(p) and updates p in place.  A parameter with
+ * the same multiply-adds are fused (fma) that ATen's CPU kernels fuse.  An
+ * optimizer works on persistent parameters: it reads cr_grad(p) and updates
+ * p in place.  A parameter with
  * requires_grad off (frozen) or without a gradient is skipped: never
  * updated, its state untouched.  Parameters may be f32 or f64; each one's
  * state buffers have its dtype and its update is computed in that dtype.
@@ -47,15 +48,15 @@ extern "C" {
 #endif
 
 typedef enum cr_optim_kind {
-  CR_SGD,     /* momentum, dampening, nesterov, weight_decay */
-  CR_ADAM,    /* beta1, beta2, eps, weight_decay (L2, added to the gradient), amsgrad */
-  CR_ADAMW,   /* as Adam, with decoupled weight decay p *= 1 - lr * wd before the update */
-  CR_RMSPROP, /* alpha, eps, weight_decay, momentum, centered */
-  CR_ADAGRAD, /* lr_decay, weight_decay, initial_accumulator_value, eps */
-  CR_NADAM,   /* beta1, beta2, eps, weight_decay (L2), momentum_decay */
-  CR_RADAM,   /* beta1, beta2, eps, weight_decay (L2) */
-  CR_ADAMAX,  /* beta1, beta2, eps, weight_decay (L2) */
-  CR_ADADELTA, /* rho, eps, weight_decay (L2) */
+  CR_SGD,            /* momentum, dampening, nesterov, weight_decay */
+  CR_ADAM,           /* beta1, beta2, eps, weight_decay (L2, added to the gradient), amsgrad */
+  CR_ADAMW,          /* as Adam, with decoupled weight decay p *= 1 - lr * wd before the update */
+  CR_RMSPROP,        /* alpha, eps, weight_decay, momentum, centered */
+  CR_ADAGRAD,        /* lr_decay, weight_decay, initial_accumulator_value, eps */
+  CR_NADAM,          /* beta1, beta2, eps, weight_decay (L2), momentum_decay */
+  CR_RADAM,          /* beta1, beta2, eps, weight_decay (L2) */
+  CR_ADAMAX,         /* beta1, beta2, eps, weight_decay (L2) */
+  CR_ADADELTA,       /* rho, eps, weight_decay (L2) */
   CR_OPTIM_NUM_KINDS /* the number of kinds above (not a kind) */
 } cr_optim_kind;
 
@@ -76,7 +77,7 @@ typedef struct cr_optim_opts {
   double alpha;
   bool centered;
   double lr_decay, initial_accumulator_value;
-  bool maximize; /* ascend: use -grad (every kind) */
+  bool maximize;         /* ascend: use -grad (every kind) */
   double momentum_decay; /* NAdam's psi */
   double rho;            /* Adadelta's */
 } cr_optim_opts;

@@ -173,8 +173,8 @@ void cr_optim_set_lr(cr_optim *opt, int g, double lr) {
 int64_t cr_optim_steps(const cr_optim *opt) { return opt ? opt->steps : 0; }
 
 double cr_optim_get_hyper(const cr_optim *opt, const char *name) {
-  const cr__optim_hyper *h = opt && name && strcmp(name, "lr") ? cr__optim_hyper_find(opt->def, name)
-                                                                : NULL;
+  const cr__optim_hyper *h =
+      opt && name && strcmp(name, "lr") ? cr__optim_hyper_find(opt->def, name) : NULL;
   return h ? cr__optim_hyper_get(&opt->o, h) : NAN;
 }
 
@@ -188,8 +188,8 @@ cr_status cr_optim_set_hyper(cr_ctx *ctx, cr_optim *opt, const char *name, doubl
     return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: %s is NULL", op, opt ? "name" : "optimizer");
   const cr__optim_def *d = opt->def;
   if (!strcmp(name, "lr"))
-    return cr_ctx_set_error(ctx, CR_ERR_ARG,
-                            "%s: %s lr is set per group (cr_optim_set_lr)", op, d->name);
+    return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: %s lr is set per group (cr_optim_set_lr)", op,
+                            d->name);
   cr_optim_opts o = opt->o;
   cr_status st = cr_optim_opts_set(ctx, &o, name, v);
   if (st != CR_OK)

@@ -38,13 +38,16 @@
 #define OPT_KERNELS "optim_adam.inc"
 #include "optim_template.h"
 
+/* clang-format off */
 #define ADAM_HYPER(wd)                                                                             \
   {CR__HYPER(lr, HR_NONNEG, 1e-3), CR__HYPER(beta1, HR_BETA, 0.9),                                 \
    CR__HYPER(beta2, HR_BETA, 0.999), CR__HYPER(eps, HR_NONNEG, 1e-8),                              \
    CR__HYPER(weight_decay, HR_NONNEG, wd), CR__HYPER(amsgrad, HR_BOOL, 0),                         \
    CR__HYPER(maximize, HR_BOOL, 0)}
 #define ADAM_BUF                                                                                   \
-  {{"exp_avg"}, {"exp_avg_sq", .nonneg = true}, {"max_exp_avg_sq", .when = "amsgrad", .nonneg = true}}
+  {{"exp_avg"}, {"exp_avg_sq", .nonneg = true},                                                    \
+   {"max_exp_avg_sq", .when = "amsgrad", .nonneg = true}}
+/* clang-format on */
 
 const cr__optim_def cr__optim_adam = {
     .name = "adam",

@@ -36,13 +36,14 @@ typedef enum cr__hyper_rule {
 } cr__hyper_rule;
 
 typedef struct cr__optim_hyper {
-  const char *name;    /* PyTorch's argument name (betas split into beta1, beta2) */
-  size_t off;          /* offsetof(cr_optim_opts, field): a double, a bool for HR_BOOL */
+  const char *name; /* PyTorch's argument name (betas split into beta1, beta2) */
+  size_t off;       /* offsetof(cr_optim_opts, field): a double, a bool for HR_BOOL */
   cr__hyper_rule rule;
-  double def;          /* PyTorch's default */
+  double def; /* PyTorch's default */
 } cr__optim_hyper;
 
-#define CR__HYPER(field, rule, def) {#field, offsetof(cr_optim_opts, field), rule, def}
+#define CR__HYPER(field, rule, def)                                                                \
+  { #field, offsetof(cr_optim_opts, field), rule, def }
 
 typedef struct cr__optim_buf {
   const char *name; /* PyTorch's state-dict name, also the checkpoint's; NULL: unused slot */
@@ -60,13 +61,13 @@ typedef struct cr__optim_scalar {
 /* One parameter's update, as the kernel sees it. */
 typedef struct cr__optim_args {
   const cr_optim_opts *o;
-  double lr;          /* its group's lr */
-  int64_t t;          /* its own update count, this one included (1 on the first) */
-  int64_t n;          /* elements */
-  void *p;            /* (n) the parameter, updated in place */
-  const void *g;      /* (n) its gradient */
-  void *buf[NBUF];    /* (n) each, slots as in the row; NULL if the slot does not exist */
-  double *scalar;     /* [NSCALAR] its scalar state, slots as in the row */
+  double lr;       /* its group's lr */
+  int64_t t;       /* its own update count, this one included (1 on the first) */
+  int64_t n;       /* elements */
+  void *p;         /* (n) the parameter, updated in place */
+  const void *g;   /* (n) its gradient */
+  void *buf[NBUF]; /* (n) each, slots as in the row; NULL if the slot does not exist */
+  double *scalar;  /* [NSCALAR] its scalar state, slots as in the row */
 } cr__optim_args;
 
 typedef void (*cr__optim_kernel)(const cr__optim_args *a);
@@ -75,7 +76,7 @@ typedef struct cr__optim_def cr__optim_def;
 struct cr__optim_def {
   const char *name;  /* "adam": cr_optim_kind_name, the checkpoint's P"kind", messages */
   const char *torch; /* PyTorch's class, "Adam" */
-  cr__optim_hyper hyper[NHYPER];     /* PyTorch's order, lr first; ends at a NULL name */
+  cr__optim_hyper hyper[NHYPER]; /* PyTorch's order, lr first; ends at a NULL name */
   cr__optim_buf buf[NBUF];
   cr__optim_scalar scalar[NSCALAR];
   /* Rules between hyper-parameters (SGD's nesterov), after each passed its
@@ -108,10 +109,10 @@ bool cr__optim_buf_wanted(const cr__optim_def *d, int b, const cr_optim_opts *o)
 /* ---- an optimizer */
 
 typedef struct opt_param {
-  cr_tensor *p;            /* borrowed */
-  cr_tensor *buf[NBUF];    /* owned; p's shape and dtype; NULL for slots that do not exist */
-  double scalar[NSCALAR];  /* the row's scalar state */
-  int64_t step;            /* updates this parameter received (PyTorch's state["step"]) */
+  cr_tensor *p;           /* borrowed */
+  cr_tensor *buf[NBUF];   /* owned; p's shape and dtype; NULL for slots that do not exist */
+  double scalar[NSCALAR]; /* the row's scalar state */
+  int64_t step;           /* updates this parameter received (PyTorch's state["step"]) */
 } opt_param;
 
 typedef struct opt_group {

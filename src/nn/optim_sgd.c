@@ -28,8 +28,7 @@
 #include "optim_template.h"
 
 /* PyTorch: "Nesterov momentum requires a momentum and zero dampening". */
-static bool sgd_check(cr_ctx *ctx, const char *op, const cr__optim_def *d,
-                      const cr_optim_opts *o) {
+static bool sgd_check(cr_ctx *ctx, const char *op, const cr__optim_def *d, const cr_optim_opts *o) {
   if (o->nesterov && (o->momentum <= 0 || o->dampening != 0))
     return cr__fail(ctx, CR_ERR_ARG,
                     "%s: %s nesterov needs momentum > 0 and dampening 0 (momentum %g, "

@@ -33,14 +33,14 @@ typedef enum cr__sparam_type {
 
 /* What a parameter's value must be ("<name> <value> must be ..."). */
 typedef enum cr__sparam_rule {
-  SR_ANY,      /* no rule (bools, choices) */
-  SR_COUNT,    /* int >= 1 */
-  SR_NONNEG_I, /* int >= 0 */
-  SR_POS,      /* > 0 and finite */
-  SR_NONNEG,   /* >= 0 and finite */
-  SR_FACTOR,   /* in (0, 1] */
-  SR_UNIT,     /* in [0, 1] */
-  SR_BELOW1,   /* in [0, 1) */
+  SR_ANY,        /* no rule (bools, choices) */
+  SR_COUNT,      /* int >= 1 */
+  SR_NONNEG_I,   /* int >= 0 */
+  SR_POS,        /* > 0 and finite */
+  SR_NONNEG,     /* >= 0 and finite */
+  SR_FACTOR,     /* in (0, 1] */
+  SR_UNIT,       /* in [0, 1] */
+  SR_BELOW1,     /* in [0, 1) */
   SR_MILESTONES, /* at most CR_SCHED_MAX_MILESTONES, each >= 0, not decreasing */
 } cr__sparam_rule;
 
@@ -49,20 +49,24 @@ typedef struct cr__sched_param {
   const char *label; /* the spec's positional placeholder ("SIZE"); NULL: by name only */
   bool required;     /* a spec must give it (positional, before the optional ones) */
   cr__sparam_type type;
-  size_t off;        /* offsetof(cr_sched, field) */
-  double def;        /* PyTorch's default (cr_sched_defaults) */
+  size_t off; /* offsetof(cr_sched, field) */
+  double def; /* PyTorch's default (cr_sched_defaults) */
   cr__sparam_rule rule;
   const char *choice[2]; /* SP_CHOICE: the spelling of false, of true */
 } cr__sched_param;
 
 #define CR__SP(name, label, req, type, field, def, rule)                                           \
-  {name, label, req, type, offsetof(cr_sched, field), def, rule, {NULL, NULL}}
+  {                                                                                                \
+    name, label, req, type, offsetof(cr_sched, field), def, rule, { NULL, NULL }                   \
+  }
 #define CR__SP_CHOICE(name, field, no, yes)                                                        \
-  {name, NULL, false, SP_CHOICE, offsetof(cr_sched, field), 0, SR_ANY, {no, yes}}
+  {                                                                                                \
+    name, NULL, false, SP_CHOICE, offsetof(cr_sched, field), 0, SR_ANY, { no, yes }                \
+  }
 
 typedef struct cr__sched_def {
-  const char *name;  /* the spec's name: "cosine" */
-  const char *torch; /* PyTorch's class: "CosineAnnealingLR" */
+  const char *name;              /* the spec's name: "cosine" */
+  const char *torch;             /* PyTorch's class: "CosineAnnealingLR" */
   cr__sched_param param[NPARAM]; /* positional ones first, in order; ends at a NULL name */
   /* Rules between parameters; NULL if none.  false and a message in err. */
   bool (*check)(const cr_sched *s, char *err, size_t n);
@@ -83,7 +87,8 @@ const cr__sched_def *cr__sched_row(int i);
  * <value> must be ..." in err. */
 bool cr__sched_param_ok(const cr_sched *s, const cr__sched_param *p, char *err, size_t n);
 /* snprintf into err (if err and n), returning false. */
-bool cr__sched_fail(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+bool cr__sched_fail(char *err, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* ---- the optimizer's side of momentum cycling (optim.c) */
 

@@ -183,8 +183,8 @@ static const cr__sched_def table[] = {
                          .lr = linear_lr},
     [CR_SCHED_MULTISTEP] = {.name = "multistep",
                             .torch = "MultiStepLR",
-                            .param = {CR__SP("milestones", "MILESTONES", true, SP_LIST,
-                                             milestones, 0, SR_MILESTONES),
+                            .param = {CR__SP("milestones", "MILESTONES", true, SP_LIST, milestones,
+                                             0, SR_MILESTONES),
                                       REAL("gamma", "GAMMA", false, gamma, 0.1, SR_POS)},
                             .lr = multistep_lr},
     [CR_SCHED_ONECYCLE] =
@@ -212,7 +212,8 @@ static const cr__sched_def table[] = {
                                     REAL("min_lr", NULL, false, min_lr, 0, SR_NONNEG),
                                     REAL("eps", NULL, false, eps, 1e-8, SR_NONNEG)}},
 };
-static_assert(sizeof table / sizeof table[0] == CR_SCHED_NUM_KINDS, "every cr_sched_kind has a row");
+static_assert(sizeof table / sizeof table[0] == CR_SCHED_NUM_KINDS,
+              "every cr_sched_kind has a row");
 
 const cr__sched_def *cr__sched_def_of(cr_sched_kind kind) {
   return (int)kind >= 0 && (int)kind < CR_SCHED_NUM_KINDS ? &table[kind] : NULL;

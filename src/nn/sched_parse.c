@@ -114,8 +114,8 @@ static bool parse_one(const char **p, cr_sched *out, const char *spec, char *err
     size_t k = 0;
     for (int i = 0; i < CR_SCHED_NUM_KINDS && k < sizeof names; i++)
       k += (size_t)snprintf(names + k, sizeof names - k, "%s, ", cr__sched_row(i)->name);
-    return cr__sched_fail(err, n, "'%s': unknown schedule '%.*s' (%swarmup:N+SPEC)", spec,
-                          (int)len, *p, names);
+    return cr__sched_fail(err, n, "'%s': unknown schedule '%.*s' (%swarmup:N+SPEC)", spec, (int)len,
+                          *p, names);
   }
   char use[160];
   usage(d, use, sizeof use);
@@ -186,8 +186,7 @@ bool cr_sched_parse(const char *spec, cr_sched *out, cr_sched *storage, char *er
       return cr__sched_fail(err, n, "'%s': expected warmup:N+SPEC, e.g. warmup:100+cosine:1000",
                             spec);
     if (steps < 1)
-      return cr__sched_fail(err, n, "'%s': warmup steps %lld must be >= 1", spec,
-                            (long long)steps);
+      return cr__sched_fail(err, n, "'%s': warmup steps %lld must be >= 1", spec, (long long)steps);
     p++;
     if (!strncmp(p, "warmup:", 7))
       return cr__sched_fail(err, n, "'%s': only one warmup", spec);
