@@ -1,282 +1,13 @@
-/* optim.c — SGD, Adam, AdamW, RMSprop and Adagrad (their checkpoints are
- * in optim_checkpoint.c).
+/* optim.c — an optimizer's life: construction and state allocation,
+ * parameter groups, the step loop over the parameters, zero_grad, and
+ * hyper-parameters of a live optimizer.  Nothing here names an optimizer:
+ * what each one needs comes from its row (optim_impl.h), its update from
+ * the row's kernel.  Checkpoints are in optim_checkpoint.c.
  *
- * Each update is PyTorch 1.13's _single_tensor_<name>, written per element.
- * Notation: p the parameter, g the gradient (negated when maximize), t the
- * parameter's own step count after this update (1 on its first), lr its
- * group's lr, wd the weight decay.  ATen's CPU kernels fuse some of the
- * multiply-adds; the kernels below call fma() in exactly those places so f64
- * results match PyTorch bit for bit (tests/fixtures/README.md, "FMA"):
- *     x.add(y, alpha=a)         -> fma(a, y, x)
- *     x.addcmul(y, z, value=v)  -> fma(v*y, z, x)
- *     x.addcdiv(y, z, value=v)  -> x + (v*y)/z    (not fused)
- *     x.mul(s).add(y)           -> x*s + y        (not fused)
- * Every other a*b+c must stay two roundings: the project compiles with
- * -std=c11, where GCC does not contract (-ffp-contract=off).  Scalars such
- * as the bias corrections are computed in double, like Python does, and
- * converted to the parameter's dtype where they meet a tensor.
- *
- * State lives in persistent tensors made with the optimizer, named as in
- * PyTorch's state dict (exp_avg, ...), so a step never allocates. */
+ * State lives in persistent tensors made with the optimizer (or with a
+ * group), named as in PyTorch's state dict, so a step never allocates. */
 #include "optim_impl.h"
-
-/* ================================================================ options */
-
-void cr_optim_default_opts(cr_optim_kind kind, cr_optim_opts *o) {
-  if (!o)
-    return;
-  memset(o, 0, sizeof *o);
-  o->kind = kind;
-  o->lr = 1e-3;
-  switch (kind) {
-  case CR_SGD: break;
-  case CR_ADAM:
-  case CR_ADAMW:
-    o->beta1 = 0.9;
-    o->beta2 = 0.999;
-    o->eps = 1e-8;
-    o->weight_decay = kind == CR_ADAMW ? 1e-2 : 0;
-    break;
-  case CR_RMSPROP:
-    o->lr = 1e-2;
-    o->alpha = 0.99;
-    o->eps = 1e-8;
-    break;
-  case CR_ADAGRAD:
-    o->lr = 1e-2;
-    o->eps = 1e-10;
-    break;
-  }
-}
-
-static const char *const kind_names[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad"};
-#define N_KINDS ((int)(sizeof kind_names / sizeof kind_names[0]))
-
-const char *cr_optim_kind_name(cr_optim_kind kind) {
-  return (int)kind >= 0 && (int)kind < N_KINDS ? kind_names[kind] : "unknown";
-}
-
-int cr_optim_kind_from_name(const char *name) {
-  for (int k = 0; name && k < N_KINDS; k++)
-    if (!strcmp(name, kind_names[k]))
-      return k;
-  return -1;
-}
-
-/* Which state buffers the options need, slot by slot. */
-static void buffer_layout(const cr_optim_opts *o, const char *name[NBUF]) {
-  name[0] = name[1] = name[2] = NULL;
-  switch (o->kind) {
-  case CR_SGD: name[0] = o->momentum != 0 ? "momentum_buffer" : NULL; break;
-  case CR_ADAM:
-  case CR_ADAMW:
-    name[0] = "exp_avg";
-    name[1] = "exp_avg_sq";
-    name[2] = o->amsgrad ? "max_exp_avg_sq" : NULL;
-    break;
-  case CR_RMSPROP:
-    name[0] = "square_avg";
-    name[1] = o->momentum > 0 ? "momentum_buffer" : NULL;
-    name[2] = o->centered ? "grad_avg" : NULL;
-    break;
-  case CR_ADAGRAD: name[0] = "sum"; break;
-  }
-}
-
-/* lr, or a value every kind checks the same way: finite and >= 0. */
-static bool nonneg(cr_ctx *ctx, const char *what, double v) {
-  if (v >= 0 && isfinite(v))
-    return true;
-  cr__fail(ctx, CR_ERR_ARG, "optim: %s %g must be >= 0%s", what, v,
-           isfinite(v) || isnan(v) ? "" : " and finite");
-  return false;
-}
-
-static bool beta_ok(cr_ctx *ctx, const char *what, double v) {
-  if (v >= 0 && v < 1)
-    return true;
-  cr__fail(ctx, CR_ERR_ARG, "optim: %s %g must be in [0, 1)", what, v);
-  return false;
-}
-
-static bool opts_ok(cr_ctx *ctx, const cr_optim_opts *o) {
-  if (!o)
-    return cr__fail(ctx, CR_ERR_ARG, "optim: opts is NULL (use cr_optim_default_opts)"), false;
-  if ((int)o->kind < 0 || (int)o->kind >= N_KINDS)
-    return cr__fail(ctx, CR_ERR_ARG, "optim: unknown kind %d", (int)o->kind), false;
-  if (!nonneg(ctx, "lr", o->lr) || !nonneg(ctx, "weight_decay", o->weight_decay))
-    return false;
-  switch (o->kind) {
-  case CR_SGD:
-    if (!nonneg(ctx, "momentum", o->momentum))
-      return false;
-    if (!isfinite(o->dampening))
-      return cr__fail(ctx, CR_ERR_ARG, "optim: dampening %g must be finite", o->dampening), false;
-    if (o->nesterov && (o->momentum <= 0 || o->dampening != 0))
-      return cr__fail(ctx, CR_ERR_ARG,
-                      "optim: nesterov needs momentum > 0 and dampening 0 "
-                      "(momentum %g, dampening %g)",
-                      o->momentum, o->dampening),
-             false;
-    return true;
-  case CR_ADAM:
-  case CR_ADAMW:
-    return beta_ok(ctx, "beta1", o->beta1) && beta_ok(ctx, "beta2", o->beta2) &&
-           nonneg(ctx, "eps", o->eps);
-  case CR_RMSPROP:
-    return nonneg(ctx, "alpha", o->alpha) && nonneg(ctx, "eps", o->eps) &&
-           nonneg(ctx, "momentum", o->momentum);
-  case CR_ADAGRAD:
-    return nonneg(ctx, "lr_decay", o->lr_decay) &&
-           nonneg(ctx, "initial_accumulator_value", o->initial_accumulator_value) &&
-           nonneg(ctx, "eps", o->eps);
-  }
-  return true;
-}
-
-/* ================================================================ kernels
- *
- * One function per optimizer and dtype, from the macro below with
- * T = float or double and FMA = fmaf or fma.  n elements of p, g and the
- * state buffers b0, b1, b2 (slots as in buffer_layout); t >= 1. */
-#define OPTIM_KERNELS(T, SFX, FMA, SQRT)                                                           \
-  /* sgd:  g += wd*p;  buf = g (t = 1) | m*buf + (1-dampening)*g;                                  \
-   *       g = nesterov ? g + m*buf : buf;  p -= lr*g */                                           \
-  CR_KERNEL static void sgd_##SFX(const cr_optim_opts *o, double lr, int64_t t, int64_t n, T *p,             \
-                        const T *grad, T *buf) {                                                   \
-    const T wd = (T)o->weight_decay, m = (T)o->momentum, damp1 = (T)(1 - o->dampening);            \
-    for (int64_t i = 0; i < n; i++) {                                                              \
-      T g = o->maximize ? -grad[i] : grad[i];                                                      \
-      if (o->weight_decay != 0)                                                                    \
-        g = FMA(wd, p[i], g);                                                                      \
-      if (o->momentum != 0) {                                                                      \
-        buf[i] = t == 1 ? g : FMA(damp1, g, buf[i] * m);                                           \
-        g = o->nesterov ? FMA(m, buf[i], g) : buf[i];                                              \
-      }                                                                                            \
-      p[i] = FMA((T)-lr, g, p[i]);                                                                 \
-    }                                                                                              \
-  }                                                                                                \
-                                                                                                   \
-  /* adam:  g += wd*p (Adam) | p *= 1 - lr*wd (AdamW);                                             \
-   *        m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g*g;  vmax = max(vmax, v) (amsgrad);           \
-   *        denom = sqrt(v or vmax) / sqrt(1 - b2^t) + eps;                                        \
-   *        p += -(lr / (1 - b1^t)) * m / denom */                                                 \
-  CR_KERNEL static void adam_##SFX(const cr_optim_opts *o, double lr, int64_t t, int64_t n, T *p,            \
-                         const T *grad, T *m, T *v, T *vmax) {                                     \
-    const bool adamw = o->kind == CR_ADAMW;                                                        \
-    const T wd = (T)o->weight_decay, decay = (T)(1 - lr * o->weight_decay);                        \
-    const T b1 = (T)o->beta1, b2 = (T)o->beta2;                                                    \
-    const T one_b1 = (T)(1 - o->beta1), one_b2 = (T)(1 - o->beta2);                                \
-    const double bc1 = 1 - pow(o->beta1, (double)t), bc2 = 1 - pow(o->beta2, (double)t);           \
-    const T neg_step_size = (T)(-(lr / bc1)), bc2_sqrt = (T)sqrt(bc2), eps = (T)o->eps;            \
-    for (int64_t i = 0; i < n; i++) {                                                              \
-      T g = o->maximize ? -grad[i] : grad[i];                                                      \
-      if (adamw)                                                                                   \
-        p[i] = p[i] * decay;                                                                       \
-      else if (o->weight_decay != 0)                                                               \
-        g = FMA(wd, p[i], g);                                                                      \
-      m[i] = FMA(one_b1, g, m[i] * b1);                                                            \
-      v[i] = FMA(one_b2 * g, g, v[i] * b2);                                                        \
-      T vv = v[i];                                                                                 \
-      if (o->amsgrad) {                                                                            \
-        if (isnan(v[i]) || v[i] > vmax[i])                                                         \
-          vmax[i] = v[i];                                                                          \
-        vv = vmax[i];                                                                              \
-      }                                                                                            \
-      const T denom = SQRT(vv) / bc2_sqrt + eps;                                                   \
-      p[i] = p[i] + (neg_step_size * m[i]) / denom;                                                \
-    }                                                                                              \
-  }                                                                                                \
-                                                                                                   \
-  /* rmsprop:  g += wd*p;  sq = alpha*sq + (1-alpha)*g*g;                                          \
-   *           avg = sqrt(sq) + eps, or centered: ga = alpha*ga + (1-alpha)*g,                     \
-   *                                  avg = sqrt(sq - ga*ga) + eps;                                \
-   *           momentum: buf = m*buf + g/avg, p -= lr*buf;  else p -= lr*g/avg */                  \
-  CR_KERNEL static void rmsprop_##SFX(const cr_optim_opts *o, double lr, int64_t n, T *p, const T *grad,     \
-                            T *sq, T *buf, T *ga) {                                                \
-    const T wd = (T)o->weight_decay, alpha = (T)o->alpha, one_a = (T)(1 - o->alpha);               \
-    const T eps = (T)o->eps, mom = (T)o->momentum, neg_lr = (T)-lr;                                \
-    for (int64_t i = 0; i < n; i++) {                                                              \
-      T g = o->maximize ? -grad[i] : grad[i];                                                      \
-      if (o->weight_decay != 0)                                                                    \
-        g = FMA(wd, p[i], g);                                                                      \
-      sq[i] = FMA(one_a * g, g, sq[i] * alpha);                                                    \
-      T avg;                                                                                       \
-      if (o->centered) {                                                                           \
-        ga[i] = FMA(one_a, g, ga[i] * alpha);                                                      \
-        avg = SQRT(FMA(-ga[i], ga[i], sq[i]));                                                     \
-      } else {                                                                                     \
-        avg = SQRT(sq[i]);                                                                         \
-      }                                                                                            \
-      avg = avg + eps;                                                                             \
-      if (o->momentum > 0) {                                                                       \
-        buf[i] = buf[i] * mom + g / avg;                                                           \
-        p[i] = FMA(neg_lr, buf[i], p[i]);                                                          \
-      } else {                                                                                     \
-        p[i] = p[i] + (neg_lr * g) / avg;                                                          \
-      }                                                                                            \
-    }                                                                                              \
-  }                                                                                                \
-                                                                                                   \
-  /* adagrad:  g += wd*p;  clr = lr / (1 + (t-1)*lr_decay);  sum += g*g;                           \
-   *           p -= clr * g / (sqrt(sum) + eps) */                                                 \
-  CR_KERNEL static void adagrad_##SFX(const cr_optim_opts *o, double lr, int64_t t, int64_t n, T *p,         \
-                            const T *grad, T *sum) {                                               \
-    const T wd = (T)o->weight_decay, eps = (T)o->eps;                                              \
-    const T neg_clr = (T)(-(lr / (1 + (double)(t - 1) * o->lr_decay)));                            \
-    for (int64_t i = 0; i < n; i++) {                                                              \
-      T g = o->maximize ? -grad[i] : grad[i];                                                      \
-      if (o->weight_decay != 0)                                                                    \
-        g = FMA(wd, p[i], g);                                                                      \
-      sum[i] = FMA(g, g, sum[i]);                                                                  \
-      const T std = SQRT(sum[i]) + eps;                                                            \
-      p[i] = p[i] + (neg_clr * g) / std;                                                           \
-    }                                                                                              \
-  }
-
-OPTIM_KERNELS(float, f32, fmaf, sqrtf)
-OPTIM_KERNELS(double, f64, fma, sqrt)
-#undef OPTIM_KERNELS
-
-/* Buffer slot k of q as T*, or NULL if unused. */
-#define BUF(q, k, T) ((q)->buf[k] ? (T *)(q)->buf[k]->data : NULL)
-
-static void update(const cr_optim *opt, opt_param *q, double lr) {
-  const cr_optim_opts *o = &opt->o;
-  const cr_tensor *gt = cr_grad(q->p);
-  CR_ASSERT(gt->numel == q->p->numel && gt->dtype == q->p->dtype && cr__is_contig(gt),
-            "optim: gradient %s does not match its parameter %s", cr__shp(gt), cr__shp(q->p));
-  const int64_t n = q->p->numel, t = ++q->step;
-  if (q->p->dtype == CR_F32) {
-    float *p = q->p->data;
-    const float *g = gt->data;
-    switch (o->kind) {
-    case CR_SGD: sgd_f32(o, lr, t, n, p, g, BUF(q, 0, float)); break;
-    case CR_ADAM:
-    case CR_ADAMW:
-      adam_f32(o, lr, t, n, p, g, BUF(q, 0, float), BUF(q, 1, float), BUF(q, 2, float));
-      break;
-    case CR_RMSPROP:
-      rmsprop_f32(o, lr, n, p, g, BUF(q, 0, float), BUF(q, 1, float), BUF(q, 2, float));
-      break;
-    case CR_ADAGRAD: adagrad_f32(o, lr, t, n, p, g, BUF(q, 0, float)); break;
-    }
-  } else {
-    double *p = q->p->data;
-    const double *g = gt->data;
-    switch (o->kind) {
-    case CR_SGD: sgd_f64(o, lr, t, n, p, g, BUF(q, 0, double)); break;
-    case CR_ADAM:
-    case CR_ADAMW:
-      adam_f64(o, lr, t, n, p, g, BUF(q, 0, double), BUF(q, 1, double), BUF(q, 2, double));
-      break;
-    case CR_RMSPROP:
-      rmsprop_f64(o, lr, n, p, g, BUF(q, 0, double), BUF(q, 1, double), BUF(q, 2, double));
-      break;
-    case CR_ADAGRAD: adagrad_f64(o, lr, t, n, p, g, BUF(q, 0, double)); break;
-    }
-  }
-}
+#include "sched_impl.h"
 
 /* ================================================================ lifetime */
 
@@ -325,24 +56,31 @@ static bool params_ok(cr_ctx *ctx, const opt_param *old, int n_old, cr_tensor *c
   return true;
 }
 
-/* Allocate q's state buffers (zeros; Adagrad's sum starts at
- * initial_accumulator_value). */
+/* Allocate q's state: the buffers that exist, each at its row's initial
+ * value (0 or a hyper-parameter), and the scalars at theirs. */
 static bool param_init_state(cr_ctx *ctx, const cr_optim *opt, opt_param *q) {
+  const cr__optim_def *d = opt->def;
   for (int k = 0; k < NBUF; k++) {
     if (!opt->buf_name[k])
       continue;
     q->buf[k] = cr_tensor_new(ctx, q->p->dtype, q->p->ndim, q->p->shape);
     if (!q->buf[k])
       return false;
+    if (d->buf[k].init) {
+      const double v = cr__optim_hyper_get(&opt->o, cr__optim_hyper_find(d, d->buf[k].init));
+      if (v != 0 && cr_fill(ctx, q->buf[k], v) != CR_OK)
+        return false;
+    }
   }
-  if (opt->o.kind == CR_ADAGRAD && opt->o.initial_accumulator_value != 0)
-    return cr_fill(ctx, q->buf[0], opt->o.initial_accumulator_value) == CR_OK;
+  for (int k = 0; k < NSCALAR; k++)
+    q->scalar[k] = d->scalar[k].init;
   return true;
 }
 
 /* Append a group: on failure opt is unchanged.  Returns its index or -1. */
 static int append_group(cr_ctx *ctx, cr_optim *opt, cr_tensor *const *params, int n, double lr) {
-  if (!params_ok(ctx, opt->params, opt->n_params, params, n) || !nonneg(ctx, "lr", lr))
+  if (!params_ok(ctx, opt->params, opt->n_params, params, n) ||
+      !cr__optim_hyper_ok(ctx, "optim", opt->def, cr__optim_hyper_find(opt->def, "lr"), lr))
     return -1;
   if (n > INT32_MAX - opt->n_params)
     return cr__fail(ctx, CR_ERR_ARG, "optim: too many parameters"), -1;
@@ -379,13 +117,15 @@ static int append_group(cr_ctx *ctx, cr_optim *opt, cr_tensor *const *params, in
 }
 
 cr_optim *cr_optim_new(cr_ctx *ctx, const cr_optim_opts *opts, cr_tensor *const *params, int n) {
-  if (!ctx || ctx->status != CR_OK || !opts_ok(ctx, opts))
+  if (!ctx || ctx->status != CR_OK || !cr__optim_opts_ok(ctx, "optim", opts))
     return NULL;
   cr_optim *opt = cr__calloc(1, sizeof *opt);
   if (!opt)
     return cr__fail(ctx, CR_ERR_NOMEM, "optim: out of memory");
   opt->o = *opts;
-  buffer_layout(opts, opt->buf_name);
+  opt->def = cr__optim_def_of(opts->kind);
+  for (int b = 0; b < NBUF; b++)
+    opt->buf_name[b] = cr__optim_buf_wanted(opt->def, b, opts) ? opt->def->buf[b].name : NULL;
   if (append_group(ctx, opt, params, n, opts->lr) < 0) {
     cr_optim_free(opt);
     return NULL;
@@ -411,6 +151,8 @@ int cr_optim_add_group(cr_ctx *ctx, cr_optim *opt, cr_tensor *const *params, int
   return append_group(ctx, opt, params, n, lr);
 }
 
+/* ================================================================ accessors */
+
 int cr_optim_num_groups(const cr_optim *opt) { return opt ? opt->n_groups : 0; }
 
 static bool has_group(const cr_optim *opt, int g) { return opt && g >= 0 && g < opt->n_groups; }
@@ -430,6 +172,87 @@ void cr_optim_set_lr(cr_optim *opt, int g, double lr) {
 
 int64_t cr_optim_steps(const cr_optim *opt) { return opt ? opt->steps : 0; }
 
+double cr_optim_get_hyper(const cr_optim *opt, const char *name) {
+  const cr__optim_hyper *h =
+      opt && name && strcmp(name, "lr") ? cr__optim_hyper_find(opt->def, name) : NULL;
+  return h ? cr__optim_hyper_get(&opt->o, h) : NAN;
+}
+
+cr_status cr_optim_set_hyper(cr_ctx *ctx, cr_optim *opt, const char *name, double v) {
+  static const char op[] = "optim_set_hyper";
+  if (!ctx)
+    return CR_ERR_ARG;
+  if (ctx->status != CR_OK)
+    return ctx->status;
+  if (!opt || !name)
+    return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: %s is NULL", op, opt ? "name" : "optimizer");
+  const cr__optim_def *d = opt->def;
+  if (!strcmp(name, "lr"))
+    return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: %s lr is set per group (cr_optim_set_lr)", op,
+                            d->name);
+  cr_optim_opts o = opt->o;
+  cr_status st = cr_optim_opts_set(ctx, &o, name, v);
+  if (st != CR_OK)
+    return st;
+  if (!cr__optim_opts_ok(ctx, op, &o))
+    return ctx->status;
+  for (int b = 0; b < NBUF; b++)
+    if (cr__optim_buf_wanted(d, b, &o) && !opt->buf_name[b])
+      return cr_ctx_set_error(ctx, CR_ERR_ARG,
+                              "%s: %s %s %g needs the state buffer '%s', which this optimizer "
+                              "was made without (give %s when making it)",
+                              op, d->name, name, v, d->buf[b].name, d->buf[b].when);
+  opt->o = o;
+  return CR_OK;
+}
+
+/* ================================================================ schedules
+ * (declared in sched_impl.h) */
+
+void cr__optim_clear_pending(cr_optim *opt) { opt->pending[0] = '\0'; }
+
+void cr__optim_cycle_momentum(cr_optim *opt, const char *who, double v) {
+  const cr__optim_def *d = opt->def;
+  opt->pending[0] = '\0';
+  const cr__optim_hyper *h = d->cycle ? cr__optim_hyper_find(d, d->cycle) : NULL;
+  if (!h) {
+    snprintf(opt->pending, sizeof opt->pending,
+             "optim_step: %s cycles the momentum, but %s has neither momentum nor betas "
+             "(turn cycle_momentum off)",
+             who, d->name);
+    return;
+  }
+  cr_optim_opts o = opt->o;
+  cr__optim_hyper_set(&o, h, v);
+  for (int b = 0; b < NBUF; b++)
+    if (cr__optim_buf_wanted(d, b, &o) && !opt->buf_name[b]) {
+      snprintf(opt->pending, sizeof opt->pending,
+               "optim_step: %s sets %s %s %g, but the optimizer was made with %s 0, without "
+               "the state buffer '%s' (make it with %s > 0, or turn cycle_momentum off)",
+               who, d->name, h->name, v, h->name, d->buf[b].name, h->name);
+      return;
+    }
+  cr__optim_hyper_set(&opt->o, h, v);
+}
+
+/* ================================================================ steps */
+
+static void update(const cr_optim *opt, opt_param *q, double lr) {
+  const cr_tensor *gt = cr_grad(q->p);
+  CR_ASSERT(gt->numel == q->p->numel && gt->dtype == q->p->dtype && cr__is_contig(gt),
+            "optim: gradient %s does not match its parameter %s", cr__shp(gt), cr__shp(q->p));
+  cr__optim_args a = {.o = &opt->o,
+                      .lr = lr,
+                      .t = ++q->step,
+                      .n = q->p->numel,
+                      .p = q->p->data,
+                      .g = gt->data,
+                      .scalar = q->scalar};
+  for (int k = 0; k < NBUF; k++)
+    a.buf[k] = q->buf[k] ? q->buf[k]->data : NULL;
+  (q->p->dtype == CR_F32 ? opt->def->kernel_f32 : opt->def->kernel_f64)(&a);
+}
+
 void cr_optim_zero_grad(cr_optim *opt) {
   for (int i = 0; opt && i < opt->n_params; i++)
     cr_zero_grad(opt->params[i].p);
@@ -442,6 +265,8 @@ cr_status cr_optim_step(cr_ctx *ctx, cr_optim *opt) {
     return ctx->status;
   if (!opt)
     return cr_ctx_set_error(ctx, CR_ERR_ARG, "optim_step: optimizer is NULL");
+  if (opt->pending[0])
+    return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s", opt->pending);
   for (int g = 0; g < opt->n_groups; g++) {
     double lr = opt->groups[g].lr;
     if (!(lr >= 0 && isfinite(lr)))

@@ -8,7 +8,9 @@
 
 /* Layout (P the prefix; see optim.h): metadata P"kind", P"steps",
  * P"num_params", P"num_groups", P"group_sizes", P"param_steps"; tensors
- * P"lr", P"base_lr" [G] and P"<i>.<buffer>" for every parameter i. */
+ * P"lr", P"base_lr" [G], and for every parameter i P"<i>.<buffer>" (its
+ * shape and dtype) for each buffer that exists and P"<i>.<scalar>" [1] f64
+ * for each scalar of the optimizer's row. */
 
 #define KEY_MAX 512
 
@@ -63,6 +65,17 @@ static cr_status save_lrs(cr_ctx *ctx, cr_st_writer *w, const cr_optim *opt, con
   return st;
 }
 
+/* Tensor k [1] f64 holding v (a parameter's scalar state). */
+static cr_status save_scalar(cr_ctx *ctx, cr_st_writer *w, const char *k, double v) {
+  cr_tensor *t = cr_tensor_new(ctx, CR_F64, CR_SHAPE(1));
+  if (!t)
+    return ctx->status;
+  CR__D(t)[0] = v;
+  cr_status st = cr_st_writer_add(ctx, w, k, t);
+  cr_tensor_free(t);
+  return st;
+}
+
 cr_status cr_optim_save(cr_ctx *ctx, const cr_optim *opt, cr_st_writer *w, const char *prefix) {
   static const char op[] = "optim_save";
   if (!ctx)
@@ -80,7 +93,7 @@ cr_status cr_optim_save(cr_ctx *ctx, const cr_optim *opt, cr_st_writer *w, const
   char k[KEY_MAX];
   cr_status st = make_key(ctx, op, k, prefix, "kind") ? CR_OK : ctx->status;
   if (st == CR_OK)
-    st = cr_st_writer_set_meta(ctx, w, k, cr_optim_kind_name(opt->o.kind));
+    st = cr_st_writer_set_meta(ctx, w, k, opt->def->name);
   const int64_t counts[3] = {opt->steps, N, G};
   static const char *const count_names[3] = {"steps", "num_params", "num_groups"};
   for (int i = 0; i < 3 && st == CR_OK; i++)
@@ -98,12 +111,18 @@ cr_status cr_optim_save(cr_ctx *ctx, const cr_optim *opt, cr_st_writer *w, const
     st = save_lrs(ctx, w, opt, prefix, "lr", false);
   if (st == CR_OK)
     st = save_lrs(ctx, w, opt, prefix, "base_lr", true);
-  for (int i = 0; i < N && st == CR_OK; i++)
+  for (int i = 0; i < N && st == CR_OK; i++) {
     for (int b = 0; b < NBUF && st == CR_OK; b++)
       if (opt->buf_name[b])
         st = buffer_key(ctx, op, k, prefix, i, opt->buf_name[b])
                  ? cr_st_writer_add(ctx, w, k, opt->params[i].buf[b])
                  : ctx->status;
+    for (int c = 0; c < NSCALAR && st == CR_OK; c++)
+      if (opt->def->scalar[c].name)
+        st = buffer_key(ctx, op, k, prefix, i, opt->def->scalar[c].name)
+                 ? save_scalar(ctx, w, k, opt->params[i].scalar[c])
+                 : ctx->status;
+  }
   return st;
 }
 
@@ -176,21 +195,14 @@ static bool tensor_fits(cr_ctx *ctx, const cr_st_file *f, const char *name, cr_t
   return false;
 }
 
-/* Buffers that hold running averages of squares (or sums of them): a
- * negative value would make the update's square root NaN. */
-static bool nonneg_buffer(const char *name) {
-  return !strcmp(name, "exp_avg_sq") || !strcmp(name, "max_exp_avg_sq") ||
-         !strcmp(name, "square_avg") || !strcmp(name, "sum");
-}
-
 /* The file's tensor k, read as dst's dtype into scratch memory, holds only
- * finite values (and none below 0 for the buffers of nonneg_buffer); else
- * false and an error naming the file, the tensor and the first bad index. */
-static bool values_ok(cr_ctx *ctx, const cr_st_file *f, const char *k, const char *buffer,
+ * finite values (and none below 0 if nonneg: the row's buffers of squares,
+ * whose square roots would be NaN); else false and an error naming the
+ * file, the tensor and the first bad index. */
+static bool values_ok(cr_ctx *ctx, const cr_st_file *f, const char *k, bool nonneg,
                       const cr_tensor *dst) {
   cr_tensor *t = cr_tensor_new(ctx, dst->dtype, dst->ndim, dst->shape);
   bool ok = t && cr_st_read_into(ctx, f, k, t) == CR_OK;
-  bool nonneg = nonneg_buffer(buffer);
   for (int64_t i = 0; ok && i < t->numel; i++) {
     double v = cr_get_flat(t, i);
     if (!isfinite(v) || (nonneg && v < 0)) {
@@ -235,7 +247,8 @@ cr_status cr_optim_load(cr_ctx *ctx, cr_optim *opt, const cr_st_file *f, const c
   if (!prefix)
     prefix = "";
   const int G = opt->n_groups, N = opt->n_params;
-  const char *kind = cr_optim_kind_name(opt->o.kind);
+  const cr__optim_def *d = opt->def;
+  const char *kind = d->name;
   char k[KEY_MAX], path[300];
   st_path(f, path, sizeof path);
 
@@ -286,7 +299,20 @@ cr_status cr_optim_load(cr_ctx *ctx, cr_optim *opt, const cr_st_file *f, const c
       if (opt->buf_name[b])
         ok = buffer_key(ctx, op, k, prefix, i, opt->buf_name[b]) &&
              tensor_fits(ctx, f, k, opt->params[i].buf[b]) &&
-             values_ok(ctx, f, k, opt->buf_name[b], opt->params[i].buf[b]);
+             values_ok(ctx, f, k, d->buf[b].nonneg, opt->params[i].buf[b]);
+  /* the scalars, read now (they are small) and committed below */
+  double *scalars = cr__calloc((size_t)N * NSCALAR + 1, sizeof *scalars);
+  cr_tensor *one = cr_tensor_new(ctx, CR_F64, CR_SHAPE(1));
+  if (ok && (!scalars || !one))
+    ok = false, cr__fail(ctx, CR_ERR_NOMEM, "%s: out of memory", op);
+  for (int i = 0; ok && i < N; i++)
+    for (int c = 0; ok && c < NSCALAR; c++)
+      if (d->scalar[c].name) {
+        ok = buffer_key(ctx, op, k, prefix, i, d->scalar[c].name) && tensor_fits(ctx, f, k, one) &&
+             values_ok(ctx, f, k, false, one) && cr_st_read_into(ctx, f, k, one) == CR_OK;
+        scalars[(size_t)i * NSCALAR + (size_t)c] = ok ? CR__D(one)[0] : 0;
+      }
+  cr_tensor_free(one);
 
   /* 2. commit: every read below was checked and cannot fail */
   for (int i = 0; ok && i < N; i++) {
@@ -297,6 +323,9 @@ cr_status cr_optim_load(cr_ctx *ctx, cr_optim *opt, const cr_st_file *f, const c
       cr_status st = cr_st_read_into(ctx, f, k, opt->params[i].buf[b]);
       CR_ASSERT(st == CR_OK, "optim_load: reading checked tensor '%s' failed", k);
     }
+    for (int c = 0; c < NSCALAR; c++)
+      if (d->scalar[c].name)
+        opt->params[i].scalar[c] = scalars[(size_t)i * NSCALAR + (size_t)c];
     opt->params[i].step = param_steps[i];
   }
   for (int g = 0; ok && g < G; g++) {
@@ -308,5 +337,6 @@ cr_status cr_optim_load(cr_ctx *ctx, cr_optim *opt, const cr_st_file *f, const c
   free(sizes);
   free(param_steps);
   free(lrs);
+  free(scalars);
   return ok ? CR_OK : ctx->status;
 }
