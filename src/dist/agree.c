@@ -61,6 +61,13 @@ static cr_status describe_difference(cr_dist *d, const char *op, const char *d0,
       break; /* equal texts, different hashes: cannot happen */
     if (h0 && hr && !strcmp(k0, kr) && !strcmp(v0, vr))
       continue;
+    /* one list is longer: its extra parameter meets the other's last line */
+    if (h0 && hr && strcmp(k0, kr)) {
+      if (!strcmp(k0, "the count"))
+        h0 = false;
+      else if (!strcmp(kr, "the count"))
+        hr = false;
+    }
     char more[64] = "";
     if (n_bad > 1)
       snprintf(more, sizeof more, " (%d of the %d ranks differ from rank 0)", n_bad, d->size);

@@ -81,7 +81,7 @@ static cr_dist *make(cr_ctx *ctx, MPI_Comm comm, const cr_dist_opts *opts, bool 
   /* the options that decide the messages must agree, or the ranks would
    * send buckets of different sizes to each other */
   char desc[160];
-  snprintf(desc, sizeof desc, "call\tdist_init with deterministic %d and bucket_bytes %zu",
+  snprintf(desc, sizeof desc, "the call\tdist_init with deterministic %d and bucket_bytes %zu",
            o.deterministic ? 1 : 0, o.bucket_bytes);
   if (cr__dist_begin(d, ctx, op, desc, NULL) != CR_OK) {
     cr_dist_free(d);
