@@ -221,6 +221,11 @@ static bool train_step(cl_run *t, double *loss) {
 
 /* ---- around the steps */
 
+/* The progress line is redrawn in place on a terminal; under mpirun the
+ * ranks' output reaches it through pseudo-terminals even when mpirun's own
+ * goes to a file, so there it is printed as lines. */
+static bool progress_in_place(const cl_run *t) { return isatty(STDOUT_FILENO) && !t->dist; }
+
 /* Validation, printed; false if it failed or the run diverged. */
 static bool validate(cl_run *t, bool final) {
   double nats, uniform = log2((double)t->data.vocab);
@@ -232,7 +237,7 @@ static bool validate(cl_run *t, bool final) {
   double bits = nats / log(2.0);
   if (t->rank == 0)
     printf("%sstep %" PRId64 ": validation %.4f bits/char%s (unigram %.3f)\n",
-         isatty(STDOUT_FILENO) ? "\n" : "", t->step, bits,
+         progress_in_place(t) ? "\n" : "", t->step, bits,
          final ? " on the whole validation text" : "", cl_unigram_bits(&t->data));
   fflush(stdout);
   char what[200];
@@ -289,7 +294,7 @@ static void print_progress(const cl_run *t, int64_t first, double t0, double los
   const cl_opts *o = &t->o;
   if (t->rank != 0)
     return;
-  bool tty = isatty(STDOUT_FILENO);
+  bool tty = progress_in_place(t);
   double el = cl_now() - t0, done = (double)(t->step - first);
   double tps = done * (double)(o->seq * o->batch) / el;
   char eta[32];
