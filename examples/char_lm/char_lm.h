@@ -7,6 +7,8 @@
  *   train.c       setting a run up and the training loop
  *   eval.c        the validation loss
  *   sample.c      generating text
+ *   dist.c        several processes under mpirun (libchainrule_mpi); in a
+ *                 build without MPI, dist_none.c: one process
  *   common.c      messages, checked allocation, clocks
  * The model itself is examples/char_model.c (shared with the benchmark).
  * Every function that can fail prints one line "char-lm: ..." and returns
@@ -35,6 +37,8 @@ typedef struct cl_opts {
   double lr, clip, temperature, dropout; /* lr < 0: the optimizer's default */
   double bptt_memory;                    /* MiB per layer, 0: no budget */
   bool tbptt, freeze_recurrent, detect_anomaly;
+  bool dist_deterministic; /* several ranks: the fixed reduction order */
+  double dist_timeout;     /* several ranks: seconds to wait for the others (0: forever) */
   uint64_t given;     /* bit i: option row i was on the command line */
   uint64_t inherited; /* bit i: option row i came from a checkpoint */
 } cl_opts;
@@ -79,11 +83,16 @@ void cl_corpus_free(cl_corpus *c);
 void cl_vocab_hex(const cl_corpus *c, char *out);
 /* Entropy of the training text's character frequencies (bits/char). */
 double cl_unigram_bits(const cl_corpus *c);
-/* The next training batch: ids, tgt [T,B].  Random windows, or with tbptt
- * B streams (each a contiguous share of the text) continuing at
+/* The next training batch of B sequences, of which this rank takes
+ * sequences [lo, hi): ids, tgt [T, hi-lo].  Random windows (all B are
+ * drawn, so every rank's generator stays the same), or with tbptt B
+ * streams (each a contiguous share of the text) continuing at
  * *stream_pos; returns true if the streams wrapped around to their start. */
-bool cl_next_batch(const cl_corpus *c, int64_t T, int64_t B, bool tbptt, cr_rng *rng,
-                   int64_t *stream_pos, int64_t *ids, int64_t *tgt);
+bool cl_next_batch(const cl_corpus *c, int64_t T, int64_t B, int64_t lo, int64_t hi, bool tbptt,
+                   cr_rng *rng, int64_t *stream_pos, int64_t *ids, int64_t *tgt);
+/* Rank r's share [lo, hi) of n sequences on size ranks: n/size each, one
+ * more for the first n % size ranks (size <= 1: all of them). */
+void cl_slice(int64_t n, int rank, int size, int64_t *lo, int64_t *hi);
 
 /* ---- the state of a run (what a checkpoint carries) */
 
@@ -103,6 +112,14 @@ typedef struct cl_run {
   int bad_evals;       /* consecutive validations far above the uniform baseline */
   cr_rnn_forward_opts fwd; /* training forwards: --bptt-checkpoint / --bptt-memory */
   int64_t bptt_chosen[2 * CM_MAX_LAYERS]; /* segment lengths used, per layer */
+  /* the process group (dist.c): rank 0 of 1 on one process (size 0, as a
+   * zeroed cl_run has it, counts as 1) */
+  void *dist;              /* the cr_dist under mpirun, else NULL */
+  int rank, size;
+  int64_t b_lo, b_hi;      /* this rank's sequences [b_lo, b_hi) of every batch */
+  cr_rng *drop_rng;        /* several ranks with --dropout: this rank's draws */
+  cr_tensor *carry_all[2]; /* several ranks, --tbptt: [L,B,H], every rank's rows */
+  double step_s;           /* seconds in training steps (for the rate and shares) */
 } cl_run;
 
 void cl_run_free(cl_run *t);
@@ -147,9 +164,46 @@ bool cl_evaluate(cl_run *t, int64_t max_chars, double *nats, int64_t *count);
 /* Print o.length characters after o.prime; 0 or 1. */
 int cl_sample(cl_run *t);
 
+/* ---- dist.c / dist_none.c: the process group.  Every function here is
+ * called by every rank at the same point (a collective); a rank that
+ * failed still calls it, so the others learn of it instead of waiting.
+ * Errors of a collective are the same on every rank and printed by rank 0
+ * alone. */
+
+/* Join the group when started by mpirun (t->rank, t->size; with one
+ * process rank 0 of 1).  false (printed) on error. */
+bool cl_dist_init(cl_run *t);
+/* At exit: tell the others whether this rank failed (rc != 0), learn
+ * whether they did, leave the group.  Returns the exit status. */
+int cl_dist_finish(cl_run *t, int rc);
+/* False on every rank if any rank passes ok false (it printed why). */
+bool cl_dist_all_ok(cl_run *t, bool ok);
+/* Before the first step: the same model on every rank (else a message
+ * naming the rank and parameter), rank 0's values on all. */
+bool cl_dist_start(cl_run *t);
+/* After backward: the gradients averaged over the ranks, each weighted by
+ * its share of the batch (so they are the gradient of the whole batch's
+ * mean loss), and *loss the whole batch's loss.  false: printed. */
+bool cl_dist_reduce(cl_run *t, double *loss);
+/* v[i] summed over the ranks, the same bits on each. */
+bool cl_dist_sum(cl_run *t, double *v, int n);
+/* Before a save: every rank's rows of the carried state in t->carry_all,
+ * and the ranks' parameters checked to be the same bits. */
+bool cl_dist_before_save(cl_run *t);
+/* One line about the group for the header, or "" (one process). */
+void cl_dist_describe(const cl_run *t, char *buf, size_t n);
+/* The cost of the gradient all-reduce so far, as a line, or "". */
+void cl_dist_stats_line(const cl_run *t, char *buf, size_t n);
+
 /* ---- common.c */
 
+/* Print "char-lm: " (on several ranks "char-lm: rank R: ") and the
+ * message to stderr; returns 1.  The last message is kept for the other
+ * ranks (cl_last_error). */
 int cl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Messages of rank R of N from now on name the rank. */
+void cl_set_rank(int rank, int size);
+const char *cl_last_error(void);
 /* n * size bytes, or NULL and "char-lm: out of memory for WHAT (N bytes)"
  * (also when n * size overflows). */
 void *cl_alloc(size_t n, size_t size, const char *what);

@@ -10,6 +10,10 @@
  *             data.vocab, data.chars, data.fnv1a64   which text
  *             train.step, train.stream_pos, train.rng   where the run is
  *
+ * On several ranks the file is the same: rank 0 writes it, with the
+ * carried state of every rank's sequences (t->carry_all), and a resumed
+ * run on any number of ranks takes its own sequences' rows.
+ *
  * A file is untrusted input: every metadata value is parsed strictly and
  * checked against the tensors it describes before anything is allocated
  * or changed, and a message names the file, the entry and what was
@@ -64,7 +68,7 @@ cr_status cl_ckpt_save(cl_run *t, const char *path) {
   if (st == CR_OK)
     st = cr_st_writer_set_meta(ctx, w, "train.rng", buf);
   for (int s = 0; st == CR_OK && t->o.tbptt && s < t->S; s++)
-    st = cr_st_writer_add(ctx, w, carry_names[s], t->carry[s]);
+    st = cr_st_writer_add(ctx, w, carry_names[s], t->carry_all[s] ? t->carry_all[s] : t->carry[s]);
   if (st == CR_OK)
     st = cr_st_writer_save(ctx, w, path);
   cr_st_writer_free(w);
@@ -185,6 +189,18 @@ static bool meta_rng(const cr_st_file *f, const char *path, uint64_t rs[5]) {
 
 /* ---- loading */
 
+/* This rank's sequences [lo, hi) of a carried state: the rows of every
+ * layer of whole [L,B,H] into part [L,hi-lo,H]. */
+static void take_rows(const cr_tensor *whole, cr_tensor *part, int64_t lo, int64_t hi) {
+  const int64_t L = cr_dim(whole, 0), B = cr_dim(whole, 1), H = cr_dim(whole, 2), W = hi - lo;
+  const size_t es = cr_dtype_size(cr_dtype_of(whole));
+  const char *src = cr_data_const(whole);
+  char *dst = cr_data(part);
+  for (int64_t l = 0; l < L; l++)
+    memcpy(dst + (size_t)(l * W * H) * es, src + (size_t)((l * B + lo) * H) * es,
+           (size_t)(W * H) * es);
+}
+
 /* Every model tensor: shapes checked, then values (finite) checked, then
  * read.  Nothing in m changes on failure. */
 static bool load_model(cr_ctx *ctx, char_model *m, const cr_st_file *f) {
@@ -217,11 +233,14 @@ bool cl_ckpt_restore(cl_run *t, const cr_st_file *f, const char *path) {
     return cl_fail("%s: metadata 'train.step' is %" PRId64 ", expected %" PRId64
                    " (the optimizer's optim.steps)", path, step, cr_optim_steps(t->opt)), false;
   for (int s = 0; o->tbptt && s < t->S; s++) {
-    if (cr_st_read_into(ctx, f, carry_names[s], t->carry[s]) != CR_OK)
+    cr_tensor *whole = t->carry_all[s] ? t->carry_all[s] : t->carry[s]; /* [L,B,H] */
+    if (cr_st_read_into(ctx, f, carry_names[s], whole) != CR_OK)
       return cl_fail("%s", cr_ctx_error(ctx)), false;
-    if (!cr_all_finite(t->carry[s]))
+    if (!cr_all_finite(whole))
       return cl_fail("%s: tensor '%s' holds NaN or infinite values, expected a finite state",
                      path, carry_names[s]), false;
+    if (whole != t->carry[s])
+      take_rows(whole, t->carry[s], t->b_lo, t->b_hi);
   }
   cr_rng_set_state(t->rng, rs);
   t->step = step;
@@ -288,7 +307,8 @@ bool cl_ckpt_finetune(cl_run *t, const cr_st_file *f, const char *path, const cm
   cm_free(src);
   if (cr_ctx_status(ctx) != CR_OK)
     return cl_fail("%s", cr_ctx_error(ctx)), false;
-  printf("fine-tuning from %s: recurrent weights copied, %d of %d characters shared with its "
+  if (t->rank == 0)
+    printf("fine-tuning from %s: recurrent weights copied, %d of %d characters shared with its "
          "vocabulary of %" PRId64 "%s\n", path, shared, t->data.vocab, old->vocab,
          t->o.freeze_recurrent ? "; recurrent layers frozen" : "");
   if (t->o.freeze_recurrent)

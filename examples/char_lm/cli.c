@@ -133,6 +133,14 @@ static const opt_def defs[] = {
     {NULL, "--temperature", "T", F(temperature), DBL(1e-3, 100), NULL, LOCAL, false, "[0.8]"},
     {NULL, "--length", "N", F(length), LONG(0, 100000000), NULL, LOCAL, false, "characters to generate [400]"},
     {NULL, "--prime", "TEXT", F(prime), STR(NULL, NULL), NULL, LOCAL, false, "text to start from [\"\\n\"]"},
+    {"several processes (mpirun -np N char-lm train ...: each rank takes its share of\n"
+     "every --batch, the ranks average their gradients; see README.md)",
+     "--dist-deterministic", NULL, F(dist_deterministic), FLAG, NULL, LOCAL, false,
+     "sum the ranks' gradients in a fixed order: reruns give the\n"
+     "                       same bits [off: MPI_Allreduce's order]"},
+    {NULL, "--dist-timeout", "S", F(dist_timeout), DBL(0, 1e7), NULL, LOCAL, false,
+     "seconds a rank waits for the others before it ends the\n"
+     "                       job (0: forever) [300]"},
 };
 #define N_DEFS ((int)(sizeof defs / sizeof defs[0]))
 _Static_assert(sizeof defs / sizeof defs[0] <= 64, "cl_opts.given has 64 bits");
@@ -144,7 +152,7 @@ void cl_default_opts(cl_opts *o) {
                  .schedule = "cosine", .dtype = "f32", .prime = "\n", .hidden = 256, .layers = 1,
                  .embed = 64, .seq = 64, .batch = 32, .steps = 2000, .threads = 1, .length = 400,
                  .eval_every = -1, .eval_chars = 16384, .log_every = -1, .lr = -1, .clip = 5,
-                 .temperature = 0.8, .seed = 1};
+                 .temperature = 0.8, .seed = 1, .dist_timeout = 300};
 }
 
 static void usage(FILE *f) {

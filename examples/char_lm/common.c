@@ -6,13 +6,25 @@
 
 #include "char_lm.h"
 
+static int my_rank, n_ranks = 1;
+static char last_error[600];
+
+void cl_set_rank(int rank, int size) {
+  my_rank = rank;
+  n_ranks = size;
+}
+
+const char *cl_last_error(void) { return last_error; }
+
 int cl_fail(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fputs("char-lm: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  vsnprintf(last_error, sizeof last_error, fmt, ap);
   va_end(ap);
+  if (n_ranks > 1)
+    fprintf(stderr, "char-lm: rank %d: %s\n", my_rank, last_error);
+  else
+    fprintf(stderr, "char-lm: %s\n", last_error);
   return 1;
 }
 

@@ -105,15 +105,25 @@ double cl_unigram_bits(const cl_corpus *c) {
   return h;
 }
 
-bool cl_next_batch(const cl_corpus *c, int64_t T, int64_t B, bool tbptt, cr_rng *rng,
-                   int64_t *stream_pos, int64_t *ids, int64_t *tgt) {
-  const int64_t n = c->n_train;
+void cl_slice(int64_t n, int rank, int size, int64_t *lo, int64_t *hi) {
+  if (size <= 1) {
+    *lo = 0;
+    *hi = n;
+    return;
+  }
+  *lo = rank * (n / size) + (rank < n % size ? rank : n % size);
+  *hi = *lo + n / size + (rank < n % size);
+}
+
+bool cl_next_batch(const cl_corpus *c, int64_t T, int64_t B, int64_t lo, int64_t hi, bool tbptt,
+                   cr_rng *rng, int64_t *stream_pos, int64_t *ids, int64_t *tgt) {
+  const int64_t n = c->n_train, W = hi - lo; /* ids, tgt [T, W] */
   if (!tbptt) {
     for (int64_t b = 0; b < B; b++) {
       int64_t start = (int64_t)cr_rng_below(rng, (uint64_t)(n - T));
-      for (int64_t s = 0; s < T; s++) {
-        ids[s * B + b] = c->ids[start + s];
-        tgt[s * B + b] = c->ids[start + s + 1];
+      for (int64_t s = 0; b >= lo && b < hi && s < T; s++) {
+        ids[s * W + b - lo] = c->ids[start + s];
+        tgt[s * W + b - lo] = c->ids[start + s + 1];
       }
     }
     return false;
@@ -126,11 +136,11 @@ bool cl_next_batch(const cl_corpus *c, int64_t T, int64_t B, bool tbptt, cr_rng 
     *stream_pos = 0;
     wrapped = true;
   }
-  for (int64_t b = 0; b < B; b++)
+  for (int64_t b = lo; b < hi; b++)
     for (int64_t s = 0; s < T; s++) {
       int64_t at = b * share + *stream_pos + s;
-      ids[s * B + b] = c->ids[at];
-      tgt[s * B + b] = c->ids[at + 1];
+      ids[s * W + b - lo] = c->ids[at];
+      tgt[s * W + b - lo] = c->ids[at + 1];
     }
   *stream_pos += T;
   return wrapped;

@@ -10,7 +10,12 @@
  * A checkpoint records the run's options (cli.c), so --resume FILE alone
  * continues a run exactly.  The order below matters: the options (the
  * command line's, then the checkpoint's), then the text, then the model,
- * and every check is made before the work it protects. */
+ * and every check is made before the work it protects.
+ *
+ * Under mpirun -np N every rank runs this program: the group is joined
+ * after the options are parsed, every rank reads the text and the
+ * checkpoint, and at the end the ranks learn whether any of them failed
+ * (dist.c). */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,17 +26,19 @@
 
 /* sample / eval: the model from --load */
 static int use_checkpoint(cl_run *t, const cr_st_file *f, const char *path) {
-  if (!cl_ckpt_load_model(t, f, path))
+  if (!cl_dist_all_ok(t, cl_ckpt_load_model(t, f, path)))
     return 1;
   if (!strcmp(t->o.cmd, "sample"))
-    return cl_sample(t);
+    return t->rank == 0 ? cl_sample(t) : 0;
   double nats;
   int64_t count;
   if (!cl_evaluate(t, 0, &nats, &count)) /* the whole validation text */
     return 1;
   if (count == 0)
-    return cl_fail("eval: '%s' has too little validation text for a figure", t->o.data);
-  printf("%s on %s: validation %.4f bits/char (unigram %.3f)\n", path, t->o.data,
+    return t->rank == 0 ? cl_fail("eval: '%s' has too little validation text for a figure",
+                                  t->o.data) : 1;
+  if (t->rank == 0)
+    printf("%s on %s: validation %.4f bits/char (unigram %.3f)\n", path, t->o.data,
          nats / log(2.0), cl_unigram_bits(&t->data));
   return isfinite(nats) ? 0 : cl_fail("eval: the validation loss is %g", nats);
 }
@@ -47,6 +54,10 @@ int main(int argc, char **argv) {
   t.ctx = cr_ctx_new();
   if (!t.ctx)
     return cl_fail("out of memory");
+  if (!cl_dist_init(&t)) {
+    cr_ctx_free(t.ctx);
+    return 1;
+  }
   const char *path = t.o.resume ? t.o.resume : t.o.finetune ? t.o.finetune : t.o.load;
   cl_use use = t.o.resume ? CL_RESUME : t.o.finetune ? CL_FINETUNE : CL_LOAD;
   /* f stays open to the end: options taken from it borrow its strings */
@@ -65,10 +76,11 @@ int main(int argc, char **argv) {
     else if (!cl_corpus_load(t.o.data, &t.data))
       rc = 1;
     else if (!strcmp(t.o.cmd, "train"))
-      rc = cl_train_setup(&t, f) ? cl_train_loop(&t) : 1;
+      rc = cl_dist_all_ok(&t, cl_train_setup(&t, f)) && cl_dist_start(&t) ? cl_train_loop(&t) : 1;
     else
       rc = use_checkpoint(&t, f, path);
   }
+  rc = cl_dist_finish(&t, rc);
   cl_run_free(&t);
   cr_st_close(f);
   return rc;

@@ -2,7 +2,13 @@
  * then the loop.  One step is cross-entropy of the next batch, backward
  * (BPTT through the unrolled steps), gradient clipping and an optimizer
  * step, the graph freed at once by a context reset.  A run that diverges
- * stops with a message and saves nothing. */
+ * stops with a message and saves nothing.
+ *
+ * On several ranks (mpirun; dist.c) each rank runs this same loop on its
+ * own sequences [b_lo, b_hi) of every batch; the gradients are averaged
+ * before clipping, so clipping, the optimizer step and every decision
+ * (divergence, validation) are the same on every rank.  Rank 0 prints and
+ * saves. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -62,8 +68,11 @@ static bool derive_periods(cl_run *t) {
 void cl_run_free(cl_run *t) {
   free(t->ids);
   free(t->tgt);
-  for (int s = 0; s < 2; s++)
+  for (int s = 0; s < 2; s++) {
     cr_tensor_free(t->carry[s]);
+    cr_tensor_free(t->carry_all[s]);
+  }
+  cr_rng_free(t->drop_rng);
   cr_optim_free(t->opt);
   cm_free(t->m);
   cr_rng_free(t->rng);
@@ -78,8 +87,16 @@ bool cl_train_setup(cl_run *t, const cr_st_file *f) {
   const char *path = o->resume ? o->resume : o->finetune;
   if (!derive_periods(t))
     return false;
-  /* a run must not be lost to a save that was never going to work */
-  if (o->save && cr_st_check_writable(ctx, o->save) != CR_OK)
+  /* several ranks: this rank's sequences of every batch (uneven shares
+   * are weighted by their size when the gradients are averaged) */
+  int ranks = t->size > 1 ? t->size : 1;
+  if (o->batch < ranks)
+    return cl_fail("--batch %ld on %d ranks: every rank needs at least one sequence of every "
+                   "batch (use --batch %d or more, or fewer ranks)", o->batch, ranks, ranks), false;
+  cl_slice(o->batch, t->rank, ranks, &t->b_lo, &t->b_hi);
+  const int64_t W = t->b_hi - t->b_lo;
+  /* a run must not be lost to a save that was never going to work (rank 0 saves) */
+  if (o->save && t->rank == 0 && cr_st_check_writable(ctx, o->save) != CR_OK)
     return cl_fail("--save: %s", cr_ctx_error(ctx)), false;
 
   /* the architecture: the options (a checkpoint's, see cli.c), checked
@@ -101,16 +118,20 @@ bool cl_train_setup(cl_run *t, const cr_st_file *f) {
   cr_optim_default_opts((cr_optim_kind)cr_optim_kind_from_name(o->optimizer), &oo);
   oo.lr = o->lr;
   t->opt = t->m ? cr_optim_new(ctx, &oo, t->m->params, t->m->n_params) : NULL;
-  for (int s = 0; t->opt && o->tbptt && s < t->S; s++)
-    t->carry[s] = cr_tensor_new(ctx, cfg.dtype, CR_SHAPE(cfg.layers, o->batch, cfg.hidden));
+  for (int s = 0; t->opt && o->tbptt && s < t->S; s++) {
+    t->carry[s] = cr_tensor_new(ctx, cfg.dtype, CR_SHAPE(cfg.layers, W, cfg.hidden));
+    if (ranks > 1)
+      t->carry_all[s] = cr_tensor_new(ctx, cfg.dtype, CR_SHAPE(cfg.layers, o->batch, cfg.hidden));
+  }
+  if (ranks > 1 && o->dropout > 0 && !(t->drop_rng = cr_rng_new(0)))
+    return cl_fail("out of memory"), false;
   if (cr_ctx_status(ctx) != CR_OK)
     return cl_fail("%s", cr_ctx_error(ctx)), false;
   if ((o->resume && !cl_ckpt_restore(t, f, path)) ||
       (o->finetune && !cl_ckpt_finetune(t, f, path, &old)) || !make_schedule(t))
     return false;
-  t->ids = cl_alloc((size_t)(o->seq * o->batch), sizeof *t->ids, "the training batch");
-  t->tgt = t->ids ? cl_alloc((size_t)(o->seq * o->batch), sizeof *t->tgt, "the training batch")
-                  : NULL;
+  t->ids = cl_alloc((size_t)(o->seq * W), sizeof *t->ids, "the training batch");
+  t->tgt = t->ids ? cl_alloc((size_t)(o->seq * W), sizeof *t->tgt, "the training batch") : NULL;
   return t->tgt != NULL;
 }
 
@@ -120,11 +141,13 @@ static bool step_failed(cl_run *t) {
   return cl_fail("step %" PRId64 ": %s", t->step + 1, cr_ctx_error(t->ctx)), false;
 }
 
-/* what: "the loss is nan", ...; step: the step it happened at */
+/* what: "the loss is nan", ...; step: the step it happened at (every rank
+ * finds it at once: rank 0 says so) */
 static bool diverged(const cl_run *t, int64_t step, const char *what) {
-  return cl_fail("step %" PRId64 ": training diverged: %s; stopped without saving (try a lower "
-                 "--lr than %g%s)", step, what, t->o.lr, t->o.clip > 0 ? "" : ", or a --clip"),
-         false;
+  if (t->rank == 0)
+    cl_fail("step %" PRId64 ": training diverged: %s; stopped without saving (try a lower --lr "
+            "than %g%s)", step, what, t->o.lr, t->o.clip > 0 ? "" : ", or a --clip");
+  return false;
 }
 
 /* --tbptt: a stream that wrapped around to its start begins from zeros;
@@ -143,24 +166,45 @@ static bool keep_state(cl_run *t, cr_tensor *const *fin) {
   return true;
 }
 
+/* Dropout's generator: the run's own on one rank.  On several ranks the
+ * run's generator must stay the same on every rank (it draws the
+ * batches), so each rank draws its masks from its own generator, seeded
+ * each step from one draw of the run's. */
+static cr_rng *dropout_rng(cl_run *t) {
+  if (!t->drop_rng)
+    return t->rng;
+  cr_rng_seed(t->drop_rng, cr_rng_below(t->rng, UINT64_MAX) ^
+                               (0x9e3779b97f4a7c15ull * (uint64_t)(t->rank + 1)));
+  return t->drop_rng;
+}
+
 /* One optimizer step on the next batch; the loss into *loss. */
 static bool train_step(cl_run *t, double *loss) {
   const cl_opts *o = &t->o;
   cr_ctx *ctx = t->ctx;
+  const int64_t W = t->b_hi - t->b_lo; /* this rank's sequences */
+  double t0 = cl_now();
   cr_tensor *fin[2], *zero[2] = {NULL, NULL};
   cr_sched_apply(&t->sched, t->opt, t->step);
-  if (cl_next_batch(&t->data, o->seq, o->batch, o->tbptt, t->rng, &t->stream_pos, t->ids, t->tgt) &&
-      !forget_state(t))
+  if (cl_next_batch(&t->data, o->seq, o->batch, t->b_lo, t->b_hi, o->tbptt, t->rng,
+                    &t->stream_pos, t->ids, t->tgt) &&
+      !forget_state(t) && !t->dist)
     return step_failed(t);
   t->m->fwd = t->fwd; /* the training forward only (evaluation runs without a graph) */
-  cr_tensor *logits = cm_logits(ctx, t->m, t->ids, o->seq, o->batch,
-                                o->tbptt ? t->carry : zero, fin, t->rng); /* [T*B,V] */
+  cr_tensor *logits = cm_logits(ctx, t->m, t->ids, o->seq, W, o->tbptt ? t->carry : zero, fin,
+                                dropout_rng(t)); /* [T*W,V] */
   t->m->fwd = (cr_rnn_forward_opts){0};
   cr_tensor *l = cr_cross_entropy(ctx, logits, t->tgt, CR_NO_IGNORE);
   cr_optim_zero_grad(t->opt);
-  if (!l || cr_backward(ctx, l) != CR_OK)
+  bool ok = l && cr_backward(ctx, l) == CR_OK;
+  if (ok)
+    *loss = cr_item(l);
+  else if (!t->dist)
     return step_failed(t);
-  *loss = cr_item(l);
+  /* several ranks: the whole batch's gradients and loss (a rank that
+   * failed above tells the others here) */
+  if (!cl_dist_reduce(t, loss))
+    return false;
   double norm = o->clip > 0 ? cr_clip_grad_norm(ctx, t->m->params, t->m->n_params, o->clip) : 0;
   if (!isfinite(*loss) || !isfinite(norm)) {
     char what[64];
@@ -173,10 +217,16 @@ static bool train_step(cl_run *t, double *loss) {
     return step_failed(t);
   cr_ctx_reset(ctx);
   t->step++;
+  t->step_s += cl_now() - t0;
   return true;
 }
 
 /* ---- around the steps */
+
+/* The progress line is redrawn in place on a terminal; under mpirun the
+ * ranks' output reaches it through pseudo-terminals even when mpirun's own
+ * goes to a file, so there it is printed as lines. */
+static bool progress_in_place(const cl_run *t) { return isatty(STDOUT_FILENO) && !t->dist; }
 
 /* Validation, printed; false if it failed or the run diverged. */
 static bool validate(cl_run *t, bool final) {
@@ -187,8 +237,9 @@ static bool validate(cl_run *t, bool final) {
   if (count == 0)
     return true; /* too little validation text for a figure */
   double bits = nats / log(2.0);
-  printf("%sstep %" PRId64 ": validation %.4f bits/char%s (unigram %.3f)\n",
-         isatty(STDOUT_FILENO) ? "\n" : "", t->step, bits,
+  if (t->rank == 0)
+    printf("%sstep %" PRId64 ": validation %.4f bits/char%s (unigram %.3f)\n",
+         progress_in_place(t) ? "\n" : "", t->step, bits,
          final ? " on the whole validation text" : "", cl_unigram_bits(&t->data));
   fflush(stdout);
   char what[200];
@@ -205,10 +256,14 @@ static bool validate(cl_run *t, bool final) {
   return diverged(t, t->step, what);
 }
 
+/* Rank 0 saves; every rank learns whether it worked. */
 static bool save(cl_run *t) {
-  if (cl_ckpt_save(t, t->o.save) != CR_OK)
-    return cl_fail("%s", cr_ctx_error(t->ctx)), false;
-  return true;
+  bool ok = cl_dist_before_save(t);
+  if (ok && t->rank == 0 && cl_ckpt_save(t, t->o.save) != CR_OK) {
+    cl_fail("%s", cr_ctx_error(t->ctx));
+    ok = false;
+  }
+  return cl_dist_all_ok(t, ok);
 }
 
 static void print_header(const cl_run *t) {
@@ -230,13 +285,18 @@ static void print_header(const cl_run *t) {
          o->tbptt ? "truncated BPTT across batches" : "random windows", t->step + 1, o->steps);
   if (o->resume)
     printf("resuming %s after step %" PRId64 "\n", o->resume, t->step);
+  cl_dist_describe(t, info, sizeof info);
+  if (*info)
+    printf("%s\n", info);
   fflush(stdout);
 }
 
 static void print_progress(const cl_run *t, int64_t first, double t0, double loss_avg,
                            double *last_print) {
   const cl_opts *o = &t->o;
-  bool tty = isatty(STDOUT_FILENO);
+  if (t->rank != 0)
+    return;
+  bool tty = progress_in_place(t);
   double el = cl_now() - t0, done = (double)(t->step - first);
   double tps = done * (double)(o->seq * o->batch) / el;
   char eta[32];
@@ -255,7 +315,8 @@ static void print_progress(const cl_run *t, int64_t first, double t0, double los
 
 int cl_train_loop(cl_run *t) {
   const cl_opts *o = &t->o;
-  print_header(t);
+  if (t->rank == 0)
+    print_header(t);
   /* memory-efficient BPTT changes memory and time, never the gradients */
   t->fwd = (cr_rnn_forward_opts){
       .checkpoint_every = !o->bptt_checkpoint ? 0
@@ -265,7 +326,8 @@ int cl_train_loop(cl_run *t) {
       .checkpoint_chosen = t->bptt_chosen};
   if (o->detect_anomaly) {
     cr_set_detect_anomaly(t->ctx, true);
-    printf("anomaly mode: the first NaN/Inf stops the run, naming its op\n");
+    if (t->rank == 0)
+      printf("anomaly mode: the first NaN/Inf stops the run, naming its op\n");
   }
   bool told = false;
   double t0 = cl_now(), last_print = 0, loss_avg = NAN, loss;
@@ -274,7 +336,7 @@ int cl_train_loop(cl_run *t) {
   while (t->step < stop) {
     if (!train_step(t, &loss))
       return 1;
-    if (!told && (t->fwd.checkpoint_every || t->fwd.checkpoint_budget)) {
+    if (!told && t->rank == 0 && (t->fwd.checkpoint_every || t->fwd.checkpoint_budget)) {
       told = true;
       printf("memory-efficient BPTT: segments of %lld steps (layer 0) recomputed in backward\n",
              (long long)t->bptt_chosen[0]);
@@ -291,15 +353,23 @@ int cl_train_loop(cl_run *t) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   double el = cl_now() - t0;
-  printf("trained %" PRId64 " steps in %.1f s (%.0f tokens/s), peak RSS %ld MiB\n",
-         t->step - first, el, (double)(t->step - first) * (double)(o->seq * o->batch) / el,
-         ru.ru_maxrss / 1024);
+  char line[400];
+  cl_dist_stats_line(t, line, sizeof line);
+  if (t->rank == 0) {
+    printf("trained %" PRId64 " steps in %.1f s (%.0f tokens/s), peak RSS %ld MiB\n",
+           t->step - first, el, (double)(t->step - first) * (double)(o->seq * o->batch) / el,
+           ru.ru_maxrss / 1024);
+    if (*line)
+      printf("%s\n", line);
+    fflush(stdout);
+  }
   if (o->save) {
     if (!save(t))
       return 1;
-    printf("saved %s\n", o->save);
+    if (t->rank == 0)
+      printf("saved %s\n", o->save);
   }
-  if (o->length > 0 && t->step == o->steps) {
+  if (o->length > 0 && t->step == o->steps && t->rank == 0) {
     printf("--- sample (temperature %g) ---\n", o->temperature);
     return cl_sample(t);
   }
