@@ -51,7 +51,8 @@ static const char *type_of(const cr_cell_def *c) {
   return c->name;
 }
 
-/* PyTorch's RNNBase.extra_repr: what differs from the defaults. */
+/* PyTorch's RNNBase.extra_repr: what differs from the defaults (it does
+ * not show an RNN's nonlinearity either). */
 static void describe(char *s, size_t n, const cr_rnn_config *c, const cr_rnn_variant *v) {
   int k = snprintf(s, n, "%lld, %lld", (long long)c->input_size, (long long)c->hidden_size);
 #define MORE(...) k += snprintf(s + k, n - (size_t)k, __VA_ARGS__)
@@ -59,8 +60,6 @@ static void describe(char *s, size_t n, const cr_rnn_config *c, const cr_rnn_var
     MORE(", proj_size=%lld", (long long)v->proj_size);
   if (c->num_layers != 1)
     MORE(", num_layers=%d", c->num_layers);
-  if (c->cell == &cr_cell_rnn_relu)
-    MORE(", nonlinearity='relu'");
   if (c->batch_first)
     MORE(", batch_first=True");
   if (c->dropout != 0)
