@@ -42,32 +42,25 @@ cr_status cl_ckpt_save(cl_run *t, const char *path) {
       return cr_ctx_set_error(ctx, CR_ERR_ARG,
                               "%s: not saved: parameter '%s' holds NaN or infinite values "
                               "(the run diverged; try a lower --lr)", path, t->m->names[i]);
+  /* which text, and where in it the run is */
+  char vocab[513], chars[24], hash[24], step[24], pos[24];
+  cl_vocab_hex(&t->data, vocab);
+  snprintf(chars, sizeof chars, "%" PRId64, t->data.n);
+  snprintf(hash, sizeof hash, "%016" PRIx64, t->data.hash);
+  snprintf(step, sizeof step, "%" PRId64, t->step);
+  snprintf(pos, sizeof pos, "%" PRId64, t->stream_pos);
+  const char *extras[3], *meta[] = {"data.vocab", vocab, "data.chars", chars, "data.fnv1a64",
+                                    hash, "train.step", step, "train.stream_pos", pos, NULL};
+  cr_checkpoint ck = run_checkpoint(t, extras);
+  ck.meta = meta;
   cr_st_writer *w = cr_st_writer_new();
   if (!w)
     return cr_ctx_set_error(ctx, CR_ERR_NOMEM, "%s: out of memory", path);
-  char buf[600];
-  const char *extras[3];
-  cr_checkpoint ck = run_checkpoint(t, extras);
   cr_status st = cm_save_config(ctx, t->m, w);
   if (st == CR_OK)
-    st = cr_checkpoint_write(ctx, &ck, w);
-  if (st == CR_OK)
     st = cl_opts_record(ctx, &t->o, w);
-  cl_vocab_hex(&t->data, buf);
   if (st == CR_OK)
-    st = cr_st_writer_set_meta(ctx, w, "data.vocab", buf);
-  snprintf(buf, sizeof buf, "%" PRId64, t->data.n);
-  if (st == CR_OK)
-    st = cr_st_writer_set_meta(ctx, w, "data.chars", buf);
-  snprintf(buf, sizeof buf, "%016" PRIx64, t->data.hash);
-  if (st == CR_OK)
-    st = cr_st_writer_set_meta(ctx, w, "data.fnv1a64", buf);
-  snprintf(buf, sizeof buf, "%" PRId64, t->step);
-  if (st == CR_OK)
-    st = cr_st_writer_set_meta(ctx, w, "train.step", buf);
-  snprintf(buf, sizeof buf, "%" PRId64, t->stream_pos);
-  if (st == CR_OK)
-    st = cr_st_writer_set_meta(ctx, w, "train.stream_pos", buf);
+    st = cr_checkpoint_write(ctx, &ck, w);
   if (st == CR_OK)
     st = cr_st_writer_save(ctx, w, path);
   cr_st_writer_free(w);

@@ -207,10 +207,11 @@ cr_module *cr_module_get(const cr_module *m, const char *path);
  * NULL.  Borrowed. */
 cr_tensor *cr_module_tensor(const cr_module *m, const char *name);
 
-/* The arrays below are borrowed from m: valid until the same function is
- * called on m again or the tree changes (a module, parameter or buffer
- * added, m freed).  Calling one again allocates only when the tree grew,
- * so a training loop may call them every step. */
+/* The arrays below are borrowed from m and valid until the tree under m
+ * changes (a module, parameter or buffer added; m freed); those of
+ * cr_module_parameters also until its next call on m, which refills them
+ * (with the parameters trainable then).  Calling them again allocates only
+ * when the tree grew, so a training loop may call them every step. */
 
 /* The trainable parameters (requires_grad on, i.e. not frozen), in order:
  * their number into *n (which must not be NULL).  What the optimizers and
