@@ -30,7 +30,7 @@ seq seq_new(cr_ctx *ctx, cr_rng *rng, cr_dtype dt) {
 }
 
 cr_tensor *seq_forward(cr_ctx *ctx, const seq *s, cr_tensor *x) {
-  cr_tensor *h = cr_module_forward(ctx, s->gru, x); /* [B,T,5] */
+  cr_tensor *h = cr_module_forward(ctx, s->gru, x);               /* [B,T,5] */
   h = cr_module_forward(ctx, s->rnn, cr_transpose(ctx, h, 0, 1)); /* [T,B,4] */
   return cr_module_forward(ctx, s->head, cr_transpose(ctx, h, 0, 1));
 }

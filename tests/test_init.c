@@ -40,7 +40,8 @@ static void test_gain_and_fans(void **state) {
   assert_true(isnan(cr_calculate_gain("swish", NAN)));
   /* _calculate_fan_in_and_fan_out: (3, 4) -> (4, 3); (5, 4, 3, 2) -> (24, 30) */
   int64_t fi, fo;
-  cr_tensor *a = cr_zeros(ctx, CR_F32, CR_SHAPE(3, 4)), *b = cr_zeros(ctx, CR_F32, CR_SHAPE(5, 4, 3, 2));
+  cr_tensor *a = cr_zeros(ctx, CR_F32, CR_SHAPE(3, 4)),
+            *b = cr_zeros(ctx, CR_F32, CR_SHAPE(5, 4, 3, 2));
   assert_int_equal(cr_init_fans(ctx, a, &fi, &fo), CR_OK);
   assert_true(fi == 4 && fo == 3);
   assert_int_equal(cr_init_fans(ctx, b, &fi, &fo), CR_OK);

@@ -297,8 +297,9 @@ static void test_freeze(void **state) {
   cr_module_parameters(n.m, &all);
   assert_int_equal(all, 27);
   assert_int_equal(cr_module_freeze(ctx, n.m, "rnn.*"), 20);
-  assert_int_equal(cr_module_freeze(ctx, n.m, "*.bias"), 3); /* norm, mlp.0, mlp.2 (the rnn has bias_ih_l0) */
-  assert_int_equal(cr_module_freeze(ctx, n.m, "embed"), 1);       /* a submodule's path */
+  assert_int_equal(cr_module_freeze(ctx, n.m, "*.bias"),
+                   3); /* norm, mlp.0, mlp.2 (the rnn has bias_ih_l0) */
+  assert_int_equal(cr_module_freeze(ctx, n.m, "embed"), 1);        /* a submodule's path */
   assert_int_equal(cr_module_freeze(ctx, n.m, "mlp.0.weight"), 1); /* one name */
   cr_tensor *const *p = cr_module_parameters(n.m, &k);
   assert_int_equal(k, 2); /* norm.weight, mlp.2.weight */

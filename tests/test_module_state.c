@@ -61,11 +61,11 @@ static void train(cr_ctx *ctx, const tiny *t, cr_optim *opt, cr_rng *rng, int st
       ids[i] = (int64_t)cr_rng_below(rng, V);
       tgt[i] = (ids[i] + 1) % V;
     }
-    cr_tensor *h = cr_module_forward(ctx, t->rnn, cr_module_forward(ctx, t->embed,
-                                                                  cr_wrap_i64(ctx, CR_SHAPE(T, B), ids)));
+    cr_tensor *h = cr_module_forward(
+        ctx, t->rnn, cr_module_forward(ctx, t->embed, cr_wrap_i64(ctx, CR_SHAPE(T, B), ids)));
     cr_tensor *logits = cr_module_forward(ctx, t->head, cr_module_forward(ctx, t->drop, h));
-    cr_tensor *loss = cr_cross_entropy(ctx, cr_reshape(ctx, logits, CR_SHAPE(T * B, V)), tgt,
-                                       CR_NO_IGNORE);
+    cr_tensor *loss =
+        cr_cross_entropy(ctx, cr_reshape(ctx, logits, CR_SHAPE(T * B, V)), tgt, CR_NO_IGNORE);
     cr_module_zero_grad(t->m);
     if (!loss || cr_backward(ctx, loss) != CR_OK || cr_optim_step(ctx, opt) != CR_OK)
       fail_msg("train: %s", cr_ctx_error(ctx));
@@ -195,7 +195,9 @@ static void test_resume_bit_exact(void **state) {
     cr_optim *ob = adam_for(ctx, b.m);
     train(ctx, &b, ob, rb, N);
     snprintf(step, sizeof step, "%d", N);
-    cr_checkpoint ckb = {.model = b.m, .optim = ob, .rng = rb,
+    cr_checkpoint ckb = {.model = b.m,
+                         .optim = ob,
+                         .rng = rb,
                          .meta = (const char *[]){"step", step, "note", "half way", NULL}};
     assert_int_equal(cr_checkpoint_save(ctx, &ckb, path), CR_OK);
     /* a fresh model (other weights), optimizer and generator, loaded, N more */
@@ -298,8 +300,8 @@ static void test_failed_loads_change_nothing(void **state) {
   train(ctx, &g, og, rg, 3);
   cr_tensor *carry = filled(ctx, CR_F32, CR_SHAPE(2, 4), 0.5);
   const char *extra_names[] = {"train.carry", NULL};
-  cr_checkpoint ckg = {.model = g.m, .optim = og, .rng = rg, .extra_names = extra_names,
-                       .extra = &carry};
+  cr_checkpoint ckg = {
+      .model = g.m, .optim = og, .rng = rg, .extra_names = extra_names, .extra = &carry};
   assert_int_equal(cr_checkpoint_save(ctx, &ckg, good), CR_OK);
 
   /* the target: another run, one step in (so its optimizer has state) */
@@ -308,8 +310,8 @@ static void test_failed_loads_change_nothing(void **state) {
   cr_optim *ot = adam_for(ctx, t.m);
   train(ctx, &t, ot, rt, 1);
   cr_tensor *tcarry = filled(ctx, CR_F32, CR_SHAPE(2, 4), -1);
-  cr_checkpoint ckt = {.model = t.m, .optim = ot, .rng = rt, .extra_names = extra_names,
-                       .extra = &tcarry};
+  cr_checkpoint ckt = {
+      .model = t.m, .optim = ot, .rng = rt, .extra_names = extra_names, .extra = &tcarry};
   snap before = take(ctx, t.m, ot, rt, tcarry, x->dir);
 
   cr_tensor *w38 = filled(ctx, CR_F32, CR_SHAPE(3, 8), 0.1);
@@ -325,30 +327,40 @@ static void test_failed_loads_change_nothing(void **state) {
   } cases[] = {
       {"missing tensor", {.drop = "head.bias"}, ": missing head.bias (strict load of Tiny;"},
       {"unexpected tensor", {.replace = "head.extra", .with = w38}, ": unexpected head.extra"},
-      {"wrong shape", {.replace = "head.weight", .with = w38},
+      {"wrong shape",
+       {.replace = "head.weight", .with = w38},
        ": tensor 'head.weight' is [3,8], this model needs [7,6]"},
-      {"wrong dtype", {.replace = "head.weight", .with = w_f64},
+      {"wrong dtype",
+       {.replace = "head.weight", .with = w_f64},
        ": tensor 'head.weight' is f64 [7,6], this model's is f32 [7,6] (set "
        "cr_load_opts.convert_dtype to convert)"},
-      {"NaN parameter", {.replace = "rnn.weight_hh_l1", .with = nan_hh},
+      {"NaN parameter",
+       {.replace = "rnn.weight_hh_l1", .with = nan_hh},
        ": tensor 'rnn.weight_hh_l1' holds NaN or infinite values"},
-      {"inf in the optimizer", {.replace = "optim.0.exp_avg", .with = inf_avg},
+      {"inf in the optimizer",
+       {.replace = "optim.0.exp_avg", .with = inf_avg},
        ": tensor 'optim.0.exp_avg' holds inf at index 0"},
       {"no optimizer", {.meta_key = "optim.kind"}, ": no optimizer state under prefix 'optim.'"},
-      {"another optimizer", {.meta_key = "optim.kind", .meta_val = "sgd"},
+      {"another optimizer",
+       {.meta_key = "optim.kind", .meta_val = "sgd"},
        ": metadata 'optim.kind' is 'sgd', but the optimizer is adam"},
       {"no generator state", {.meta_key = "rng.state"}, ": metadata 'rng.state' is missing"},
-      {"bad generator state", {.meta_key = "rng.state", .meta_val = "zz"},
+      {"bad generator state",
+       {.meta_key = "rng.state", .meta_val = "zz"},
        ": metadata 'rng.state' is 'zz', expected 80 lowercase hex digits"},
       {"generator all zero",
-       {.meta_key = "rng.state", .meta_val = "0000000000000000000000000000000000000000000000000000"
-                                             "0000000000000000000000000000"},
+       {.meta_key = "rng.state",
+        .meta_val = "0000000000000000000000000000000000000000000000000000"
+                    "0000000000000000000000000000"},
        ": metadata 'rng.state' is '0000000000000000"},
-      {"extra of another shape", {.replace = "train.carry", .with = c34},
+      {"extra of another shape",
+       {.replace = "train.carry", .with = c34},
        ": tensor 'train.carry' is [3,4], this model needs [2,4]"},
-      {"missing extra", {.drop = "train.carry"},
+      {"missing extra",
+       {.drop = "train.carry"},
        ": no tensor named 'train.carry' (an extra tensor of the checkpoint)"},
-      {"NaN extra", {.replace = "train.carry", .with = c_nan},
+      {"NaN extra",
+       {.replace = "train.carry", .with = c_nan},
        ": tensor 'train.carry' holds NaN or infinite values"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -357,8 +369,8 @@ static void test_failed_loads_change_nothing(void **state) {
     char want[300];
     snprintf(want, sizeof want, "%s%s", bad, cases[i].expect);
     if (st == CR_OK || !strstr(cr_ctx_error(ctx), want))
-      fail_msg("%s: status %d, message '%s', expected '%s'", cases[i].what, st,
-               cr_ctx_error(ctx), want);
+      fail_msg("%s: status %d, message '%s', expected '%s'", cases[i].what, st, cr_ctx_error(ctx),
+               want);
     cr_ctx_clear_error(ctx);
     snap after = take(ctx, t.m, ot, rt, tcarry, x->dir);
     assert_same(&before, &after, cases[i].what);
@@ -389,8 +401,8 @@ static void test_failed_loads_change_nothing(void **state) {
   snap_free(&sg);
   snap_free(&st);
   snap_free(&before);
-  for (cr_tensor **p = (cr_tensor *[]){carry, tcarry, w38, w_f64, nan_hh, inf_avg, c34, c_nan,
-                                       NULL};
+  for (cr_tensor **p =
+           (cr_tensor *[]){carry, tcarry, w38, w_f64, nan_hh, inf_avg, c34, c_nan, NULL};
        *p; p++)
     cr_tensor_free(*p);
   cr_optim_free(og);
@@ -412,8 +424,9 @@ static void test_state_dict_modes(void **state) {
   tiny a = tiny_new(ctx, rng, CR_F64), b = tiny_new(ctx, rng, CR_F64);
   cr_optim *opt = adam_for(ctx, a.m);
   /* a whole checkpoint: loading the model alone ignores the rest, strictly */
-  assert_int_equal(cr_checkpoint_save(ctx, &(cr_checkpoint){.model = a.m, .optim = opt, .rng = rng},
-                                      path), CR_OK);
+  assert_int_equal(
+      cr_checkpoint_save(ctx, &(cr_checkpoint){.model = a.m, .optim = opt, .rng = rng}, path),
+      CR_OK);
   assert_int_equal(cr_checkpoint_load(ctx, &(cr_checkpoint){.model = b.m}, path, NULL), CR_OK);
   assert_true(cr_get_flat(cr_module_tensor(a.m, "head.bias"), 2) ==
               cr_get_flat(cr_module_tensor(b.m, "head.bias"), 2));
@@ -490,7 +503,8 @@ static void test_checkpoint_write_errors(void **state) {
        "checkpoint_write: metadata key 'rng.state' is the checkpoint's own"},
       {{.model = a.m, .meta = (const char *[]){"a", "1", "a", "2", NULL}},
        "checkpoint_write: metadata key 'a' is given twice"},
-      {{.model = a.m, .extra_names = (const char *[]){"embed.weight", NULL},
+      {{.model = a.m,
+        .extra_names = (const char *[]){"embed.weight", NULL},
         .extra = (cr_tensor *[]){cr_module_tensor(a.m, "head.bias")}},
        "st_writer_add: "},
   };

@@ -251,10 +251,11 @@ bool cl_ckpt_finetune(cl_run *t, const cr_st_file *f, const char *path, const cm
     int o = old_id[t->data.chars[v]];
     shared += o >= 0;
     for (int k = 0; o >= 0 && k < 3; k++) {
-      cr_tensor *dst = cr_module_tensor(t->m->m, rows[k]), *old_t = cr_module_tensor(src->m, rows[k]);
-      int64_t width = cr_numel(dst) / cr_dim(dst, 0);
+      cr_tensor *to_t = cr_module_tensor(t->m->m, rows[k]);
+      cr_tensor *from_t = cr_module_tensor(src->m, rows[k]);
+      int64_t width = cr_numel(to_t) / cr_dim(to_t, 0);
       for (int64_t j = 0; j < width; j++)
-        cr_set_flat(dst, v * width + j, cr_get_flat(old_t, o * width + j));
+        cr_set_flat(to_t, v * width + j, cr_get_flat(from_t, o * width + j));
     }
   }
   cm_free(src);

@@ -61,8 +61,7 @@ CR_NODISCARD cr_status cr_init_fans(cr_ctx *ctx, const cr_tensor *t, int64_t *fa
 
 /* U(a, b) (a <= b) and N(mean, std) (std >= 0): cr_fill_uniform and
  * cr_fill_normal under torch.nn.init's names. */
-CR_NODISCARD cr_status cr_init_uniform(cr_ctx *ctx, cr_tensor *t, cr_rng *rng, double a,
-                                       double b);
+CR_NODISCARD cr_status cr_init_uniform(cr_ctx *ctx, cr_tensor *t, cr_rng *rng, double a, double b);
 CR_NODISCARD cr_status cr_init_normal(cr_ctx *ctx, cr_tensor *t, cr_rng *rng, double mean,
                                       double std);
 /* Every element value / 0 / 1 (no rng). */
@@ -71,10 +70,8 @@ CR_NODISCARD cr_status cr_init_zeros(cr_ctx *ctx, cr_tensor *t);
 CR_NODISCARD cr_status cr_init_ones(cr_ctx *ctx, cr_tensor *t);
 
 /* Glorot and Bengio (2010); gain >= 0 (PyTorch's default is 1). */
-CR_NODISCARD cr_status cr_init_xavier_uniform(cr_ctx *ctx, cr_tensor *t, cr_rng *rng,
-                                              double gain);
-CR_NODISCARD cr_status cr_init_xavier_normal(cr_ctx *ctx, cr_tensor *t, cr_rng *rng,
-                                             double gain);
+CR_NODISCARD cr_status cr_init_xavier_uniform(cr_ctx *ctx, cr_tensor *t, cr_rng *rng, double gain);
+CR_NODISCARD cr_status cr_init_xavier_normal(cr_ctx *ctx, cr_tensor *t, cr_rng *rng, double gain);
 /* He et al. (2015).  a: the negative slope of a leaky_relu (PyTorch's
  * default 0; ignored by other nonlinearities); nonlinearity as for
  * cr_calculate_gain (NULL: "leaky_relu", PyTorch's default; use "relu" for

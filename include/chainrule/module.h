@@ -106,14 +106,14 @@ cr_module *cr_module_add(cr_ctx *ctx, cr_module *parent, const char *name, cr_mo
 /* A new parameter of m called name (rules as for cr_module_add): a
  * persistent tensor, zero-filled, requires_grad on, owned by m.  Returns it
  * (borrowed) to be initialised (chainrule/init.h), or NULL and an error. */
-cr_tensor *cr_module_add_param(cr_ctx *ctx, cr_module *m, const char *name, cr_dtype dt,
-                               int ndim, const int64_t *shape);
+cr_tensor *cr_module_add_param(cr_ctx *ctx, cr_module *m, const char *name, cr_dtype dt, int ndim,
+                               const int64_t *shape);
 /* A new buffer: saved and loaded with the parameters (PyTorch's
  * register_buffer: running statistics, masks), never trained (requires_grad
  * off, not in cr_module_parameters), owned by m.  Zero-filled; f32 or f64
  * (the dtypes a checkpoint stores). */
-cr_tensor *cr_module_add_buffer(cr_ctx *ctx, cr_module *m, const char *name, cr_dtype dt,
-                                int ndim, const int64_t *shape);
+cr_tensor *cr_module_add_buffer(cr_ctx *ctx, cr_module *m, const char *name, cr_dtype dt, int ndim,
+                                const int64_t *shape);
 
 /* ---- the built-in modules (PyTorch's names, shapes and default
  * initialisation, drawn from rng at construction; chainrule/init.h).
@@ -128,8 +128,8 @@ cr_module *cr_nn_linear(cr_ctx *ctx, int64_t in_features, int64_t out_features, 
 /* nn.Embedding: weight [V, E] ~ N(0, 1).  Forward takes ids, an i64 tensor
  * of any shape with values in [0, V) (cr_from_i64, cr_wrap_i64), and gives
  * [ids' shape..., E]. */
-cr_module *cr_nn_embedding(cr_ctx *ctx, int64_t num_embeddings, int64_t embedding_dim,
-                           cr_dtype dt, cr_rng *rng);
+cr_module *cr_nn_embedding(cr_ctx *ctx, int64_t num_embeddings, int64_t embedding_dim, cr_dtype dt,
+                           cr_rng *rng);
 /* nn.LayerNorm over the last ndim dims of its input, normalized_shape
  * their sizes (CR_SHAPE(64) for the last dim alone); eps (PyTorch's
  * default 1e-5); with elementwise_affine, weight (ones) and bias (zeros)
@@ -159,8 +159,8 @@ cr_module *cr_nn_sequential(cr_ctx *ctx, int n, cr_module *const *mods);
  * C leaves the order in which an initializer list is evaluated unspecified
  * (GCC and Clang go left to right); to be sure of the order parameters are
  * drawn in, make the modules in statements of their own. */
-#define CR_SEQUENTIAL(ctx, ...)                                                \
-  cr_nn_sequential(ctx, (int)(sizeof((cr_module *[]){__VA_ARGS__}) / sizeof(cr_module *)),    \
+#define CR_SEQUENTIAL(ctx, ...)                                                                    \
+  cr_nn_sequential(ctx, (int)(sizeof((cr_module *[]){__VA_ARGS__}) / sizeof(cr_module *)),         \
                    (cr_module *[]){__VA_ARGS__})
 
 /* nn.RNN / nn.LSTM / nn.GRU (or a stack of any cell, chainrule/rnn.h): a
@@ -170,8 +170,7 @@ cr_module *cr_nn_sequential(cr_ctx *ctx, int n, cr_module *const *mods);
  * (borrowed) for dropout between layers.  Type name "RNN", "LSTM" or "GRU"
  * (the cell's name for other cells).  Forward: the output [T, B, D*H_out]
  * ([B, T, .] with batch_first) from zero initial states. */
-cr_module *cr_nn_rnn(cr_ctx *ctx, const cr_rnn_config *cfg, const cr_rnn_variant *v,
-                     cr_rng *rng);
+cr_module *cr_nn_rnn(cr_ctx *ctx, const cr_rnn_config *cfg, const cr_rnn_variant *v, cr_rng *rng);
 /* The stack inside a cr_nn_rnn module (borrowed), for cr_rnn_forward_ex
  * and the other functions of chainrule/rnn.h; NULL for another module. */
 cr_rnn *cr_nn_rnn_get(const cr_module *m);
@@ -223,6 +222,12 @@ cr_tensor *cr_module_tensor(const cr_module *m, const char *name);
  * memory.  Unlike PyTorch's parameters(), frozen ones are left out: build
  * the optimizer the same way whenever its state is to be loaded. */
 cr_tensor *const *cr_module_parameters(cr_module *m, int *n);
+/* PyTorch's torch.optim.Adam(model.parameters(), lr=lr) and its kin: an
+ * optimizer of kind with PyTorch's defaults (cr_optim_default_opts) and
+ * learning rate lr over m's trainable parameters; owned by the caller
+ * (cr_optim_free).  For other options use cr_optim_new with
+ * cr_module_parameters.  NULL and an error as cr_optim_new's. */
+cr_optim *cr_module_optim(cr_ctx *ctx, cr_module *m, cr_optim_kind kind, double lr);
 /* Every parameter, frozen ones too (PyTorch's named_parameters), and, if
  * names is not NULL, their full names in *names. */
 cr_tensor *const *cr_module_named_parameters(cr_module *m, int *n, const char *const **names);
@@ -342,19 +347,17 @@ typedef struct cr_checkpoint {
 /* Write ck to path atomically (cr_st_writer_save).  A meta key inside the
  * optimizer's prefix or equal to rng_key, or a name used twice, is
  * CR_ERR_ARG and nothing is written. */
-CR_NODISCARD cr_status cr_checkpoint_save(cr_ctx *ctx, const cr_checkpoint *ck,
-                                          const char *path);
+CR_NODISCARD cr_status cr_checkpoint_save(cr_ctx *ctx, const cr_checkpoint *ck, const char *path);
 /* The same into a writer (to add more to it before saving it yourself). */
-CR_NODISCARD cr_status cr_checkpoint_write(cr_ctx *ctx, const cr_checkpoint *ck,
-                                           cr_st_writer *w);
+CR_NODISCARD cr_status cr_checkpoint_write(cr_ctx *ctx, const cr_checkpoint *ck, cr_st_writer *w);
 /* Load ck from path / from an open file, all or nothing (see above; opts
  * apply to the model and the extras; the optimizer's buffers convert as
  * cr_optim_load's do).  Extras must be in the file with their shapes and
  * hold finite values. */
-CR_NODISCARD cr_status cr_checkpoint_load(cr_ctx *ctx, const cr_checkpoint *ck,
-                                          const char *path, const cr_load_opts *opts);
-CR_NODISCARD cr_status cr_checkpoint_read(cr_ctx *ctx, const cr_checkpoint *ck,
-                                          const cr_st_file *f, const cr_load_opts *opts);
+CR_NODISCARD cr_status cr_checkpoint_load(cr_ctx *ctx, const cr_checkpoint *ck, const char *path,
+                                          const cr_load_opts *opts);
+CR_NODISCARD cr_status cr_checkpoint_read(cr_ctx *ctx, const cr_checkpoint *ck, const cr_st_file *f,
+                                          const cr_load_opts *opts);
 
 #ifdef __cplusplus
 }

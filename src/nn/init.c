@@ -10,9 +10,7 @@ static bool writable(cr_ctx *ctx, const char *op, cr_tensor *t) {
   return cr__check_inputs(ctx, op, 1, &t);
 }
 
-static cr_status status_of(cr_ctx *ctx) {
-  return ctx && ctx->status ? ctx->status : CR_ERR_ARG;
-}
+static cr_status status_of(cr_ctx *ctx) { return ctx && ctx->status ? ctx->status : CR_ERR_ARG; }
 
 double cr_calculate_gain(const char *nl, double param) {
   static const char *const linear[] = {"linear",           "conv1d",           "conv2d",
@@ -41,8 +39,11 @@ double cr_calculate_gain(const char *nl, double param) {
 static bool fans(cr_ctx *ctx, const char *op, const cr_tensor *t, int64_t *fan_in,
                  int64_t *fan_out) {
   if (t->ndim < 2)
-    return cr__fail(ctx, CR_ERR_SHAPE, "%s: tensor %s: fan_in and fan_out need at least 2 "
-                    "dimensions", op, cr__shp(t)), false;
+    return cr__fail(ctx, CR_ERR_SHAPE,
+                    "%s: tensor %s: fan_in and fan_out need at least 2 "
+                    "dimensions",
+                    op, cr__shp(t)),
+           false;
   int64_t receptive = 1;
   for (int d = 2; d < t->ndim; d++)
     receptive *= t->shape[d];
@@ -117,14 +118,17 @@ static bool kaiming_std(cr_ctx *ctx, const char *op, cr_tensor *t, cr_rng *rng, 
   if (!writable(ctx, op, t) || !fans(ctx, op, t, &fi, &fo))
     return false;
   if (mode != CR_FAN_IN && mode != CR_FAN_OUT)
-    return cr__fail(ctx, CR_ERR_ARG, "%s: mode %d is not CR_FAN_IN or CR_FAN_OUT", op,
-                    (int)mode), false;
+    return cr__fail(ctx, CR_ERR_ARG, "%s: mode %d is not CR_FAN_IN or CR_FAN_OUT", op, (int)mode),
+           false;
   if (!isfinite(a))
     return cr__fail(ctx, CR_ERR_ARG, "%s: a %g must be finite", op, a), false;
   double gain = cr_calculate_gain(nl, a);
   if (isnan(gain))
-    return cr__fail(ctx, CR_ERR_ARG, "%s: unknown nonlinearity '%.40s' (linear, sigmoid, "
-                    "tanh, relu, leaky_relu, selu, conv1d...)", op, nl), false;
+    return cr__fail(ctx, CR_ERR_ARG,
+                    "%s: unknown nonlinearity '%.40s' (linear, sigmoid, "
+                    "tanh, relu, leaky_relu, selu, conv1d...)",
+                    op, nl),
+           false;
   if (!rng)
     return cr__fail(ctx, CR_ERR_ARG, "%s: rng is NULL (make one with cr_rng_new)", op), false;
   *std = gain / sqrt((double)(mode == CR_FAN_IN ? fi : fo));
@@ -140,8 +144,8 @@ cr_status cr_init_kaiming_uniform(cr_ctx *ctx, cr_tensor *t, cr_rng *rng, double
   return cr_fill_uniform(ctx, t, rng, -bound, bound);
 }
 
-cr_status cr_init_kaiming_normal(cr_ctx *ctx, cr_tensor *t, cr_rng *rng, double a,
-                                 cr_fan_mode mode, const char *nonlinearity) {
+cr_status cr_init_kaiming_normal(cr_ctx *ctx, cr_tensor *t, cr_rng *rng, double a, cr_fan_mode mode,
+                                 const char *nonlinearity) {
   double std;
   if (!kaiming_std(ctx, "init_kaiming_normal", t, rng, a, mode, nonlinearity, &std))
     return status_of(ctx);
@@ -180,8 +184,10 @@ cr_status cr_init_orthogonal(cr_ctx *ctx, cr_tensor *t, cr_rng *rng, double gain
   if (!writable(ctx, op, t) || !gain_ok(ctx, op, gain))
     return status_of(ctx);
   if (t->ndim < 2)
-    return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "%s: tensor %s: only tensors of 2 or more "
-                            "dimensions can be orthogonal", op, cr__shp(t));
+    return cr_ctx_set_error(ctx, CR_ERR_SHAPE,
+                            "%s: tensor %s: only tensors of 2 or more "
+                            "dimensions can be orthogonal",
+                            op, cr__shp(t));
   if (!rng)
     return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: rng is NULL (make one with cr_rng_new)", op);
   const int64_t rows = t->shape[0], cols = t->numel / rows;
@@ -192,7 +198,7 @@ cr_status cr_init_orthogonal(cr_ctx *ctx, cr_tensor *t, cr_rng *rng, double gain
     return cr_ctx_set_error(ctx, CR_ERR_NOMEM, "%s: out of memory", op);
   bool ok = false;
   for (int tries = 0; !ok && tries < 8; tries++) { /* a dependent draw is astronomically rare */
-    for (int64_t r = 0; r < rows; r++) /* N(0, 1) [rows, cols], row-major */
+    for (int64_t r = 0; r < rows; r++)             /* N(0, 1) [rows, cols], row-major */
       for (int64_t c = 0; c < cols; c++)
         a[wide ? c * n + r : r * n + c] = cr_rng_normal(rng);
     ok = gram_schmidt(a, m, n);
@@ -202,6 +208,8 @@ cr_status cr_init_orthogonal(cr_ctx *ctx, cr_tensor *t, cr_rng *rng, double gain
       cr_set_flat(t, r * cols + c, gain * a[wide ? c * n + r : r * n + c]);
   free(a);
   return ok ? CR_OK
-            : cr_ctx_set_error(ctx, CR_ERR_NUMERIC, "%s: tensor %s: the draws were linearly "
-                               "dependent", op, cr__shp(t));
+            : cr_ctx_set_error(ctx, CR_ERR_NUMERIC,
+                               "%s: tensor %s: the draws were linearly "
+                               "dependent",
+                               op, cr__shp(t));
 }

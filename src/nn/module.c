@@ -70,13 +70,16 @@ static bool name_ok(cr_ctx *ctx, const char *op, const cr_module *m, const char 
     chars = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
   }
   if (!chars)
-    return cr__fail(ctx, CR_ERR_ARG, "%s: %s name '%.70s' for %s: use 1 to %d letters, digits "
-                    "or '_' (a '.' would split the state dict's path)", op, what,
-                    name ? name : "(NULL)", m->type, CR__MOD_NAME_MAX - 1), false;
+    return cr__fail(ctx, CR_ERR_ARG,
+                    "%s: %s name '%.70s' for %s: use 1 to %d letters, digits "
+                    "or '_' (a '.' would split the state dict's path)",
+                    op, what, name ? name : "(NULL)", m->type, CR__MOD_NAME_MAX - 1),
+           false;
   for (int i = 0; i < m->n_tensors; i++)
     if (!strcmp(m->tensors[i].name, name))
       return cr__fail(ctx, CR_ERR_ARG, "%s: %s already has a %s '%s'", op, m->type,
-                      m->tensors[i].buffer ? "buffer" : "parameter", name), false;
+                      m->tensors[i].buffer ? "buffer" : "parameter", name),
+             false;
   for (int i = 0; i < m->n_kids; i++)
     if (!strcmp(m->kids[i]->name, name))
       return cr__fail(ctx, CR_ERR_ARG, "%s: %s already has a submodule '%s'", op, m->type, name),
@@ -113,8 +116,7 @@ cr_module *cr_module_add(cr_ctx *ctx, cr_module *parent, const char *name, cr_mo
         cr__fail(ctx, CR_ERR_ARG, "%s: %s would contain itself", op, child->type);
       return NULL;
     }
-  if (!ctx || ctx->status != CR_OK || !parent ||
-      !name_ok(ctx, op, parent, name, "submodule") ||
+  if (!ctx || ctx->status != CR_OK || !parent || !name_ok(ctx, op, parent, name, "submodule") ||
       !grow((void **)&parent->kids, &parent->cap_kids, parent->n_kids, sizeof *parent->kids)) {
     if (ctx && ctx->status == CR_OK)
       cr__fail(ctx, parent ? CR_ERR_NOMEM : CR_ERR_ARG, "%s: %s (adding %s '%s')", op,
@@ -153,8 +155,10 @@ static cr_tensor *add_tensor(cr_ctx *ctx, const char *op, cr_module *m, const ch
   if (!m)
     return cr__fail(ctx, CR_ERR_ARG, "%s: module is NULL (adding '%s')", op, name ? name : "");
   if (dt != CR_F32 && dt != CR_F64)
-    return cr__fail(ctx, CR_ERR_DTYPE, "%s: '%s' of %s: dtype must be f32 or f64 (what "
-                    "checkpoints store)", op, name ? name : "", m->type);
+    return cr__fail(ctx, CR_ERR_DTYPE,
+                    "%s: '%s' of %s: dtype must be f32 or f64 (what "
+                    "checkpoints store)",
+                    op, name ? name : "", m->type);
   if (!name_ok(ctx, op, m, name, buffer ? "buffer" : "parameter"))
     return NULL;
   cr_tensor *t = cr_tensor_new(ctx, dt, ndim, shape);
@@ -168,13 +172,13 @@ static cr_tensor *add_tensor(cr_ctx *ctx, const char *op, cr_module *m, const ch
   return t;
 }
 
-cr_tensor *cr_module_add_param(cr_ctx *ctx, cr_module *m, const char *name, cr_dtype dt,
-                               int ndim, const int64_t *shape) {
+cr_tensor *cr_module_add_param(cr_ctx *ctx, cr_module *m, const char *name, cr_dtype dt, int ndim,
+                               const int64_t *shape) {
   return add_tensor(ctx, "module_add_param", m, name, dt, ndim, shape, false);
 }
 
-cr_tensor *cr_module_add_buffer(cr_ctx *ctx, cr_module *m, const char *name, cr_dtype dt,
-                                int ndim, const int64_t *shape) {
+cr_tensor *cr_module_add_buffer(cr_ctx *ctx, cr_module *m, const char *name, cr_dtype dt, int ndim,
+                                const int64_t *shape) {
   return add_tensor(ctx, "module_add_buffer", m, name, dt, ndim, shape, true);
 }
 
@@ -195,12 +199,16 @@ cr_tensor *cr_module_forward(cr_ctx *ctx, cr_module *m, cr_tensor *x) {
   if (!m)
     return cr__fail(ctx, CR_ERR_ARG, "module_forward: module is NULL");
   if (!m->forward)
-    return cr__fail(ctx, CR_ERR_ARG, "module_forward: %s has no forward: call your own "
-                    "function, or give it one with cr_module_set_forward", m->type);
+    return cr__fail(ctx, CR_ERR_ARG,
+                    "module_forward: %s has no forward: call your own "
+                    "function, or give it one with cr_module_set_forward",
+                    m->type);
   cr_tensor *y = m->forward(ctx, m, x);
   if (!y && ctx->status == CR_OK)
-    cr__fail(ctx, CR_ERR_ARG, "module_forward: the forward of %s returned NULL without an "
-             "error", m->type);
+    cr__fail(ctx, CR_ERR_ARG,
+             "module_forward: the forward of %s returned NULL without an "
+             "error",
+             m->type);
   return y;
 }
 
@@ -254,12 +262,12 @@ static bool flat_reserve(cr__mod_flat *f, int need) {
     return true;
   size_t nc = (size_t)(need > 2 * f->cap ? need : 2 * f->cap);
   nc = nc < 8 ? 8 : nc;
-#define GROW(field)                                                            \
-  do {                                                                         \
-    void *p = realloc((void *)f->field, nc * sizeof *f->field);                \
-    if (!p)                                                                    \
-      return false;                                                            \
-    f->field = p;                                                              \
+#define GROW(field)                                                                                \
+  do {                                                                                             \
+    void *p = realloc((void *)f->field, nc * sizeof *f->field);                                    \
+    if (!p)                                                                                        \
+      return false;                                                                                \
+    f->field = p;                                                                                  \
   } while (0)
   GROW(names);
   GROW(t);
@@ -336,6 +344,23 @@ cr_tensor *const *cr_module_parameters(cr_module *m, int *n) {
   return f ? f->trainable : NULL;
 }
 
+cr_optim *cr_module_optim(cr_ctx *ctx, cr_module *m, cr_optim_kind kind, double lr) {
+  if (!ctx || ctx->status != CR_OK)
+    return NULL;
+  if (!m)
+    return cr__fail(ctx, CR_ERR_ARG, "module_optim: module is NULL");
+  int n;
+  cr_tensor *const *p = cr_module_parameters(m, &n);
+  if (!p)
+    return cr__fail(ctx, CR_ERR_NOMEM, "module_optim: out of memory");
+  if (n == 0)
+    return cr__fail(ctx, CR_ERR_ARG, "module_optim: %s has no trainable parameters", m->type);
+  cr_optim_opts o;
+  cr_optim_default_opts(kind, &o);
+  o.lr = lr;
+  return cr_optim_new(ctx, &o, p, n);
+}
+
 cr_tensor *const *cr_module_named_parameters(cr_module *m, int *n, const char *const **names) {
   const cr__mod_flat *f = m ? cr__module_flat(m) : NULL;
   if (n)
@@ -389,8 +414,7 @@ static bool matches(const char *pattern, const char *name) {
   return !strpbrk(pattern, "*?[") && !strncmp(name, pattern, len) && name[len] == '.';
 }
 
-static int set_trainable(cr_ctx *ctx, const char *op, cr_module *m, const char *pattern,
-                         bool on) {
+static int set_trainable(cr_ctx *ctx, const char *op, cr_module *m, const char *pattern, bool on) {
   if (!ctx || ctx->status != CR_OK)
     return -1;
   if (!m)
@@ -414,7 +438,8 @@ static int set_trainable(cr_ctx *ctx, const char *op, cr_module *m, const char *
   if (k >= sizeof have)
     memcpy(have + sizeof have - 5, "...", 4);
   return cr__fail(ctx, CR_ERR_ARG, "%s: '%.80s' matches no parameter of %s (it has %s)", op,
-                  pattern, m->type, n ? have : "none"), -1;
+                  pattern, m->type, n ? have : "none"),
+         -1;
 }
 
 int cr_module_freeze(cr_ctx *ctx, cr_module *m, const char *pattern) {

@@ -23,14 +23,14 @@ typedef struct cr__mod_tensor {
  * dotted names; rebuilt when the tree below changed (valid false). */
 typedef struct cr__mod_flat {
   bool valid;
-  int n, cap;             /* entries; every array below has cap slots */
-  char **names;           /* [n] full names, malloc'd */
-  cr_tensor **t;          /* [n] */
-  bool *buffer;           /* [n] */
-  int n_params;           /* entries that are parameters, then in: */
-  cr_tensor **params;     /* [n_params] */
-  const char **pnames;    /* [n_params] (pointing into names) */
-  cr_tensor **trainable;  /* scratch of cr_module_parameters, cap entries */
+  int n, cap;            /* entries; every array below has cap slots */
+  char **names;          /* [n] full names, malloc'd */
+  cr_tensor **t;         /* [n] */
+  bool *buffer;          /* [n] */
+  int n_params;          /* entries that are parameters, then in: */
+  cr_tensor **params;    /* [n_params] */
+  const char **pnames;   /* [n_params] (pointing into names) */
+  cr_tensor **trainable; /* scratch of cr_module_parameters, cap entries */
 } cr__mod_flat;
 
 struct cr_module {

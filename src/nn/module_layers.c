@@ -7,9 +7,9 @@
 
 /* What a built-in's forward reads besides its tensors. */
 typedef struct layer_impl {
-  int k;                                      /* LayerNorm: normalised dims */
-  double p;                                   /* Dropout: probability; LayerNorm: eps */
-  cr_rng *rng;                                /* Dropout: borrowed */
+  int k;                                       /* LayerNorm: normalised dims */
+  double p;                                    /* Dropout: probability; LayerNorm: eps */
+  cr_rng *rng;                                 /* Dropout: borrowed */
   cr_tensor *(*fn)(cr_ctx *ctx, cr_tensor *x); /* a one-op module */
 } layer_impl;
 
@@ -58,8 +58,7 @@ static cr_tensor *linear_forward(cr_ctx *ctx, cr_module *m, cr_tensor *x) {
   return cr_linear(ctx, x, m->tensors[0].t, m->n_tensors > 1 ? m->tensors[1].t : NULL);
 }
 
-cr_module *cr_nn_linear(cr_ctx *ctx, int64_t in, int64_t out, bool bias, cr_dtype dt,
-                        cr_rng *rng) {
+cr_module *cr_nn_linear(cr_ctx *ctx, int64_t in, int64_t out, bool bias, cr_dtype dt, cr_rng *rng) {
   static const char op[] = "nn_linear";
   if (!ctx || ctx->status != CR_OK || !size_ok(ctx, op, "in_features", in) ||
       !size_ok(ctx, op, "out_features", out) || !dtype_ok(ctx, op, dt))
@@ -71,8 +70,8 @@ cr_module *cr_nn_linear(cr_ctx *ctx, int64_t in, int64_t out, bool bias, cr_dtyp
   cr_tensor *b = W && bias ? param(ctx, &m, "bias", dt, CR_SHAPE(out)) : NULL;
   if (!m)
     return NULL;
-  snprintf(m->extra, sizeof m->extra, "in_features=%lld, out_features=%lld, bias=%s",
-           (long long)in, (long long)out, bias ? "True" : "False");
+  snprintf(m->extra, sizeof m->extra, "in_features=%lld, out_features=%lld, bias=%s", (long long)in,
+           (long long)out, bias ? "True" : "False");
   /* PyTorch's reset_parameters: kaiming_uniform_(W, a=sqrt(5)) is
    * U(-1/sqrt(in), 1/sqrt(in)) up to rounding; the bias U(-1/sqrt(in), 1/sqrt(in)) */
   double bound = 1 / sqrt((double)in);
@@ -118,8 +117,8 @@ static cr_tensor *layer_norm_forward(cr_ctx *ctx, cr_module *m, cr_tensor *x) {
                        affine ? m->tensors[1].t : NULL, im->p);
 }
 
-cr_module *cr_nn_layer_norm(cr_ctx *ctx, int ndim, const int64_t *shape, double eps,
-                            bool affine, cr_dtype dt) {
+cr_module *cr_nn_layer_norm(cr_ctx *ctx, int ndim, const int64_t *shape, double eps, bool affine,
+                            cr_dtype dt) {
   static const char op[] = "nn_layer_norm";
   if (!ctx || ctx->status != CR_OK || !dtype_ok(ctx, op, dt) ||
       !cr__check_shape(ctx, op, ndim, shape))
@@ -201,12 +200,12 @@ cr_module *cr_nn_sequential(cr_ctx *ctx, int n, cr_module *const *mods) {
   static const char op[] = "nn_sequential";
   bool ok = ctx && ctx->status == CR_OK;
   if (ok && (n < 0 || (n > 0 && !mods)))
-    ok = cr__fail(ctx, CR_ERR_ARG, "%s: %d modules and mods %s", op, n,
-                  mods ? "given" : "NULL") != NULL;
+    ok = cr__fail(ctx, CR_ERR_ARG, "%s: %d modules and mods %s", op, n, mods ? "given" : "NULL") !=
+         NULL;
   for (int i = 0; ok && i < n; i++)
     if (!mods[i])
-      ok = cr__fail(ctx, CR_ERR_ARG, "%s: module %d is NULL (its constructor failed?)", op,
-                    i) != NULL;
+      ok = cr__fail(ctx, CR_ERR_ARG, "%s: module %d is NULL (its constructor failed?)", op, i) !=
+           NULL;
   cr_module *m = ok ? make(ctx, op, "Sequential", sequential_forward) : NULL;
   for (int i = 0; i < n && mods; i++) {
     char name[16];

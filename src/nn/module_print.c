@@ -50,7 +50,9 @@ static void row(row_fn *r, const char *prefix, const cr__mod_tensor *e) {
   snprintf(name, sizeof name, "%s%s", prefix, e->name);
   cr_shape_str(shape, sizeof shape, cr_ndim(e->t), cr_shape(e->t));
   fprintf(r->f, "  %-*s  %-12s %s%s\n", r->width, name, shape, cr_dtype_name(cr_dtype_of(e->t)),
-          e->buffer ? "  (buffer)" : cr_requires_grad(e->t) ? "" : "  (frozen)");
+          e->buffer                ? "  (buffer)"
+          : cr_requires_grad(e->t) ? ""
+                                   : "  (frozen)");
 }
 
 void cr_module_print(FILE *f, const cr_module *m) {

@@ -18,9 +18,7 @@ static void rnn_impl_free(void *p) {
 
 static bool is_rnn(const cr_module *m) { return m && m->impl_free == rnn_impl_free; }
 
-cr_rnn *cr_nn_rnn_get(const cr_module *m) {
-  return is_rnn(m) ? ((rnn_impl *)m->impl)->rnn : NULL;
-}
+cr_rnn *cr_nn_rnn_get(const cr_module *m) { return is_rnn(m) ? ((rnn_impl *)m->impl)->rnn : NULL; }
 
 cr_status cr_nn_rnn_forward(cr_ctx *ctx, cr_module *m, cr_tensor *input, cr_tensor *const *init,
                             const int64_t *lengths, cr_tensor **output, cr_tensor **final) {
@@ -29,8 +27,10 @@ cr_status cr_nn_rnn_forward(cr_ctx *ctx, cr_module *m, cr_tensor *input, cr_tens
   if (ctx->status != CR_OK)
     return ctx->status;
   if (!is_rnn(m))
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "nn_rnn_forward: %s is not a recurrent module "
-                            "(made by cr_nn_rnn)", m ? m->type : "NULL");
+    return cr_ctx_set_error(ctx, CR_ERR_ARG,
+                            "nn_rnn_forward: %s is not a recurrent module "
+                            "(made by cr_nn_rnn)",
+                            m ? m->type : "NULL");
   const rnn_impl *im = m->impl;
   return cr_rnn_forward(ctx, im->rnn, input, init, lengths, im->rng, output, final);
 }
@@ -69,8 +69,7 @@ static void describe(char *s, size_t n, const cr_rnn_config *c, const cr_rnn_var
 #undef MORE
 }
 
-cr_module *cr_nn_rnn(cr_ctx *ctx, const cr_rnn_config *cfg, const cr_rnn_variant *v,
-                     cr_rng *rng) {
+cr_module *cr_nn_rnn(cr_ctx *ctx, const cr_rnn_config *cfg, const cr_rnn_variant *v, cr_rng *rng) {
   static const char op[] = "nn_rnn";
   if (!ctx || ctx->status != CR_OK)
     return NULL;
@@ -91,8 +90,8 @@ cr_module *cr_nn_rnn(cr_ctx *ctx, const cr_rnn_config *cfg, const cr_rnn_variant
   m->forward = rnn_forward;
   describe(m->extra, sizeof m->extra, cfg, v);
   for (int i = 0; i < cr_rnn_num_params(im->rnn); i++)
-    if (!cr__module_put(ctx, op, m, cr_rnn_param_name(im->rnn, i), cr_rnn_param(im->rnn, i),
-                        false, false)) {
+    if (!cr__module_put(ctx, op, m, cr_rnn_param_name(im->rnn, i), cr_rnn_param(im->rnn, i), false,
+                        false)) {
       cr_module_free(m);
       return NULL;
     }

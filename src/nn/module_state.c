@@ -98,9 +98,10 @@ static bool fits(cr_ctx *ctx, const cr_st_file *f, const char *name, const cr_te
     return false;
   }
   if (in->dtype != t->dtype && !convert) {
-    say(m, "%s: tensor '%s' is %s %s, this model's is %s %s (set cr_load_opts.convert_dtype to "
-        "convert)", cr_st_path(f), name, cr_dtype_name(in->dtype), have, cr_dtype_name(t->dtype),
-        want);
+    say(m,
+        "%s: tensor '%s' is %s %s, this model's is %s %s (set cr_load_opts.convert_dtype to "
+        "convert)",
+        cr_st_path(f), name, cr_dtype_name(in->dtype), have, cr_dtype_name(t->dtype), want);
     *code = CR_ERR_DTYPE;
     return false;
   }
@@ -110,8 +111,10 @@ static bool fits(cr_ctx *ctx, const cr_st_file *f, const char *name, const cr_te
   bool ok = s && cr_st_read_into(ctx, f, name, s) == CR_OK && cr_all_finite(s);
   cr_tensor_free(s);
   if (!ok && ctx->status == CR_OK) {
-    say(m, "%s: tensor '%s' holds NaN or infinite values (saved from a run that diverged?); "
-        "nothing was loaded", cr_st_path(f), name);
+    say(m,
+        "%s: tensor '%s' holds NaN or infinite values (saved from a run that diverged?); "
+        "nothing was loaded",
+        cr_st_path(f), name);
     *code = CR_ERR_FORMAT;
   }
   return ok;
@@ -200,8 +203,10 @@ static bool check_model(cr_ctx *ctx, const char *op, cr_module *mod, const cr_st
   if (strict_bad && rep->n_unexpected)
     say(&m, "%sunexpected %s", code != CR_OK || rep->n_missing ? "; " : "", rep->unexpected);
   if (strict_bad)
-    say(&m, " (strict load of %s; a non-strict one keeps missing tensors and ignores unexpected "
-        "ones)", mod->type);
+    say(&m,
+        " (strict load of %s; a non-strict one keeps missing tensors and ignores unexpected "
+        "ones)",
+        mod->type);
   cr__fail(ctx, code != CR_OK ? code : CR_ERR_ARG, "%s", m.s);
   return false;
 }
@@ -267,11 +272,17 @@ static bool rng_parse(cr_ctx *ctx, const cr_st_file *f, const char *key, uint64_
   if (ok)
     return true;
   if (!v)
-    return cr__fail(ctx, CR_ERR_FORMAT, "%s: metadata '%s' is missing: no generator state to "
-                    "load (saved without an rng?)", cr_st_path(f), key), false;
-  return cr__fail(ctx, CR_ERR_FORMAT, "%s: metadata '%s' is '%.84s', expected 80 lowercase hex "
+    return cr__fail(ctx, CR_ERR_FORMAT,
+                    "%s: metadata '%s' is missing: no generator state to "
+                    "load (saved without an rng?)",
+                    cr_st_path(f), key),
+           false;
+  return cr__fail(ctx, CR_ERR_FORMAT,
+                  "%s: metadata '%s' is '%.84s', expected 80 lowercase hex "
                   "digits (the generator's state: 4 words not all zero, a finite spare or "
-                  "ffffffffffffffff)", cr_st_path(f), key, v), false;
+                  "ffffffffffffffff)",
+                  cr_st_path(f), key, v),
+         false;
 }
 
 /* ---- checkpoints */
@@ -287,29 +298,39 @@ static const char *rng_key(const cr_checkpoint *ck) {
  * with tensors, metadata in pairs whose keys collide with nothing. */
 static bool ck_ok(cr_ctx *ctx, const char *op, const cr_checkpoint *ck, bool saving) {
   if (!ck || (!ck->model && !ck->optim && !ck->rng))
-    return cr__fail(ctx, CR_ERR_ARG, "%s: %s", op, ck ? "the checkpoint names no model, "
-                    "optimizer or rng" : "checkpoint is NULL"), false;
+    return cr__fail(ctx, CR_ERR_ARG, "%s: %s", op,
+                    ck ? "the checkpoint names no model, "
+                         "optimizer or rng"
+                       : "checkpoint is NULL"),
+           false;
   for (int i = 0; ck->extra_names && ck->extra_names[i]; i++) {
     if (!ck->extra || !ck->extra[i])
       return cr__fail(ctx, CR_ERR_ARG, "%s: extra tensor '%s' is NULL", op, ck->extra_names[i]),
              false;
     if (starts_with(ck->extra_names[i], optim_prefix(ck)))
-      return cr__fail(ctx, CR_ERR_ARG, "%s: extra tensor '%s' is inside the optimizer's prefix "
-                      "'%s'", op, ck->extra_names[i], optim_prefix(ck)), false;
+      return cr__fail(ctx, CR_ERR_ARG,
+                      "%s: extra tensor '%s' is inside the optimizer's prefix "
+                      "'%s'",
+                      op, ck->extra_names[i], optim_prefix(ck)),
+             false;
   }
   for (int i = 0; saving && ck->meta && ck->meta[i]; i += 2) {
     const char *key = ck->meta[i];
     if (!ck->meta[i + 1])
-      return cr__fail(ctx, CR_ERR_ARG, "%s: metadata '%s' has no value (meta holds key, value "
-                      "pairs, then NULL)", op, key), false;
+      return cr__fail(ctx, CR_ERR_ARG,
+                      "%s: metadata '%s' has no value (meta holds key, value "
+                      "pairs, then NULL)",
+                      op, key),
+             false;
     if (starts_with(key, optim_prefix(ck)) || !strcmp(key, rng_key(ck)))
-      return cr__fail(ctx, CR_ERR_ARG, "%s: metadata key '%s' is the checkpoint's own (the "
-                      "optimizer's prefix '%s', the generator's '%s')", op, key,
-                      optim_prefix(ck), rng_key(ck)), false;
+      return cr__fail(ctx, CR_ERR_ARG,
+                      "%s: metadata key '%s' is the checkpoint's own (the "
+                      "optimizer's prefix '%s', the generator's '%s')",
+                      op, key, optim_prefix(ck), rng_key(ck)),
+             false;
     for (int j = 0; j < i; j += 2)
       if (!strcmp(ck->meta[j], key))
-        return cr__fail(ctx, CR_ERR_ARG, "%s: metadata key '%s' is given twice", op, key),
-               false;
+        return cr__fail(ctx, CR_ERR_ARG, "%s: metadata key '%s' is given twice", op, key), false;
   }
   return true;
 }
@@ -331,9 +352,10 @@ cr_status cr_checkpoint_write(cr_ctx *ctx, const cr_checkpoint *ck, cr_st_writer
       return cr_ctx_set_error(ctx, CR_ERR_NOMEM, "%s: out of memory", op);
     for (int i = 0; i < n; i++)
       if (starts_with(names[i], optim_prefix(ck)))
-        return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: the model's tensor '%s' is inside the "
-                                "optimizer's prefix '%s' (set optim_prefix)", op, names[i],
-                                optim_prefix(ck));
+        return cr_ctx_set_error(ctx, CR_ERR_ARG,
+                                "%s: the model's tensor '%s' is inside the "
+                                "optimizer's prefix '%s' (set optim_prefix)",
+                                op, names[i], optim_prefix(ck));
   }
   char hex[RNG_HEX + 1];
   if (ck->model && cr_module_save(ctx, ck->model, w, "") != CR_OK)
@@ -377,8 +399,11 @@ static bool check_extras(cr_ctx *ctx, const cr_checkpoint *ck, const cr_st_file 
     msg bad = {{0}, 0};
     cr_status code = CR_OK;
     if (!cr_st_find(f, name))
-      return cr__fail(ctx, CR_ERR_ARG, "%s: no tensor named '%s' (an extra tensor of the "
-                      "checkpoint)", cr_st_path(f), name), false;
+      return cr__fail(ctx, CR_ERR_ARG,
+                      "%s: no tensor named '%s' (an extra tensor of the "
+                      "checkpoint)",
+                      cr_st_path(f), name),
+             false;
     if (!fits(ctx, f, name, ck->extra[i], o->convert_dtype, true, &bad, &code)) {
       if (ctx->status == CR_OK)
         cr__fail(ctx, code, "%s", bad.s);
