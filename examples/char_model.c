@@ -19,12 +19,6 @@ const cr_cell_def *cm_cell_by_name(const char *name) {
   return cr_cell_by_name(name);
 }
 
-static void add_param(char_model *m, const char *name, cr_tensor *p) {
-  snprintf(m->names[m->n_params], sizeof m->names[0], "%s", name);
-  m->params[m->n_params++] = p;
-  cr_set_requires_grad(p, true);
-}
-
 char_model *cm_new(cr_ctx *ctx, const cm_config *cfg, cr_rng *rng) {
   char_model *m = calloc(1, sizeof *m);
   if (!m) {
@@ -32,57 +26,47 @@ char_model *cm_new(cr_ctx *ctx, const cm_config *cfg, cr_rng *rng) {
     return NULL;
   }
   m->cfg = *cfg;
-  int64_t V = cfg->vocab, E = cfg->embed, H = cfg->hidden;
-  cr_rnn_config rc = {cfg->cell, E, H, cfg->layers, cfg->dropout, false, cfg->dtype};
-  m->embed = cr_tensor_new(ctx, cfg->dtype, CR_SHAPE(V, E));
-  m->rnn = m->embed ? cr_rnn_new(ctx, &rc, rng) : NULL;
-  m->head_w = cr_tensor_new(ctx, cfg->dtype, CR_SHAPE(V, H));
-  m->head_b = cr_tensor_new(ctx, cfg->dtype, CR_SHAPE(V));
-  double k = 1.0 / sqrt((double)H);
-  if (m->rnn && cr_rnn_num_params(m->rnn) + 3 > CM_MAX_PARAMS)
-    cr_ctx_set_error(ctx, CR_ERR_ARG, "char_model: %d recurrent parameters, more than %d",
-                     cr_rnn_num_params(m->rnn), CM_MAX_PARAMS - 3);
-  if (!m->rnn || !m->head_w || !m->head_b || cr_ctx_status(ctx) != CR_OK ||
-      cr_fill_normal(ctx, m->embed, rng, 0, 1) != CR_OK ||
-      cr_fill_uniform(ctx, m->head_w, rng, -k, k) != CR_OK ||
-      cr_fill_uniform(ctx, m->head_b, rng, -k, k) != CR_OK) {
+  cr_rnn_config rc = {cfg->cell, cfg->embed, cfg->hidden, cfg->layers, cfg->dropout, false,
+                      cfg->dtype};
+  /* drawn from rng in this order, the recurrent weights first, as char-lm
+   * always has (a seed gives the runs it gave before); named in the order
+   * of the forward pass */
+  cr_module *rnn = cr_nn_rnn(ctx, &rc, NULL, rng);
+  cr_module *embed = cr_nn_embedding(ctx, cfg->vocab, cfg->embed, cfg->dtype, rng);
+  cr_module *head = cr_nn_linear(ctx, cfg->hidden, cfg->vocab, true, cfg->dtype, rng);
+  m->m = cr_module_new(ctx, "CharLM");
+  m->embed = cr_module_add(ctx, m->m, "embed", embed);
+  m->rnn = cr_module_add(ctx, m->m, "rnn", rnn);
+  m->head = cr_module_add(ctx, m->m, "head", head);
+  m->params = cr_module_named_parameters(m->m, &m->n_params, &m->names);
+  if (!m->head || !m->params) {
     cm_free(m);
     return NULL;
   }
-  add_param(m, "embed.weight", m->embed);
-  char name[48];
-  for (int i = 0; i < cr_rnn_num_params(m->rnn); i++) {
-    snprintf(name, sizeof name, "rnn.%s", cr_rnn_param_name(m->rnn, i));
-    add_param(m, name, cr_rnn_param(m->rnn, i));
-  }
-  add_param(m, "head.weight", m->head_w);
-  add_param(m, "head.bias", m->head_b);
   return m;
 }
 
 void cm_free(char_model *m) {
   if (!m)
     return;
-  cr_tensor_free(m->embed);
-  cr_rnn_free(m->rnn);
-  cr_tensor_free(m->head_w);
-  cr_tensor_free(m->head_b);
+  cr_module_free(m->m);
   free(m);
 }
 
 cr_tensor *cm_logits(cr_ctx *ctx, const char_model *m, const int64_t *ids, int64_t T, int64_t B,
                      cr_tensor *const *init, cr_tensor **final, cr_rng *rng) {
   /* x = embed[ids]  [T,B,E] */
-  cr_tensor *x = cr_embedding(ctx, m->embed, ids, CR_SHAPE(T, B));
+  cr_tensor *x = cr_module_forward(ctx, m->embed, cr_from_i64(ctx, CR_SHAPE(T, B), ids));
   cr_tensor *h;
   /* h = rnn(x)  [T,B,H] */
-  if (!x || cr_rnn_forward_ex(ctx, m->rnn, x, init, NULL, rng, &m->fwd, &h, final) != CR_OK)
+  if (!x || cr_rnn_forward_ex(ctx, cr_nn_rnn_get(m->rnn), x, init, NULL, rng, &m->fwd, &h,
+                              final) != CR_OK)
     return NULL;
   /* logits = h W^T + b  [T*B, V] */
-  return cr_linear(ctx, cr_reshape(ctx, h, CR_SHAPE(T * B, m->cfg.hidden)), m->head_w, m->head_b);
+  return cr_module_forward(ctx, m->head, cr_reshape(ctx, h, CR_SHAPE(T * B, m->cfg.hidden)));
 }
 
-cr_status cm_save(cr_ctx *ctx, const char_model *m, cr_st_writer *w) {
+cr_status cm_save_config(cr_ctx *ctx, const char_model *m, cr_st_writer *w) {
   char v[32];
   const cm_config *c = &m->cfg;
   cr_status st = cr_st_writer_set_meta(ctx, w, "model.cell", c->cell->name);
@@ -98,14 +82,6 @@ cr_status cm_save(cr_ctx *ctx, const char_model *m, cr_st_writer *w) {
   META("model.dropout", "%.17g", c->dropout);
   META("model.dtype", "%s", cr_dtype_name(c->dtype));
 #undef META
-  if (st == CR_OK)
-    st = cr_st_writer_add(ctx, w, "embed.weight", m->embed);
-  if (st == CR_OK)
-    st = cr_rnn_save(ctx, m->rnn, w, "rnn.");
-  if (st == CR_OK)
-    st = cr_st_writer_add(ctx, w, "head.weight", m->head_w);
-  if (st == CR_OK)
-    st = cr_st_writer_add(ctx, w, "head.bias", m->head_b);
   return st;
 }
 
@@ -167,37 +143,4 @@ bool cm_read_config(const cr_st_file *f, const char *path, cm_config *cfg, char 
   cfg->dropout = p;
   cfg->dtype = strcmp(dt, "f64") ? CR_F32 : CR_F64;
   return true;
-}
-
-/* The file's tensor name holds only finite values once read as like's
- * dtype; else an error naming it (read into scratch memory). */
-static cr_status finite_in_file(cr_ctx *ctx, const cr_st_file *f, const char *name,
-                                const cr_tensor *like) {
-  cr_tensor *t = cr_tensor_new(ctx, cr_dtype_of(like), cr_ndim(like), cr_shape(like));
-  bool finite = t && cr_st_read_into(ctx, f, name, t) == CR_OK && cr_all_finite(t);
-  cr_tensor_free(t);
-  if (finite || cr_ctx_status(ctx) != CR_OK)
-    return cr_ctx_status(ctx);
-  return cr_ctx_set_error(ctx, CR_ERR_FORMAT,
-                          "%s: tensor '%s' holds NaN or infinite values (saved from a run that "
-                          "diverged?); nothing was loaded", cr_st_path(f), name);
-}
-
-cr_status cm_load(cr_ctx *ctx, char_model *m, const cr_st_file *f, const char *path) {
-  (void)path; /* messages name the file through cr_st_path */
-  /* check the embedding and head first (shapes, then values); cr_rnn_load
-   * checks its own tensors the same way before reading any, so a bad file
-   * changes nothing */
-  cr_tensor *own[3] = {m->embed, m->head_w, m->head_b};
-  static const char *const names[3] = {"embed.weight", "head.weight", "head.bias"};
-  cr_status st = CR_OK;
-  for (int i = 0; i < 3 && st == CR_OK; i++)
-    st = cr_st_expect(ctx, f, names[i], own[i]);
-  for (int i = 0; i < 3 && st == CR_OK; i++)
-    st = finite_in_file(ctx, f, names[i], own[i]);
-  if (st == CR_OK)
-    st = cr_rnn_load(ctx, m->rnn, f, "rnn.");
-  for (int i = 0; i < 3 && st == CR_OK; i++)
-    st = cr_st_read_into(ctx, f, names[i], own[i]);
-  return st;
 }

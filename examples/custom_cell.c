@@ -90,22 +90,12 @@ int main(int argc, char **argv) {
 
   enum { T = 20, B = 32, H = 24, DELAY = 3 };
   cr_rnn_config cfg = {&mgu_cell, 1, H, 1, 0, false, CR_F32};
-  cr_rnn *rnn = cr_rnn_new(ctx, &cfg, rng);
-  cr_tensor *Wo = cr_tensor_new(ctx, CR_F32, CR_SHAPE(2, H)), *bo = cr_tensor_new(ctx, CR_F32, CR_SHAPE(2));
-  if (!rnn || !Wo || !bo || cr_fill_uniform(ctx, Wo, rng, -0.2, 0.2))
+  cr_module *net = cr_module_new(ctx, "Recall"); /* rnn: the MGU, head: Linear(H, 2) */
+  cr_module *rnn = cr_module_add(ctx, net, "rnn", cr_nn_rnn(ctx, &cfg, NULL, rng));
+  cr_module *head = cr_module_add(ctx, net, "head", cr_nn_linear(ctx, H, 2, true, CR_F32, rng));
+  cr_optim *opt = cr_module_optim(ctx, net, CR_ADAM, 1e-2);
+  if (!opt)
     return fprintf(stderr, "custom-cell: %s\n", cr_ctx_error(ctx)), 1;
-  cr_set_requires_grad(Wo, true);
-  cr_set_requires_grad(bo, true);
-  cr_tensor *params[16];
-  int np = 0;
-  for (int i = 0; i < cr_rnn_num_params(rnn); i++)
-    params[np++] = cr_rnn_param(rnn, i);
-  params[np++] = Wo;
-  params[np++] = bo;
-  cr_optim_opts oo;
-  cr_optim_default_opts(CR_ADAM, &oo);
-  oo.lr = 1e-2;
-  cr_optim *opt = cr_optim_new(ctx, &oo, params, np);
   printf("training the MGU to output the bit it saw %d steps ago (T=%d, batch %d, hidden %d)\n",
          DELAY, T, B, H);
   float bits[T * B];
@@ -117,12 +107,10 @@ int main(int argc, char **argv) {
     for (int t = 0; t < T; t++)
       for (int b = 0; b < B; b++)
         target[t * B + b] = t >= DELAY ? (int64_t)bits[(t - DELAY) * B + b] : 0;
-    cr_tensor *x = cr_from_array(ctx, CR_F32, CR_SHAPE(T, B, 1), bits), *h;
-    if (cr_rnn_forward(ctx, rnn, x, NULL, NULL, NULL, &h, NULL) != CR_OK)
-      break;
+    cr_tensor *x = cr_from_array(ctx, CR_F32, CR_SHAPE(T, B, 1), bits);
     /* score only steps t >= DELAY: earlier targets do not exist */
-    cr_tensor *hs = cr_slice(ctx, h, 0, DELAY, T, 1);
-    cr_tensor *logits = cr_linear(ctx, cr_reshape(ctx, hs, CR_SHAPE(-1, H)), Wo, bo);
+    cr_tensor *hs = cr_slice(ctx, cr_module_forward(ctx, rnn, x), 0, DELAY, T, 1);
+    cr_tensor *logits = cr_module_forward(ctx, head, cr_reshape(ctx, hs, CR_SHAPE(-1, H)));
     cr_tensor *loss = cr_cross_entropy(ctx, logits, target + DELAY * B, CR_NO_IGNORE);
     cr_optim_zero_grad(opt);
     if (!loss || cr_backward(ctx, loss) != CR_OK || cr_optim_step(ctx, opt) != CR_OK)
@@ -148,9 +136,7 @@ int main(int argc, char **argv) {
     printf("loss %.4f -> %.4f (chance ln 2 = 0.6931); accuracy on the last batch %.1f%%\n", first,
            last, 100 * acc);
   cr_optim_free(opt);
-  cr_tensor_free(Wo);
-  cr_tensor_free(bo);
-  cr_rnn_free(rnn);
+  cr_module_free(net);
   cr_rng_free(rng);
   cr_ctx_free(ctx);
   return rc || !(last < first);

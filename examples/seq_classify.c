@@ -27,11 +27,9 @@
 
 enum { BATCH = 32, TEST = 512 };
 
+/* rnn: one layer of the cell; head: Linear(H, 1) reading its last state */
 typedef struct {
-  cr_rnn *rnn;
-  cr_tensor *Wo, *bo;
-  cr_tensor *params[16];
-  int n;
+  cr_module *m, *rnn, *head;
 } model;
 
 /* x [T, B, 2]: (value, marker); sums[b] = sum of the two marked values. */
@@ -58,12 +56,10 @@ static cr_tensor *batch(cr_ctx *ctx, cr_rng *rng, int64_t T, int64_t B, float *s
 
 /* the prediction [B, 1] from the last hidden state */
 static cr_tensor *predict(cr_ctx *ctx, const model *m, cr_tensor *x) {
-  cr_tensor *out, *fin[2];
-  if (cr_rnn_forward(ctx, m->rnn, x, NULL, NULL, NULL, &out, fin) != CR_OK)
+  cr_tensor *out, *fin[2]; /* fin[0]: h [L,B,H] */
+  if (cr_nn_rnn_forward(ctx, m->rnn, x, NULL, NULL, &out, fin) != CR_OK)
     return NULL;
-  int64_t L = cr_dim(fin[0], 0), B = cr_dim(fin[0], 1), H = cr_dim(fin[0], 2);
-  cr_tensor *h_last = cr_reshape(ctx, cr_slice(ctx, fin[0], 0, L - 1, L, 1), CR_SHAPE(B, H));
-  return cr_linear(ctx, h_last, m->Wo, m->bo);
+  return cr_module_forward(ctx, m->head, cr_select(ctx, fin[0], 0, -1));
 }
 
 static double g_lr = 3e-3;
@@ -72,29 +68,19 @@ static double run(const cr_cell_def *cell, int64_t T, long steps, int64_t H, uin
                   double *final_loss) {
   cr_ctx *ctx = cr_ctx_new();
   cr_rng *rng = cr_rng_new(seed);
-  model m = {0};
   cr_rnn_config cfg = {cell, 2, H, 1, 0, false, CR_F32};
-  m.rnn = cr_rnn_new(ctx, &cfg, rng);
-  m.Wo = cr_tensor_new(ctx, CR_F32, CR_SHAPE(1, H));
-  m.bo = cr_tensor_new(ctx, CR_F32, CR_SHAPE(1));
-  double k = 1 / sqrt((double)H), acc = -1;
-  if (!m.rnn || !m.Wo || !m.bo || cr_fill_uniform(ctx, m.Wo, rng, -k, k) != CR_OK) {
+  model m = {.m = cr_module_new(ctx, "Adder")};
+  m.rnn = cr_module_add(ctx, m.m, "rnn", cr_nn_rnn(ctx, &cfg, NULL, rng));
+  m.head = cr_module_add(ctx, m.m, "head", cr_nn_linear(ctx, H, 1, true, CR_F32, rng));
+  int n;
+  cr_tensor *const *params = cr_module_parameters(m.m, &n);
+  cr_optim *opt = cr_module_optim(ctx, m.m, CR_ADAM, g_lr);
+  double acc = -1;
+  if (!opt)
     fprintf(stderr, "seq-classify: %s\n", cr_ctx_error(ctx));
-    goto done;
-  }
-  for (int i = 0; i < cr_rnn_num_params(m.rnn); i++)
-    m.params[m.n++] = cr_rnn_param(m.rnn, i);
-  m.params[m.n++] = m.Wo;
-  m.params[m.n++] = m.bo;
-  for (int i = 0; i < m.n; i++)
-    cr_set_requires_grad(m.params[i], true);
-  cr_optim_opts oo;
-  cr_optim_default_opts(CR_ADAM, &oo);
-  oo.lr = g_lr;
-  cr_optim *opt = cr_optim_new(ctx, &oo, m.params, m.n);
   float sums[TEST];
   double loss_avg = NAN;
-  for (long s = 0; s < steps; s++) {
+  for (long s = 0; opt && s < steps; s++) {
     cr_tensor *x = batch(ctx, rng, T, BATCH, sums);
     cr_tensor *target = cr_from_array(ctx, CR_F32, CR_SHAPE(BATCH, 1), sums);
     cr_tensor *loss = cr_mse(ctx, predict(ctx, &m, x), target);
@@ -103,14 +89,14 @@ static double run(const cr_cell_def *cell, int64_t T, long steps, int64_t H, uin
       fprintf(stderr, "seq-classify: %s\n", cr_ctx_error(ctx));
       break;
     }
-    (void)cr_clip_grad_norm(ctx, m.params, m.n, 1.0);
+    (void)cr_clip_grad_norm(ctx, params, n, 1.0);
     if (cr_optim_step(ctx, opt) != CR_OK)
       break;
     double l = cr_item(loss);
     loss_avg = isnan(loss_avg) ? l : 0.98 * loss_avg + 0.02 * l;
     cr_ctx_reset(ctx);
   }
-  if (cr_ctx_status(ctx) == CR_OK) {
+  if (opt && cr_ctx_status(ctx) == CR_OK) {
     /* accuracy on fresh sequences, evaluation mode, no graph */
     cr_set_grad_enabled(ctx, false);
     cr_tensor *pred = predict(ctx, &m, batch(ctx, rng, T, TEST, sums));
@@ -125,10 +111,7 @@ static double run(const cr_cell_def *cell, int64_t T, long steps, int64_t H, uin
     *final_loss = se / TEST;
   }
   cr_optim_free(opt);
-done:
-  cr_rnn_free(m.rnn);
-  cr_tensor_free(m.Wo);
-  cr_tensor_free(m.bo);
+  cr_module_free(m.m);
   cr_rng_free(rng);
   cr_ctx_free(ctx);
   return acc;

@@ -31,6 +31,9 @@
  *   chainrule/runtime.h   BLIS sub-configuration and threads
  *   chainrule/rnn.h       recurrent cells (built-in and user-defined), layers
  *   chainrule/optim.h     optimizers, gradient clipping, learning-rate schedules
+ *   chainrule/module.h    models as modules: named parameters, PyTorch's
+ *                         state_dict names, freezing, checkpoints
+ *   chainrule/init.h      initialisations (torch.nn.init)
  */
 #ifndef CHAINRULE_H
 #define CHAINRULE_H
@@ -39,7 +42,9 @@
 #include "chainrule/base.h"
 #include "chainrule/function.h"
 #include "chainrule/gradcheck.h"
+#include "chainrule/init.h"
 #include "chainrule/io.h"
+#include "chainrule/module.h"
 #include "chainrule/ops.h"
 #include "chainrule/optim.h"
 #include "chainrule/rnn.h"

@@ -1,7 +1,7 @@
 /* checkpoint.c — a char-lm run saved into one safetensors file, and
  * loaded back for resuming, fine-tuning, sampling or evaluation.
  *
- * What the file holds:
+ * What the file holds (the tensors and train.rng are one cr_checkpoint):
  *   tensors   embed.weight, rnn.*, head.weight, head.bias   the model
  *             optim.*                                        the optimizer
  *             train.carry0, train.carry1 (--tbptt)           the carried state
@@ -16,11 +16,10 @@
  *
  * A file is untrusted input: every metadata value is parsed strictly and
  * checked against the tensors it describes before anything is allocated
- * or changed, and a message names the file, the entry and what was
- * expected. */
+ * or changed (cr_checkpoint_read loads all or nothing), and a message
+ * names the file, the entry and what was expected. */
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +27,17 @@
 #include "char_lm.h"
 
 static const char *const carry_names[2] = {"train.carry0", "train.carry1"};
+
+/* Run t as one checkpoint: the model, the optimizer, the generator (as
+ * train.rng) and, with --tbptt, the carried state (of every rank's
+ * sequences, [L,B,H], on several ranks); names[3] holds the
+ * extras' names. */
+static cr_checkpoint run_checkpoint(cl_run *t, const char *names[3]) {
+  for (int s = 0; s < 3; s++)
+    names[s] = t->o.tbptt && s < t->S ? carry_names[s] : NULL;
+  return (cr_checkpoint){.model = t->m->m, .optim = t->opt, .rng = t->rng, .extra_names = names,
+                         .extra = t->carry_all[0] ? t->carry_all : t->carry, .rng_key = "train.rng"};
+}
 
 cr_status cl_ckpt_save(cl_run *t, const char *path) {
   cr_ctx *ctx = t->ctx;
@@ -37,38 +47,25 @@ cr_status cl_ckpt_save(cl_run *t, const char *path) {
       return cr_ctx_set_error(ctx, CR_ERR_ARG,
                               "%s: not saved: parameter '%s' holds NaN or infinite values "
                               "(the run diverged; try a lower --lr)", path, t->m->names[i]);
+  /* which text, and where in it the run is */
+  char vocab[513], chars[24], hash[24], step[24], pos[24];
+  cl_vocab_hex(&t->data, vocab);
+  snprintf(chars, sizeof chars, "%" PRId64, t->data.n);
+  snprintf(hash, sizeof hash, "%016" PRIx64, t->data.hash);
+  snprintf(step, sizeof step, "%" PRId64, t->step);
+  snprintf(pos, sizeof pos, "%" PRId64, t->stream_pos);
+  const char *extras[3], *meta[] = {"data.vocab", vocab, "data.chars", chars, "data.fnv1a64",
+                                    hash, "train.step", step, "train.stream_pos", pos, NULL};
+  cr_checkpoint ck = run_checkpoint(t, extras);
+  ck.meta = meta;
   cr_st_writer *w = cr_st_writer_new();
   if (!w)
     return cr_ctx_set_error(ctx, CR_ERR_NOMEM, "%s: out of memory", path);
-  char buf[600];
-  cr_status st = cm_save(ctx, t->m, w);
-  if (st == CR_OK)
-    st = cr_optim_save(ctx, t->opt, w, "optim.");
+  cr_status st = cm_save_config(ctx, t->m, w);
   if (st == CR_OK)
     st = cl_opts_record(ctx, &t->o, w);
-  cl_vocab_hex(&t->data, buf);
   if (st == CR_OK)
-    st = cr_st_writer_set_meta(ctx, w, "data.vocab", buf);
-  snprintf(buf, sizeof buf, "%" PRId64, t->data.n);
-  if (st == CR_OK)
-    st = cr_st_writer_set_meta(ctx, w, "data.chars", buf);
-  snprintf(buf, sizeof buf, "%016" PRIx64, t->data.hash);
-  if (st == CR_OK)
-    st = cr_st_writer_set_meta(ctx, w, "data.fnv1a64", buf);
-  snprintf(buf, sizeof buf, "%" PRId64, t->step);
-  if (st == CR_OK)
-    st = cr_st_writer_set_meta(ctx, w, "train.step", buf);
-  snprintf(buf, sizeof buf, "%" PRId64, t->stream_pos);
-  if (st == CR_OK)
-    st = cr_st_writer_set_meta(ctx, w, "train.stream_pos", buf);
-  uint64_t rs[5];
-  cr_rng_get_state(t->rng, rs);
-  snprintf(buf, sizeof buf, "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64,
-           rs[0], rs[1], rs[2], rs[3], rs[4]);
-  if (st == CR_OK)
-    st = cr_st_writer_set_meta(ctx, w, "train.rng", buf);
-  for (int s = 0; st == CR_OK && t->o.tbptt && s < t->S; s++)
-    st = cr_st_writer_add(ctx, w, carry_names[s], t->carry_all[s] ? t->carry_all[s] : t->carry[s]);
+    st = cr_checkpoint_write(ctx, &ck, w);
   if (st == CR_OK)
     st = cr_st_writer_save(ctx, w, path);
   cr_st_writer_free(w);
@@ -163,30 +160,6 @@ static bool meta_int(const cr_st_file *f, const char *path, const char *key, int
                  "]%s", path, key, s, lo, hi, why), false;
 }
 
-/* train.rng: 80 hex digits, the generator's 5 state words (xoshiro256**
- * must not be all zero; the fifth word is a spare normal or none). */
-static bool meta_rng(const cr_st_file *f, const char *path, uint64_t rs[5]) {
-  const char *s = cr_st_meta(f, "train.rng");
-  bool ok = s && strlen(s) == 80;
-  for (int i = 0; ok && i < 80; i++)
-    ok = (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f');
-  for (int i = 0; ok && i < 5; i++) {
-    char part[17];
-    memcpy(part, s + 16 * i, 16);
-    part[16] = '\0';
-    rs[i] = strtoull(part, NULL, 16);
-  }
-  double spare;
-  if (ok)
-    memcpy(&spare, &rs[4], sizeof spare);
-  ok = ok && (rs[0] | rs[1] | rs[2] | rs[3]) != 0 && (rs[4] == UINT64_MAX || isfinite(spare));
-  if (!ok)
-    return cl_fail("%s: metadata 'train.rng' is '%.84s', expected 80 lowercase hex digits (the "
-                   "generator's state: 4 words not all zero, a finite spare or ffffffffffffffff)",
-                   path, s ? s : "(missing)"), false;
-  return true;
-}
-
 /* ---- loading */
 
 /* This rank's sequences [lo, hi) of a carried state: the rows of every
@@ -202,9 +175,11 @@ static void take_rows(const cr_tensor *whole, cr_tensor *part, int64_t lo, int64
 }
 
 /* Every model tensor: shapes checked, then values (finite) checked, then
- * read.  Nothing in m changes on failure. */
+ * read; nothing in m changes on failure.  The file holds more than the
+ * model (the optimizer, the run's state): its model tensors were all
+ * checked to be there by cl_ckpt_check_shapes, so the load is not strict. */
 static bool load_model(cr_ctx *ctx, char_model *m, const cr_st_file *f) {
-  if (cm_load(ctx, m, f, cr_st_path(f)) != CR_OK)
+  if (cr_module_load(ctx, m->m, f, NULL, &(cr_load_opts){.non_strict = true}) != CR_OK)
     return cl_fail("%s", cr_ctx_error(ctx)), false;
   return true;
 }
@@ -214,35 +189,28 @@ bool cl_ckpt_restore(cl_run *t, const cr_st_file *f, const char *path) {
   const cl_opts *o = &t->o;
   /* 1. metadata, before anything changes */
   int64_t step, pos, share = o->tbptt ? t->data.n_train / o->batch : 1;
-  uint64_t rs[5];
   char why[160];
   snprintf(why, sizeof why, " (steps already taken, at most --steps %ld)", o->steps);
   if (!meta_int(f, path, "train.step", 0, o->steps, why, &step))
     return false;
   snprintf(why, sizeof why, " (%s)", o->tbptt ? "a position in every stream's share of the text"
                                               : "it is 0 without --tbptt");
-  if (!meta_int(f, path, "train.stream_pos", 0, share - 1, why, &pos) || !meta_rng(f, path, rs))
+  if (!meta_int(f, path, "train.stream_pos", 0, share - 1, why, &pos))
     return false;
   if (step == o->steps)
     return cl_fail("%s: already trained all %ld steps (pass a larger --steps to train on)", path,
                    o->steps), false;
-  /* 2. tensors: each loader checks all of its own before reading any */
-  if (!load_model(ctx, t->m, f) || cr_optim_load(ctx, t->opt, f, "optim.") != CR_OK)
+  /* 2. the model, the optimizer, the carried state and the generator,
+   * all checked before any is changed */
+  const char *extras[3];
+  cr_checkpoint ck = run_checkpoint(t, extras);
+  if (cr_checkpoint_read(ctx, &ck, f, NULL) != CR_OK)
     return cl_fail("%s", cr_ctx_error(ctx)), false;
   if (cr_optim_steps(t->opt) != step)
     return cl_fail("%s: metadata 'train.step' is %" PRId64 ", expected %" PRId64
                    " (the optimizer's optim.steps)", path, step, cr_optim_steps(t->opt)), false;
-  for (int s = 0; o->tbptt && s < t->S; s++) {
-    cr_tensor *whole = t->carry_all[s] ? t->carry_all[s] : t->carry[s]; /* [L,B,H] */
-    if (cr_st_read_into(ctx, f, carry_names[s], whole) != CR_OK)
-      return cl_fail("%s", cr_ctx_error(ctx)), false;
-    if (!cr_all_finite(whole))
-      return cl_fail("%s: tensor '%s' holds NaN or infinite values, expected a finite state",
-                     path, carry_names[s]), false;
-    if (whole != t->carry[s])
-      take_rows(whole, t->carry[s], t->b_lo, t->b_hi);
-  }
-  cr_rng_set_state(t->rng, rs);
+  for (int s = 0; o->tbptt && t->carry_all[0] && s < t->S; s++)
+    take_rows(t->carry_all[s], t->carry[s], t->b_lo, t->b_hi);
   t->step = step;
   t->stream_pos = pos;
   return true;
@@ -281,7 +249,7 @@ bool cl_ckpt_finetune(cl_run *t, const cr_st_file *f, const char *path, const cm
   if (!parse_vocab(f, path, old->vocab, old_id))
     return false;
   /* the old model, checked whole (shapes were checked before allocating;
-   * cr_rnn_load and cm_load refuse non-finite values) */
+   * cr_module_load refuses non-finite values) */
   char_model *src = cm_new(ctx, old, t->rng);
   if (!src || !load_model(ctx, src, f)) {
     if (!src)
@@ -289,20 +257,25 @@ bool cl_ckpt_finetune(cl_run *t, const cr_st_file *f, const char *path, const cm
     cm_free(src);
     return false;
   }
-  for (int i = 0; i < cr_rnn_num_params(t->m->rnn); i++)
-    if (cr_copy_into(ctx, cr_rnn_param(t->m->rnn, i), cr_rnn_param(src->rnn, i)) != CR_OK)
+  int n_rnn;
+  cr_tensor *const *from = cr_module_named_parameters(src->rnn, &n_rnn, NULL);
+  cr_tensor *const *to = cr_module_named_parameters(t->m->rnn, &n_rnn, NULL);
+  for (int i = 0; i < n_rnn; i++)
+    if (cr_copy_into(ctx, to[i], from[i]) != CR_OK)
       break;
+  /* the rows of the embedding and the head, row by row: [V, E], [V, H], [V] */
+  static const char *const rows[3] = {"embed.weight", "head.weight", "head.bias"};
   int shared = 0;
   for (int v = 0; v < t->data.vocab; v++) {
     int o = old_id[t->data.chars[v]];
-    if (o < 0)
-      continue;
-    shared++;
-    for (int64_t e = 0; e < old->embed; e++)
-      cr_set_flat(t->m->embed, v * old->embed + e, cr_get_flat(src->embed, o * old->embed + e));
-    for (int64_t h = 0; h < old->hidden; h++)
-      cr_set_flat(t->m->head_w, v * old->hidden + h, cr_get_flat(src->head_w, o * old->hidden + h));
-    cr_set_flat(t->m->head_b, v, cr_get_flat(src->head_b, o));
+    shared += o >= 0;
+    for (int k = 0; o >= 0 && k < 3; k++) {
+      cr_tensor *to_t = cr_module_tensor(t->m->m, rows[k]);
+      cr_tensor *from_t = cr_module_tensor(src->m, rows[k]);
+      int64_t width = cr_numel(to_t) / cr_dim(to_t, 0);
+      for (int64_t j = 0; j < width; j++)
+        cr_set_flat(to_t, v * width + j, cr_get_flat(from_t, o * width + j));
+    }
   }
   cm_free(src);
   if (cr_ctx_status(ctx) != CR_OK)
@@ -311,9 +284,8 @@ bool cl_ckpt_finetune(cl_run *t, const cr_st_file *f, const char *path, const cm
     printf("fine-tuning from %s: recurrent weights copied, %d of %d characters shared with its "
          "vocabulary of %" PRId64 "%s\n", path, shared, t->data.vocab, old->vocab,
          t->o.freeze_recurrent ? "; recurrent layers frozen" : "");
-  if (t->o.freeze_recurrent)
-    for (int i = 0; i < cr_rnn_num_params(t->m->rnn); i++)
-      cr_set_requires_grad(cr_rnn_param(t->m->rnn, i), false);
+  if (t->o.freeze_recurrent && cr_module_freeze(ctx, t->m->m, "rnn") < 0)
+    return cl_fail("%s", cr_ctx_error(ctx)), false;
   return true;
 }
 

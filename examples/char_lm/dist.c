@@ -91,11 +91,8 @@ bool cl_dist_all_ok(cl_run *t, bool ok) {
 bool cl_dist_start(cl_run *t) {
   if (!t->dist)
     return true;
-  const char *names[CM_MAX_PARAMS];
-  for (int i = 0; i < t->m->n_params; i++)
-    names[i] = t->m->names[i];
   /* a rank with another model is an error naming it, before any step */
-  if (cr_dist_check_params(t->ctx, t->dist, t->m->params, names, t->m->n_params) != CR_OK ||
+  if (cr_dist_check_params(t->ctx, t->dist, t->m->params, t->m->names, t->m->n_params) != CR_OK ||
       cr_dist_broadcast_params(t->ctx, t->dist, t->m->params, t->m->n_params) != CR_OK)
     return collective_failed(t, "");
   return true;
@@ -155,13 +152,10 @@ static bool gather_carry(cl_run *t) {
 bool cl_dist_before_save(cl_run *t) {
   if (!t->dist)
     return true;
-  const char *names[CM_MAX_PARAMS];
-  for (int i = 0; i < t->m->n_params; i++)
-    names[i] = t->m->names[i];
   if (!gather_carry(t))
     return false;
   /* the file speaks for every rank: they must hold the same model */
-  if (cr_dist_check_in_sync(t->ctx, t->dist, t->m->params, names, t->m->n_params) != CR_OK)
+  if (cr_dist_check_in_sync(t->ctx, t->dist, t->m->params, t->m->names, t->m->n_params) != CR_OK)
     return collective_failed(t, "saving: ");
   return true;
 }

@@ -275,9 +275,7 @@ static void print_header(const cl_run *t) {
   printf("data %s: %" PRId64 " characters, vocabulary %d, %" PRId64 " train / %" PRId64
          " validation; unigram baseline %.3f bits/char\n", o->data, d->n, d->vocab, d->n_train,
          d->n - d->n_train, cl_unigram_bits(d));
-  int64_t n_weights = 0;
-  for (int i = 0; i < t->m->n_params; i++)
-    n_weights += cr_numel(t->m->params[i]);
+  int64_t n_weights = cr_module_num_params(t->m->m);
   printf("model %s, hidden %" PRId64 ", layers %d, embed %" PRId64 ", %" PRId64 " parameters (%s); "
          "%s lr %g, clip %g, schedule %s; seq %ld, batch %ld, %s; steps %" PRId64 "..%ld\n",
          c->cell->name, c->hidden, c->layers, c->embed, n_weights, cr_dtype_name(c->dtype),
