@@ -354,9 +354,11 @@ int cl_train_loop(cl_run *t) {
   char line[400];
   cl_dist_stats_line(t, line, sizeof line);
   if (t->rank == 0) {
-    printf("trained %" PRId64 " steps in %.1f s (%.0f tokens/s), peak RSS %ld MiB\n",
-           t->step - first, el, (double)(t->step - first) * (double)(o->seq * o->batch) / el,
-           ru.ru_maxrss / 1024);
+    /* the steps alone: without validation, saves and printing */
+    const double tokens = (double)(t->step - first) * (double)(o->seq * o->batch);
+    printf("trained %" PRId64 " steps in %.1f s (%.0f tokens/s; the steps alone %.0f tokens/s), "
+           "peak RSS %ld MiB\n", t->step - first, el, tokens / el,
+           t->step_s > 0 ? tokens / t->step_s : 0.0, ru.ru_maxrss / 1024);
     if (*line)
       printf("%s\n", line);
     fflush(stdout);
