@@ -83,6 +83,7 @@ static const char *style =
     "font-family:monospace}"
     ".code{margin:.6em 0}.where{font-size:.9em;color:#555}"
     "pre{background:#f6f8fa;padding:.5em;overflow-x:auto;font-size:.85em;margin:.2em 0}"
+    "pre.msg{white-space:pre-wrap}" /* a message wraps; code keeps its lines */
     ".missing{background:#fff4e5;border-left:4px solid #e69500;padding:.4em .8em}"
     ".files{font-size:.9em;color:#555}table{border-collapse:collapse}"
     "td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}";
@@ -245,7 +246,7 @@ static void section_anomaly(FILE *f, const bt_report *rep) {
           "overshoots, the loss grows about %.0e times per step, and at step %d "
           "a value overflows. Without anomaly mode the loss would read inf, then nan, and "
           "training would go on; with it the first op whose result or gradient is not "
-          "finite stops the pass and says where:</p>\n<pre>",
+          "finite stops the pass and says where:</p>\n<pre class=\"msg\">",
           a->lr, growth, a->log.stopped_at);
   esc(f, a->log.message);
   fprintf(f, "</pre>\n");
