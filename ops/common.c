@@ -63,12 +63,29 @@ bool cr__anomaly_forward(cr_ctx *ctx, const char *op, const cr_tensor *out, int 
   return false;
 }
 
+/* Whether out is a view of an input that is itself an op's result: its
+ * values are that input's, checked when it was made (ops never write in
+ * place), so anomaly mode need not scan them again for every slice of a
+ * large tensor.  A view of a leaf is checked: leaves are checked nowhere
+ * else. */
+static bool view_of_a_result(const cr_tensor *out, int n_in, cr_tensor *const *in) {
+  const char *p = out->data;
+  for (int k = 0; k < n_in; k++) {
+    const char *lo = in[k] ? in[k]->data : NULL;
+    if (lo && in[k]->op_result && p >= lo &&
+        p < lo + (size_t)in[k]->numel * cr_dtype_size(in[k]->dtype))
+      return true;
+  }
+  return false;
+}
+
 cr_node *cr__record(cr_ctx *ctx, const cr_op_desc *op, cr_tensor *out, int n_in,
                     cr_tensor *const *in) {
   if (!out)
     return NULL;
   out->op_result = true;
-  if (ctx->anomaly && !cr__anomaly_forward(ctx, op->name, out, n_in, in))
+  if (ctx->anomaly && !view_of_a_result(out, n_in, in) &&
+      !cr__anomaly_forward(ctx, op->name, out, n_in, in))
     return NULL;
   if (!cr__will_record(ctx, n_in, in))
     return NULL;
@@ -266,6 +283,8 @@ static void settle_target(cr_ctx *ctx, void *target) {
     if (ctx->owed[i] == target)
       ctx->owed[i--] = ctx->owed[--ctx->n_owed];
 }
+
+bool cr__pending_owed(const cr_ctx *ctx, const cr_tensor *g) { return owed(ctx, g->data); }
 
 void cr__pending_settle(cr_ctx *ctx, const cr_tensor *g) {
   if (owed(ctx, g->data))

@@ -161,6 +161,8 @@ struct cr__pending {
 };
 /* Queue p (arena memory; its settle and target set) for this pass. */
 void cr__pending_add(cr_ctx *ctx, cr__pending *p);
+/* Whether contributions to g's buffer are queued (not yet added). */
+bool cr__pending_owed(const cr_ctx *ctx, const cr_tensor *g);
 /* Settle what is owed to g's buffer (nothing when nothing is). */
 void cr__pending_settle(cr_ctx *ctx, const cr_tensor *g);
 void cr__pending_settle_all(cr_ctx *ctx);

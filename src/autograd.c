@@ -92,12 +92,28 @@ static int64_t non_finite_at(const cr_tensor *t, double *v) {
 
 static const char *kind_of(double v) { return isnan(v) ? "nan" : v > 0 ? "inf" : "-inf"; }
 
-/* Anomaly mode, kernel pass: did nd's VJP leave a NaN/Inf in a gradient? */
+/* Whether view's values lie inside buf's buffer. */
+static bool inside(const cr_tensor *view, const cr_tensor *buf) {
+  const char *p = view->data, *lo = buf->data;
+  return p >= lo && p < lo + (size_t)buf->numel * cr_dtype_size(buf->dtype);
+}
+
+/* Anomaly mode, kernel pass: did nd's VJP leave a NaN/Inf in a gradient?
+ * An input whose gradient nd's output gradient was a view into (a slice,
+ * a reshape: grad_alias) got nothing from this VJP — its new values were
+ * written, and checked, as the gradient of nd's consumers' input — so
+ * the whole buffer (say the input projections of every step, sliced per
+ * gate and step) is not scanned again for every view of it.  A buffer
+ * owed queued products (a weight's gradient, one product per step) is
+ * checked once they are added (settled_finite). */
 static bool vjp_finite(cr_ctx *ctx, const cr_node *nd) {
+  const cr_tensor *gy = nd->out->grad_is_view ? nd->out->grad : NULL;
   for (int k = 0; k < nd->n_in; k++) {
     const cr_tensor *x = nd->in[k];
     const cr_tensor *g = !x->node && x->hooks ? (x->pgrad_pass == ctx->pass ? x->pgrad : NULL)
                          : x->grad_pass == ctx->pass ? x->grad : NULL;
+    if (g && ((gy && inside(gy, g)) || cr__pending_owed(ctx, g)))
+      continue; /* nothing new from this VJP, or checked once settled */
     double v = 0;
     int64_t at = g && x->requires_grad ? non_finite_at(g, &v) : -1;
     if (at < 0)
@@ -204,9 +220,13 @@ void cr__run_vjps(cr_ctx *ctx, cr_node *const *order, size_t n) {
     cr_tensor *t = nd->out, *g = t->grad;
     if (!g || t->grad_pass != ctx->pass)
       continue; /* no gradient reached it */
-    if (!t->grad_is_view) /* (a view's VJP has nothing left to read) */
-      cr__pending_settle(ctx, g); /* its gradient is complete only now */
-    if (ctx->anomaly && !settled_finite(ctx, t, g))
+    /* its gradient is complete only now (a view's VJP has nothing left to
+     * read); in anomaly mode the VJPs that wrote it checked what they
+     * wrote, and what was queued is checked once added */
+    const bool queued = !t->grad_is_view && cr__pending_owed(ctx, g);
+    if (queued)
+      cr__pending_settle(ctx, g);
+    if (ctx->anomaly && queued && !settled_finite(ctx, t, g))
       break;
     if (t->hooks) {
       cr_tensor *h = cr__run_hooks(ctx, t, g);
@@ -245,9 +265,10 @@ static cr_status run_kernels(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed) {
   cr__pending_settle_all(ctx);
   for (size_t i = 0; ctx->anomaly && ctx->status == CR_OK && i < n; i++)
     for (int k = 0; k < order[i]->n_in && ctx->status == CR_OK; k++) {
-      const cr_tensor *x = order[i]->in[k]; /* the leaves' staged products too */
-      if (!x->node && x->requires_grad && x->grad && x->grad_pass == ctx->pass)
-        settled_finite(ctx, x, x->grad);
+      cr_tensor *x = order[i]->in[k]; /* the leaves' staged products too, once each */
+      if (!x->node && x->requires_grad && x->grad && x->grad_pass == ctx->pass &&
+          x->finite_pass != ctx->pass && settled_finite(ctx, x, x->grad))
+        x->finite_pass = ctx->pass;
     }
   finish_hooked_leaves(ctx, order, n, y);
   return ctx->status;

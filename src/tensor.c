@@ -664,30 +664,62 @@ double cr_item(const cr_tensor *t) {
   return t && t->numel == 1 ? cr_get_flat(t, 0) : NAN;
 }
 
+/* n values at p, stride apart, all finite: x * 0 is 0 for a finite x and
+ * NaN for NaN or +-Inf, so the sum of those products is 0 exactly when
+ * every value is finite. */
+static bool finite_row(cr_dtype dt, const void *p, int64_t n, int64_t stride) {
+  if (dt == CR_F32) {
+    const float *x = p;
+    float acc = 0;
+    if (stride == 1) {
+#pragma omp simd reduction(+ : acc)
+      for (int64_t i = 0; i < n; i++)
+        acc += x[i] * 0.0f;
+    } else {
+      for (int64_t i = 0; i < n; i++)
+        acc += x[i * stride] * 0.0f;
+    }
+    return acc == 0;
+  }
+  const double *x = p;
+  double acc = 0;
+  if (stride == 1) {
+#pragma omp simd reduction(+ : acc)
+    for (int64_t i = 0; i < n; i++)
+      acc += x[i] * 0.0;
+  } else {
+    for (int64_t i = 0; i < n; i++)
+      acc += x[i * stride] * 0.0;
+  }
+  return acc == 0;
+}
+
 bool cr_all_finite(const cr_tensor *t) {
   if (!t || t->magic != CR__TENSOR_MAGIC)
     return false;
-  if (t->dtype == CR_I64)
+  if (t->released)
+    return false; /* its values are gone */
+  if (t->dtype == CR_I64 || t->numel == 0)
     return true;
-  if (cr__is_contig(t)) {
-    if (t->dtype == CR_F32) {
-      const float *p = t->data;
-      float acc = 0;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t i = 0; i < t->numel; i++)
-        acc += p[i] * 0.0f; /* 0 for finite values, NaN for NaN or +-Inf */
-      return acc == 0;
-    }
-    const double *p = t->data;
-    double acc = 0;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t i = 0; i < t->numel; i++)
-      acc += p[i] * 0.0;
-    return acc == 0;
-  }
-  for (int64_t i = 0; i < t->numel; i++)
-    if (!isfinite(cr_get_flat(t, i)))
+  if (cr__is_contig(t))
+    return finite_row(t->dtype, t->data, t->numel, 1);
+  /* a view: row by row along the last dimension, the other indices
+   * counted like an odometer (one division-free step per row) */
+  const int nd = t->ndim;
+  const int64_t n = nd ? t->shape[nd - 1] : 1, step = nd ? t->stride[nd - 1] : 1;
+  const size_t es = cr_dtype_size(t->dtype);
+  int64_t idx[CR_MAX_DIMS] = {0}, off = 0;
+  for (int64_t row = 0; row < t->numel / n; row++) {
+    if (!finite_row(t->dtype, (const char *)t->data + (size_t)off * es, n, step))
       return false;
+    for (int d = nd - 2; d >= 0; d--) { /* the next row's offset */
+      off += t->stride[d];
+      if (++idx[d] < t->shape[d])
+        break;
+      off -= idx[d] * t->stride[d];
+      idx[d] = 0;
+    }
+  }
   return true;
 }
 

@@ -311,6 +311,41 @@ static void test_anomaly_vjp(void **state) {
   cr_tensor_free(x);
 }
 
+/* anomaly mode through views: a view of a checked result is not scanned
+ * again, a view of a leaf is; an infinite gradient written through a
+ * slice into the gradient of a larger tensor is found at the VJP that
+ * wrote it */
+static void test_anomaly_through_views(void **state) {
+  cr_ctx *ctx = *state;
+  cr_tensor *x = param(ctx, CR_SHAPE(2, 3), (const double[]){1, 2, 0, 4, 0, 6});
+  cr_set_name(x, "x");
+  cr_set_detect_anomaly(ctx, true);
+  /* y = x * x [2,3]; s = y[:, 1:3]; sqrt at the zeros: VJP inf */
+  cr_tensor *s = cr_slice(ctx, cr_mul(ctx, x, x), 1, 1, 3, 1);
+  cr_tensor *L = cr_sum(ctx, cr_sqrt(ctx, s));
+  assert_non_null(L);
+  assert_int_equal(cr_backward(ctx, L), CR_ERR_NUMERIC);
+  assert_string_equal(cr_ctx_error(ctx), "anomaly: VJP of sqrt [2,2] produced inf in input 0 "
+                                         "[2,2] (element 1 of its gradient; the forward op's "
+                                         "result was [2,2])");
+  cr_ctx_clear_error(ctx);
+  /* a leaf holding NaN is caught at the first view of it */
+  cr_tensor *bad = param(ctx, CR_SHAPE(2, 2), (const double[]){1, NAN, 3, 4});
+  cr_set_name(bad, "bad");
+  assert_null(cr_reshape(ctx, bad, CR_SHAPE(4)));
+  assert_non_null(strstr(cr_ctx_error(ctx), "anomaly: forward op reshape [2,2] 'bad' produced nan"));
+  cr_ctx_clear_error(ctx);
+  /* a NaN made by an op is named at that op, not at the views after it */
+  cr_tensor *n = param(ctx, CR_SHAPE(2), (const double[]){-1, 1});
+  assert_null(cr_slice(ctx, cr_reshape(ctx, cr_log(ctx, n), CR_SHAPE(1, 2)), 1, 0, 1, 1));
+  assert_non_null(strstr(cr_ctx_error(ctx), "anomaly: forward op log [2] produced nan"));
+  cr_ctx_clear_error(ctx);
+  cr_set_detect_anomaly(ctx, false);
+  cr_tensor_free(x);
+  cr_tensor_free(bad);
+  cr_tensor_free(n);
+}
+
 /* anomaly mode changes no bit of a gradient, and checks the sums of
  * products staged for a shared weight when they are added */
 static void test_anomaly_same_bits_and_staged_sums(void **state) {
@@ -591,6 +626,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_hooks_steady_state, setup, teardown),
       cmocka_unit_test_setup_teardown(test_anomaly_forward, setup, teardown),
       cmocka_unit_test_setup_teardown(test_anomaly_vjp, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_anomaly_through_views, setup, teardown),
       cmocka_unit_test_setup_teardown(test_custom_ops, setup, teardown),
       cmocka_unit_test_setup_teardown(test_names_in_print_dot_and_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_anomaly_same_bits_and_staged_sums, setup, teardown),

@@ -156,6 +156,45 @@ static void test_bad_shapes(void **state) {
   cr_ctx_clear_error(ctx);
 }
 
+/* cr_all_finite on views (slices, transposes, broadcasts of 1..4 dims):
+ * one NaN or Inf at any position of the view is found, a NaN outside the
+ * view is not seen, and values that are only large are finite. */
+static void test_all_finite_of_views(void **state) {
+  cr_ctx *ctx = *state;
+  for (int dt = 0; dt < 2; dt++) {
+    const cr_dtype type = dt ? CR_F64 : CR_F32;
+    cr_tensor *base = cr_zeros(ctx, type, CR_SHAPE(3, 4, 5, 6));
+    /* [3,2,5,3]: every other row of dim 1, every other column of dim 3 */
+    cr_tensor *v = cr_slice(ctx, cr_slice(ctx, base, 1, 1, 4, 2), 3, 0, 6, 2);
+    cr_tensor *tv = cr_transpose(ctx, cr_select(ctx, base, 0, 1), 0, 2); /* [6,5,4] */
+    assert_non_null(v);
+    assert_non_null(tv);
+    assert_true(cr_all_finite(v) && cr_all_finite(tv));
+    cr_set_flat(base, 3 * 4 * 5 * 6 - 1, 1e30); /* large, finite */
+    assert_true(cr_all_finite(base));
+    for (int i = 0; i < cr_numel(v); i++) { /* each position of the view */
+      const double bad = i % 3 == 0 ? NAN : i % 3 == 1 ? INFINITY : -INFINITY;
+      cr_set_flat(v, i, bad);
+      assert_false(cr_all_finite(v));
+      assert_false(cr_all_finite(base));
+      cr_set_flat(v, i, 0);
+      assert_true(cr_all_finite(v));
+    }
+    /* a value the view skips (dim 1 row 0, dim 3 column 1) */
+    cr_set_flat(base, 1, NAN);
+    assert_true(cr_all_finite(v));
+    assert_false(cr_all_finite(base));
+    cr_set_flat(base, 1, 0);
+    for (int i = 0; i < cr_numel(tv); i++) {
+      cr_set_flat(tv, i, NAN);
+      assert_false(cr_all_finite(tv));
+      cr_set_flat(tv, i, 0);
+    }
+    assert_true(cr_all_finite(tv));
+  }
+  assert_int_equal(cr_ctx_status(ctx), CR_OK);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_creation_values, setup, teardown),
@@ -165,6 +204,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_rng_reproducible, setup, teardown),
       cmocka_unit_test_setup_teardown(test_print, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_shapes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_all_finite_of_views, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,8 +28,10 @@
  * Run:  meson test -C build --benchmark --verbose
  *   or  taskset -c 0 build/tests/bench/bench-rnn [--quick] [--cells lstm,gru]
  *         [--configs tiny,small] [--threads 1,2] [--steps N] [--min-steps N]
- *         [--embed N | --embed-equals-hidden] [--machine]
+ *         [--embed N | --embed-equals-hidden] [--anomaly] [--machine]
  * (--min-steps: at least N timed steps besides the time budget, default 10;
+ * --anomaly: every row in anomaly mode, cr_set_detect_anomaly, whose
+ * checks of every result and gradient are the difference to a plain run;
  * --machine: one "RESULT ..." line per row, for run_all.sh / compare.py.)
  */
 #include <math.h>
@@ -69,7 +71,7 @@ static const bench_config all_configs[] = {
 static const char *const all_cells[] = {"rnn_tanh", "lstm", "gru"};
 
 typedef struct {
-  bool quick, machine;
+  bool quick, machine, anomaly;
   int steps;     /* fixed timed steps, 0: by time */
   int min_steps; /* timed steps at least, when timing by time */
   int64_t embed; /* E; 0: E = H */
@@ -110,7 +112,7 @@ static bool split_list(char *s, const char **out, int *n) {
 static void usage(FILE *f) {
   fprintf(f, "usage: bench-rnn [--quick] [--cells rnn_tanh,lstm,gru] "
              "[--configs tiny,small,medium] [--threads 1,2] [--steps N] [--min-steps N] "
-             "[--embed N | --embed-equals-hidden] [--machine]\n");
+             "[--embed N | --embed-equals-hidden] [--anomaly] [--machine]\n");
 }
 
 static bool parse_args(int argc, char **argv, options *o) {
@@ -130,6 +132,10 @@ static bool parse_args(int argc, char **argv, options *o) {
     }
     if (!strcmp(a, "--machine")) {
       o->machine = true;
+      continue;
+    }
+    if (!strcmp(a, "--anomaly")) {
+      o->anomaly = true;
       continue;
     }
     if (!strcmp(a, "--embed-equals-hidden")) {
@@ -229,6 +235,8 @@ static bool run_row(const options *o, const char *cell, const bench_config *c, i
   cr_set_num_threads(threads);
   cr_ctx *ctx = cr_ctx_new();
   cr_rng *rng = cr_rng_new(1234);
+  if (ctx && o->anomaly)
+    cr_set_detect_anomaly(ctx, true);
   const int64_t E = o->embed ? o->embed : H;
   cm_config mc = {cm_cell_by_name(cell), VOCAB, E, H, 1, 0.0, CR_F32};
   char_model *m = ctx && rng ? cm_new(ctx, &mc, rng) : NULL;
@@ -310,8 +318,8 @@ int main(int argc, char **argv) {
     snprintf(emb, sizeof emb, "E = H");
   const char *pre = o.machine ? "# " : ""; /* --machine: only RESULT lines are data */
   printf("%schainrule training step: embedding -> 1-layer cell -> linear -> cross_entropy -> "
-         "backward -> SGD(lr 0.1); f32, vocab %d, %s\n",
-         pre, VOCAB, emb);
+         "backward -> SGD(lr 0.1); f32, vocab %d, %s%s\n",
+         pre, VOCAB, emb, o.anomaly ? "; anomaly mode on" : "");
   printf("%sruntime: %s\n", pre, cr_runtime_describe(rt, sizeof rt));
   double load = NAN; /* 1-minute load average, Linux */
   FILE *lf = fopen("/proc/loadavg", "r");
