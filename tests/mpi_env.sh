@@ -20,4 +20,10 @@ MPIRUN=("$mpirun_bin" --oversubscribe --mca btl self,vader)
 [ "$(id -u)" = 0 ] && MPIRUN+=(--allow-run-as-root)
 export OMPI_MCA_btl_vader_single_copy_mechanism="${OMPI_MCA_btl_vader_single_copy_mechanism:-none}"
 MPIRUN+=(-x OMPI_MCA_btl_vader_single_copy_mechanism)
+# Under AddressSanitizer: Open MPI keeps allocations past MPI_Finalize;
+# tests/lsan_mpi.supp suppresses leaks allocated inside its libraries, and
+# full unwinding lets those frames be seen (harmless in other builds).
+mpi_env_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
+export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$mpi_env_dir/lsan_mpi.supp"
 return 0
