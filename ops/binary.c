@@ -41,9 +41,12 @@ static cr_status bin_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tenso
 /* the kernel VJP writes both gradients through their strides */
 static bool takes_view(const cr_node *nd, int k) { return (void)nd, (void)k, true; }
 
-#define CR_BINARY(ID, NAME, FWD, READS, GA, GB, GRAPH_A, GRAPH_B)                     \
-  const cr_op_desc cr__op_##NAME = {.name = #NAME, .n_inputs = 2, .vjp = bin_vjp,             \
-                                    .vjp_graph = bin_vjp_graph, .reads = READS,         \
+#define CR_BINARY(ID, NAME, FWD, READS, GA, GB, GRAPH_A, GRAPH_B)                                  \
+  const cr_op_desc cr__op_##NAME = {.name = #NAME,                                                 \
+                                    .n_inputs = 2,                                                 \
+                                    .vjp = bin_vjp,                                                \
+                                    .vjp_graph = bin_vjp_graph,                                    \
+                                    .reads = READS,                                                \
                                     .takes_view_grad = takes_view};
 #include "elementwise.def"
 #undef CR_BINARY
@@ -125,10 +128,10 @@ static void bin_vjp(cr_ctx *ctx, cr_node *nd) {
 static cr_status bin_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *GY, cr_tensor **gx) {
   cr_tensor *A = nd->in[0], *B = nd->in[1];
   switch (binary_attr_of(nd)->kind) {
-#define CR_BINARY(ID, name, FWD, READS, GA, GB, GRAPH_A, GRAPH_B)                     \
-  case B_##ID:                                                                 \
-    gx[0] = A->requires_grad ? cr__reduce_to(ctx, (GRAPH_A), A) : NULL;        \
-    gx[1] = B->requires_grad ? cr__reduce_to(ctx, (GRAPH_B), B) : NULL;        \
+#define CR_BINARY(ID, name, FWD, READS, GA, GB, GRAPH_A, GRAPH_B)                                  \
+  case B_##ID:                                                                                     \
+    gx[0] = A->requires_grad ? cr__reduce_to(ctx, (GRAPH_A), A) : NULL;                            \
+    gx[1] = B->requires_grad ? cr__reduce_to(ctx, (GRAPH_B), B) : NULL;                            \
     break;
 #include "elementwise.def"
 #undef CR_BINARY

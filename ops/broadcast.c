@@ -14,21 +14,13 @@ static cr_status expand_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_te
 static cr_status sum_to_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
 const cr_op_desc cr__op_expand = {
-    .name = "expand",
-    .n_inputs = 1,
-    .vjp = expand_vjp,
-    .vjp_graph = expand_vjp_graph,
-    .reads = 0};
+    .name = "expand", .n_inputs = 1, .vjp = expand_vjp, .vjp_graph = expand_vjp_graph, .reads = 0};
 const cr_op_desc cr__op_sum_to = {
-    .name = "sum_to",
-    .n_inputs = 1,
-    .vjp = sum_to_vjp,
-    .vjp_graph = sum_to_vjp_graph,
-    .reads = 0};
+    .name = "sum_to", .n_inputs = 1, .vjp = sum_to_vjp, .vjp_graph = sum_to_vjp_graph, .reads = 0};
 
 /* Does small broadcast to big (NumPy rules)?  Else an error naming op. */
-static bool broadcasts(cr_ctx *ctx, const char *op, int small_nd, const int64_t *small,
-                       int big_nd, const int64_t *big, const char *what) {
+static bool broadcasts(cr_ctx *ctx, const char *op, int small_nd, const int64_t *small, int big_nd,
+                       const int64_t *big, const char *what) {
   bool ok = small_nd <= big_nd;
   for (int d = 0; ok && d < small_nd; d++) {
     int64_t s = small[small_nd - 1 - d], b = big[big_nd - 1 - d];
@@ -38,8 +30,10 @@ static bool broadcasts(cr_ctx *ctx, const char *op, int small_nd, const int64_t 
     char a[96], b[96];
     cr_shape_str(a, sizeof a, small_nd, small);
     cr_shape_str(b, sizeof b, big_nd, big);
-    cr__fail(ctx, CR_ERR_SHAPE, "%s: %s %s %s: each dim must equal the other's or be 1, "
-             "aligned at the right", op, a, what, b);
+    cr__fail(ctx, CR_ERR_SHAPE,
+             "%s: %s %s %s: each dim must equal the other's or be 1, "
+             "aligned at the right",
+             op, a, what, b);
   }
   return ok;
 }

@@ -62,15 +62,17 @@ static cr_status run_fn(cr_ctx *ctx, const ckpt_saved *sv, int expect, int *n_ou
   if (st != CR_OK)
     return st;
   if (n < 1 || n > CR__CHECKPOINT_MAX_OUT || (expect && n != expect))
-    return cr_ctx_set_error(ctx, CR_ERR_STATE, "checkpoint: the segment returned %d outputs "
-                            "(expected %d, at most %d)", n, expect ? expect : n,
-                            CR__CHECKPOINT_MAX_OUT);
+    return cr_ctx_set_error(ctx, CR_ERR_STATE,
+                            "checkpoint: the segment returned %d outputs "
+                            "(expected %d, at most %d)",
+                            n, expect ? expect : n, CR__CHECKPOINT_MAX_OUT);
   for (int j = 0; j < n; j++)
     if (!outs[j] || outs[j]->dtype != outs[0]->dtype || outs[j]->ndim != outs[0]->ndim ||
         memcmp(outs[j]->shape, outs[0]->shape, sizeof(int64_t) * (size_t)outs[0]->ndim))
-      return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "checkpoint: output %d %s differs from output "
-                              "0 %s: a segment's outputs share one shape and dtype", j,
-                              cr__shp(outs[j]), cr__shp(outs[0]));
+      return cr_ctx_set_error(ctx, CR_ERR_SHAPE,
+                              "checkpoint: output %d %s differs from output "
+                              "0 %s: a segment's outputs share one shape and dtype",
+                              j, cr__shp(outs[j]), cr__shp(outs[0]));
   *n_out = n;
   *n_unique = dedupe(n, outs, unique, map);
   return CR_OK;
@@ -170,7 +172,8 @@ static void checkpoint_vjp(cr_ctx *ctx, cr_node *nd) {
   cr_status st = run_fn(ctx, sv, sv->n_out, &n_out, unique, map, &U);
   cr_set_grad_enabled(ctx, was);
   if (st == CR_OK && (U != sv->n_unique || memcmp(map, sv->map, sizeof(int) * (size_t)n_out)))
-    st = cr_ctx_set_error(ctx, CR_ERR_STATE, "checkpoint: the segment built other outputs when "
+    st = cr_ctx_set_error(ctx, CR_ERR_STATE,
+                          "checkpoint: the segment built other outputs when "
                           "recomputed (it must build the same ops from the same inputs)");
   /* seed: the gradient of output u is row u of gY */
   for (int u = 0; st == CR_OK && u < U; u++) {
@@ -206,8 +209,8 @@ static cr_status checkpoint_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, c
   cr_status st = run_fn(ctx, sv, sv->n_out, &n_out, unique, map, &U);
   cr_set_grad_enabled(ctx, create);
   for (int u = 0; st == CR_OK && u < U; u++)
-    seeds[u] = cr_reshape(ctx, cr_slice(ctx, gy, 0, u, u + 1, 1), unique[u]->ndim,
-                          unique[u]->shape);
+    seeds[u] =
+        cr_reshape(ctx, cr_slice(ctx, gy, 0, u, u + 1, 1), unique[u]->ndim, unique[u]->shape);
   if (st == CR_OK && ctx->status == CR_OK) {
     /* a pass of its own inside this one: keep this pass's number */
     uint32_t pass = ctx->pass;
@@ -245,14 +248,14 @@ typedef struct {
   int n_seg, S;
   int64_t n_rows;
   bool finals_first;
-  int64_t *row0;    /* [n_seg + 1] first output row of each segment */
-  int *same;        /* [n_seg * S] out index (in its segment) that is state j, or -1 */
-  cr_tensor **init; /* [S] the initial states, as given */
-  char *bnd;        /* [n_seg] blocks of the S boundary states (values); block 0 unused */
-  cr_tensor out_like;                     /* an output's shape and dtype */
-  cr_tensor st_like[CR_CELL_MAX_STATES];  /* each state's */
-  size_t out_bytes, blk_bytes;            /* one output; the S states together */
-  size_t st_off[CR_CELL_MAX_STATES + 1];  /* state j within a block (and within Y's tail) */
+  int64_t *row0;      /* [n_seg + 1] first output row of each segment */
+  int *same;          /* [n_seg * S] out index (in its segment) that is state j, or -1 */
+  cr_tensor **init;   /* [S] the initial states, as given */
+  char *bnd;          /* [n_seg] blocks of the S boundary states (values); block 0 unused */
+  cr_tensor out_like; /* an output's shape and dtype */
+  cr_tensor st_like[CR_CELL_MAX_STATES]; /* each state's */
+  size_t out_bytes, blk_bytes;           /* one output; the S states together */
+  size_t st_off[CR_CELL_MAX_STATES + 1]; /* state j within a block (and within Y's tail) */
 } chain_saved;
 
 static void chain_vjp(cr_ctx *ctx, cr_node *nd);
@@ -303,17 +306,21 @@ static cr_status chain_segment(cr_ctx *ctx, const chain_saved *cs, int s, cr_ten
     return st;
   const int64_t want = cs->row0 ? cs->row0[s + 1] - cs->row0[s] : *n_out;
   if (*n_out < 0 || *n_out != want || (s == 0 && cs->n_rows > 0 && *n_out == 0))
-    return cr_ctx_set_error(ctx, CR_ERR_STATE, "checkpoint_chain: segment %d made %d outputs, "
-                            "expected %lld", s, *n_out, (long long)(want ? want : 1));
+    return cr_ctx_set_error(ctx, CR_ERR_STATE,
+                            "checkpoint_chain: segment %d made %d outputs, "
+                            "expected %lld",
+                            s, *n_out, (long long)(want ? want : 1));
   const cr_tensor *o = cs->out_like.ndim ? &cs->out_like : *n_out ? outs[0] : NULL;
   for (int j = 0; j < *n_out + cs->S; j++) {
     const cr_tensor *t = j < *n_out ? outs[j] : next[j - *n_out];
     const cr_tensor *like = j < *n_out ? o : &cs->st_like[j - *n_out];
     if (!t || !same_shape(t, like))
-      return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "checkpoint_chain: segment %d: %s %d %s "
+      return cr_ctx_set_error(ctx, CR_ERR_SHAPE,
+                              "checkpoint_chain: segment %d: %s %d %s "
                               "differs from %s: outputs share one shape, each state keeps its "
-                              "initial shape", s, j < *n_out ? "output" : "state",
-                              j < *n_out ? j : j - *n_out, cr__shp(t), cr__shp(like));
+                              "initial shape",
+                              s, j < *n_out ? "output" : "state", j < *n_out ? j : j - *n_out,
+                              cr__shp(t), cr__shp(like));
   }
   return CR_OK;
 }
@@ -345,8 +352,10 @@ cr_tensor *cr__checkpoint_chain_ex(cr_ctx *ctx, cr__chain_fn fn, void *closure,
   const int n_seg = sp->n_seg, S = sp->n_state;
   const int64_t n_rows = sp->n_rows;
   if (S < 1 || S > CR_CELL_MAX_STATES || n_seg < 1)
-    return cr__fail(ctx, CR_ERR_ARG, "checkpoint_chain: %d segments of %d states: need >= 1 "
-                    "and 1..%d", n_seg, S, CR_CELL_MAX_STATES);
+    return cr__fail(ctx, CR_ERR_ARG,
+                    "checkpoint_chain: %d segments of %d states: need >= 1 "
+                    "and 1..%d",
+                    n_seg, S, CR_CELL_MAX_STATES);
   chain_saved *cs = cr__alloc(ctx, sizeof *cs);
   int64_t *row0 = cr__alloc(ctx, (size_t)(n_seg + 1) * sizeof *row0);
   int *same = cr__alloc(ctx, (size_t)(n_seg * S) * sizeof *same);
@@ -354,13 +363,21 @@ cr_tensor *cr__checkpoint_chain_ex(cr_ctx *ctx, cr__chain_fn fn, void *closure,
   if (!cs || !row0 || !same || !init_copy)
     return NULL;
   memcpy(init_copy, sp->init, (size_t)S * sizeof *init_copy);
-  *cs = (chain_saved){.fn = fn, .closure = closure, .n_seg = n_seg, .S = S, .n_rows = n_rows,
-                      .finals_first = sp->finals_first, .same = same, .init = init_copy};
+  *cs = (chain_saved){.fn = fn,
+                      .closure = closure,
+                      .n_seg = n_seg,
+                      .S = S,
+                      .n_rows = n_rows,
+                      .finals_first = sp->finals_first,
+                      .same = same,
+                      .init = init_copy};
   for (int j = 0; j < S; j++) { /* each state's shape: its initial state's */
     const cr_tensor *t = sp->init[j];
     if (!t || t->dtype != sp->init[0]->dtype || t->ndim + 1 > CR_MAX_DIMS)
-      return cr__fail(ctx, CR_ERR_SHAPE, "checkpoint_chain: initial state %d %s: states share "
-                      "a dtype and have at most %d dims", j, cr__shp(t), CR_MAX_DIMS - 1);
+      return cr__fail(ctx, CR_ERR_SHAPE,
+                      "checkpoint_chain: initial state %d %s: states share "
+                      "a dtype and have at most %d dims",
+                      j, cr__shp(t), CR_MAX_DIMS - 1);
     cs->st_like[j] = row_of(t, NULL);
     cs->st_off[j] = cs->blk_bytes;
     cs->blk_bytes += (size_t)t->numel * cr_dtype_size(t->dtype);
@@ -463,8 +480,10 @@ cr_tensor *cr__checkpoint_chain(cr_ctx *ctx, cr__chain_fn fn, void *closure, int
                                 cr_tensor *const *init, int64_t n_rows, bool finals_first) {
   for (int j = 1; ctx && j < S; j++)
     if (init[j] && init[0] && !same_shape(init[j], init[0]))
-      return cr__fail(ctx, CR_ERR_SHAPE, "checkpoint_chain: state %d %s differs from state 0 "
-                      "%s (use cr__checkpoint_chain_ex)", j, cr__shp(init[j]), cr__shp(init[0]));
+      return cr__fail(ctx, CR_ERR_SHAPE,
+                      "checkpoint_chain: state %d %s differs from state 0 "
+                      "%s (use cr__checkpoint_chain_ex)",
+                      j, cr__shp(init[j]), cr__shp(init[0]));
   cr__chain_spec sp = {n_seg, S, init, n_rows, finals_first, 0, NULL};
   cr_tensor *Y = cr__checkpoint_chain_ex(ctx, fn, closure, &sp);
   if (!Y)
@@ -519,7 +538,8 @@ static void chain_vjp(cr_ctx *ctx, cr_node *nd) {
       }
     }
     int k = 0;
-    cr_status st = ctx->status == CR_OK ? chain_segment(ctx, cs, s, in, outs, &k, next) : ctx->status;
+    cr_status st =
+        ctx->status == CR_OK ? chain_segment(ctx, cs, s, in, outs, &k, next) : ctx->status;
     cr_set_grad_enabled(ctx, was);
     /* seeds: outputs their rows; the last states what came back from the
      * next segment (or, for the last segment, the final rows) */
@@ -617,9 +637,9 @@ static cr_status chain_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_ten
   for (int64_t r = 0; seeds && r < cs->n_rows; r++)
     seeds[r] = piece(ctx, gy, r * cs->out_like.numel, &cs->out_like);
   for (int j = 0; seeds && j < S; j++)
-    seeds[cs->n_rows + j] = piece(
-        ctx, gy, (int64_t)(((size_t)cs->n_rows * cs->out_bytes + cs->st_off[j]) / es),
-        &cs->st_like[j]);
+    seeds[cs->n_rows + j] =
+        piece(ctx, gy, (int64_t)(((size_t)cs->n_rows * cs->out_bytes + cs->st_off[j]) / es),
+              &cs->st_like[j]);
   if (seeds && ctx->status == CR_OK) {
     uint32_t pass = ctx->pass;
     bool graph = ctx->graph_pass;

@@ -35,7 +35,8 @@ static const char *list_shapes(char *buf, size_t size, int n, cr_tensor *const *
   size_t k = 0;
   buf[0] = '\0';
   for (int i = 0; i < n && k < size; i++)
-    k += (size_t)snprintf(buf + k, size - k, "%s%s", i ? ", " : "", in[i] ? cr__shp(in[i]) : "NULL");
+    k +=
+        (size_t)snprintf(buf + k, size - k, "%s%s", i ? ", " : "", in[i] ? cr__shp(in[i]) : "NULL");
   return buf;
 }
 
@@ -51,14 +52,16 @@ bool cr__anomaly_forward(cr_ctx *ctx, const char *op, const cr_tensor *out, int 
     const cr_node *nd = ctx->vjp_node;
     char fw[256];
     list_shapes(fw, sizeof fw, nd->n_in, nd->in);
-    cr__fail(ctx, CR_ERR_NUMERIC, "anomaly: VJP of %s %s produced %s (element %lld of %s %s "
-             "inside it, computed from %s)", nd->name, fw, kind_of(v), (long long)at, op,
-             cr__shape_only(out), shapes);
+    cr__fail(ctx, CR_ERR_NUMERIC,
+             "anomaly: VJP of %s %s produced %s (element %lld of %s %s "
+             "inside it, computed from %s)",
+             nd->name, fw, kind_of(v), (long long)at, op, cr__shape_only(out), shapes);
   } else {
-    cr__fail(ctx, CR_ERR_NUMERIC, "anomaly: forward op %s %s produced %s in its result %s "
-             "(element %lld)%s%s%s", op, shapes, kind_of(v), cr__shp(out), (long long)at,
-             ctx->scope ? " in scope '" : "", ctx->scope ? ctx->scope : "",
-             ctx->scope ? "'" : "");
+    cr__fail(ctx, CR_ERR_NUMERIC,
+             "anomaly: forward op %s %s produced %s in its result %s "
+             "(element %lld)%s%s%s",
+             op, shapes, kind_of(v), cr__shp(out), (long long)at, ctx->scope ? " in scope '" : "",
+             ctx->scope ? ctx->scope : "", ctx->scope ? "'" : "");
   }
   return false;
 }
@@ -184,8 +187,8 @@ void cr__grad_release(cr_ctx *ctx, cr_tensor *t) {
 
 /* A contiguous gradient buffer for t: a recycled one if there is one. */
 static cr_tensor *grad_buffer(cr_ctx *ctx, cr_tensor *t) {
-  void *data = cr__pool_take(ctx, t->scratch && ctx->in_region,
-                             (size_t)t->numel * cr_dtype_size(t->dtype));
+  void *data =
+      cr__pool_take(ctx, t->scratch && ctx->in_region, (size_t)t->numel * cr_dtype_size(t->dtype));
   if (!data)
     return cr__new_for(ctx, t, t->dtype, t->ndim, t->shape);
   int64_t stride[CR_MAX_DIMS];
@@ -392,15 +395,15 @@ void cr__bcast_strides(const cr_tensor *t, int out_ndim, const int64_t *out_shap
   }
 }
 
-bool cr__bcast_shape(cr_ctx *ctx, const char *op, const cr_tensor *a, const cr_tensor *b,
-                     int *ndim, int64_t *shape) {
+bool cr__bcast_shape(cr_ctx *ctx, const char *op, const cr_tensor *a, const cr_tensor *b, int *ndim,
+                     int64_t *shape) {
   int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
   for (int d = 0; d < nd; d++) {
     int da = d - (nd - a->ndim), db = d - (nd - b->ndim);
     int64_t sa = da >= 0 ? a->shape[da] : 1, sb = db >= 0 ? b->shape[db] : 1;
     if (sa != sb && sa != 1 && sb != 1) {
-      cr__fail(ctx, CR_ERR_SHAPE, "%s: %s and %s: dim %d (%lld vs %lld) do not broadcast",
-               op, cr__shp(a), cr__shp(b), d - nd, (long long)sa, (long long)sb);
+      cr__fail(ctx, CR_ERR_SHAPE, "%s: %s and %s: dim %d (%lld vs %lld) do not broadcast", op,
+               cr__shp(a), cr__shp(b), d - nd, (long long)sa, (long long)sb);
       return false;
     }
     shape[d] = sa > sb ? sa : sb;
@@ -539,7 +542,6 @@ cr__track cr__track_mark(const cr_ctx *ctx) {
   return (cr__track){ctx->tracked, ctx->tensor_serial};
 }
 
-void cr__track_release_step(cr_ctx *ctx, const cr__track *step, cr_tensor *const *escapes,
-                            int n) {
+void cr__track_release_step(cr_ctx *ctx, const cr__track *step, cr_tensor *const *escapes, int n) {
   release_since(ctx, step, escapes, n);
 }

@@ -25,12 +25,11 @@ struct cr_fn_ctx {
 static void function_vjp(cr_ctx *ctx, cr_node *nd);
 static cr_status function_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
-const cr_op_desc cr__op_function = {
-    .name = "function",
-    .n_inputs = -1,
-    .vjp = function_vjp,
-    .vjp_graph = function_vjp_graph,
-    .reads = CR__READS_ALL};
+const cr_op_desc cr__op_function = {.name = "function",
+                                    .n_inputs = -1,
+                                    .vjp = function_vjp,
+                                    .vjp_graph = function_vjp_graph,
+                                    .reads = CR__READS_ALL};
 
 cr_status cr_fn_save(cr_fn_ctx *fc, cr_tensor *t) {
   if (!fc || !t || fc->n_saved >= CR_FN_MAX_SAVED)
@@ -49,14 +48,16 @@ bool cr_fn_needs_grad(const cr_fn_ctx *fc, int i) {
   return fc && i >= 0 && i < fc->n_in && fc->in[i]->requires_grad;
 }
 
-cr_tensor *cr_function_apply(cr_ctx *ctx, const cr_function_def *def, cr_tensor *const *in,
-                             int n, void *user) {
+cr_tensor *cr_function_apply(cr_ctx *ctx, const cr_function_def *def, cr_tensor *const *in, int n,
+                             void *user) {
   if (!ctx || ctx->status != CR_OK)
     return NULL;
   const char *name = def && def->name ? def->name : "function";
   if (!def || !def->forward || !def->backward)
-    return cr__fail(ctx, CR_ERR_ARG, "%s: the function definition is NULL or lacks forward "
-                    "or backward", name);
+    return cr__fail(ctx, CR_ERR_ARG,
+                    "%s: the function definition is NULL or lacks forward "
+                    "or backward",
+                    name);
   if (!in || n < 1 || n > CR_FN_MAX_INPUTS || (def->n_inputs >= 0 && n != def->n_inputs))
     return cr__fail(ctx, CR_ERR_ARG, "%s: %d inputs given, it takes %d (at most %d)", name, n,
                     def->n_inputs, CR_FN_MAX_INPUTS);
@@ -73,8 +74,10 @@ cr_tensor *cr_function_apply(cr_ctx *ctx, const cr_function_def *def, cr_tensor 
   cr_set_grad_enabled(ctx, was);
   if (!y || ctx->status != CR_OK)
     return ctx->status != CR_OK ? NULL
-                                : cr__fail(ctx, CR_ERR_ARG, "%s: forward returned NULL "
-                                           "without an error", name);
+                                : cr__fail(ctx, CR_ERR_ARG,
+                                           "%s: forward returned NULL "
+                                           "without an error",
+                                           name);
   /* the output needs a header of its own (not an input, nor a tensor
    * made elsewhere) for the node to hang on */
   bool own = !y->node && !y->persistent;
@@ -102,18 +105,21 @@ static cr_status run_backward(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor
     st = ctx->status;
   if (st != CR_OK)
     return ctx->status != CR_OK ? ctx->status
-                                : cr_ctx_set_error(ctx, st, "%s: backward failed (status %s) "
-                                                   "without a message", nd->name,
-                                                   cr_status_name(st));
+                                : cr_ctx_set_error(ctx, st,
+                                                   "%s: backward failed (status %s) "
+                                                   "without a message",
+                                                   nd->name, cr_status_name(st));
   for (int k = 0; k < nd->n_in; k++) {
     cr_tensor *x = nd->in[k], *g = gx[k];
     if (!g)
       continue;
     if (g->magic != CR__TENSOR_MAGIC || g->dtype != x->dtype || g->ndim != x->ndim ||
         memcmp(g->shape, x->shape, sizeof(int64_t) * (size_t)x->ndim) != 0)
-      return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "%s: backward returned gradient %s %s for "
-                              "input %d, which is %s %s", nd->name, cr__shp(g),
-                              cr_dtype_name(g->dtype), k, cr__shp(x), cr_dtype_name(x->dtype));
+      return cr_ctx_set_error(ctx, CR_ERR_SHAPE,
+                              "%s: backward returned gradient %s %s for "
+                              "input %d, which is %s %s",
+                              nd->name, cr__shp(g), cr_dtype_name(g->dtype), k, cr__shp(x),
+                              cr_dtype_name(x->dtype));
     if (!x->requires_grad)
       gx[k] = NULL;
   }

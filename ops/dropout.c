@@ -30,12 +30,11 @@ CR__ATTR(dropout_attr)
 static void dropout_vjp(cr_ctx *ctx, cr_node *nd);
 static cr_status dropout_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
-const cr_op_desc cr__op_dropout = {
-    .name = "dropout",
-    .n_inputs = 1,
-    .vjp = dropout_vjp,
-    .vjp_graph = dropout_vjp_graph,
-    .reads = 0};
+const cr_op_desc cr__op_dropout = {.name = "dropout",
+                                   .n_inputs = 1,
+                                   .vjp = dropout_vjp,
+                                   .vjp_graph = dropout_vjp_graph,
+                                   .reads = 0};
 
 cr_tensor *cr_dropout(cr_ctx *ctx, cr_tensor *x, double p, cr_rng *rng) {
   if (!cr__check_inputs(ctx, "dropout", 1, &x))

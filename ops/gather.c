@@ -39,24 +39,21 @@ static cr_status index_select_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy,
 static cr_status index_add_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 static cr_status embedding_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
-const cr_op_desc cr__op_index_select = {
-    .name = "index_select",
-    .n_inputs = 1,
-    .vjp = index_select_vjp,
-    .vjp_graph = index_select_vjp_graph,
-    .reads = 0};
-const cr_op_desc cr__op_index_add = {
-    .name = "index_add",
-    .n_inputs = 1,
-    .vjp = index_add_vjp,
-    .vjp_graph = index_add_vjp_graph,
-    .reads = 0};
-const cr_op_desc cr__op_embedding = {
-    .name = "embedding",
-    .n_inputs = 1,
-    .vjp = embedding_vjp,
-    .vjp_graph = embedding_vjp_graph,
-    .reads = 0};
+const cr_op_desc cr__op_index_select = {.name = "index_select",
+                                        .n_inputs = 1,
+                                        .vjp = index_select_vjp,
+                                        .vjp_graph = index_select_vjp_graph,
+                                        .reads = 0};
+const cr_op_desc cr__op_index_add = {.name = "index_add",
+                                     .n_inputs = 1,
+                                     .vjp = index_add_vjp,
+                                     .vjp_graph = index_add_vjp_graph,
+                                     .reads = 0};
+const cr_op_desc cr__op_embedding = {.name = "embedding",
+                                     .n_inputs = 1,
+                                     .vjp = embedding_vjp,
+                                     .vjp_graph = embedding_vjp_graph,
+                                     .reads = 0};
 
 /* An arena copy of n indices; NULL (with the error set) when out of memory. */
 static int64_t *save_indices(cr_ctx *ctx, const int64_t *idx, int64_t n) {
@@ -73,8 +70,8 @@ static int64_t *save_indices(cr_ctx *ctx, const int64_t *idx, int64_t n) {
  * (add true) ind[idx[j]] += pos[j].  slab is the shape with axis set to 1;
  * strides are in elements.  In order of j, so repeated indices add up. */
 static void slabs(cr_dtype dt, bool add, int ndim, const int64_t *slab, int axis,
-                  const int64_t *idx, int64_t n, void *pos, const int64_t *pos_stride,
-                  void *ind, const int64_t *ind_stride) {
+                  const int64_t *idx, int64_t n, void *pos, const int64_t *pos_stride, void *ind,
+                  const int64_t *ind_stride) {
   const size_t es = cr_dtype_size(dt);
   cr_tensor p = {.dtype = dt, .ndim = ndim}, q = p;
   memcpy(p.shape, slab, sizeof(int64_t) * (size_t)ndim);
@@ -96,22 +93,23 @@ static bool indices_ok(cr_ctx *ctx, const char *op, const cr_tensor *x, int axis
                        const int64_t *idx, int64_t n, int64_t dim) {
   for (int64_t j = 0; j < n; j++)
     if (idx[j] < 0 || idx[j] >= dim) {
-      cr__fail(ctx, CR_ERR_ARG, "%s: %s axis %d: index %lld at position %lld is out of range "
-               "[0,%lld)", op, cr__shp(x), axis, (long long)idx[j], (long long)j,
-               (long long)dim);
+      cr__fail(ctx, CR_ERR_ARG,
+               "%s: %s axis %d: index %lld at position %lld is out of range "
+               "[0,%lld)",
+               op, cr__shp(x), axis, (long long)idx[j], (long long)j, (long long)dim);
       return false;
     }
   return true;
 }
 
-cr_tensor *cr_index_select(cr_ctx *ctx, cr_tensor *x, int axis, const int64_t *idx,
-                           int64_t n) {
-  if (!cr__check_inputs(ctx, "index_select", 1, &x) ||
-      !cr__axis(ctx, "index_select", x, &axis))
+cr_tensor *cr_index_select(cr_ctx *ctx, cr_tensor *x, int axis, const int64_t *idx, int64_t n) {
+  if (!cr__check_inputs(ctx, "index_select", 1, &x) || !cr__axis(ctx, "index_select", x, &axis))
     return NULL;
   if (!idx || n < 1)
-    return cr__fail(ctx, CR_ERR_ARG, "index_select: %s axis %d: %lld indices%s: need at "
-                    "least one", cr__shp(x), axis, (long long)n, idx ? "" : " (idx is NULL)");
+    return cr__fail(ctx, CR_ERR_ARG,
+                    "index_select: %s axis %d: %lld indices%s: need at "
+                    "least one",
+                    cr__shp(x), axis, (long long)n, idx ? "" : " (idx is NULL)");
   if (!indices_ok(ctx, "index_select", x, axis, idx, n, x->shape[axis]))
     return NULL;
   int64_t shape[CR_MAX_DIMS], slab[CR_MAX_DIMS];
@@ -122,8 +120,7 @@ cr_tensor *cr_index_select(cr_ctx *ctx, cr_tensor *x, int axis, const int64_t *i
   cr_tensor *y = cr__new(ctx, x->dtype, x->ndim, shape);
   if (!y)
     return NULL;
-  slabs(x->dtype, false, x->ndim, slab, axis, idx, n, y->data, y->stride, x->data,
-        x->stride);
+  slabs(x->dtype, false, x->ndim, slab, axis, idx, n, y->data, y->stride, x->data, x->stride);
   cr_node *nd = cr__record(ctx, &cr__op_index_select, y, 1, &x);
   if (nd) {
     *index_attr_of(nd) = (index_attr){axis, n};
@@ -143,8 +140,8 @@ static void index_select_vjp(cr_ctx *ctx, cr_node *nd) {
   int64_t slab[CR_MAX_DIMS];
   memcpy(slab, x->shape, sizeof slab);
   slab[at->axis] = 1;
-  slabs(x->dtype, true, x->ndim, slab, at->axis, nd->saved, at->n, y->grad->data,
-        y->grad->stride, gx->data, gx->stride);
+  slabs(x->dtype, true, x->ndim, slab, at->axis, nd->saved, at->n, y->grad->data, y->grad->stride,
+        gx->data, gx->stride);
 }
 
 /* gx = gy scattered back: index_add (below) */
@@ -161,15 +158,16 @@ static cr_status index_select_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy,
 
 cr_tensor *cr__index_add(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape, int axis,
                          const int64_t *idx) {
-  if (!cr__check_inputs(ctx, "index_add", 1, &x) ||
-      !cr__check_shape(ctx, "index_add", ndim, shape))
+  if (!cr__check_inputs(ctx, "index_add", 1, &x) || !cr__check_shape(ctx, "index_add", ndim, shape))
     return NULL;
   bool ok = ndim == x->ndim && axis >= 0 && axis < ndim && idx;
   for (int d = 0; ok && d < ndim; d++)
     ok = d == axis || shape[d] == x->shape[d];
   if (!ok)
-    return cr__fail(ctx, CR_ERR_SHAPE, "index_add: %s into %d dims along axis %d: shapes "
-                    "differ off the axis, or no indices", cr__shp(x), ndim, axis);
+    return cr__fail(ctx, CR_ERR_SHAPE,
+                    "index_add: %s into %d dims along axis %d: shapes "
+                    "differ off the axis, or no indices",
+                    cr__shp(x), ndim, axis);
   const int64_t n = x->shape[axis];
   cr_tensor *y = cr__new(ctx, x->dtype, ndim, shape);
   if (!y || !indices_ok(ctx, "index_add", y, axis, idx, n, shape[axis]))
@@ -221,23 +219,24 @@ cr_tensor *cr_embedding(cr_ctx *ctx, cr_tensor *weight, const int64_t *ids, int 
   if (!cr__check_inputs(ctx, "embedding", 1, &weight))
     return NULL;
   if (weight->ndim != 2)
-    return cr__fail(ctx, CR_ERR_SHAPE, "embedding: weight %s: must be 2-d [V,E]",
-                    cr__shp(weight));
+    return cr__fail(ctx, CR_ERR_SHAPE, "embedding: weight %s: must be 2-d [V,E]", cr__shp(weight));
   if (!ids)
     return cr__fail(ctx, CR_ERR_ARG, "embedding: weight %s: ids is NULL", cr__shp(weight));
   if (ndim > CR_MAX_DIMS - 1)
-    return cr__fail(ctx, CR_ERR_SHAPE, "embedding: weight %s: ids of %d dims: at most %d, "
-                    "since the result [ids..., E] adds a dim", cr__shp(weight), ndim,
-                    CR_MAX_DIMS - 1);
+    return cr__fail(ctx, CR_ERR_SHAPE,
+                    "embedding: weight %s: ids of %d dims: at most %d, "
+                    "since the result [ids..., E] adds a dim",
+                    cr__shp(weight), ndim, CR_MAX_DIMS - 1);
   if (!cr__check_shape(ctx, "embedding", ndim, ids_shape))
     return NULL;
   const int64_t V = weight->shape[0], E = weight->shape[1];
   const int64_t P = cr__numel(ndim, ids_shape); /* lookups */
   for (int64_t p = 0; p < P; p++)
     if (ids[p] < 0 || ids[p] >= V)
-      return cr__fail(ctx, CR_ERR_ARG, "embedding: weight %s: id %lld at position %lld is "
-                      "out of range [0,%lld)", cr__shp(weight), (long long)ids[p],
-                      (long long)p, (long long)V);
+      return cr__fail(ctx, CR_ERR_ARG,
+                      "embedding: weight %s: id %lld at position %lld is "
+                      "out of range [0,%lld)",
+                      cr__shp(weight), (long long)ids[p], (long long)p, (long long)V);
   int64_t shape[CR_MAX_DIMS];
   memcpy(shape, ids_shape, (size_t)ndim * sizeof *shape);
   shape[ndim] = E;

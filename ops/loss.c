@@ -28,22 +28,19 @@
 
 static void cross_entropy_vjp(cr_ctx *ctx, cr_node *nd);
 static void mse_vjp(cr_ctx *ctx, cr_node *nd);
-static cr_status cross_entropy_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy,
-                                         cr_tensor **gx);
+static cr_status cross_entropy_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 static cr_status mse_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
-const cr_op_desc cr__op_cross_entropy = {
-    .name = "cross_entropy",
-    .n_inputs = 1,
-    .vjp = cross_entropy_vjp,
-    .vjp_graph = cross_entropy_vjp_graph,
-    .reads = CR__READS_IN(0)};
-const cr_op_desc cr__op_mse = {
-    .name = "mse",
-    .n_inputs = 2,
-    .vjp = mse_vjp,
-    .vjp_graph = mse_vjp_graph,
-    .reads = CR__READS_IN(0)|CR__READS_IN(1)};
+const cr_op_desc cr__op_cross_entropy = {.name = "cross_entropy",
+                                         .n_inputs = 1,
+                                         .vjp = cross_entropy_vjp,
+                                         .vjp_graph = cross_entropy_vjp_graph,
+                                         .reads = CR__READS_IN(0)};
+const cr_op_desc cr__op_mse = {.name = "mse",
+                               .n_inputs = 2,
+                               .vjp = mse_vjp,
+                               .vjp_graph = mse_vjp_graph,
+                               .reads = CR__READS_IN(0) | CR__READS_IN(1)};
 
 /* ---- cross_entropy */
 
@@ -123,8 +120,7 @@ static void cross_entropy_vjp(cr_ctx *ctx, cr_node *nd) {
 
 /* gx = (softmax(x) * m - onehot) * gy / count, with m[i] = 1 for the rows
  * counted and onehot[i, t_i] = 1 on them (both constants) */
-static cr_status cross_entropy_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy,
-                                         cr_tensor **gx) {
+static cr_status cross_entropy_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx) {
   cr_tensor *x = nd->in[0];
   const ce_saved *sv = nd->saved;
   const int64_t N = x->shape[0];

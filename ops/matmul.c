@@ -18,14 +18,12 @@ static cr_status matmul_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_te
  * so it may be a strided view (a transposed weight's gradient: a view into
  * the weight's own, with no transposed copy back) */
 static bool matmul_takes_view(const cr_node *nd, int k) { return k == 1 && nd->in[1]->ndim == 2; }
-const cr_op_desc cr__op_matmul = {
-    .name = "matmul",
-    .n_inputs = 2,
-    .vjp = matmul_vjp,
-    .vjp_graph = matmul_vjp_graph,
-    .reads = CR__READS_IN(0)|CR__READS_IN(1),
-    .takes_view_grad = matmul_takes_view};
-
+const cr_op_desc cr__op_matmul = {.name = "matmul",
+                                  .n_inputs = 2,
+                                  .vjp = matmul_vjp,
+                                  .vjp_graph = matmul_vjp_graph,
+                                  .reads = CR__READS_IN(0) | CR__READS_IN(1),
+                                  .takes_view_grad = matmul_takes_view};
 
 /* Layout of an operand seen as `batch` matrices of rows x cols. */
 typedef struct {
@@ -110,7 +108,15 @@ static staged_products *staging(cr_ctx *ctx, cr_tensor *gb, int64_t K, int64_t N
   if (!s || !A || !G)
     return NULL;
   *s = (staged_products){{NULL, gb->data, settle_products, false},
-                         gb->dtype, gb->stride[0], gb->stride[1], K, N, 0, cap, A, G};
+                         gb->dtype,
+                         gb->stride[0],
+                         gb->stride[1],
+                         K,
+                         N,
+                         0,
+                         cap,
+                         A,
+                         G};
   cr__pending_add(ctx, &s->base);
   return s;
 }
@@ -160,8 +166,7 @@ static cr_tensor *best_for_transposed_read(cr_tensor *b) {
  * tensor owning the data, reused while its data is unchanged — the T
  * steps of a recurrent layer, and every transposed view a user's cell
  * makes of the same weight, share one packing.  NULL when no memory. */
-static float *panels_for(cr_ctx *ctx, cr_tensor *b, int64_t K, int64_t N, int64_t rs,
-                         int64_t cs) {
+static float *panels_for(cr_ctx *ctx, cr_tensor *b, int64_t K, int64_t N, int64_t rs, int64_t cs) {
   cr_tensor *root = b->root ? b->root : b;
   cr__packed *e = root->packed;
   int count = 0;
@@ -207,20 +212,18 @@ static float *panels_for(cr_ctx *ctx, cr_tensor *b, int64_t K, int64_t N, int64_
 /* C[M,N] (= or += by beta) a[M,K] @ op(b), op(b) = b or b^T ([K,N]): with
  * few rows through b's packed panels, else through cr__gemm. */
 static void times_right(cr_ctx *ctx, int64_t M, int64_t K, int64_t N, const void *a, int64_t rsa,
-                        int64_t csa, cr_tensor *b, bool transb, double beta, void *c,
-                        int64_t rsc) {
+                        int64_t csa, cr_tensor *b, bool transb, double beta, void *c, int64_t rsc) {
   mat_view vb = view_of(b);
   if (b->dtype == CR_F32 && b->ndim == 2 && cr__skinny_isa != CR__SKINNY_NONE &&
-      M <= CR__PACKED_MAX_M && cr__skinny_max_m > 0 &&
-      (double)M * (double)N * (double)K > 2048.0) {
+      M <= CR__PACKED_MAX_M && cr__skinny_max_m > 0 && (double)M * (double)N * (double)K > 2048.0) {
     float *panels = panels_for(ctx, b, K, N, transb ? vb.cs : vb.rs, transb ? vb.rs : vb.cs);
     if (panels) {
       cr__skinny_sgemm_packed(M, N, K, 1.0f, a, rsa, csa, panels, (float)beta, c, rsc);
       return;
     }
   }
-  cr__gemm(b->dtype, false, transb, M, N, K, 1.0, a, rsa, csa, b->data, vb.rs, vb.cs, beta, c,
-           rsc, 1);
+  cr__gemm(b->dtype, false, transb, M, N, K, 1.0, a, rsa, csa, b->data, vb.rs, vb.cs, beta, c, rsc,
+           1);
 }
 
 cr_tensor *cr_matmul(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) {
@@ -228,8 +231,10 @@ cr_tensor *cr_matmul(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) {
   if (!cr__check_inputs(ctx, "matmul", 2, in))
     return NULL;
   if (a->ndim < 2 || a->ndim > 3 || b->ndim < 2 || b->ndim > 3 || (a->ndim == 2 && b->ndim == 3))
-    return cr__fail(ctx, CR_ERR_SHAPE, "matmul: %s @ %s: supported are [M,K] @ [K,N], "
-                    "[B,M,K] @ [B,K,N] and [B,M,K] @ [K,N]", cr__shp(a), cr__shp(b));
+    return cr__fail(ctx, CR_ERR_SHAPE,
+                    "matmul: %s @ %s: supported are [M,K] @ [K,N], "
+                    "[B,M,K] @ [B,K,N] and [B,M,K] @ [K,N]",
+                    cr__shp(a), cr__shp(b));
   mat_view va = view_of(a), vb = view_of(b);
   if (va.cols != vb.rows)
     return cr__fail(ctx, CR_ERR_SHAPE, "matmul: %s @ %s: inner dimensions %lld and %lld differ",
@@ -239,8 +244,8 @@ cr_tensor *cr_matmul(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) {
                     cr__shp(a), cr__shp(b), (long long)va.batch, (long long)vb.batch);
   int64_t M = va.rows, K = va.cols, N = vb.cols, B = va.batch;
   int64_t shape3[3] = {B, M, N};
-  cr_tensor *y = a->ndim == 3 ? cr__new(ctx, a->dtype, 3, shape3)
-                              : cr__new(ctx, a->dtype, 2, shape3 + 1);
+  cr_tensor *y =
+      a->ndim == 3 ? cr__new(ctx, a->dtype, 3, shape3) : cr__new(ctx, a->dtype, 2, shape3 + 1);
   if (!y)
     return NULL;
   if (b->ndim == 2 && foldable(&va)) {
@@ -272,9 +277,9 @@ static void matmul_vjp(cr_ctx *ctx, cr_node *nd) {
                   ga->data, K);
     else
       for (int64_t i = 0; i < B; i++)
-        cr__gemm(dt, false, true, M, K, N, 1.0, (char *)gy->data + i * M * N * (int64_t)es, N,
-                 1, at(b, i * vb.bs), vb.rs, vb.cs, beta_a,
-                 (char *)ga->data + i * M * K * (int64_t)es, K, 1);
+        cr__gemm(dt, false, true, M, K, N, 1.0, (char *)gy->data + i * M * N * (int64_t)es, N, 1,
+                 at(b, i * vb.bs), vb.rs, vb.cs, beta_a, (char *)ga->data + i * M * K * (int64_t)es,
+                 K, 1);
   }
   /* gb[i] += a[i]^T @ gy[i]   ([K,M] @ [M,N]); shared b sums over the batch */
   if (gb) {
@@ -296,13 +301,12 @@ static void matmul_vjp(cr_ctx *ctx, cr_node *nd) {
 static void addmm_vjp(cr_ctx *ctx, cr_node *nd);
 static cr_status addmm_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 static bool addmm_takes_view(const cr_node *nd, int k) { return (void)nd, k == 2; }
-const cr_op_desc cr__op_addmm = {
-    .name = "addmm",
-    .n_inputs = 3,
-    .vjp = addmm_vjp,
-    .vjp_graph = addmm_vjp_graph,
-    .reads = CR__READS_IN(1)|CR__READS_IN(2),
-    .takes_view_grad = addmm_takes_view};
+const cr_op_desc cr__op_addmm = {.name = "addmm",
+                                 .n_inputs = 3,
+                                 .vjp = addmm_vjp,
+                                 .vjp_graph = addmm_vjp_graph,
+                                 .reads = CR__READS_IN(1) | CR__READS_IN(2),
+                                 .takes_view_grad = addmm_takes_view};
 
 cr_tensor *cr_addmm(cr_ctx *ctx, cr_tensor *c, cr_tensor *a, cr_tensor *b) {
   cr_tensor *in[3] = {c, a, b};

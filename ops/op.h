@@ -74,9 +74,9 @@ struct cr_node {
   cr_tensor *out;
   int n_in;
   cr_tensor **in;
-  uint32_t mark; /* graph walk that last visited it */
-  uint64_t seq;  /* creation number: backward runs nodes in reverse creation order */
-  void *saved;   /* op-specific data saved in the arena (indices, masks) */
+  uint32_t mark;     /* graph walk that last visited it */
+  uint64_t seq;      /* creation number: backward runs nodes in reverse creation order */
+  void *saved;       /* op-specific data saved in the arena (indices, masks) */
   const char *scope; /* the context's scope label when it was made (cr_set_scope), or NULL */
   union {
     max_align_t align;
@@ -87,10 +87,10 @@ struct cr_node {
 /* Declare the accessor for an op's attribute struct:
  *   typedef struct { int axis; int64_t start, step; } slice_attr;
  *   CR__ATTR(slice_attr)   ->   slice_attr *slice_attr_of(const cr_node *)  */
-#define CR__ATTR(type)                                                         \
-  _Static_assert(sizeof(type) <= CR__ATTR_BYTES, #type " too large");          \
-  static inline type *type##_of(const cr_node *nd) {                           \
-    return (type *)(void *)((cr_node *)nd)->attr.bytes;                        \
+#define CR__ATTR(type)                                                                             \
+  _Static_assert(sizeof(type) <= CR__ATTR_BYTES, #type " too large");                              \
+  static inline type *type##_of(const cr_node *nd) {                                               \
+    return (type *)(void *)((cr_node *)nd)->attr.bytes;                                            \
   }
 
 /* Will an op on these inputs record a node (grad mode on and an input
@@ -139,8 +139,8 @@ void cr__grad_set(cr_ctx *ctx, cr_tensor *t, cr_tensor *buf, bool is_view);
 cr_node **cr__topo_order(cr_ctx *ctx, int n_roots, cr_tensor *const *roots, size_t *count);
 /* ... only the nodes created after node number `after` (the walk stops at
  * older ones) */
-cr_node **cr__topo_order_after(cr_ctx *ctx, int n_roots, cr_tensor *const *roots,
-                               uint64_t after, size_t *count);
+cr_node **cr__topo_order_after(cr_ctx *ctx, int n_roots, cr_tensor *const *roots, uint64_t after,
+                               size_t *count);
 void cr__mark_view_consumers(cr_ctx *ctx, cr_node *const *order, size_t n);
 void cr__run_vjps(cr_ctx *ctx, cr_node *const *order, size_t n);
 
@@ -211,9 +211,8 @@ cr_status cr__checkpoint(cr_ctx *ctx, cr__checkpoint_fn fn, void *closure, int *
  * last output.  NULL and an error on failure. */
 typedef cr_status (*cr__chain_fn)(cr_ctx *ctx, void *closure, int s, cr_tensor *const *state_in,
                                   cr_tensor **outs, int *n_out, cr_tensor **state_out);
-cr_tensor *cr__checkpoint_chain(cr_ctx *ctx, cr__chain_fn fn, void *closure, int n_seg,
-                                int n_state, cr_tensor *const *init, int64_t n_rows,
-                                bool finals_first);
+cr_tensor *cr__checkpoint_chain(cr_ctx *ctx, cr__chain_fn fn, void *closure, int n_seg, int n_state,
+                                cr_tensor *const *init, int64_t n_rows, bool finals_first);
 /* The general chain: each state keeps its initial state's shape (they may
  * differ: an LSTM with a projection has h [B,P], c [B,H]), the outputs
  * share one shape, and Y is 1-d — the n_rows outputs flattened in order,
@@ -255,12 +254,11 @@ void cr__iter_next(cr__iter *it);
 
 /* Strides of t seen over an iteration shape of out_ndim dims aligned at
  * the right: 0 where t has size 1 (broadcast) or lacks the dim. */
-void cr__bcast_strides(const cr_tensor *t, int out_ndim,
-                       const int64_t *out_shape, int64_t *stride);
+void cr__bcast_strides(const cr_tensor *t, int out_ndim, const int64_t *out_shape, int64_t *stride);
 /* The broadcast shape of a and b; false (and an error naming op) if they
  * do not broadcast. */
-bool cr__bcast_shape(cr_ctx *ctx, const char *op, const cr_tensor *a,
-                     const cr_tensor *b, int *ndim, int64_t *shape);
+bool cr__bcast_shape(cr_ctx *ctx, const char *op, const cr_tensor *a, const cr_tensor *b, int *ndim,
+                     int64_t *shape);
 /* Normalise axis (negative counts from the end) for an ndim tensor; false
  * and an error naming op when out of range. */
 bool cr__axis(cr_ctx *ctx, const char *op, const cr_tensor *x, int *axis);
@@ -275,17 +273,17 @@ void cr__copy_convert(cr_tensor *dst, const cr_tensor *src, bool add);
 
 /* Math by element type, so one kernel text serves float and double; float
  * uses the vectorisable routines of vmath.h (1-2 ulp), double uses libm. */
-#define CR_EXP(x) _Generic((x), float: cr__expf, default: exp)(x)
-#define CR_LOG(x) _Generic((x), float: logf, default: log)(x)
-#define CR_SQRT(x) _Generic((x), float: sqrtf, default: sqrt)(x)
-#define CR_TANH(x) _Generic((x), float: cr__tanhf, default: tanh)(x)
-#define CR_FABS(x) _Generic((x), float: fabsf, default: fabs)(x)
-#define CR_POW(x, p) _Generic((x), float: powf, default: pow)(x, p)
-#define CR_SIGMOID(x) _Generic((x), float: cr__sigmoidf, default: cr__sigmoid)(x)
-#define CR_SIN(x) _Generic((x), float: sinf, default: sin)(x)
-#define CR_COS(x) _Generic((x), float: cosf, default: cos)(x)
-#define CR_ERF(x) _Generic((x), float: erff, default: erf)(x)
-#define CR_LOG1P(x) _Generic((x), float: log1pf, default: log1p)(x)
+#define CR_EXP(x) _Generic((x), float : cr__expf, default : exp)(x)
+#define CR_LOG(x) _Generic((x), float : logf, default : log)(x)
+#define CR_SQRT(x) _Generic((x), float : sqrtf, default : sqrt)(x)
+#define CR_TANH(x) _Generic((x), float : cr__tanhf, default : tanh)(x)
+#define CR_FABS(x) _Generic((x), float : fabsf, default : fabs)(x)
+#define CR_POW(x, p) _Generic((x), float : powf, default : pow)(x, p)
+#define CR_SIGMOID(x) _Generic((x), float : cr__sigmoidf, default : cr__sigmoid)(x)
+#define CR_SIN(x) _Generic((x), float : sinf, default : sin)(x)
+#define CR_COS(x) _Generic((x), float : cosf, default : cos)(x)
+#define CR_ERF(x) _Generic((x), float : erff, default : erf)(x)
+#define CR_LOG1P(x) _Generic((x), float : log1pf, default : log1p)(x)
 
 /* 1/sqrt(2), 2/sqrt(pi), 1/sqrt(2 pi) (math.h has them only as XSI extensions) */
 #define CR__SQRT1_2 0.70710678118654752440

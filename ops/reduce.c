@@ -44,35 +44,27 @@ static void reduce_axis_vjp(cr_ctx *ctx, cr_node *nd);
 static cr_status reduce_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
 const cr_op_desc cr__op_sum = {
-    .name = "sum",
-    .n_inputs = 1,
-    .vjp = reduce_all_vjp,
-    .vjp_graph = reduce_vjp_graph,
-    .reads = 0};
-const cr_op_desc cr__op_mean = {
-    .name = "mean",
-    .n_inputs = 1,
-    .vjp = reduce_all_vjp,
-    .vjp_graph = reduce_vjp_graph,
-    .reads = 0};
-const cr_op_desc cr__op_sum_axis = {
-    .name = "sum_axis",
-    .n_inputs = 1,
-    .vjp = reduce_axis_vjp,
-    .vjp_graph = reduce_vjp_graph,
-    .reads = 0};
-const cr_op_desc cr__op_mean_axis = {
-    .name = "mean_axis",
-    .n_inputs = 1,
-    .vjp = reduce_axis_vjp,
-    .vjp_graph = reduce_vjp_graph,
-    .reads = 0};
-const cr_op_desc cr__op_max_axis = {
-    .name = "max_axis",
-    .n_inputs = 1,
-    .vjp = reduce_axis_vjp,
-    .vjp_graph = reduce_vjp_graph,
-    .reads = 0};
+    .name = "sum", .n_inputs = 1, .vjp = reduce_all_vjp, .vjp_graph = reduce_vjp_graph, .reads = 0};
+const cr_op_desc cr__op_mean = {.name = "mean",
+                                .n_inputs = 1,
+                                .vjp = reduce_all_vjp,
+                                .vjp_graph = reduce_vjp_graph,
+                                .reads = 0};
+const cr_op_desc cr__op_sum_axis = {.name = "sum_axis",
+                                    .n_inputs = 1,
+                                    .vjp = reduce_axis_vjp,
+                                    .vjp_graph = reduce_vjp_graph,
+                                    .reads = 0};
+const cr_op_desc cr__op_mean_axis = {.name = "mean_axis",
+                                     .n_inputs = 1,
+                                     .vjp = reduce_axis_vjp,
+                                     .vjp_graph = reduce_vjp_graph,
+                                     .reads = 0};
+const cr_op_desc cr__op_max_axis = {.name = "max_axis",
+                                    .n_inputs = 1,
+                                    .vjp = reduce_axis_vjp,
+                                    .vjp_graph = reduce_vjp_graph,
+                                    .reads = 0};
 
 static const cr_op_desc *const descs[R_COUNT] = {&cr__op_sum, &cr__op_mean, &cr__op_sum_axis,
                                                  &cr__op_mean_axis, &cr__op_max_axis};
@@ -215,11 +207,9 @@ static cr_tensor *winner_mask(cr_ctx *ctx, const cr_node *nd) {
   cr__iter it;
   lines_iter(&it, x, at->axis, m);
   if (x->dtype == CR_F32)
-    axis_spread_f(&it, m->data, ones->data, x->shape[at->axis], m->stride[at->axis], 1,
-                  nd->saved);
+    axis_spread_f(&it, m->data, ones->data, x->shape[at->axis], m->stride[at->axis], 1, nd->saved);
   else
-    axis_spread_d(&it, m->data, ones->data, x->shape[at->axis], m->stride[at->axis], 1,
-                  nd->saved);
+    axis_spread_d(&it, m->data, ones->data, x->shape[at->axis], m->stride[at->axis], 1, nd->saved);
   return m;
 }
 

@@ -45,38 +45,24 @@ static cr_status cast_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tens
 static cr_tensor *slice_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh);
 static bool takes_view(const cr_node *nd, int k) { return (void)nd, (void)k, true; }
 
-const cr_op_desc cr__op_slice = {
-    .name = "slice",
-    .n_inputs = 1,
-    .vjp = slice_vjp,
-    .vjp_graph = slice_vjp_graph,
-    .reads = 0,
-    .grad_alias = slice_grad_alias,
-    .takes_view_grad = takes_view};
-const cr_op_desc cr__op_unslice = {
-    .name = "unslice",
-    .n_inputs = 1,
-    .vjp = unslice_vjp,
-    .vjp_graph = unslice_vjp_graph,
-    .reads = 0};
+const cr_op_desc cr__op_slice = {.name = "slice",
+                                 .n_inputs = 1,
+                                 .vjp = slice_vjp,
+                                 .vjp_graph = slice_vjp_graph,
+                                 .reads = 0,
+                                 .grad_alias = slice_grad_alias,
+                                 .takes_view_grad = takes_view};
+const cr_op_desc cr__op_unslice = {.name = "unslice",
+                                   .n_inputs = 1,
+                                   .vjp = unslice_vjp,
+                                   .vjp_graph = unslice_vjp_graph,
+                                   .reads = 0};
 const cr_op_desc cr__op_concat = {
-    .name = "concat",
-    .n_inputs = -1,
-    .vjp = concat_vjp,
-    .vjp_graph = concat_vjp_graph,
-    .reads = 0};
+    .name = "concat", .n_inputs = -1, .vjp = concat_vjp, .vjp_graph = concat_vjp_graph, .reads = 0};
 const cr_op_desc cr__op_stack = {
-    .name = "stack",
-    .n_inputs = -1,
-    .vjp = stack_vjp,
-    .vjp_graph = stack_vjp_graph,
-    .reads = 0};
+    .name = "stack", .n_inputs = -1, .vjp = stack_vjp, .vjp_graph = stack_vjp_graph, .reads = 0};
 const cr_op_desc cr__op_cast = {
-    .name = "cast",
-    .n_inputs = 1,
-    .vjp = cast_vjp,
-    .vjp_graph = cast_vjp_graph,
-    .reads = 0};
+    .name = "cast", .n_inputs = 1, .vjp = cast_vjp, .vjp_graph = cast_vjp_graph, .reads = 0};
 
 /* Address of the element `off` elements past data. */
 static void *elem_at(const void *data, int64_t off, cr_dtype dt) {
@@ -113,14 +99,15 @@ cr_tensor *cr_slice(cr_ctx *ctx, cr_tensor *x, int axis, int64_t start, int64_t 
     return NULL;
   const int64_t dim = x->shape[axis];
   if (step < 1)
-    return cr__fail(ctx, CR_ERR_ARG, "slice: %s axis %d: step %lld must be >= 1", cr__shp(x),
-                    axis, (long long)step);
+    return cr__fail(ctx, CR_ERR_ARG, "slice: %s axis %d: step %lld must be >= 1", cr__shp(x), axis,
+                    (long long)step);
   int64_t b = clamp_bound(start, dim), e = clamp_bound(stop, dim);
   int64_t count = e > b ? (e - b - 1) / step + 1 : 0;
   if (count == 0)
-    return cr__fail(ctx, CR_ERR_SHAPE, "slice: %s axis %d: %lld:%lld:%lld selects no "
-                    "elements (empty tensors are not supported)", cr__shp(x), axis,
-                    (long long)start, (long long)stop, (long long)step);
+    return cr__fail(ctx, CR_ERR_SHAPE,
+                    "slice: %s axis %d: %lld:%lld:%lld selects no "
+                    "elements (empty tensors are not supported)",
+                    cr__shp(x), axis, (long long)start, (long long)stop, (long long)step);
   if (count == 1)
     step = 1; /* one element: the step is moot (and stride * step might overflow) */
   int64_t shape[CR_MAX_DIMS], stride[CR_MAX_DIMS];
@@ -128,8 +115,8 @@ cr_tensor *cr_slice(cr_ctx *ctx, cr_tensor *x, int axis, int64_t start, int64_t 
   memcpy(stride, x->stride, sizeof stride);
   shape[axis] = count;
   stride[axis] = x->stride[axis] * step; /* count >= 2: step < dim, no overflow */
-  cr_tensor *y = cr__view(ctx, x, x->ndim, shape, stride,
-                          elem_at(x->data, b * x->stride[axis], x->dtype));
+  cr_tensor *y =
+      cr__view(ctx, x, x->ndim, shape, stride, elem_at(x->data, b * x->stride[axis], x->dtype));
   cr_node *nd = cr__record(ctx, &cr__op_slice, y, 1, &x);
   if (nd)
     *slice_attr_of(nd) = (slice_attr){axis, b, step};
@@ -200,15 +187,17 @@ cr_tensor *cr__unslice(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape
   bool ok = ndim == x->ndim && axis >= 0 && axis < ndim && step >= 1 && start >= 0;
   for (int d = 0; ok && d < ndim; d++) {
     int64_t span, last; /* the last index written, start + (n - 1) step, checked */
-    ok = d == axis ? cr__mul_ok(x->shape[d] - 1, step, &span) &&
-                         cr__add_ok(start, span, &last) && last < shape[d]
+    ok = d == axis ? cr__mul_ok(x->shape[d] - 1, step, &span) && cr__add_ok(start, span, &last) &&
+                         last < shape[d]
                    : shape[d] == x->shape[d];
   }
   if (!ok) {
     char want[96];
     cr_shape_str(want, sizeof want, ndim, shape);
-    return cr__fail(ctx, CR_ERR_SHAPE, "unslice: %s into %s at axis %d, start %lld, step %lld: "
-                    "does not fit", cr__shp(x), want, axis, (long long)start, (long long)step);
+    return cr__fail(ctx, CR_ERR_SHAPE,
+                    "unslice: %s into %s at axis %d, start %lld, step %lld: "
+                    "does not fit",
+                    cr__shp(x), want, axis, (long long)start, (long long)step);
   }
   cr_tensor *y = cr__new(ctx, x->dtype, ndim, shape);
   if (!y)
@@ -266,13 +255,14 @@ cr_tensor *cr_concat(cr_ctx *ctx, cr_tensor *const *xs, int n, int axis) {
   for (int k = 0; k < n; k++) {
     const cr_tensor *x = xs[k];
     if (x->ndim != x0->ndim)
-      return cr__fail(ctx, CR_ERR_SHAPE, "concat: input %d %s vs input 0 %s: %d dims vs %d",
-                      k, cr__shp(x), cr__shp(x0), x->ndim, x0->ndim);
+      return cr__fail(ctx, CR_ERR_SHAPE, "concat: input %d %s vs input 0 %s: %d dims vs %d", k,
+                      cr__shp(x), cr__shp(x0), x->ndim, x0->ndim);
     for (int d = 0; d < x0->ndim; d++)
       if (d != axis && x->shape[d] != x0->shape[d])
-        return cr__fail(ctx, CR_ERR_SHAPE, "concat: input %d %s vs input 0 %s: dim %d "
-                        "differs (only the concat axis %d may differ)", k, cr__shp(x),
-                        cr__shp(x0), d, axis);
+        return cr__fail(ctx, CR_ERR_SHAPE,
+                        "concat: input %d %s vs input 0 %s: dim %d "
+                        "differs (only the concat axis %d may differ)",
+                        k, cr__shp(x), cr__shp(x0), d, axis);
     shape[axis] += x->shape[axis];
   }
   cr_tensor *y = cr__new(ctx, x0->dtype, x0->ndim, shape);
@@ -282,8 +272,7 @@ cr_tensor *cr_concat(cr_ctx *ctx, cr_tensor *const *xs, int n, int axis) {
   for (int k = 0; k < n; k++) {
     const cr_tensor *x = xs[k];
     region_move(y->dtype, false, x->ndim, x->shape,
-                elem_at(y->data, at * y->stride[axis], y->dtype), y->stride, x->data,
-                x->stride);
+                elem_at(y->data, at * y->stride[axis], y->dtype), y->stride, x->data, x->stride);
     at += x->shape[axis];
   }
   cr_node *nd = cr__record(ctx, &cr__op_concat, y, n, xs);
@@ -319,19 +308,25 @@ cr_tensor *cr_stack(cr_ctx *ctx, cr_tensor *const *xs, int n, int axis) {
   const cr_tensor *x0 = xs[0];
   const int nd_out = x0->ndim + 1;
   if (nd_out > CR_MAX_DIMS)
-    return cr__fail(ctx, CR_ERR_SHAPE, "stack: %s: the result would have %d dims, more "
-                    "than %d", cr__shp(x0), nd_out, CR_MAX_DIMS);
+    return cr__fail(ctx, CR_ERR_SHAPE,
+                    "stack: %s: the result would have %d dims, more "
+                    "than %d",
+                    cr__shp(x0), nd_out, CR_MAX_DIMS);
   if (axis < -nd_out || axis >= nd_out)
-    return cr__fail(ctx, CR_ERR_ARG, "stack: %s: axis %d out of range for the %d-dim "
-                    "result", cr__shp(x0), axis, nd_out);
+    return cr__fail(ctx, CR_ERR_ARG,
+                    "stack: %s: axis %d out of range for the %d-dim "
+                    "result",
+                    cr__shp(x0), axis, nd_out);
   if (axis < 0)
     axis += nd_out;
   for (int k = 1; k < n; k++) {
     const cr_tensor *x = xs[k];
     if (x->ndim != x0->ndim ||
         memcmp(x->shape, x0->shape, (size_t)x0->ndim * sizeof x0->shape[0]) != 0)
-      return cr__fail(ctx, CR_ERR_SHAPE, "stack: input %d %s vs input 0 %s: shapes differ "
-                      "(stack needs equal shapes)", k, cr__shp(x), cr__shp(x0));
+      return cr__fail(ctx, CR_ERR_SHAPE,
+                      "stack: input %d %s vs input 0 %s: shapes differ "
+                      "(stack needs equal shapes)",
+                      k, cr__shp(x), cr__shp(x0));
   }
   int64_t shape[CR_MAX_DIMS];
   for (int d = 0, j = 0; d < nd_out; d++)
@@ -343,8 +338,7 @@ cr_tensor *cr_stack(cr_ctx *ctx, cr_tensor *const *xs, int n, int axis) {
   drop_axis(y->stride, x0->ndim, axis, ys);
   for (int k = 0; k < n; k++)
     region_move(y->dtype, false, x0->ndim, x0->shape,
-                elem_at(y->data, k * y->stride[axis], y->dtype), ys, xs[k]->data,
-                xs[k]->stride);
+                elem_at(y->data, k * y->stride[axis], y->dtype), ys, xs[k]->data, xs[k]->stride);
   cr_node *nd = cr__record(ctx, &cr__op_stack, y, n, xs);
   if (nd)
     axis_attr_of(nd)->axis = axis;
@@ -391,9 +385,7 @@ static cr_status stack_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_ten
 
 /* ---- split and chunk: slice views */
 
-static cr_status list_fail(cr_ctx *ctx) {
-  return ctx->status != CR_OK ? ctx->status : CR_ERR_ARG;
-}
+static cr_status list_fail(cr_ctx *ctx) { return ctx->status != CR_OK ? ctx->status : CR_ERR_ARG; }
 
 cr_status cr_split(cr_ctx *ctx, cr_tensor *x, int axis, const int64_t *sizes, int n,
                    cr_tensor **out) {
@@ -404,24 +396,30 @@ cr_status cr_split(cr_ctx *ctx, cr_tensor *x, int axis, const int64_t *sizes, in
   if (!cr__check_inputs(ctx, "split", 1, &x))
     return list_fail(ctx);
   if (!out || !sizes || n < 1)
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "split: %s: %d pieces%s: need n >= 1, sizes "
-                            "and out", cr__shp(x), n, !out ? " (out is NULL)"
-                            : !sizes ? " (sizes is NULL)" : "");
+    return cr_ctx_set_error(ctx, CR_ERR_ARG,
+                            "split: %s: %d pieces%s: need n >= 1, sizes "
+                            "and out",
+                            cr__shp(x), n,
+                            !out     ? " (out is NULL)"
+                            : !sizes ? " (sizes is NULL)"
+                                     : "");
   if (!cr__axis(ctx, "split", x, &axis))
     return ctx->status;
   const int64_t dim = x->shape[axis];
   int64_t total = 0;
   for (int i = 0; i < n; i++) {
     if (sizes[i] < 1 || sizes[i] > dim)
-      return cr_ctx_set_error(ctx, CR_ERR_ARG, "split: %s axis %d: size %lld at position %d "
-                              "is out of range [1,%lld]", cr__shp(x), axis,
-                              (long long)sizes[i], i, (long long)dim);
+      return cr_ctx_set_error(ctx, CR_ERR_ARG,
+                              "split: %s axis %d: size %lld at position %d "
+                              "is out of range [1,%lld]",
+                              cr__shp(x), axis, (long long)sizes[i], i, (long long)dim);
     total += sizes[i];
   }
   if (total != dim)
-    return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "split: %s axis %d: sizes sum to %lld, not "
-                            "the dim %lld", cr__shp(x), axis, (long long)total,
-                            (long long)dim);
+    return cr_ctx_set_error(ctx, CR_ERR_SHAPE,
+                            "split: %s axis %d: sizes sum to %lld, not "
+                            "the dim %lld",
+                            cr__shp(x), axis, (long long)total, (long long)dim);
   int64_t at = 0;
   for (int i = 0; i < n; i++) {
     out[i] = cr_slice(ctx, x, axis, at, at + sizes[i], 1);
@@ -449,8 +447,10 @@ cr_status cr_chunk(cr_ctx *ctx, cr_tensor *x, int n, int axis, cr_tensor **out) 
     return ctx->status;
   const int64_t dim = x->shape[axis];
   if (dim % n != 0)
-    return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "chunk: %s axis %d: dim %lld does not divide "
-                            "into %d equal chunks", cr__shp(x), axis, (long long)dim, n);
+    return cr_ctx_set_error(ctx, CR_ERR_SHAPE,
+                            "chunk: %s axis %d: dim %lld does not divide "
+                            "into %d equal chunks",
+                            cr__shp(x), axis, (long long)dim, n);
   const int64_t len = dim / n;
   for (int i = 0; i < n; i++) {
     out[i] = cr_slice(ctx, x, axis, i * len, (i + 1) * len, 1);
@@ -469,8 +469,10 @@ cr_tensor *cr_cast(cr_ctx *ctx, cr_tensor *x, cr_dtype dt) {
   if (!cr__check_inputs(ctx, "cast", 1, &x))
     return NULL;
   if (dt != CR_F32 && dt != CR_F64)
-    return cr__fail(ctx, CR_ERR_DTYPE, "cast: %s %s to dtype %d: only f32 and f64 are "
-                    "supported", cr__shp(x), cr_dtype_name(x->dtype), (int)dt);
+    return cr__fail(ctx, CR_ERR_DTYPE,
+                    "cast: %s %s to dtype %d: only f32 and f64 are "
+                    "supported",
+                    cr__shp(x), cr_dtype_name(x->dtype), (int)dt);
   if (x->dtype == dt)
     return x;
   cr_tensor *y = cr__new(ctx, dt, x->ndim, x->shape);

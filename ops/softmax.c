@@ -31,18 +31,16 @@ CR__ATTR(softmax_attr)
 static void softmax_vjp(cr_ctx *ctx, cr_node *nd);
 static cr_status softmax_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
 
-const cr_op_desc cr__op_softmax = {
-    .name = "softmax",
-    .n_inputs = 1,
-    .vjp = softmax_vjp,
-    .vjp_graph = softmax_vjp_graph,
-    .reads = CR__READS_OUT};
-const cr_op_desc cr__op_log_softmax = {
-    .name = "log_softmax",
-    .n_inputs = 1,
-    .vjp = softmax_vjp,
-    .vjp_graph = softmax_vjp_graph,
-    .reads = CR__READS_OUT};
+const cr_op_desc cr__op_softmax = {.name = "softmax",
+                                   .n_inputs = 1,
+                                   .vjp = softmax_vjp,
+                                   .vjp_graph = softmax_vjp_graph,
+                                   .reads = CR__READS_OUT};
+const cr_op_desc cr__op_log_softmax = {.name = "log_softmax",
+                                       .n_inputs = 1,
+                                       .vjp = softmax_vjp,
+                                       .vjp_graph = softmax_vjp_graph,
+                                       .reads = CR__READS_OUT};
 
 /* An iterator over the start of every line along axis of a tensor of
  * x's shape: x's shape with the axis set to 1. */

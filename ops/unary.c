@@ -61,9 +61,12 @@ static cr_status un_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor
 /* the kernel VJP writes gx through its strides */
 static bool takes_view(const cr_node *nd, int k) { return (void)nd, (void)k, true; }
 
-#define CR_UNARY(ID, NAME, FWD, DER, READS, GRAPH)                                    \
-  const cr_op_desc cr__op_##NAME = {.name = #NAME, .n_inputs = 1, .vjp = un_vjp,              \
-                                    .vjp_graph = un_vjp_graph, .reads = READS,          \
+#define CR_UNARY(ID, NAME, FWD, DER, READS, GRAPH)                                                 \
+  const cr_op_desc cr__op_##NAME = {.name = #NAME,                                                 \
+                                    .n_inputs = 1,                                                 \
+                                    .vjp = un_vjp,                                                 \
+                                    .vjp_graph = un_vjp_graph,                                     \
+                                    .reads = READS,                                                \
                                     .takes_view_grad = takes_view};
 #include "elementwise.def"
 #undef CR_UNARY
@@ -83,11 +86,12 @@ static cr_tensor *unary(cr_ctx *ctx, un_kind k, cr_tensor *x, double s0, double 
   if (k == U_DIV_S && s0 == 0)
     return cr__fail(ctx, CR_ERR_ARG, "div_scalar: %s: division by zero", cr__shp(x));
   if (k == U_SOFTPLUS && (!(s0 > 0) || !isfinite(s0) || s1 != s1))
-    return cr__fail(ctx, CR_ERR_ARG, "softplus: %s: beta %g must be finite and > 0, threshold "
-                    "%g not NaN", cr__shp(x), s0, s1);
+    return cr__fail(ctx, CR_ERR_ARG,
+                    "softplus: %s: beta %g must be finite and > 0, threshold "
+                    "%g not NaN",
+                    cr__shp(x), s0, s1);
   if (k != U_CLAMP && !isfinite(s0))
-    return cr__fail(ctx, CR_ERR_ARG, "%s: %s: scalar %g is not finite", op->name, cr__shp(x),
-                    s0);
+    return cr__fail(ctx, CR_ERR_ARG, "%s: %s: scalar %g is not finite", op->name, cr__shp(x), s0);
   cr_tensor *y = cr__new(ctx, x->dtype, x->ndim, x->shape);
   if (!y)
     return NULL;
@@ -115,8 +119,8 @@ static void un_vjp(cr_ctx *ctx, cr_node *nd) {
   cr__iter it;
   cr__iter_init(&it, x->ndim, x->shape, 4, st);
   if (x->dtype == CR_F32)
-    un_backward_f(at->kind, &it, gx->data, x->data, y->data, gy->data, (float)at->a,
-                  (float)at->b, fresh);
+    un_backward_f(at->kind, &it, gx->data, x->data, y->data, gy->data, (float)at->a, (float)at->b,
+                  fresh);
   else
     un_backward_d(at->kind, &it, gx->data, x->data, y->data, gy->data, at->a, at->b, fresh);
 }
@@ -145,8 +149,10 @@ static cr_status un_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *GY, cr_tensor
   (void)X, (void)Y, (void)A, (void)B;
 #define G_CONST_DER G_MUL(GY, const_derivative(ctx, nd))
   switch (at->kind) {
-#define CR_UNARY(ID, name, FWD, DER, READS, GRAPH)                                    \
-  case U_##ID: gx[0] = (GRAPH); break;
+#define CR_UNARY(ID, name, FWD, DER, READS, GRAPH)                                                 \
+  case U_##ID:                                                                                     \
+    gx[0] = (GRAPH);                                                                               \
+    break;
 #include "elementwise.def"
 #undef CR_UNARY
   case U_COUNT: break;
@@ -169,9 +175,7 @@ cr_tensor *cr_clamp(cr_ctx *c, cr_tensor *x, double lo, double hi) {
 }
 cr_tensor *cr_add_scalar(cr_ctx *c, cr_tensor *x, double s) { return unary(c, U_ADD_S, x, s, 0); }
 cr_tensor *cr_sub_scalar(cr_ctx *c, cr_tensor *x, double s) { return unary(c, U_SUB_S, x, s, 0); }
-cr_tensor *cr_rsub_scalar(cr_ctx *c, cr_tensor *x, double s) {
-  return unary(c, U_RSUB_S, x, s, 0);
-}
+cr_tensor *cr_rsub_scalar(cr_ctx *c, cr_tensor *x, double s) { return unary(c, U_RSUB_S, x, s, 0); }
 cr_tensor *cr_mul_scalar(cr_ctx *c, cr_tensor *x, double s) { return unary(c, U_MUL_S, x, s, 0); }
 cr_tensor *cr_div_scalar(cr_ctx *c, cr_tensor *x, double s) { return unary(c, U_DIV_S, x, s, 0); }
 cr_tensor *cr_pow_scalar(cr_ctx *c, cr_tensor *x, double p) { return unary(c, U_POW_S, x, p, 0); }

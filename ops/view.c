@@ -34,37 +34,33 @@ static cr_tensor *reshape_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh);
 static bool takes_view(const cr_node *nd, int k) { return (void)nd, (void)k, true; }
 
 static cr_tensor *permute_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh);
-const cr_op_desc cr__op_transpose = {
-    .name = "transpose",
-    .n_inputs = 1,
-    .vjp = permute_vjp,
-    .vjp_graph = permute_vjp_graph,
-    .reads = 0,
-    .grad_alias = permute_grad_alias,
-    .takes_view_grad = takes_view};
-const cr_op_desc cr__op_permute = {
-    .name = "permute",
-    .n_inputs = 1,
-    .vjp = permute_vjp,
-    .vjp_graph = permute_vjp_graph,
-    .reads = 0,
-    .grad_alias = permute_grad_alias,
-    .takes_view_grad = takes_view};
-const cr_op_desc cr__op_reshape = {
-    .name = "reshape",
-    .n_inputs = 1,
-    .vjp = same_vjp,
-    .vjp_graph = reshape_vjp_graph,
-    .reads = 0,
-    .grad_alias = reshape_grad_alias,
-    .takes_view_grad = takes_view};
-const cr_op_desc cr__op_contiguous = {
-    .name = "contiguous",
-    .n_inputs = 1,
-    .vjp = same_vjp,
-    .vjp_graph = contiguous_vjp_graph,
-    .reads = 0,
-    .takes_view_grad = takes_view};
+const cr_op_desc cr__op_transpose = {.name = "transpose",
+                                     .n_inputs = 1,
+                                     .vjp = permute_vjp,
+                                     .vjp_graph = permute_vjp_graph,
+                                     .reads = 0,
+                                     .grad_alias = permute_grad_alias,
+                                     .takes_view_grad = takes_view};
+const cr_op_desc cr__op_permute = {.name = "permute",
+                                   .n_inputs = 1,
+                                   .vjp = permute_vjp,
+                                   .vjp_graph = permute_vjp_graph,
+                                   .reads = 0,
+                                   .grad_alias = permute_grad_alias,
+                                   .takes_view_grad = takes_view};
+const cr_op_desc cr__op_reshape = {.name = "reshape",
+                                   .n_inputs = 1,
+                                   .vjp = same_vjp,
+                                   .vjp_graph = reshape_vjp_graph,
+                                   .reads = 0,
+                                   .grad_alias = reshape_grad_alias,
+                                   .takes_view_grad = takes_view};
+const cr_op_desc cr__op_contiguous = {.name = "contiguous",
+                                      .n_inputs = 1,
+                                      .vjp = same_vjp,
+                                      .vjp_graph = contiguous_vjp_graph,
+                                      .reads = 0,
+                                      .takes_view_grad = takes_view};
 
 static cr_tensor *permuted(cr_ctx *ctx, const cr_op_desc *op, cr_tensor *x, const int *perm) {
   int64_t shape[CR_MAX_DIMS], stride[CR_MAX_DIMS];
@@ -102,8 +98,10 @@ cr_tensor *cr_permute(cr_ctx *ctx, cr_tensor *x, const int *perm) {
   for (int k = 0; k < x->ndim; k++) {
     p[k] = perm[k] < 0 ? perm[k] + x->ndim : perm[k];
     if (p[k] < 0 || p[k] >= x->ndim || seen[p[k]])
-      return cr__fail(ctx, CR_ERR_ARG, "permute: %s: perm entry %d (%d) is out of range or "
-                      "repeated; perm must order all %d axes", cr__shp(x), k, perm[k], x->ndim);
+      return cr__fail(ctx, CR_ERR_ARG,
+                      "permute: %s: perm entry %d (%d) is out of range or "
+                      "repeated; perm must order all %d axes",
+                      cr__shp(x), k, perm[k], x->ndim);
     seen[p[k]] = true;
   }
   return permuted(ctx, &cr__op_permute, x, p);
@@ -127,7 +125,8 @@ static cr_tensor *permute_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh) {
   for (int k = 0; k < t->ndim; k++)
     stride[k] = gx->stride[perm[k]];
   cr_tensor *g = t->grad;
-  if (!g || !t->grad_is_view || g->data != gx->data || memcmp(g->stride, stride, sizeof(int64_t) * (size_t)t->ndim))
+  if (!g || !t->grad_is_view || g->data != gx->data ||
+      memcmp(g->stride, stride, sizeof(int64_t) * (size_t)t->ndim))
     g = cr__view_for(ctx, t, gx, t->ndim, t->shape, stride, gx->data);
   if (!g)
     return NULL;
@@ -269,20 +268,24 @@ cr_tensor *cr_reshape(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape)
       return cr__fail(ctx, CR_ERR_SHAPE, "reshape: %s to %s: dim %d is invalid", cr__shp(x),
                       (cr_shape_str(want, sizeof want, ndim, shape), want), k);
     else if (!cr__mul_ok(known, s[k], &known) || known > CR__MAX_NUMEL)
-      return cr__fail(ctx, CR_ERR_SHAPE, "reshape: %s to %s: more than 2^40 elements",
-                      cr__shp(x), (cr_shape_str(want, sizeof want, ndim, shape), want));
+      return cr__fail(ctx, CR_ERR_SHAPE, "reshape: %s to %s: more than 2^40 elements", cr__shp(x),
+                      (cr_shape_str(want, sizeof want, ndim, shape), want));
   }
   if (infer >= 0) {
     if (x->numel % known != 0)
-      return cr__fail(ctx, CR_ERR_SHAPE, "reshape: %s to %s: %lld elements do not divide "
-                      "into the known dims", cr__shp(x),
-                      (cr_shape_str(want, sizeof want, ndim, shape), want), (long long)x->numel);
+      return cr__fail(ctx, CR_ERR_SHAPE,
+                      "reshape: %s to %s: %lld elements do not divide "
+                      "into the known dims",
+                      cr__shp(x), (cr_shape_str(want, sizeof want, ndim, shape), want),
+                      (long long)x->numel);
     s[infer] = x->numel / known;
     known *= s[infer];
   }
   if (known != x->numel)
-    return cr__fail(ctx, CR_ERR_SHAPE, "reshape: %s to %s: element counts %lld and %lld "
-                    "differ", cr__shp(x), (cr_shape_str(want, sizeof want, ndim, shape), want),
+    return cr__fail(ctx, CR_ERR_SHAPE,
+                    "reshape: %s to %s: element counts %lld and %lld "
+                    "differ",
+                    cr__shp(x), (cr_shape_str(want, sizeof want, ndim, shape), want),
                     (long long)x->numel, (long long)known);
   cr_tensor *c = cr_contiguous(ctx, x);
   if (!c)

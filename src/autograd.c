@@ -39,8 +39,8 @@ cr_node **cr__topo_order(cr_ctx *ctx, int n_roots, cr_tensor *const *roots, size
   return cr__topo_order_after(ctx, n_roots, roots, 0, count);
 }
 
-cr_node **cr__topo_order_after(cr_ctx *ctx, int n_roots, cr_tensor *const *roots,
-                               uint64_t after, size_t *count) {
+cr_node **cr__topo_order_after(cr_ctx *ctx, int n_roots, cr_tensor *const *roots, uint64_t after,
+                               size_t *count) {
   size_t cap = ctx->nodes + 1;
   cr_node **order = cr__alloc(ctx, cap * sizeof *order);
   cr_node **stack = cr__alloc(ctx, cap * sizeof *stack);
@@ -111,7 +111,8 @@ static bool vjp_finite(cr_ctx *ctx, const cr_node *nd) {
   for (int k = 0; k < nd->n_in; k++) {
     const cr_tensor *x = nd->in[k];
     const cr_tensor *g = !x->node && x->hooks ? (x->pgrad_pass == ctx->pass ? x->pgrad : NULL)
-                         : x->grad_pass == ctx->pass ? x->grad : NULL;
+                         : x->grad_pass == ctx->pass ? x->grad
+                                                     : NULL;
     if (g && ((gy && inside(gy, g)) || cr__pending_owed(ctx, g)))
       continue; /* nothing new from this VJP, or checked once settled */
     double v = 0;
@@ -123,9 +124,10 @@ static bool vjp_finite(cr_ctx *ctx, const cr_node *nd) {
     for (int j = 0; j < nd->n_in && len < sizeof shapes; j++)
       len += (size_t)snprintf(shapes + len, sizeof shapes - len, "%s%s", j ? ", " : "",
                               cr__shp(nd->in[j]));
-    cr__fail(ctx, CR_ERR_NUMERIC, "anomaly: VJP of %s %s produced %s in input %d %s (element "
-             "%lld of its gradient; the forward op's result was %s)%s%s%s", nd->name, shapes,
-             kind_of(v), k, cr__shp(x), (long long)at, cr__shp(nd->out),
+    cr__fail(ctx, CR_ERR_NUMERIC,
+             "anomaly: VJP of %s %s produced %s in input %d %s (element "
+             "%lld of its gradient; the forward op's result was %s)%s%s%s",
+             nd->name, shapes, kind_of(v), k, cr__shp(x), (long long)at, cr__shp(nd->out),
              nd->scope ? "; the op was made in scope '" : "", nd->scope ? nd->scope : "",
              nd->scope ? "'" : "");
     return false;
@@ -140,9 +142,10 @@ static bool settled_finite(cr_ctx *ctx, const cr_tensor *t, const cr_tensor *g) 
   int64_t at = non_finite_at(g, &v);
   if (at < 0)
     return true;
-  cr__fail(ctx, CR_ERR_NUMERIC, "anomaly: the gradient of %s has %s at element %lld once the "
-           "products queued for it (one per use, e.g. per time step) were added", cr__shp(t),
-           kind_of(v), (long long)at);
+  cr__fail(ctx, CR_ERR_NUMERIC,
+           "anomaly: the gradient of %s has %s at element %lld once the "
+           "products queued for it (one per use, e.g. per time step) were added",
+           cr__shp(t), kind_of(v), (long long)at);
   return false;
 }
 
@@ -313,8 +316,8 @@ static void keep_graph_grad(cr_ctx *ctx, cr_tensor *t, cr_tensor *g) {
 /* The graph pass: gradients as tensors built by the ops' graph VJPs.
  * With hooks (cr_backward_ex) hooks run and leaves / retained tensors keep
  * their gradients; without (cr_autograd_grad) nothing outside is touched. */
-static cr_status run_graph(cr_ctx *ctx, int n_out, cr_tensor *const *outs,
-                           cr_tensor *const *seeds, bool create_graph, bool backward) {
+static cr_status run_graph(cr_ctx *ctx, int n_out, cr_tensor *const *outs, cr_tensor *const *seeds,
+                           bool create_graph, bool backward) {
   size_t n = 0;
   cr_node **order = cr__topo_order(ctx, n_out, outs, &n);
   if (!order)
@@ -322,8 +325,8 @@ static cr_status run_graph(cr_ctx *ctx, int n_out, cr_tensor *const *outs,
   begin_pass(ctx, true);
   bool was = cr_set_grad_enabled(ctx, create_graph);
   for (int i = 0; i < n_out && ctx->status == CR_OK; i++) {
-    cr_tensor *g = seeds && seeds[i] ? seeds[i] : cr_ones(ctx, outs[i]->dtype, outs[i]->ndim,
-                                                            outs[i]->shape);
+    cr_tensor *g =
+        seeds && seeds[i] ? seeds[i] : cr_ones(ctx, outs[i]->dtype, outs[i]->ndim, outs[i]->shape);
     if (g && g->dtype != outs[i]->dtype)
       g = cr_cast(ctx, g, outs[i]->dtype);
     if (g)
@@ -351,8 +354,9 @@ static cr_status run_graph(cr_ctx *ctx, int n_out, cr_tensor *const *outs,
       cr_tensor *x = nd->in[k];
       if (!gx[k] || !x->requires_grad)
         continue;
-      CR_ASSERT(gx[k]->ndim == x->ndim && !memcmp(gx[k]->shape, x->shape,
-                sizeof(int64_t) * (size_t)x->ndim) && gx[k]->dtype == x->dtype,
+      CR_ASSERT(gx[k]->ndim == x->ndim &&
+                    !memcmp(gx[k]->shape, x->shape, sizeof(int64_t) * (size_t)x->ndim) &&
+                    gx[k]->dtype == x->dtype,
                 "graph VJP of %s: gradient %s for input %d %s", nd->name, cr__shp(gx[k]), k,
                 cr__shp(x));
       accumulate(ctx, x, gx[k]);
@@ -381,9 +385,11 @@ static bool backward_check(cr_ctx *ctx, const char *op, cr_tensor *y) {
   if (!cr__check_inputs(ctx, op, 1, &y))
     return false;
   if (!y->requires_grad) {
-    cr__fail(ctx, CR_ERR_STATE, "%s: %s does not require grad: no input of the graph "
+    cr__fail(ctx, CR_ERR_STATE,
+             "%s: %s does not require grad: no input of the graph "
              "that made it requires grad (did you forget cr_set_requires_grad, or "
-             "build it with grad mode off?)", op, cr__shp(y));
+             "build it with grad mode off?)",
+             op, cr__shp(y));
     return false;
   }
   return true;
@@ -398,9 +404,11 @@ cr_status cr_backward_ex(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed, const cr_ba
   if (!backward_check(ctx, op, y))
     return status_or(ctx, CR_ERR_ARG);
   if (!seed && y->numel != 1)
-    return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "backward: %s: output has %lld elements; "
+    return cr_ctx_set_error(ctx, CR_ERR_SHAPE,
+                            "backward: %s: output has %lld elements; "
                             "backward needs a one-element loss, or a seed gradient "
-                            "(cr_backward_seed)", cr__shp(y), (long long)y->numel);
+                            "(cr_backward_seed)",
+                            cr__shp(y), (long long)y->numel);
   if (seed && !seed_ok(ctx, op, y, seed))
     return status_or(ctx, CR_ERR_ARG);
   if (o && o->create_graph)
@@ -408,7 +416,9 @@ cr_status cr_backward_ex(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed, const cr_ba
   return run_kernels(ctx, y, seed);
 }
 
-cr_status cr_backward(cr_ctx *ctx, cr_tensor *loss) { return cr_backward_ex(ctx, loss, NULL, NULL); }
+cr_status cr_backward(cr_ctx *ctx, cr_tensor *loss) {
+  return cr_backward_ex(ctx, loss, NULL, NULL);
+}
 
 cr_status cr_backward_seed(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed) {
   if (!ctx)
@@ -431,16 +441,19 @@ cr_status cr_autograd_grad(cr_ctx *ctx, int n_out, cr_tensor *const *outputs,
   if (ctx->status != CR_OK)
     return ctx->status;
   if (!outputs || !inputs || !grads || n_out < 1 || n_in < 1)
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "autograd_grad: %d outputs, %d inputs: need at "
-                            "least one of each, and grads", n_out, n_in);
+    return cr_ctx_set_error(ctx, CR_ERR_ARG,
+                            "autograd_grad: %d outputs, %d inputs: need at "
+                            "least one of each, and grads",
+                            n_out, n_in);
   for (int i = 0; i < n_out; i++) {
     if (!backward_check(ctx, "autograd_grad", outputs[i]))
       return status_or(ctx, CR_ERR_ARG);
     cr_tensor *s = seeds ? seeds[i] : NULL;
     if (!s && outputs[i]->numel != 1)
-      return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "autograd_grad: output %d %s has %lld "
-                              "elements: give a seed for it", i, cr__shp(outputs[i]),
-                              (long long)outputs[i]->numel);
+      return cr_ctx_set_error(ctx, CR_ERR_SHAPE,
+                              "autograd_grad: output %d %s has %lld "
+                              "elements: give a seed for it",
+                              i, cr__shp(outputs[i]), (long long)outputs[i]->numel);
     if (s && !seed_ok(ctx, "autograd_grad", outputs[i], s))
       return status_or(ctx, CR_ERR_ARG);
   }
@@ -448,9 +461,10 @@ cr_status cr_autograd_grad(cr_ctx *ctx, int n_out, cr_tensor *const *outputs,
     if (!cr__check_inputs(ctx, "autograd_grad", 1, &inputs[j]))
       return status_or(ctx, CR_ERR_ARG);
     if (!inputs[j]->requires_grad)
-      return cr_ctx_set_error(ctx, CR_ERR_STATE, "autograd_grad: input %d %s does not require "
-                              "grad, so no output can depend on it through the graph", j,
-                              cr__shp(inputs[j]));
+      return cr_ctx_set_error(ctx, CR_ERR_STATE,
+                              "autograd_grad: input %d %s does not require "
+                              "grad, so no output can depend on it through the graph",
+                              j, cr__shp(inputs[j]));
   }
   cr_status st = run_graph(ctx, n_out, outputs, seeds, o && o->create_graph, false);
   for (int j = 0; st == CR_OK && j < n_in; j++) {

@@ -37,13 +37,14 @@ static int pick_arch(const char **reason) {
   if (!osxsave || !avx)
     return -1;
   uint64_t xcr0 = xgetbv0();
-  bool ymm_ok = (xcr0 & 0x6) == 0x6;    /* SSE + AVX state saved by the OS */
-  bool zmm_ok = (xcr0 & 0xe6) == 0xe6;  /* + opmask, ZMM_Hi256, Hi16_ZMM */
+  bool ymm_ok = (xcr0 & 0x6) == 0x6;   /* SSE + AVX state saved by the OS */
+  bool zmm_ok = (xcr0 & 0xe6) == 0xe6; /* + opmask, ZMM_Hi256, Hi16_ZMM */
   __cpuid_count(7, 0, a, b, c, d);
   bool avx2 = b & (1u << 5);
   bool f = b & (1u << 16), dq = b & (1u << 17), bw = b & (1u << 30), vl = b & (1u << 31);
-  cr__skinny_isa = zmm_ok && f ? CR__SKINNY_AVX512
-                  : ymm_ok && avx2 && fma ? CR__SKINNY_AVX2 : CR__SKINNY_NONE;
+  cr__skinny_isa = zmm_ok && f             ? CR__SKINNY_AVX512
+                   : ymm_ok && avx2 && fma ? CR__SKINNY_AVX2
+                                           : CR__SKINNY_NONE;
   if (zmm_ok && f && dq && bw && vl && fma) {
     *reason = "chosen from CPUID: AVX-512F/DQ/BW/VL";
     return BLIS_ARCH_SKX;
@@ -102,7 +103,7 @@ void cr_get_runtime_info(cr_runtime_info *info) {
   info->blis_version = bli_info_get_version_str();
   info->arch = bli_arch_string(bli_arch_query_id());
   info->arch_reason = g_reason;
-  info->threading = bli_info_get_enable_pthreads()  ? "pthreads"
+  info->threading = bli_info_get_enable_pthreads() ? "pthreads"
                     : bli_info_get_enable_openmp() ? "openmp"
                                                    : "none";
   info->num_threads = g_threads;
@@ -112,8 +113,7 @@ const char *cr_runtime_describe(char *buf, size_t n) {
   cr_runtime_info in;
   cr_get_runtime_info(&in);
   snprintf(buf, n, "BLIS %s, sub-config %s (%s), threading %s, %d thread%s", in.blis_version,
-           in.arch, in.arch_reason, in.threading, in.num_threads,
-           in.num_threads == 1 ? "" : "s");
+           in.arch, in.arch_reason, in.threading, in.num_threads, in.num_threads == 1 ? "" : "s");
   return buf;
 }
 
@@ -174,9 +174,9 @@ typedef struct gemm_args {
  * rounding). */
 static void gemm_on_one(gemm_path path, const gemm_args *g) {
   if (path == PATH_LOOPS) {
-    (g->dt == CR_F32 ? small_gemm_f : small_gemm_d)(g->ta, g->tb, g->m, g->n, g->k, g->alpha,
-                                                    g->a, g->rsa, g->csa, g->b, g->rsb, g->csb,
-                                                    g->beta, g->c, g->rsc, g->csc);
+    (g->dt == CR_F32 ? small_gemm_f : small_gemm_d)(g->ta, g->tb, g->m, g->n, g->k, g->alpha, g->a,
+                                                    g->rsa, g->csa, g->b, g->rsb, g->csb, g->beta,
+                                                    g->c, g->rsc, g->csc);
   } else if (path == PATH_SKINNY) {
     /* few rows against a large right operand: skip BLIS's packing of B */
     cr__skinny_sgemm(g->m, g->n, g->k, (float)g->alpha, (const float *)g->a,
@@ -196,14 +196,12 @@ static void gemm_on_one(gemm_path path, const gemm_args *g) {
     trans_t trb = g->tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE;
     if (g->dt == CR_F32) {
       float al = (float)g->alpha, be = (float)g->beta;
-      bli_sgemm_ex(tra, trb, g->m, g->n, g->k, &al, (float *)g->a, g->rsa, g->csa,
-                   (float *)g->b, g->rsb, g->csb, &be, (float *)g->c, g->rsc, g->csc, NULL,
-                   &rntm);
+      bli_sgemm_ex(tra, trb, g->m, g->n, g->k, &al, (float *)g->a, g->rsa, g->csa, (float *)g->b,
+                   g->rsb, g->csb, &be, (float *)g->c, g->rsc, g->csc, NULL, &rntm);
     } else {
       double al = g->alpha, be = g->beta;
-      bli_dgemm_ex(tra, trb, g->m, g->n, g->k, &al, (double *)g->a, g->rsa, g->csa,
-                   (double *)g->b, g->rsb, g->csb, &be, (double *)g->c, g->rsc, g->csc, NULL,
-                   &rntm);
+      bli_dgemm_ex(tra, trb, g->m, g->n, g->k, &al, (double *)g->a, g->rsa, g->csa, (double *)g->b,
+                   g->rsb, g->csb, &be, (double *)g->c, g->rsc, g->csc, NULL, &rntm);
     }
   }
 }
@@ -239,8 +237,8 @@ static void split_task(void *arg, int64_t part) {
 }
 
 void cr__gemm(cr_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
-              const void *a, int64_t rsa, int64_t csa, const void *b, int64_t rsb,
-              int64_t csb, double beta, void *c, int64_t rsc, int64_t csc) {
+              const void *a, int64_t rsa, int64_t csa, const void *b, int64_t rsb, int64_t csb,
+              double beta, void *c, int64_t rsc, int64_t csc) {
   const gemm_args g = {dt, ta, tb, m, n, k, alpha, beta, a, b, c, rsa, csa, rsb, csb, rsc, csc};
   gemm_path path = PATH_BLIS;
   if ((double)m * (double)n * (double)k <= (double)cr__small_gemm_mnk)

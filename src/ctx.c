@@ -99,8 +99,7 @@ static void *arena_alloc(cr_ctx *ctx, cr__arena *a, size_t bytes) {
         cap = bytes;
       c->next = chunk_new(ctx, cap);
       if (!c->next)
-        return cr__fail(ctx, CR_ERR_NOMEM, "arena: out of memory allocating %zu bytes",
-                        bytes);
+        return cr__fail(ctx, CR_ERR_NOMEM, "arena: out of memory allocating %zu bytes", bytes);
     }
     c = c->next;
     c->used = 0;
@@ -126,8 +125,8 @@ void *cr__alloc_for(cr_ctx *ctx, const cr_tensor *t, size_t bytes) {
 }
 
 cr__mark cr__region_begin(cr_ctx *ctx) {
-  cr__mark m = {ctx->scratch.cur, ctx->scratch.cur->used, ctx->scratch.used_total, ctx->nodes,
-                ctx->in_region, ctx->pools[1]};
+  cr__mark m = {ctx->scratch.cur, ctx->scratch.cur->used, ctx->scratch.used_total,
+                ctx->nodes,       ctx->in_region,         ctx->pools[1]};
   ctx->in_region = true;
   return m;
 }
@@ -180,9 +179,7 @@ void cr_ctx_reset(cr_ctx *ctx) {
 
 cr_status cr_ctx_status(const cr_ctx *ctx) { return ctx ? ctx->status : CR_ERR_ARG; }
 
-const char *cr_ctx_error(const cr_ctx *ctx) {
-  return ctx ? ctx->msg : "no context";
-}
+const char *cr_ctx_error(const cr_ctx *ctx) { return ctx ? ctx->msg : "no context"; }
 
 void cr_ctx_clear_error(cr_ctx *ctx) {
   if (!ctx)
@@ -256,12 +253,9 @@ void cr_ctx_clear_peak(cr_ctx *ctx) {
 
 const char *cr_dtype_name(cr_dtype dt) {
   switch (dt) {
-  case CR_F32:
-    return "f32";
-  case CR_F64:
-    return "f64";
-  case CR_I64:
-    return "i64";
+  case CR_F32: return "f32";
+  case CR_F64: return "f64";
+  case CR_I64: return "i64";
   }
   return "unknown";
 }
@@ -270,24 +264,15 @@ size_t cr_dtype_size(cr_dtype dt) { return dt == CR_F32 ? 4 : 8; }
 
 const char *cr_status_name(cr_status st) {
   switch (st) {
-  case CR_OK:
-    return "ok";
-  case CR_ERR_SHAPE:
-    return "shape error";
-  case CR_ERR_DTYPE:
-    return "dtype error";
-  case CR_ERR_ARG:
-    return "bad argument";
-  case CR_ERR_STATE:
-    return "bad state";
-  case CR_ERR_NOMEM:
-    return "out of memory";
-  case CR_ERR_IO:
-    return "I/O error";
-  case CR_ERR_FORMAT:
-    return "malformed file";
-  case CR_ERR_NUMERIC:
-    return "non-finite value";
+  case CR_OK: return "ok";
+  case CR_ERR_SHAPE: return "shape error";
+  case CR_ERR_DTYPE: return "dtype error";
+  case CR_ERR_ARG: return "bad argument";
+  case CR_ERR_STATE: return "bad state";
+  case CR_ERR_NOMEM: return "out of memory";
+  case CR_ERR_IO: return "I/O error";
+  case CR_ERR_FORMAT: return "malformed file";
+  case CR_ERR_NUMERIC: return "non-finite value";
   }
   return "unknown status";
 }

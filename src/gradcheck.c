@@ -45,8 +45,7 @@ static cr_tensor *eval(gc_state *s) {
   return y;
 }
 
-static void compare(gc_state *s, int input, int64_t index, int64_t output, double an,
-                    double nu) {
+static void compare(gc_state *s, int input, int64_t index, int64_t output, double an, double nu) {
   cr_gradcheck_report *r = s->rep;
   double err = fabs(an - nu);
   double tol = s->o->atol + s->o->rtol * fabs(nu);
@@ -87,16 +86,13 @@ static bool backprop(gc_state *s, cr_tensor *y, cr_tensor *seed) {
   if (!cr_requires_grad(y))
     return true; /* output does not depend on any input: gradient 0 */
   if (cr_backward_seed(s->ctx, y, seed) != CR_OK) {
-    snprintf(s->rep->message, sizeof s->rep->message, "backward failed: %s",
-             cr_ctx_error(s->ctx));
+    snprintf(s->rep->message, sizeof s->rep->message, "backward failed: %s", cr_ctx_error(s->ctx));
     return false;
   }
   return true;
 }
 
-static bool checked(const gc_state *s, int k) {
-  return !s->o->check_input || s->o->check_input[k];
-}
+static bool checked(const gc_state *s, int k) { return !s->o->check_input || s->o->check_input[k]; }
 
 static bool run_full(gc_state *s) {
   int64_t total = 0;
@@ -295,10 +291,9 @@ bool cr_gradcheck(cr_gradcheck_fn f, cr_tensor *const *inputs, int n, void *user
     snprintf(report->message, sizeof report->message,
              "gradient mismatch: input %d element %lld (of output element %lld): analytic "
              "%.10g, numeric %.10g (max abs err %.3g, max rel err %.3g, atol %g, rtol %g)",
-             report->worst_input, (long long)report->worst_index,
-             (long long)report->worst_output, report->worst_analytic,
-             report->worst_numeric, report->max_abs_err, report->max_rel_err, opts->atol,
-             opts->rtol);
+             report->worst_input, (long long)report->worst_index, (long long)report->worst_output,
+             report->worst_analytic, report->worst_numeric, report->max_abs_err,
+             report->max_rel_err, opts->atol, opts->rtol);
   }
   for (int k = 0; s.x && k < n; k++)
     cr_tensor_free(s.x[k]);

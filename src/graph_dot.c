@@ -44,9 +44,9 @@ void cr_graph_dot_ex(FILE *f, const cr_tensor *t, const cr_graph_dot_opts *o) {
      * then those outside any cluster */
     const char **label = order ? cr__alloc(ctx, (n + 1) * sizeof *label) : NULL;
     for (size_t i = 0; label && i < n; i++)
-      label[i] = o && o->cluster_of ? o->cluster_of(order[i]->out, o->user)
-                 : o && o->no_scopes  ? NULL
-                                      : order[i]->scope;
+      label[i] = o && o->cluster_of  ? o->cluster_of(order[i]->out, o->user)
+                 : o && o->no_scopes ? NULL
+                                     : order[i]->scope;
     int clusters = 0;
     for (size_t i = 0; label && i < n; i++) {
       if (!label[i])

@@ -10,8 +10,10 @@ cr_status cr_register_hook(cr_ctx *ctx, cr_tensor *t, cr_grad_hook fn, void *use
   if (!fn)
     return cr_ctx_set_error(ctx, CR_ERR_ARG, "register_hook: %s: the hook is NULL", cr__shp(t));
   if (!t->requires_grad)
-    return cr_ctx_set_error(ctx, CR_ERR_STATE, "register_hook: %s does not require grad, so no "
-                            "gradient will reach it", cr__shp(t));
+    return cr_ctx_set_error(ctx, CR_ERR_STATE,
+                            "register_hook: %s does not require grad, so no "
+                            "gradient will reach it",
+                            cr__shp(t));
   cr__hook *h = t->persistent ? cr__malloc(sizeof *h) : cr__alloc_for(ctx, t, sizeof *h);
   if (!h)
     return cr_ctx_set_error(ctx, CR_ERR_NOMEM, "register_hook: out of memory");

@@ -29,22 +29,22 @@ struct cr_tensor {
   int64_t shape[CR_MAX_DIMS];
   int64_t stride[CR_MAX_DIMS]; /* in elements */
   int64_t numel;
-  void *data;           /* address of element [0,..,0] */
-  void *heap_data;      /* persistent tensors: the malloc'd block */
+  void *data;      /* address of element [0,..,0] */
+  void *heap_data; /* persistent tensors: the malloc'd block */
   /* Leaves: the gradient accumulated across passes (persistent for a
    * persistent leaf).  Others: the engine's buffer for the last pass. */
   cr_tensor *grad;
-  struct cr_node *node; /* the op that produced it; NULL for a leaf */
-  cr_tensor *alt;       /* the same values in another layout (a contiguous
-                           copy's source view), or NULL: products may read
-                           whichever layout BLIS handles faster */
-  cr_tensor *root;      /* a view's data owner (the tensor whose buffer it
-                           shows), or NULL: t owns its data */
-  uint64_t version;     /* bumped by every write to the data (cr__touch) */
+  struct cr_node *node;      /* the op that produced it; NULL for a leaf */
+  cr_tensor *alt;            /* the same values in another layout (a contiguous
+                                copy's source view), or NULL: products may read
+                                whichever layout BLIS handles faster */
+  cr_tensor *root;           /* a view's data owner (the tensor whose buffer it
+                                shows), or NULL: t owns its data */
+  uint64_t version;          /* bumped by every write to the data (cr__touch) */
   struct cr__packed *packed; /* panels made from this data (ops/matmul.c) */
-  cr_ctx *ctx;          /* owning arena's context; NULL when persistent */
-  uint32_t epoch;       /* arena epoch at creation */
-  uint64_t serial;      /* creation number among the context's arena tensors */
+  cr_ctx *ctx;               /* owning arena's context; NULL when persistent */
+  uint32_t epoch;            /* arena epoch at creation */
+  uint64_t serial;           /* creation number among the context's arena tensors */
   /* the state of grad within a first-order pass */
   uint32_t grad_pass;   /* pass that last used grad (zeroed or wrote it) */
   uint32_t view_pass;   /* pass whose consumers set view_ok */
@@ -63,12 +63,12 @@ struct cr_tensor {
   struct cr__hook *hooks; /* gradient hooks, in registration order */
   bool requires_grad;
   bool persistent;
-  bool retain_grad;       /* an intermediate whose gradient cr_grad shows */
-  bool op_result;         /* computed by an op: its values never change */
-  bool scratch;           /* lives in the scratch arena (made inside a region) */
-  bool released;          /* its values were given back (no VJP reads them): a
-                             recurrent layer's forward keeps only what its
-                             backward needs (cr__track_release) */
+  bool retain_grad;        /* an intermediate whose gradient cr_grad shows */
+  bool op_result;          /* computed by an op: its values never change */
+  bool scratch;            /* lives in the scratch arena (made inside a region) */
+  bool released;           /* its values were given back (no VJP reads them): a
+                              recurrent layer's forward keeps only what its
+                              backward needs (cr__track_release) */
   cr_tensor *tracked_next; /* the tensors made while tracking, newest first */
   char name[CR__NAME_LEN]; /* "" when unnamed */
 };
@@ -119,12 +119,12 @@ struct cr_ctx {
   size_t peak_bytes; /* largest main + scratch use since the stats were cleared */
   size_t nodes;
   uint32_t epoch;
-  uint32_t pass;   /* the running (or last) backward pass's number */
-  uint32_t passes; /* pass numbers handed out so far (nested passes too) */
-  uint32_t walk;   /* graph walks so far (marks visited nodes) */
-  uint64_t node_seq; /* nodes recorded so far: each node's creation number */
-  uint64_t tensor_serial; /* arena tensors made so far */
-  bool graph_pass; /* the running pass uses graph VJPs (vjp_graph) */
+  uint32_t pass;            /* the running (or last) backward pass's number */
+  uint32_t passes;          /* pass numbers handed out so far (nested passes too) */
+  uint32_t walk;            /* graph walks so far (marks visited nodes) */
+  uint64_t node_seq;        /* nodes recorded so far: each node's creation number */
+  uint64_t tensor_serial;   /* arena tensors made so far */
+  bool graph_pass;          /* the running pass uses graph VJPs (vjp_graph) */
   struct cr_node *vjp_node; /* the node whose graph VJP is running (messages) */
   /* contributions to gradient buffers queued during the pass (op.h) */
   struct cr__pending *pending;
@@ -151,15 +151,14 @@ const char *cr__push_scope(cr_ctx *ctx, const char *fmt, ...) __attribute__((for
 const char *cr__push_step_scope(cr_ctx *ctx, int layer, int64_t step, bool reverse);
 
 /* Internal invariant check (a bug in chainrule, never user input). */
-#define CR_ASSERT(cond, ...)                                                   \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "chainrule internal error at %s:%d: ", __FILE__,         \
-              __LINE__);                                                       \
-      fprintf(stderr, __VA_ARGS__);                                            \
-      fputc('\n', stderr);                                                     \
-      abort();                                                                 \
-    }                                                                          \
+#define CR_ASSERT(cond, ...)                                                                       \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      fprintf(stderr, "chainrule internal error at %s:%d: ", __FILE__, __LINE__);                  \
+      fprintf(stderr, __VA_ARGS__);                                                                \
+      fputc('\n', stderr);                                                                         \
+      abort();                                                                                     \
+    }                                                                                              \
   } while (0)
 
 /* Hot elementwise and small-product kernels are compiled for AVX-512,
@@ -214,8 +213,7 @@ void cr__track_release(cr_ctx *ctx, const cr__track *since, cr_tensor *const *es
  * so the next step reuses those buffers; the tensors stay on the tracked
  * list for the release that ends tracking. */
 cr__track cr__track_mark(const cr_ctx *ctx);
-void cr__track_release_step(cr_ctx *ctx, const cr__track *step, cr_tensor *const *escapes,
-                            int n);
+void cr__track_release_step(cr_ctx *ctx, const cr__track *step, cr_tensor *const *escapes, int n);
 /* A buffer of bytes from the pool of the main (scratch false) or scratch
  * arena, or NULL; give a dead buffer of that arena back. */
 void *cr__pool_take(cr_ctx *ctx, bool scratch, size_t bytes);
@@ -271,13 +269,12 @@ void cr__contig_strides(int ndim, const int64_t *shape, int64_t *stride);
 bool cr__is_contig(const cr_tensor *t);
 /* Checks that shape is valid (1..CR_MAX_DIMS dims, each >= 1); else error
  * naming op. */
-bool cr__check_shape(cr_ctx *ctx, const char *op, int ndim,
-                     const int64_t *shape);
+bool cr__check_shape(cr_ctx *ctx, const char *op, int ndim, const int64_t *shape);
 /* An uninitialised contiguous arena tensor. */
 cr_tensor *cr__new(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape);
 /* An arena view onto base's data with the given layout. */
-cr_tensor *cr__view(cr_ctx *ctx, const cr_tensor *base, int ndim,
-                    const int64_t *shape, const int64_t *stride, void *data);
+cr_tensor *cr__view(cr_ctx *ctx, const cr_tensor *base, int ndim, const int64_t *shape,
+                    const int64_t *stride, void *data);
 /* The same two, in the arena owner lives in (for what hangs off owner: its
  * gradient buffer and the views that alias it). */
 cr_tensor *cr__new_for(cr_ctx *ctx, const cr_tensor *owner, cr_dtype dt, int ndim,
@@ -288,8 +285,7 @@ cr_tensor *cr__view_for(cr_ctx *ctx, const cr_tensor *owner, const cr_tensor *ba
  * reset), none of dtype i64 ("op: dtype i64: ..."), all the same dtype.  On
  * failure stores a message naming op.  Every op on values calls this, so an
  * index tensor never reaches a float kernel. */
-bool cr__check_inputs(cr_ctx *ctx, const char *op, int n,
-                      cr_tensor *const *in);
+bool cr__check_inputs(cr_ctx *ctx, const char *op, int n, cr_tensor *const *in);
 /* The same checks without the dtype rules (persist, copy_into, fill). */
 bool cr__check_valid(cr_ctx *ctx, const char *op, int n, cr_tensor *const *in);
 /* An index argument of op (what: "index", "targets", ...): valid and of
@@ -313,10 +309,9 @@ const char *cr__shape_only(const cr_tensor *t);
 /* ---- BLIS glue (src/blas.c is the only file calling bli_*) */
 /* C[m,n] = alpha * op(A) op(B) + beta * C with arbitrary row/col strides;
  * ta/tb transpose A/B.  dt chooses sgemm or dgemm. */
-void cr__gemm(cr_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
-              double alpha, const void *a, int64_t rsa, int64_t csa,
-              const void *b, int64_t rsb, int64_t csb, double beta, void *c,
-              int64_t rsc, int64_t csc);
+void cr__gemm(cr_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+              const void *a, int64_t rsa, int64_t csa, const void *b, int64_t rsb, int64_t csb,
+              double beta, void *c, int64_t rsc, int64_t csc);
 
 /* ---- threads (src/parallel.c): fn(arg, 0..n-1) on up to
  * cr__parallel_threads() threads, the caller among them; returns when all

@@ -105,14 +105,13 @@ tile(const int R, const int W, const float *const *a, int64_t ap, const float *b
   }
 }
 
-#define TILE_CASE(R, W)                                                                     \
-  case (R)*8 + (W):                                                                        \
-    tile(R, W, a, ap, b, kb, alpha, bt, c, rsc, left);                                     \
-    break;
+#define TILE_CASE(R, W)                                                                            \
+  case (R)*8 + (W): tile(R, W, a, ap, b, kb, alpha, bt, c, rsc, left); break;
 
-__attribute__((target("avx2,fma"))) static void
-run_tile(int R, int W, const float *const *a, int64_t ap, const float *b, int64_t kb,
-         float alpha, float bt, float *c, int64_t rsc, int64_t left) {
+__attribute__((target("avx2,fma"))) static void run_tile(int R, int W, const float *const *a,
+                                                         int64_t ap, const float *b, int64_t kb,
+                                                         float alpha, float bt, float *c,
+                                                         int64_t rsc, int64_t left) {
   switch (R * 8 + W) {
     TILE_CASE(6, 1)
     TILE_CASE(5, 1)
@@ -142,9 +141,8 @@ static int tile_panels(int R) { return R >= 4 ? 1 : R >= 2 ? 2 : 4; }
 
 /* columns [16 q_begin, 16 q_end) of the product */
 __attribute__((target("avx2,fma"))) static void
-packed_panels(int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t ai,
-              int64_t ap, const float *Bp, float beta, float *C, int64_t rsc, int64_t q_begin,
-              int64_t q_end) {
+packed_panels(int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t ai, int64_t ap,
+              const float *Bp, float beta, float *C, int64_t rsc, int64_t q_begin, int64_t q_end) {
   const int64_t np = (n + NP - 1) / NP;
   for (int64_t k0 = 0; k0 < k; k0 += KC) {
     const int64_t kb = k - k0 < KC ? k - k0 : KC;

@@ -26,10 +26,10 @@ static struct {
   pthread_cond_t wake;
   pthread_t tid[MAX_WORKERS];
   int n_workers;
-  atomic_uint gen;       /* job number: a change wakes the workers */
-  atomic_long next;      /* the next task to take */
-  atomic_long done;      /* tasks finished */
-  atomic_int left;       /* workers that have left the current job */
+  atomic_uint gen;  /* job number: a change wakes the workers */
+  atomic_long next; /* the next task to take */
+  atomic_long done; /* tasks finished */
+  atomic_int left;  /* workers that have left the current job */
   atomic_int sleeping;
   atomic_bool stop;
   long n_tasks;

@@ -22,8 +22,9 @@ static void print_rec(FILE *f, const cr_tensor *t, int d, int64_t base, int inde
       if (t->dtype == CR_I64)
         fprintf(f, "%lld", (long long)((const int64_t *)t->data)[off]);
       else
-        fprintf(f, "%.6g", t->dtype == CR_F32 ? (double)((const float *)t->data)[off]
-                                              : ((const double *)t->data)[off]);
+        fprintf(f, "%.6g",
+                t->dtype == CR_F32 ? (double)((const float *)t->data)[off]
+                                   : ((const double *)t->data)[off]);
       if (i + 1 < n)
         fputs(", ", f);
     } else {

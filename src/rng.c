@@ -107,7 +107,8 @@ cr_status cr_fill_uniform(cr_ctx *ctx, cr_tensor *t, cr_rng *rng, double lo, dou
   if (st != CR_OK)
     return st;
   if (!(lo <= hi) || !isfinite(lo) || !isfinite(hi))
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "fill_uniform: bounds [%g, %g): need finite lo <= hi", lo, hi);
+    return cr_ctx_set_error(ctx, CR_ERR_ARG, "fill_uniform: bounds [%g, %g): need finite lo <= hi",
+                            lo, hi);
   for (int64_t i = 0; i < t->numel; i++)
     cr_set_flat(t, i, lo + (hi - lo) * cr_rng_uniform(rng));
   return CR_OK;
@@ -118,7 +119,8 @@ cr_status cr_fill_normal(cr_ctx *ctx, cr_tensor *t, cr_rng *rng, double mean, do
   if (st != CR_OK)
     return st;
   if (!(std >= 0) || !isfinite(mean) || !isfinite(std))
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "fill_normal: mean %g, std %g: need finite mean and std >= 0", mean, std);
+    return cr_ctx_set_error(
+        ctx, CR_ERR_ARG, "fill_normal: mean %g, std %g: need finite mean and std >= 0", mean, std);
   for (int64_t i = 0; i < t->numel; i++)
     cr_set_flat(t, i, mean + std * cr_rng_normal(rng));
   return CR_OK;

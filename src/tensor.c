@@ -78,8 +78,7 @@ const char *cr__shp(const cr_tensor *t) {
 
 bool cr__check_shape(cr_ctx *ctx, const char *op, int ndim, const int64_t *shape) {
   if (ndim < 1 || ndim > CR_MAX_DIMS) {
-    cr__fail(ctx, CR_ERR_SHAPE, "%s: %d dims: a tensor has 1 to %d dims", op, ndim,
-             CR_MAX_DIMS);
+    cr__fail(ctx, CR_ERR_SHAPE, "%s: %d dims: a tensor has 1 to %d dims", op, ndim, CR_MAX_DIMS);
     return false;
   }
   if (!shape) {
@@ -90,8 +89,8 @@ bool cr__check_shape(cr_ctx *ctx, const char *op, int ndim, const int64_t *shape
     if (shape[i] < 1) {
       char b[96];
       cr_shape_str(b, sizeof b, ndim, shape);
-      cr__fail(ctx, CR_ERR_SHAPE, "%s: %s: dim %d is %lld, every dim must be >= 1", op, b,
-               i, (long long)shape[i]);
+      cr__fail(ctx, CR_ERR_SHAPE, "%s: %s: dim %d is %lld, every dim must be >= 1", op, b, i,
+               (long long)shape[i]);
       return false;
     }
   }
@@ -178,20 +177,20 @@ cr_tensor *cr__view_for(cr_ctx *ctx, const cr_tensor *owner, const cr_tensor *ba
  * index tensors: zeros, ones, full, from_array, wrap, arange, tensor_new). */
 static bool check_dtype(cr_ctx *ctx, const char *op, cr_dtype dt, bool i64_ok) {
   if (dt == CR_I64 && !i64_ok) {
-    cr__fail(ctx, CR_ERR_DTYPE, "%s: dtype i64: this makes f32 or f64 values (index tensors "
-             "come from cr_from_i64, cr_zeros or cr_arange)", op);
+    cr__fail(ctx, CR_ERR_DTYPE,
+             "%s: dtype i64: this makes f32 or f64 values (index tensors "
+             "come from cr_from_i64, cr_zeros or cr_arange)",
+             op);
     return false;
   }
   if (dt != CR_F32 && dt != CR_F64 && dt != CR_I64) {
-    cr__fail(ctx, CR_ERR_DTYPE, "%s: dtype %d: only f32, f64 and i64 are supported", op,
-             (int)dt);
+    cr__fail(ctx, CR_ERR_DTYPE, "%s: dtype %d: only f32, f64 and i64 are supported", op, (int)dt);
     return false;
   }
   return true;
 }
 
-static bool creation_ok(cr_ctx *ctx, const char *op, cr_dtype dt, int ndim,
-                        const int64_t *shape) {
+static bool creation_ok(cr_ctx *ctx, const char *op, cr_dtype dt, int ndim, const int64_t *shape) {
   if (!ctx || ctx->status != CR_OK)
     return false;
   return check_dtype(ctx, op, dt, true) && cr__check_shape(ctx, op, ndim, shape);
@@ -214,8 +213,7 @@ static int64_t to_i64(double v) {
 static bool integral_ok(cr_ctx *ctx, const char *op, const char *what, double v) {
   if (v == trunc(v) && fabs(v) <= 9007199254740992.0) /* 2^53: exact in a double */
     return true;
-  cr__fail(ctx, CR_ERR_ARG, "%s: dtype i64: %s %g is not an integer of at most 2^53", op, what,
-           v);
+  cr__fail(ctx, CR_ERR_ARG, "%s: dtype i64: %s %g is not an integer of at most 2^53", op, what, v);
   return false;
 }
 
@@ -310,12 +308,14 @@ cr_tensor *cr_arange(cr_ctx *ctx, cr_dtype dt, double start, double stop, double
       (!integral_ok(ctx, "arange", "start", start) || !integral_ok(ctx, "arange", "step", step)))
     return NULL;
   if (step == 0 || !isfinite(step) || !isfinite(start) || !isfinite(stop))
-    return cr__fail(ctx, CR_ERR_ARG, "arange: start %g, stop %g, step %g: step must be "
-                    "non-zero and all finite", start, stop, step);
+    return cr__fail(ctx, CR_ERR_ARG,
+                    "arange: start %g, stop %g, step %g: step must be "
+                    "non-zero and all finite",
+                    start, stop, step);
   double count = ceil((stop - start) / step);
   if (count < 1)
-    return cr__fail(ctx, CR_ERR_ARG, "arange: start %g, stop %g, step %g: empty range",
-                    start, stop, step);
+    return cr__fail(ctx, CR_ERR_ARG, "arange: start %g, stop %g, step %g: empty range", start, stop,
+                    step);
   if (count > 1e12)
     return cr__fail(ctx, CR_ERR_ARG, "arange: %g elements is too many", count);
   int64_t n = (int64_t)count;
@@ -327,8 +327,8 @@ cr_tensor *cr_arange(cr_ctx *ctx, cr_dtype dt, double start, double stop, double
   return t;
 }
 
-cr_tensor *cr_rand_uniform(cr_ctx *ctx, cr_rng *rng, cr_dtype dt, int ndim,
-                           const int64_t *shape, double lo, double hi) {
+cr_tensor *cr_rand_uniform(cr_ctx *ctx, cr_rng *rng, cr_dtype dt, int ndim, const int64_t *shape,
+                           double lo, double hi) {
   if (!creation_ok(ctx, "rand_uniform", dt, ndim, shape) ||
       !check_dtype(ctx, "rand_uniform", dt, false))
     return NULL;
@@ -338,8 +338,8 @@ cr_tensor *cr_rand_uniform(cr_ctx *ctx, cr_rng *rng, cr_dtype dt, int ndim,
   return t;
 }
 
-cr_tensor *cr_rand_normal(cr_ctx *ctx, cr_rng *rng, cr_dtype dt, int ndim,
-                          const int64_t *shape, double mean, double std) {
+cr_tensor *cr_rand_normal(cr_ctx *ctx, cr_rng *rng, cr_dtype dt, int ndim, const int64_t *shape,
+                          double mean, double std) {
   if (!creation_ok(ctx, "rand_normal", dt, ndim, shape) ||
       !check_dtype(ctx, "rand_normal", dt, false))
     return NULL;
@@ -384,29 +384,36 @@ cr_tensor *cr_tensor_new(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shap
  * Else an error naming op. */
 static bool valid_one(cr_ctx *ctx, const char *op, int i, const cr_tensor *t) {
   if (!t) { /* NULL given with no error pending here */
-    cr__fail(ctx, CR_ERR_ARG, "%s: input %d is NULL (an earlier op failed in another "
-             "context, or a tensor was never set)", op, i);
+    cr__fail(ctx, CR_ERR_ARG,
+             "%s: input %d is NULL (an earlier op failed in another "
+             "context, or a tensor was never set)",
+             op, i);
     return false;
   }
   if (t->magic != CR__TENSOR_MAGIC) {
-    cr__fail(ctx, CR_ERR_STATE, "%s: input %d is not a valid tensor (freed, or used "
-             "after its context was reset?)", op, i);
+    cr__fail(ctx, CR_ERR_STATE,
+             "%s: input %d is not a valid tensor (freed, or used "
+             "after its context was reset?)",
+             op, i);
     return false;
   }
   if (t->released) {
-    cr__fail(ctx, CR_ERR_STATE, "%s: input %d %s: its values were released (a recurrent "
+    cr__fail(ctx, CR_ERR_STATE,
+             "%s: input %d %s: its values were released (a recurrent "
              "layer keeps of a cell's intermediates only what backward needs; carry state "
-             "through the cell's states, or set keep_activations)", op, i, cr__shp(t));
+             "through the cell's states, or set keep_activations)",
+             op, i, cr__shp(t));
     return false;
   }
   if (!t->persistent && (t->ctx != ctx || t->epoch != ctx->epoch)) {
     if (t->ctx == ctx)
-      cr__fail(ctx, CR_ERR_STATE, "%s: input %d %s was made before the last "
+      cr__fail(ctx, CR_ERR_STATE,
+               "%s: input %d %s was made before the last "
                "cr_ctx_reset and is no longer valid (copy state that must survive "
-               "a reset with cr_persist or cr_copy_into)", op, i, cr__shp(t));
+               "a reset with cr_persist or cr_copy_into)",
+               op, i, cr__shp(t));
     else
-      cr__fail(ctx, CR_ERR_STATE, "%s: input %d %s belongs to another context", op, i,
-               cr__shp(t));
+      cr__fail(ctx, CR_ERR_STATE, "%s: input %d %s belongs to another context", op, i, cr__shp(t));
     return false;
   }
   return true;
@@ -448,14 +455,15 @@ bool cr__check_inputs(cr_ctx *ctx, const char *op, int n, cr_tensor *const *in) 
     if (!valid_one(ctx, op, i, t))
       return false;
     if (t->dtype == CR_I64) {
-      cr__fail(ctx, CR_ERR_DTYPE, "%s: dtype i64: input %d %s holds indices; this op takes "
-               "f32 or f64 values", op, i, cr__shp(t));
+      cr__fail(ctx, CR_ERR_DTYPE,
+               "%s: dtype i64: input %d %s holds indices; this op takes "
+               "f32 or f64 values",
+               op, i, cr__shp(t));
       return false;
     }
     if (i > 0 && t->dtype != in[0]->dtype) {
       cr__fail(ctx, CR_ERR_DTYPE, "%s: %s %s and %s %s: dtypes differ (use cr_cast)", op,
-               cr__shp(in[0]), cr_dtype_name(in[0]->dtype), cr__shp(t),
-               cr_dtype_name(t->dtype));
+               cr__shp(in[0]), cr_dtype_name(in[0]->dtype), cr__shp(t), cr_dtype_name(t->dtype));
       return false;
     }
   }
@@ -542,14 +550,15 @@ cr_status cr_copy_into(cr_ctx *ctx, cr_tensor *dst, const cr_tensor *src) {
   if (!cr__check_valid(ctx, "copy_into", 2, in))
     return ctx->status ? ctx->status : CR_ERR_ARG;
   if ((dst->dtype == CR_I64) != (src->dtype == CR_I64)) {
-    cr__fail(ctx, CR_ERR_DTYPE, "copy_into: dtype i64: %s %s into %s %s: indices and values "
-             "do not mix", cr__shp(src), cr_dtype_name(src->dtype), cr__shp(dst),
-             cr_dtype_name(dst->dtype));
+    cr__fail(ctx, CR_ERR_DTYPE,
+             "copy_into: dtype i64: %s %s into %s %s: indices and values "
+             "do not mix",
+             cr__shp(src), cr_dtype_name(src->dtype), cr__shp(dst), cr_dtype_name(dst->dtype));
     return CR_ERR_DTYPE;
   }
-  if (dst->ndim != src->ndim || memcmp(dst->shape, src->shape, sizeof(int64_t) * (size_t)src->ndim)) {
-    cr__fail(ctx, CR_ERR_SHAPE, "copy_into: %s into %s: shapes differ", cr__shp(src),
-             cr__shp(dst));
+  if (dst->ndim != src->ndim ||
+      memcmp(dst->shape, src->shape, sizeof(int64_t) * (size_t)src->ndim)) {
+    cr__fail(ctx, CR_ERR_SHAPE, "copy_into: %s into %s: shapes differ", cr__shp(src), cr__shp(dst));
     return CR_ERR_SHAPE;
   }
   cr__touch(dst);
@@ -605,9 +614,7 @@ void cr_set_name(cr_tensor *t, const char *name) {
   snprintf(t->name, sizeof t->name, "%s", name ? name : "");
 }
 
-const char *cr_name(const cr_tensor *t) {
-  return t && t->magic == CR__TENSOR_MAGIC ? t->name : "";
-}
+const char *cr_name(const cr_tensor *t) { return t && t->magic == CR__TENSOR_MAGIC ? t->name : ""; }
 
 void cr_zero_grad(cr_tensor *t) {
   if (t && t->grad)
@@ -660,9 +667,7 @@ double cr_get(const cr_tensor *t, const int64_t *index) {
   return cr_get_flat(t, flat);
 }
 
-double cr_item(const cr_tensor *t) {
-  return t && t->numel == 1 ? cr_get_flat(t, 0) : NAN;
-}
+double cr_item(const cr_tensor *t) { return t && t->numel == 1 ? cr_get_flat(t, 0) : NAN; }
 
 /* n values at p, stride apart, all finite: x * 0 is 0 for a finite x and
  * NaN for NaN or +-Inf, so the sum of those products is 0 exactly when

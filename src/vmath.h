@@ -46,7 +46,11 @@ static inline float cr__tanhf(float x) {
   float ax = x < 0 ? -x : x;
   float z = x * x;
   float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z +
-                  1.33314422036e-1f) * z - 3.33332819422e-1f) * z * x + x;
+                  1.33314422036e-1f) *
+                     z -
+                 3.33332819422e-1f) *
+                    z * x +
+                x;
   float e = cr__expf(-2.0f * ax);
   float big = (1.0f - e) / (1.0f + e);
   big = x < 0 ? -big : big;

@@ -42,8 +42,8 @@ typedef struct gc_row {
 #define GC_RTOL 1e-6
 
 /* Row tables, one per op family (each file ends its table with the count). */
-#define GC_TABLE(name)                                                         \
-  extern const gc_row name[];                                                  \
+#define GC_TABLE(name)                                                                             \
+  extern const gc_row name[];                                                                      \
   extern const int name##_count;
 GC_TABLE(gc_rows_elementwise)
 GC_TABLE(gc_rows_matmul)

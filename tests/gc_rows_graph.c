@@ -9,10 +9,10 @@ cr_tensor *cr__unslice(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape
 cr_tensor *cr__index_add(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape, int axis,
                          const int64_t *idx);
 
-#define FN(name, call)                                                         \
-  static cr_tensor *name(cr_ctx *c, cr_tensor *const *in, int n, void *u) {    \
-    (void)n, (void)u;                                                          \
-    return call;                                                               \
+#define FN(name, call)                                                                             \
+  static cr_tensor *name(cr_ctx *c, cr_tensor *const *in, int n, void *u) {                        \
+    (void)n, (void)u;                                                                              \
+    return call;                                                                                   \
   }
 
 /* products with a fixed second input keep the checked map non-trivial */
@@ -23,20 +23,19 @@ FN(f_sum_to, cr_square(c, cr_sum_to(c, in[0], CR_SHAPE(3, 1))))
 FN(f_sum_to_lead, cr_mul(c, cr_sum_to(c, in[0], CR_SHAPE(4)), in[1]))
 FN(f_sum_to_t, cr_square(c, cr_sum_to(c, cr_transpose(c, in[0], 0, 2), CR_SHAPE(1, 3, 1))))
 FN(f_unslice, cr_mul(c, cr__unslice(c, in[0], 2, (const int64_t[]){3, 7}, 1, 1, 2), in[1]))
-FN(f_unslice_t, cr_square(c, cr__unslice(c, cr_transpose(c, in[0], 0, 1), 2,
-                                         (const int64_t[]){5, 2}, 0, 0, 2)))
+FN(f_unslice_t,
+   cr_square(c, cr__unslice(c, cr_transpose(c, in[0], 0, 1), 2, (const int64_t[]){5, 2}, 0, 0, 2)))
 static const int64_t idx_rep[5] = {3, 0, 3, 1, 0};
 FN(f_index_add, cr_mul(c, cr__index_add(c, in[0], 2, (const int64_t[]){4, 3}, 0, idx_rep), in[1]))
 FN(f_index_add_ax1, cr_square(c, cr__index_add(c, in[0], 2, (const int64_t[]){2, 4}, 1, idx_rep)))
 
 /* a user-defined op: logsumexp over the last axis, the example of
  * chainrule/function.h:  y = m + log sum exp(x - m);  gx = gy exp(x - y) */
-static cr_tensor *lse_forward(cr_ctx *ctx, cr_fn_ctx *fc, cr_tensor *const *in, int n,
-                              void *user) {
+static cr_tensor *lse_forward(cr_ctx *ctx, cr_fn_ctx *fc, cr_tensor *const *in, int n, void *user) {
   (void)fc, (void)n, (void)user;
   cr_tensor *m = cr_max_axis(ctx, in[0], -1, true);
-  return cr_add(ctx, m, cr_log(ctx, cr_sum_axis(ctx, cr_exp(ctx, cr_sub(ctx, in[0], m)), -1,
-                                                 true)));
+  return cr_add(ctx, m,
+                cr_log(ctx, cr_sum_axis(ctx, cr_exp(ctx, cr_sub(ctx, in[0], m)), -1, true)));
 }
 static cr_status lse_backward(cr_ctx *ctx, const cr_fn_ctx *fc, cr_tensor *gy, cr_tensor **gx,
                               void *user) {
@@ -48,8 +47,7 @@ static cr_status lse_backward(cr_ctx *ctx, const cr_fn_ctx *fc, cr_tensor *gy, c
 static const cr_function_def logsumexp = {"logsumexp", 1, lse_forward, lse_backward};
 FN(f_lse, cr_square(c, cr_function_apply(c, &logsumexp, in, 1, NULL)))
 /* two inputs, the second with no gradient asked: y = a * b^2 elementwise */
-static cr_tensor *ab2_forward(cr_ctx *ctx, cr_fn_ctx *fc, cr_tensor *const *in, int n,
-                              void *user) {
+static cr_tensor *ab2_forward(cr_ctx *ctx, cr_fn_ctx *fc, cr_tensor *const *in, int n, void *user) {
   (void)fc, (void)n, (void)user;
   return cr_mul(ctx, in[0], cr_square(ctx, in[1]));
 }
@@ -105,13 +103,13 @@ cr_tensor *cr__checkpoint_chain(cr_ctx *ctx,
                                                 cr_tensor **, int *, cr_tensor **),
                                 void *closure, int n_seg, int n_state, cr_tensor *const *init,
                                 int64_t n_rows, bool finals_first);
-static cr_status chain_fn(cr_ctx *c, void *closure, int s, cr_tensor *const *in,
-                          cr_tensor **outs, int *n_out, cr_tensor **next) {
+static cr_status chain_fn(cr_ctx *c, void *closure, int s, cr_tensor *const *in, cr_tensor **outs,
+                          int *n_out, cr_tensor **next) {
   seg_closure *k = closure;
   cr_tensor *h = in[0];
   for (int t = 0; t < 2; t++) {
-    cr_tensor *x = cr_reshape(c, cr_slice(c, k->xs, 0, 2 * s + t, 2 * s + t + 1, 1),
-                              CR_SHAPE(2, 3));
+    cr_tensor *x =
+        cr_reshape(c, cr_slice(c, k->xs, 0, 2 * s + t, 2 * s + t + 1, 1), CR_SHAPE(2, 3));
     h = cr_tanh(c, cr_add(c, cr_mul(c, h, k->w), x));
     outs[t] = h;
   }
@@ -128,27 +126,175 @@ static cr_tensor *f_chain(cr_ctx *c, cr_tensor *const *in, int n, void *u) {
 }
 
 const gc_row gc_rows_graph[] = {
-    {"expand", "[3,1] to [2,3,4], times w", 2, {2, 3}, {{3, 1}, {2, 3, 4}}, -1, 1, 0, f_expand, 0, 0, NULL, 0},
-    {"expand", "[4] to [3,4] (new leading dim), squared", 1, {1}, {{4}}, -1, 1, 0, f_expand_lead, 0, 0, NULL, 0},
-    {"expand", "transposed [3,4]^T to [2,4,3], tanh", 1, {2}, {{3, 4}}, -1, 1, 0, f_expand_t, 0, 0, NULL, 0},
+    {"expand",
+     "[3,1] to [2,3,4], times w",
+     2,
+     {2, 3},
+     {{3, 1}, {2, 3, 4}},
+     -1,
+     1,
+     0,
+     f_expand,
+     0,
+     0,
+     NULL,
+     0},
+    {"expand",
+     "[4] to [3,4] (new leading dim), squared",
+     1,
+     {1},
+     {{4}},
+     -1,
+     1,
+     0,
+     f_expand_lead,
+     0,
+     0,
+     NULL,
+     0},
+    {"expand",
+     "transposed [3,4]^T to [2,4,3], tanh",
+     1,
+     {2},
+     {{3, 4}},
+     -1,
+     1,
+     0,
+     f_expand_t,
+     0,
+     0,
+     NULL,
+     0},
     {"sum_to", "[3,4] to [3,1], squared", 1, {2}, {{3, 4}}, -1, 1, 0, f_sum_to, 0, 0, NULL, 0},
-    {"sum_to", "[2,3,4] to [4], times w", 2, {3, 1}, {{2, 3, 4}, {4}}, -1, 1, 0, f_sum_to_lead, 0, 0, NULL, 0},
-    {"sum_to", "transposed [4,3,2] to [1,3,1], squared", 1, {3}, {{2, 3, 4}}, -1, 1, 0,
-     f_sum_to_t, 0, 0, NULL, 0},
-    {"unslice", "[3,3] into [3,7] at 1::2 of axis 1, times w", 2, {2, 2}, {{3, 3}, {3, 7}}, -1, 1,
-     0, f_unslice, 0, 0, NULL, 0},
-    {"unslice", "transposed [2,3]^T into [5,2] at 0::2, squared", 1, {2}, {{2, 3}}, -1, 1, 0,
-     f_unslice_t, 0, 0, NULL, 0},
-    {"index_add", "[5,3] rows into [4,3] at 3,0,3,1,0, times w", 2, {2, 2}, {{5, 3}, {4, 3}}, -1,
-     1, 0, f_index_add, 0, 0, NULL, 0},
-    {"index_add", "[2,5] columns into [2,4], squared", 1, {2}, {{2, 5}}, -1, 1, 0,
-     f_index_add_ax1, 0, 0, NULL, 0},
-    {"function", "user op: logsumexp of [3,5], squared", 1, {2}, {{3, 5}}, -2, 2, 0, f_lse, 0, 0, NULL, 0},
-    {"checkpoint", "3 steps of tanh(h w + x_t) recomputed, an output twice", 3, {2, 2, 3},
-     {{2, 3}, {2, 3}, {3, 2, 3}}, -1, 1, 0, f_checkpoint, 0, 0, NULL, 0},
-    {"checkpoint_chain", "3 segments of 2 steps of tanh(h w + x_t), times w", 4, {2, 2, 3, 3},
-     {{2, 3}, {2, 3}, {6, 2, 3}, {7, 2, 3}}, -1, 1, 0, f_chain, 0, 0, NULL, 0},
-    {"function", "user op of two inputs a*b^2, tanh", 2, {2, 2}, {{2, 3}, {2, 3}}, -1, 1, 0,
-     f_ab2, 0, 0, NULL, 0},
+    {"sum_to",
+     "[2,3,4] to [4], times w",
+     2,
+     {3, 1},
+     {{2, 3, 4}, {4}},
+     -1,
+     1,
+     0,
+     f_sum_to_lead,
+     0,
+     0,
+     NULL,
+     0},
+    {"sum_to",
+     "transposed [4,3,2] to [1,3,1], squared",
+     1,
+     {3},
+     {{2, 3, 4}},
+     -1,
+     1,
+     0,
+     f_sum_to_t,
+     0,
+     0,
+     NULL,
+     0},
+    {"unslice",
+     "[3,3] into [3,7] at 1::2 of axis 1, times w",
+     2,
+     {2, 2},
+     {{3, 3}, {3, 7}},
+     -1,
+     1,
+     0,
+     f_unslice,
+     0,
+     0,
+     NULL,
+     0},
+    {"unslice",
+     "transposed [2,3]^T into [5,2] at 0::2, squared",
+     1,
+     {2},
+     {{2, 3}},
+     -1,
+     1,
+     0,
+     f_unslice_t,
+     0,
+     0,
+     NULL,
+     0},
+    {"index_add",
+     "[5,3] rows into [4,3] at 3,0,3,1,0, times w",
+     2,
+     {2, 2},
+     {{5, 3}, {4, 3}},
+     -1,
+     1,
+     0,
+     f_index_add,
+     0,
+     0,
+     NULL,
+     0},
+    {"index_add",
+     "[2,5] columns into [2,4], squared",
+     1,
+     {2},
+     {{2, 5}},
+     -1,
+     1,
+     0,
+     f_index_add_ax1,
+     0,
+     0,
+     NULL,
+     0},
+    {"function",
+     "user op: logsumexp of [3,5], squared",
+     1,
+     {2},
+     {{3, 5}},
+     -2,
+     2,
+     0,
+     f_lse,
+     0,
+     0,
+     NULL,
+     0},
+    {"checkpoint",
+     "3 steps of tanh(h w + x_t) recomputed, an output twice",
+     3,
+     {2, 2, 3},
+     {{2, 3}, {2, 3}, {3, 2, 3}},
+     -1,
+     1,
+     0,
+     f_checkpoint,
+     0,
+     0,
+     NULL,
+     0},
+    {"checkpoint_chain",
+     "3 segments of 2 steps of tanh(h w + x_t), times w",
+     4,
+     {2, 2, 3, 3},
+     {{2, 3}, {2, 3}, {6, 2, 3}, {7, 2, 3}},
+     -1,
+     1,
+     0,
+     f_chain,
+     0,
+     0,
+     NULL,
+     0},
+    {"function",
+     "user op of two inputs a*b^2, tanh",
+     2,
+     {2, 2},
+     {{2, 3}, {2, 3}},
+     -1,
+     1,
+     0,
+     f_ab2,
+     0,
+     0,
+     NULL,
+     0},
 };
 GC_COUNT(gc_rows_graph);

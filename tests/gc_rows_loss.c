@@ -4,10 +4,10 @@
 
 #include "gc_rows.h"
 
-#define FN(name, call)                                                         \
-  static cr_tensor *name(cr_ctx *c, cr_tensor *const *in, int n, void *u) {    \
-    (void)n, (void)u;                                                          \
-    return call;                                                               \
+#define FN(name, call)                                                                             \
+  static cr_tensor *name(cr_ctx *c, cr_tensor *const *in, int n, void *u) {                        \
+    (void)n, (void)u;                                                                              \
+    return call;                                                                                   \
   }
 #define T01(x) cr_transpose(c, (x), 0, 1)
 #define TGT(c, shape, v) cr_from_i64(c, shape, v)
@@ -16,17 +16,17 @@
 static const int64_t t4[4] = {1, 0, 4, 2};
 static const int64_t t23[6] = {2, -100, 0, 4, 4, -100}; /* [2,3], two ignored */
 static const int64_t t_all_ign[4] = {-100, -100, -100, -100};
-static const int64_t t2x3[6] = {0, 2, 1, 1, 0, 2};      /* [2,3] of 3 classes */
+static const int64_t t2x3[6] = {0, 2, 1, 1, 0, 2}; /* [2,3] of 3 classes */
 static const double w5[5] = {0.5, 2, 1, 0.25, 1.5};
 static const double w3[3] = {1.5, 0.5, 2};
 
-static cr_tensor *ce(cr_ctx *c, cr_tensor *x, cr_tensor *t, cr_reduction r, const double *w,
-                     int C, double smooth, bool dim1) {
+static cr_tensor *ce(cr_ctx *c, cr_tensor *x, cr_tensor *t, cr_reduction r, const double *w, int C,
+                     double smooth, bool dim1) {
   cr_class_loss_opts o = {r, w ? F64(c, CR_SHAPE(C), w) : NULL, smooth, dim1};
   return cr_cross_entropy_ex(c, x, t, -100, &o);
 }
-static cr_tensor *nll(cr_ctx *c, cr_tensor *x, cr_tensor *t, cr_reduction r, const double *w,
-                      int C, bool dim1) {
+static cr_tensor *nll(cr_ctx *c, cr_tensor *x, cr_tensor *t, cr_reduction r, const double *w, int C,
+                      bool dim1) {
   cr_class_loss_opts o = {r, w ? F64(c, CR_SHAPE(C), w) : NULL, 0, dim1};
   return cr_nll_loss(c, x, t, -100, &o);
 }
@@ -34,18 +34,18 @@ FN(f_ce, ce(c, in[0], TGT(c, CR_SHAPE(4), t4), CR_REDUCE_MEAN, NULL, 5, 0, false
 /* [B,T,C] = [2,3,5], ignore_index, class weights and label smoothing */
 FN(f_ce_btc, ce(c, in[0], TGT(c, CR_SHAPE(2, 3), t23), CR_REDUCE_MEAN, w5, 5, 0.1, false))
 FN(f_ce_btc_sum, ce(c, in[0], TGT(c, CR_SHAPE(2, 3), t23), CR_REDUCE_SUM, w5, 5, 0.2, false))
-FN(f_ce_btc_none, cr_square(c, ce(c, in[0], TGT(c, CR_SHAPE(2, 3), t23), CR_REDUCE_NONE, w5, 5,
-                                  0.3, false)))
+FN(f_ce_btc_none,
+   cr_square(c, ce(c, in[0], TGT(c, CR_SHAPE(2, 3), t23), CR_REDUCE_NONE, w5, 5, 0.3, false)))
 /* PyTorch's layout [N,C,d] = [2,3,3], transposed logits */
 FN(f_ce_dim1, ce(c, cr_permute(c, in[0], (const int[]){0, 2, 1}), TGT(c, CR_SHAPE(2, 3), t2x3),
                  CR_REDUCE_MEAN, w3, 3, 0.05, true))
 FN(f_ce_t, ce(c, T01(in[0]), TGT(c, CR_SHAPE(4), t4), CR_REDUCE_SUM, NULL, 5, 0.1, false))
 FN(f_ce_all_ign, ce(c, in[0], TGT(c, CR_SHAPE(4), t_all_ign), CR_REDUCE_MEAN, w5, 5, 0.1, false))
-FN(f_ce_big, ce(c, cr_mul_scalar(c, in[0], 40), TGT(c, CR_SHAPE(4), t4), CR_REDUCE_MEAN, NULL, 5, 0,
-                false))
+FN(f_ce_big,
+   ce(c, cr_mul_scalar(c, in[0], 40), TGT(c, CR_SHAPE(4), t4), CR_REDUCE_MEAN, NULL, 5, 0, false))
 /* nll of log_softmax: the usual pairing */
-FN(f_nll, nll(c, cr_log_softmax(c, in[0], -1), TGT(c, CR_SHAPE(4), t4), CR_REDUCE_MEAN, NULL, 5,
-              false))
+FN(f_nll,
+   nll(c, cr_log_softmax(c, in[0], -1), TGT(c, CR_SHAPE(4), t4), CR_REDUCE_MEAN, NULL, 5, false))
 FN(f_nll_w, cr_square(c, nll(c, in[0], TGT(c, CR_SHAPE(2, 3), t23), CR_REDUCE_NONE, w5, 5, false)))
 FN(f_nll_dim1, nll(c, cr_tanh(c, in[0]), TGT(c, CR_SHAPE(2, 3), t2x3), CR_REDUCE_SUM, w3, 3, true))
 
@@ -62,8 +62,8 @@ FN(f_sl1_none, cr_square(c, cr_smooth_l1_loss(c, XY(c), 2.0, CR_REDUCE_NONE)))
 FN(f_huber, cr_huber_loss(c, XY(c), 1.0, CR_REDUCE_MEAN))
 FN(f_huber_none, cr_square(c, cr_huber_loss(c, XY(c), 0.7, CR_REDUCE_NONE)))
 /* kl_div: input log-probabilities log_softmax(in[0]); targets softmax(in[1]) > 0 */
-FN(f_kl, cr_kl_div(c, cr_log_softmax(c, in[0], -1), cr_softmax(c, in[1], -1), false,
-                   CR_REDUCE_BATCHMEAN))
+FN(f_kl,
+   cr_kl_div(c, cr_log_softmax(c, in[0], -1), cr_softmax(c, in[1], -1), false, CR_REDUCE_BATCHMEAN))
 FN(f_kl_none, cr_square(c, cr_kl_div(c, in[0], cr_sigmoid(c, in[1]), false, CR_REDUCE_NONE)))
 /* exact zeros in a constant target */
 static const double p12z[12] = {0, 0.25, 0, 0.75, 0.5, 0.5, 0, 0, 1, 0, 0.1, 0.9};

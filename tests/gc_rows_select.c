@@ -5,10 +5,10 @@
 
 #include "gc_rows.h"
 
-#define FN(name, call)                                                         \
-  static cr_tensor *name(cr_ctx *c, cr_tensor *const *in, int n, void *u) {    \
-    (void)n, (void)u;                                                          \
-    return call;                                                               \
+#define FN(name, call)                                                                             \
+  static cr_tensor *name(cr_ctx *c, cr_tensor *const *in, int n, void *u) {                        \
+    (void)n, (void)u;                                                                              \
+    return call;                                                                                   \
   }
 #define T01(x) cr_transpose(c, (x), 0, 1)
 
@@ -24,8 +24,7 @@ FN(f_where_bc, cr_where(c, MASK(c, CR_SHAPE(3, 1), mask3), T01(in[0]), in[1]))
 /* the mask from a comparison of the inputs themselves: where(a > b, a*a, b) */
 FN(f_where_cmp, cr_where(c, cr_gt(c, in[0], in[1]), cr_square(c, in[0]), in[1]))
 FN(f_masked_fill, cr_mul(c, cr_masked_fill(c, in[0], MASK(c, CR_SHAPE(4), mask4), -3.5), in[0]))
-FN(f_masked_fill_t, cr_tanh(c, cr_masked_fill(c, T01(in[0]), MASK(c, CR_SHAPE(3, 1), mask3),
-                                              2.0)))
+FN(f_masked_fill_t, cr_tanh(c, cr_masked_fill(c, T01(in[0]), MASK(c, CR_SHAPE(3, 1), mask3), 2.0)))
 
 /* ---- index.c: gather, scatter_add, flip and the compositions */
 #define IDX(c, shape, v) cr_from_i64(c, shape, v)
@@ -41,8 +40,8 @@ FN(f_gather_3d, cr_tanh(c, cr_gather(c, in[0], -1, IDX(c, CR_SHAPE(2, 2, 3), g_i
 /* x [3,4], src [3,5] added into columns, squared: both inputs get gradients */
 FN(f_scatter, cr_square(c, cr_scatter_add(c, in[0], 1, IDX(c, CR_SHAPE(3, 5), g_idx15), in[1])))
 /* x [3,4] rows by a [2,4] index, src transposed [4,2]^T, times x */
-FN(f_scatter_t, cr_mul(c, cr_scatter_add(c, in[0], 0, IDX(c, CR_SHAPE(2, 4), g_idx8), T01(in[1])),
-                        in[0]))
+FN(f_scatter_t,
+   cr_mul(c, cr_scatter_add(c, in[0], 0, IDX(c, CR_SHAPE(2, 4), g_idx8), T01(in[1])), in[0]))
 FN(f_flip0, cr_square(c, cr_flip(c, in[0], (const int[]){0}, 1)))
 FN(f_flip02, cr_mul(c, cr_flip(c, in[0], (const int[]){0, -1}, 2), in[1]))
 FN(f_flip_t, cr_tanh(c, cr_flip(c, T01(in[0]), (const int[]){1}, 1)))

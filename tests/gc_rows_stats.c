@@ -5,10 +5,10 @@
 
 #include "gc_rows.h"
 
-#define FN(name, call)                                                         \
-  static cr_tensor *name(cr_ctx *c, cr_tensor *const *in, int n, void *u) {    \
-    (void)n, (void)u;                                                          \
-    return call;                                                               \
+#define FN(name, call)                                                                             \
+  static cr_tensor *name(cr_ctx *c, cr_tensor *const *in, int n, void *u) {                        \
+    (void)n, (void)u;                                                                              \
+    return call;                                                                                   \
   }
 #define T01(x) cr_transpose(c, (x), 0, 1)
 #define AX(...) (const int[]){__VA_ARGS__}, (int)(sizeof((int[]){__VA_ARGS__}) / sizeof(int))

@@ -79,8 +79,12 @@ extern int cr__skinny_isa;         /* internal: its instruction set (0 none, 1 A
 static void matmul_both_paths(cr_ctx *ctx, cr_dtype dt, bool ta, bool tb, int64_t M, int64_t K,
                               int64_t N, double *max_diff) {
   cr_rng *rng = cr_rng_new(17);
-  cr_tensor *A = cr_persist(ctx, cr_rand_normal(ctx, rng, dt, ta ? 2 : 2, ta ? (const int64_t[]){K, M} : (const int64_t[]){M, K}, 0, 1));
-  cr_tensor *B = cr_persist(ctx, cr_rand_normal(ctx, rng, dt, 2, tb ? (const int64_t[]){N, K} : (const int64_t[]){K, N}, 0, 1));
+  cr_tensor *A =
+      cr_persist(ctx, cr_rand_normal(ctx, rng, dt, ta ? 2 : 2,
+                                     ta ? (const int64_t[]){K, M} : (const int64_t[]){M, K}, 0, 1));
+  cr_tensor *B =
+      cr_persist(ctx, cr_rand_normal(ctx, rng, dt, 2,
+                                     tb ? (const int64_t[]){N, K} : (const int64_t[]){K, N}, 0, 1));
   cr_tensor *seed = cr_persist(ctx, cr_rand_normal(ctx, rng, dt, CR_SHAPE(M, N), 0, 1));
   cr_set_requires_grad(A, true);
   cr_set_requires_grad(B, true);
@@ -121,14 +125,16 @@ static void matmul_both_paths(cr_ctx *ctx, cr_dtype dt, bool ta, bool tb, int64_
     for (int64_t j = 0; j < N; j++) {
       double ref = 0;
       for (int64_t p = 0; p < K; p++)
-        ref += cr_get_flat(A, ta ? p * M + i : i * K + p) * cr_get_flat(B, tb ? j * K + p : p * N + j);
+        ref +=
+            cr_get_flat(A, ta ? p * M + i : i * K + p) * cr_get_flat(B, tb ? j * K + p : p * N + j);
       *max_diff = fmax(*max_diff, fabs(ref - got[1][0][i * N + j]) / (1 + fabs(ref)));
     }
   int64_t sizes[3] = {M * N, M * K, K * N};
   for (int path = 0; path < 4; path += 1 + (path == 0))
     for (int w = 0; w < 3; w++)
       for (int64_t i = 0; i < sizes[w]; i++)
-        *max_diff = fmax(*max_diff, fabs(got[path][w][i] - got[1][w][i]) / (1 + fabs(got[1][w][i])));
+        *max_diff =
+            fmax(*max_diff, fabs(got[path][w][i] - got[1][w][i]) / (1 + fabs(got[1][w][i])));
   for (int p = 0; p < 4; p++)
     for (int w = 0; w < 3; w++)
       free(got[p][w]);
@@ -145,8 +151,16 @@ static void test_matmul_blis_and_loop_paths_agree(void **state) {
     for (int ta = 0; ta < 2; ta++)
       for (int tb = 0; tb < 2; tb++)
         for (int size = 0; size < 3; size++) /* k > 512: several passes; m <= 32: packed */
-          matmul_both_paths(ctx, dt ? CR_F64 : CR_F32, ta, tb, size == 1 ? 5 : size ? 32 : 37,
-                            size == 1 ? 600 : size ? 300 : 45, size == 1 ? 70 : size ? 37 : 29,
+          matmul_both_paths(ctx, dt ? CR_F64 : CR_F32, ta, tb,
+                            size == 1 ? 5
+                            : size    ? 32
+                                      : 37,
+                            size == 1 ? 600
+                            : size    ? 300
+                                      : 45,
+                            size == 1 ? 70
+                            : size    ? 37
+                                      : 29,
                             &max_diff);
     printf("matmul %s: BLIS vs the few-row kernels vs loops vs reference, max relative "
            "difference %.2e\n",
@@ -187,8 +201,8 @@ static void packed_case(int64_t m, int64_t n, int64_t k, bool trans, float alpha
   cr__skinny_sgemm_packed(m, n, k, alpha, A, k, 1, P, beta, C, n);
   for (int64_t i = 0; i < m * n; i++)
     if (!(fabs(C[i] - want[i]) <= 1e-5 * scale[i])) {
-      printf("packed kernel m=%lld n=%lld k=%lld trans=%d: C[%lld] = %g, want %g\n",
-             (long long)m, (long long)n, (long long)k, trans, (long long)i, C[i], want[i]);
+      printf("packed kernel m=%lld n=%lld k=%lld trans=%d: C[%lld] = %g, want %g\n", (long long)m,
+             (long long)n, (long long)k, trans, (long long)i, C[i], want[i]);
       fail();
     }
   for (int64_t i = m * n; i < m * n + 64; i++)
@@ -291,8 +305,7 @@ static void test_weight_shared_over_50_steps(void **state) {
  * rows the engine stages per weight-gradient gemm (128 for a small weight,
  * 256 for one of 256K elements) — in both orders:
  *   dL/dW = sum_t a_t^T g_t  for  L = sum_t <a_t W, g_t>. */
-static void shared_weight_case(cr_ctx *ctx, int64_t K, int64_t N, const int64_t *rows,
-                               int steps) {
+static void shared_weight_case(cr_ctx *ctx, int64_t K, int64_t N, const int64_t *rows, int steps) {
   cr_rng *rng = cr_rng_new(11);
   double *want = calloc((size_t)(K * N), sizeof *want);
   assert_non_null(want);
@@ -407,7 +420,8 @@ static void test_error_messages(void **state) {
   assert_string_equal(cr_ctx_error(ctx),
                       "matmul: [32,65] @ [64,256]: inner dimensions 65 and 64 differ");
   cr_ctx_clear_error(ctx);
-  assert_null(cr_add(ctx, cr_zeros(ctx, CR_F32, CR_SHAPE(3, 4)), cr_zeros(ctx, CR_F32, CR_SHAPE(5))));
+  assert_null(
+      cr_add(ctx, cr_zeros(ctx, CR_F32, CR_SHAPE(3, 4)), cr_zeros(ctx, CR_F32, CR_SHAPE(5))));
   assert_string_equal(cr_ctx_error(ctx), "add: [3,4] and [5]: dim -1 (4 vs 5) do not broadcast");
   cr_ctx_clear_error(ctx);
   assert_null(cr_mul(ctx, cr_zeros(ctx, CR_F32, CR_SHAPE(2)), cr_zeros(ctx, CR_F64, CR_SHAPE(2))));
@@ -417,7 +431,8 @@ static void test_error_messages(void **state) {
   assert_null(cr_transpose(ctx, a, 0, 2));
   assert_string_equal(cr_ctx_error(ctx), "transpose: [32,65]: axis 2 out of range for 2 dims");
   cr_ctx_clear_error(ctx);
-  assert_null(cr_matmul(ctx, cr_zeros(ctx, CR_F32, CR_SHAPE(2, 3, 4)), cr_zeros(ctx, CR_F32, CR_SHAPE(3, 4, 5))));
+  assert_null(cr_matmul(ctx, cr_zeros(ctx, CR_F32, CR_SHAPE(2, 3, 4)),
+                        cr_zeros(ctx, CR_F32, CR_SHAPE(3, 4, 5))));
   assert_string_equal(cr_ctx_error(ctx), "matmul: [2,3,4] @ [3,4,5]: batch sizes 2 and 3 differ");
   cr_ctx_clear_error(ctx);
   assert_null(cr_reshape(ctx, a, CR_SHAPE(7, -1)));
@@ -465,7 +480,7 @@ static void test_slice_gradient_views(void **state) {
   cr_tensor *L = cr_sum(ctx, cr_square(ctx, cols));
   assert_int_equal(cr_backward(ctx, L), CR_OK);
   assert_false(cr_is_contiguous(grad_buffer(cols))); /* a strided view into dL/dx */
-  assert_ptr_equal(cr_grad(cols), NULL);              /* not retained: not shown */
+  assert_ptr_equal(cr_grad(cols), NULL);             /* not retained: not shown */
   const double want[8] = {0, 4, 0, 8, 0, 12, 0, 16}; /* 2x on the sliced columns */
   for (int i = 0; i < 8; i++)
     assert_true(cr_get_flat(cr_grad(x), i) == want[i]);

@@ -34,7 +34,8 @@ static cr_dist *group(cr_ctx *ctx, bool deterministic, size_t bucket) {
 }
 
 /* A parameter whose gradient is exactly values: L = sum(p * c), dL/dp = c. */
-static cr_tensor *param(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape, const char *name) {
+static cr_tensor *param(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape,
+                        const char *name) {
   cr_tensor *p = cr_tensor_new(ctx, dt, ndim, shape);
   assert_non_null(p);
   cr_set_requires_grad(p, true);
@@ -43,7 +44,9 @@ static cr_tensor *param(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape
 }
 
 /* The gradient rank r holds for element i of parameter k (rounding matters). */
-static double grad_value(int r, int k, int64_t i) { return (r + 1) * 0.37 + (double)i * 0.013 + k * 1.1; }
+static double grad_value(int r, int k, int64_t i) {
+  return (r + 1) * 0.37 + (double)i * 0.013 + k * 1.1;
+}
 
 static void set_grads(cr_ctx *ctx, cr_tensor *const *ps, int n, int r) {
   cr_tensor *total = NULL;
@@ -179,8 +182,10 @@ static void test_broadcast_and_in_sync(void **state) {
   if (SIZE > 1) { /* different values: the check names rank 1 and parameter 0 */
     assert_int_equal(cr_dist_check_in_sync(ctx, d, m.p, NULL, m.n), CR_ERR_STATE);
     char want[200];
-    snprintf(want, sizeof want, "dist_check_in_sync: the values of rank 1 of %d differ from rank "
-             "0's, first in parameter 0 'w'%s", SIZE, SIZE > 2 ? " (2 of the 3 ranks differ)" : "");
+    snprintf(want, sizeof want,
+             "dist_check_in_sync: the values of rank 1 of %d differ from rank "
+             "0's, first in parameter 0 'w'%s",
+             SIZE, SIZE > 2 ? " (2 of the 3 ranks differ)" : "");
     if (!strstr(cr_ctx_error(ctx), want))
       fail_msg("rank %d: '%s'", RANK, cr_ctx_error(ctx));
     cr_ctx_clear_error(ctx);
@@ -228,7 +233,8 @@ static void test_check_params_shape(void **state) {
                      param(ctx, CR_F64, CR_SHAPE(2), "bias")};
   assert_int_equal(cr_dist_check_params(ctx, d, p, NULL, 2), CR_ERR_SHAPE);
   char want[300];
-  snprintf(want, sizeof want, "dist_check_params: rank 1 of %d differs from rank 0: parameter 0 "
+  snprintf(want, sizeof want,
+           "dist_check_params: rank 1 of %d differs from rank 0: parameter 0 "
            "is 'rnn.weight_ih_l0' f32 [3,4] on rank 0 but 'rnn.weight_ih_l0' f32 [3,5] on rank 1",
            SIZE);
   assert_string_equal(cr_ctx_error(ctx), want);
@@ -259,8 +265,10 @@ static void test_check_params_count_and_grads(void **state) {
                      param(ctx, CR_F64, CR_SHAPE(6), "extra")};
   assert_int_equal(cr_dist_check_params(ctx, d, p, NULL, last ? 3 : 2), CR_ERR_SHAPE);
   char want[300];
-  snprintf(want, sizeof want, "dist_check_params: rank %d of %d differs from rank 0: parameter 2 "
-           "is absent on rank 0 but 'extra' f64 [6] on rank %d", SIZE - 1, SIZE, SIZE - 1);
+  snprintf(want, sizeof want,
+           "dist_check_params: rank %d of %d differs from rank 0: parameter 2 "
+           "is absent on rank 0 but 'extra' f64 [6] on rank %d",
+           SIZE - 1, SIZE, SIZE - 1);
   assert_string_equal(cr_ctx_error(ctx), want);
   cr_dist_free(d);
   cr_ctx_clear_error(ctx);
@@ -270,9 +278,11 @@ static void test_check_params_count_and_grads(void **state) {
     cr_set_requires_grad(p[1], false); /* frozen here, trained on the last rank */
   set_grads(ctx, p, 2, RANK);
   assert_int_equal(cr_dist_allreduce_grads(ctx, d, p, 2), CR_ERR_SHAPE);
-  snprintf(want, sizeof want, "dist_allreduce_grads: rank %d of %d differs from rank 0: parameter "
+  snprintf(want, sizeof want,
+           "dist_allreduce_grads: rank %d of %d differs from rank 0: parameter "
            "1 is 'b' f32 [2] without a gradient on rank 0 but 'b' f32 [2] with a gradient on "
-           "rank %d", SIZE - 1, SIZE, SIZE - 1);
+           "rank %d",
+           SIZE - 1, SIZE, SIZE - 1);
   assert_string_equal(cr_ctx_error(ctx), want);
   for (int k = 0; k < 3; k++)
     cr_tensor_free(p[k]);
@@ -293,7 +303,8 @@ static void test_different_calls(void **state) {
   cr_status st = RANK == 0 ? cr_dist_sum(ctx, d, v, 2) : cr_dist_allreduce_grads(ctx, d, m.p, m.n);
   assert_int_equal(st, CR_ERR_STATE);
   char want[300];
-  snprintf(want, sizeof want, "%s: rank 1 of %d differs from rank 0: the call is dist_sum of 2 "
+  snprintf(want, sizeof want,
+           "%s: rank 1 of %d differs from rank 0: the call is dist_sum of 2 "
            "values on rank 0 but dist_allreduce_grads on rank 1",
            RANK == 0 ? "dist_sum" : "dist_allreduce_grads", SIZE);
   assert_true(strncmp(cr_ctx_error(ctx), want, strlen(want)) == 0);
@@ -325,7 +336,8 @@ static void test_failure_propagates(void **state) {
   d = group(ctx, false, 0);
   assert_int_equal(cr_dist_allreduce_grads_weighted(ctx, d, m.p, m.n, RANK == 1 ? NAN : 0.5),
                    CR_ERR_ARG);
-  snprintf(want, sizeof want, "dist_allreduce_grads: rank 1 of %d: weight nan must be finite", SIZE);
+  snprintf(want, sizeof want, "dist_allreduce_grads: rank 1 of %d: weight nan must be finite",
+           SIZE);
   assert_non_null(strstr(cr_ctx_error(ctx), want));
   cr_dist_free(d);
   cr_ctx_clear_error(ctx);
@@ -333,8 +345,8 @@ static void test_failure_propagates(void **state) {
   /* a rank that gives up releases the others from the call they wait in */
   d = group(ctx, false, 0);
   double v = 1;
-  cr_status st = RANK == 1 ? cr_dist_agree(ctx, d, "gave up: no more data")
-                           : cr_dist_sum(ctx, d, &v, 1);
+  cr_status st =
+      RANK == 1 ? cr_dist_agree(ctx, d, "gave up: no more data") : cr_dist_sum(ctx, d, &v, 1);
   assert_int_equal(st, CR_ERR_STATE);
   snprintf(want, sizeof want, "%s: rank 1 of %d failed: gave up: no more data",
            RANK == 1 ? "dist_agree" : "dist_sum", SIZE);
@@ -352,9 +364,11 @@ static void test_init_options_differ(void **state) {
   cr_dist_opts o = {.deterministic = RANK == 1, .timeout_s = 60};
   assert_null(cr_dist_init_comm(ctx, MPI_COMM_WORLD, &o));
   char want[300];
-  snprintf(want, sizeof want, "dist_init: rank 1 of %d differs from rank 0: the call is dist_init "
+  snprintf(want, sizeof want,
+           "dist_init: rank 1 of %d differs from rank 0: the call is dist_init "
            "with deterministic 0 and bucket_bytes 4194304 on rank 0 but dist_init with "
-           "deterministic 1 and bucket_bytes 4194304 on rank 1", SIZE);
+           "deterministic 1 and bucket_bytes 4194304 on rank 1",
+           SIZE);
   assert_string_equal(cr_ctx_error(ctx), want);
   cr_ctx_clear_error(ctx);
   o = (cr_dist_opts){.bucket_bytes = 3};
@@ -379,7 +393,8 @@ static void test_sum_and_allgather(void **state) {
   unsigned char mine[8], all[64];
   memset(mine, 'a' + RANK, sizeof mine);
   size_t total = 0;
-  assert_int_equal(cr_dist_allgather(ctx, d, mine, (size_t)RANK + 1, all, sizeof all, &total), CR_OK);
+  assert_int_equal(cr_dist_allgather(ctx, d, mine, (size_t)RANK + 1, all, sizeof all, &total),
+                   CR_OK);
   assert_int_equal(total, (size_t)(SIZE * (SIZE + 1) / 2));
   for (int r = 0, at = 0; r < SIZE; at += ++r)
     for (int k = 0; k <= r; k++)

@@ -90,8 +90,8 @@ static void test_hessian_vector_product(void **state) {
   cr_tensor *L = mlp_loss(ctx, w[0], w[1], &d), *g[2], *hv[2];
   cr_autograd_opts keep = {.create_graph = true};
   assert_int_equal(cr_autograd_grad(ctx, 1, &L, NULL, 2, w, &keep, g), CR_OK);
-  cr_tensor *dot = cr_add(ctx, cr_sum(ctx, cr_mul(ctx, g[0], v[0])),
-                          cr_sum(ctx, cr_mul(ctx, g[1], v[1])));
+  cr_tensor *dot =
+      cr_add(ctx, cr_sum(ctx, cr_mul(ctx, g[0], v[0])), cr_sum(ctx, cr_mul(ctx, g[1], v[1])));
   assert_int_equal(cr_autograd_grad(ctx, 1, &dot, NULL, 2, w, NULL, hv), CR_OK);
   /* numeric: (g(w + h v) - g(w - h v)) / 2h */
   const int64_t n = 35;
@@ -178,7 +178,7 @@ static void test_backward_create_graph(void **state) {
     assert_true(fabs(cr_get_flat(cr_grad_graph(ctx, x), i) - cr_get_flat(cr_grad(x), i)) < 1e-15);
   cr_ctx_reset(ctx);
   assert_null(cr_grad_graph(ctx, x)); /* gone with the arena */
-  assert_non_null(cr_grad(x));         /* the values stay */
+  assert_non_null(cr_grad(x));        /* the values stay */
   cr_tensor_free(x);
 }
 
@@ -225,7 +225,7 @@ static void test_hooks(void **state) {
     assert_int_equal(cr_backward_ex(ctx, L, NULL, &o), CR_OK);
     assert_int_equal(s.calls, 1);
     assert_true(fabs(s.norm - 4 * sqrt(14.0)) < 1e-12); /* saw 4x, before doubling */
-    for (int i = 0; i < 3; i++) /* dL/dx = 2 * (2 * 4x) */
+    for (int i = 0; i < 3; i++)                         /* dL/dx = 2 * (2 * 4x) */
       assert_true(cr_get_flat(cr_grad(x), i) == 16 * cr_get_flat(x, i));
   }
   /* a leaf's hook sees this pass's contribution, before accumulation */
@@ -302,7 +302,8 @@ static void test_anomaly_vjp(void **state) {
     printf("%s: %s\n", graph ? "graph pass" : "kernel pass", cr_ctx_error(ctx));
     assert_non_null(strstr(cr_ctx_error(ctx), "anomaly: VJP of sqrt [3] 'x' produced inf"));
     if (!graph)
-      assert_string_equal(cr_ctx_error(ctx), "anomaly: VJP of sqrt [3] 'x' produced inf in input "
+      assert_string_equal(cr_ctx_error(ctx),
+                          "anomaly: VJP of sqrt [3] 'x' produced inf in input "
                           "0 [3] 'x' (element 1 of its gradient; the forward op's result was "
                           "[3])");
     cr_ctx_clear_error(ctx);
@@ -333,7 +334,8 @@ static void test_anomaly_through_views(void **state) {
   cr_tensor *bad = param(ctx, CR_SHAPE(2, 2), (const double[]){1, NAN, 3, 4});
   cr_set_name(bad, "bad");
   assert_null(cr_reshape(ctx, bad, CR_SHAPE(4)));
-  assert_non_null(strstr(cr_ctx_error(ctx), "anomaly: forward op reshape [2,2] 'bad' produced nan"));
+  assert_non_null(
+      strstr(cr_ctx_error(ctx), "anomaly: forward op reshape [2,2] 'bad' produced nan"));
   cr_ctx_clear_error(ctx);
   /* a NaN made by an op is named at that op, not at the views after it */
   cr_tensor *n = param(ctx, CR_SHAPE(2), (const double[]){-1, 1});
@@ -381,7 +383,8 @@ static void test_anomaly_same_bits_and_staged_sums(void **state) {
   cr_tensor *W = cr_persist(ctx, cr_ones(ctx, CR_F32, CR_SHAPE(2, 2)));
   cr_set_requires_grad(W, true);
   cr_set_name(W, "W");
-  cr_tensor *x1 = cr_full(ctx, CR_F32, CR_SHAPE(2, 2), 1e20), *x2 = cr_full(ctx, CR_F32, CR_SHAPE(2, 2), 1e20);
+  cr_tensor *x1 = cr_full(ctx, CR_F32, CR_SHAPE(2, 2), 1e20),
+            *x2 = cr_full(ctx, CR_F32, CR_SHAPE(2, 2), 1e20);
   cr_tensor *y = cr_add(ctx, cr_matmul(ctx, x1, W), cr_matmul(ctx, x2, W));
   assert_non_null(y);
   cr_tensor *seed = cr_full(ctx, CR_F32, CR_SHAPE(2, 2), 1e20);
@@ -554,8 +557,8 @@ static void test_rnn_step_scopes(void **state) {
     assert_int_equal(cr_rnn_forward_ex(ctx, rnn, x, NULL, NULL, NULL, &o, &out, NULL), CR_OK);
     assert_string_equal(cr_scope(ctx), "encoder");
     if (!checkpointed) { /* layer-major, state-major slots: [l][s][t] */
-      assert_string_equal(cr_scope_of(states[3]), "encoder/step 3");        /* h, layer 0 */
-      assert_string_equal(cr_scope_of(states[5 + 4]), "encoder/step 4");    /* c, layer 0 */
+      assert_string_equal(cr_scope_of(states[3]), "encoder/step 3");     /* h, layer 0 */
+      assert_string_equal(cr_scope_of(states[5 + 4]), "encoder/step 4"); /* c, layer 0 */
       assert_string_equal(cr_scope_of(states[10 + 2]), "encoder/layer 1 step 2");
     }
     cr_set_scope(ctx, NULL);

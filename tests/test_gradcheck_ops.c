@@ -102,7 +102,8 @@ static void walk_rows(bool second) {
     }
   }
   cr_rng_free(rng);
-  printf("%d of %d %s rows passed\n", total - failed, total, second ? "gradgradcheck" : "gradcheck");
+  printf("%d of %d %s rows passed\n", total - failed, total,
+         second ? "gradgradcheck" : "gradcheck");
   assert_int_equal(failed, 0);
 }
 
@@ -226,8 +227,7 @@ static void test_vjps_read_only_what_they_declare(void **state) {
           poisoned++;
         }
         if (graph) {
-          assert_int_equal(cr_autograd_grad(ctx, 1, &y, &seed, row->n_inputs, in, &o, got),
-                           CR_OK);
+          assert_int_equal(cr_autograd_grad(ctx, 1, &y, &seed, row->n_inputs, in, &o, got), CR_OK);
         } else {
           for (int k = 0; k < row->n_inputs; k++)
             cr_zero_grad(in[k]);

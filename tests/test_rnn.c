@@ -20,8 +20,8 @@
 typedef struct {
   cr_rnn_config cfg;
   const cr_rnn_forward_opts *opts; /* NULL: full BPTT */
-  int n_params;        /* inputs[0..n_params) are the parameters */
-  cr_tensor *w_out;    /* loss weights: sum(output*w_out) + sum(final_s*w_fin[s]) */
+  int n_params;                    /* inputs[0..n_params) are the parameters */
+  cr_tensor *w_out;                /* loss weights: sum(output*w_out) + sum(final_s*w_fin[s]) */
   cr_tensor *w_fin[2];
   const int64_t *lengths;
 } stack_case;
@@ -53,8 +53,12 @@ static void check_cell(const cr_cell_def *cell, const int64_t *lengths, double *
   /* checkpointed (second run of each cell's gradcheck below): segments of 2
    * steps over blocks of 1, recomputed in backward */
   static const cr_rnn_forward_opts ckpt = {.checkpoint_every = 2, .projection_block = 1};
-  stack_case sc = {{cell, I, H, L, 0.0, false, CR_F64}, checkpointed ? &ckpt : NULL, 0, NULL,
-                   {NULL, NULL}, lengths};
+  stack_case sc = {{cell, I, H, L, 0.0, false, CR_F64},
+                   checkpointed ? &ckpt : NULL,
+                   0,
+                   NULL,
+                   {NULL, NULL},
+                   lengths};
   cr_rnn *rnn = cr_rnn_new(ctx, &sc.cfg, rng);
   assert_non_null(rnn);
   sc.n_params = cr_rnn_num_params(rnn);
@@ -64,13 +68,16 @@ static void check_cell(const cr_cell_def *cell, const int64_t *lengths, double *
     in[i] = cr_rnn_param(rnn, i);
   cr_tensor *owned[8];
   int n_owned = 0;
-  in[sc.n_params] = owned[n_owned++] = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(T, B, I), 0, 1));
+  in[sc.n_params] = owned[n_owned++] =
+      cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(T, B, I), 0, 1));
   for (int s = 0; s < S; s++)
     in[sc.n_params + 1 + s] = owned[n_owned++] =
         cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(L, B, H), 0, 0.5));
-  sc.w_out = owned[n_owned++] = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(T, B, H), 0, 1));
+  sc.w_out = owned[n_owned++] =
+      cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(T, B, H), 0, 1));
   for (int s = 0; s < S; s++)
-    sc.w_fin[s] = owned[n_owned++] = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(L, B, H), 0, 1));
+    sc.w_fin[s] = owned[n_owned++] =
+        cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(L, B, H), 0, 1));
   cr_gradcheck_opts o;
   cr_gradcheck_default_opts(&o);
   o.atol = 1e-7;
@@ -80,9 +87,8 @@ static void check_cell(const cr_cell_def *cell, const int64_t *lengths, double *
                    : cr_gradcheck(stack_loss, in, n, &sc, &o, &rep);
   printf("%s %-9s T=6 L=2%s%s: %s, %lld %s, max abs err %.2e, max rel err %.2e\n",
          second ? "gradgradcheck" : "gradcheck", cell->name, lengths ? " (lengths)" : "",
-         checkpointed ? " checkpointed" : "",
-         ok ? "pass" : "FAIL", (long long)rep.n_checked, second ? "projections" : "elements",
-         rep.max_abs_err, rep.max_rel_err);
+         checkpointed ? " checkpointed" : "", ok ? "pass" : "FAIL", (long long)rep.n_checked,
+         second ? "projections" : "elements", rep.max_abs_err, rep.max_rel_err);
   if (!ok)
     printf("  %s\n", rep.message);
   assert_true(ok);
@@ -100,11 +106,26 @@ static void gradcheck_cell(const cr_cell_def *cell, const int64_t *lengths, doub
   check_cell(cell, lengths, max_err, false, false);
 }
 
-static void test_gradcheck_rnn_tanh(void **s) { (void)s; gradcheck_cell(&cr_cell_rnn_tanh, NULL, NULL); }
-static void test_gradcheck_rnn_relu(void **s) { (void)s; gradcheck_cell(&cr_cell_rnn_relu, NULL, NULL); }
-static void test_gradcheck_lstm(void **s) { (void)s; gradcheck_cell(&cr_cell_lstm, NULL, NULL); }
-static void test_gradcheck_gru(void **s) { (void)s; gradcheck_cell(&cr_cell_gru, NULL, NULL); }
-static void test_gradcheck_custom_mgu(void **s) { (void)s; gradcheck_cell(&mgu_cell, NULL, NULL); }
+static void test_gradcheck_rnn_tanh(void **s) {
+  (void)s;
+  gradcheck_cell(&cr_cell_rnn_tanh, NULL, NULL);
+}
+static void test_gradcheck_rnn_relu(void **s) {
+  (void)s;
+  gradcheck_cell(&cr_cell_rnn_relu, NULL, NULL);
+}
+static void test_gradcheck_lstm(void **s) {
+  (void)s;
+  gradcheck_cell(&cr_cell_lstm, NULL, NULL);
+}
+static void test_gradcheck_gru(void **s) {
+  (void)s;
+  gradcheck_cell(&cr_cell_gru, NULL, NULL);
+}
+static void test_gradcheck_custom_mgu(void **s) {
+  (void)s;
+  gradcheck_cell(&mgu_cell, NULL, NULL);
+}
 static void test_gradcheck_lstm_lengths(void **s) {
   (void)s;
   gradcheck_cell(&cr_cell_lstm, (const int64_t[]){6, 3}, NULL);
@@ -112,10 +133,22 @@ static void test_gradcheck_lstm_lengths(void **s) {
 
 /* second derivatives of the whole unrolled stack (every parameter, the
  * input, the initial states and the seed), through the graph VJPs */
-static void test_gradgradcheck_rnn_tanh(void **s) { (void)s; check_cell(&cr_cell_rnn_tanh, NULL, NULL, true, false); }
-static void test_gradgradcheck_lstm(void **s) { (void)s; check_cell(&cr_cell_lstm, NULL, NULL, true, false); }
-static void test_gradgradcheck_gru(void **s) { (void)s; check_cell(&cr_cell_gru, NULL, NULL, true, false); }
-static void test_gradgradcheck_custom_mgu(void **s) { (void)s; check_cell(&mgu_cell, NULL, NULL, true, false); }
+static void test_gradgradcheck_rnn_tanh(void **s) {
+  (void)s;
+  check_cell(&cr_cell_rnn_tanh, NULL, NULL, true, false);
+}
+static void test_gradgradcheck_lstm(void **s) {
+  (void)s;
+  check_cell(&cr_cell_lstm, NULL, NULL, true, false);
+}
+static void test_gradgradcheck_gru(void **s) {
+  (void)s;
+  check_cell(&cr_cell_gru, NULL, NULL, true, false);
+}
+static void test_gradgradcheck_custom_mgu(void **s) {
+  (void)s;
+  check_cell(&mgu_cell, NULL, NULL, true, false);
+}
 static void test_gradgradcheck_lstm_lengths(void **s) {
   (void)s;
   check_cell(&cr_cell_lstm, (const int64_t[]){6, 3}, NULL, true, false);
@@ -189,8 +222,8 @@ static size_t run_grads(const cr_cell_def *cell, int L, double dropout, const in
 static void test_checkpointed_gradients_are_bit_identical(void **state) {
   (void)state;
   static unsigned char full[1 << 16], ckpt[1 << 16];
-  const cr_cell_def *cells[] = {&cr_cell_rnn_tanh, &cr_cell_rnn_relu, &cr_cell_lstm, &cr_cell_gru,
-                                &mgu_cell, &cr_cell_lstm_ln};
+  const cr_cell_def *cells[] = {&cr_cell_rnn_tanh, &cr_cell_rnn_relu, &cr_cell_lstm,
+                                &cr_cell_gru,      &mgu_cell,         &cr_cell_lstm_ln};
   const int64_t lengths[3] = {13, 6, 9};
   int checked = 0;
   for (int c = 0; c < 6; c++)
@@ -215,7 +248,8 @@ static void test_checkpointed_gradients_are_bit_identical(void **state) {
         assert_int_equal(nf, nk);
         if (memcmp(full, ckpt, nf) != 0)
           fail_msg("%s variant %d, segments of %lld: checkpointed gradients differ from full "
-                   "BPTT", cells[c]->name, v, (long long)K);
+                   "BPTT",
+                   cells[c]->name, v, (long long)K);
         checked++;
       }
     }
@@ -247,8 +281,8 @@ static void test_checkpointed_gradients_are_bit_identical(void **state) {
       cr_ctx_reset(ctx);
     }
     printf("LSTM T=1000, B=16, H=64: activations %.0f KiB full, %.0f KiB checkpointed (%s): "
-           "%.1f%%\n", act[0] / 1024, act[1] / 1024, a ? "auto" : "every 20 steps",
-           100 * act[1] / act[0]);
+           "%.1f%%\n",
+           act[0] / 1024, act[1] / 1024, a ? "auto" : "every 20 steps", 100 * act[1] / act[0]);
     assert_true(act[1] < (a ? 0.05 : 0.07) * act[0]);
     cr_rnn_free(rnn);
     cr_rng_free(rng);
@@ -256,7 +290,8 @@ static void test_checkpointed_gradients_are_bit_identical(void **state) {
   }
   printf("checkpointed vs full BPTT: %d cases (6 cells x plain/2 layers+dropout/lengths/f32/"
          "bidirectional+lengths (+dropout, f32), lstm proj+bidirectional; segments of 2 and 6 "
-         "steps), gradients identical (memcmp)\n", checked);
+         "steps), gradients identical (memcmp)\n",
+         checked);
 }
 
 /* ---- every step's state, reachable: dL/dh_t for all t and layers ------- */
@@ -274,7 +309,7 @@ static void test_step_states_and_their_gradients(void **state) {
   cr_tensor *states[L * S * T], *out;
   cr_rnn_forward_opts o = {.step_states = states, .retain_step_grads = true};
   assert_int_equal(cr_rnn_forward_ex(ctx, rnn, x, NULL, NULL, NULL, &o, &out, NULL), CR_OK);
-  assert_string_equal(cr_name(states[3]), "h_3");            /* layer 0, h, t = 3 */
+  assert_string_equal(cr_name(states[3]), "h_3"); /* layer 0, h, t = 3 */
   assert_string_equal(cr_name(states[(0 * S + 1) * T + 2]), "c_2");
   assert_string_equal(cr_name(states[(1 * S + 1) * T + 4]), "c_l1_4");
   cr_tensor *loss = cr_sum(ctx, cr_mul(ctx, out, w));
@@ -291,7 +326,8 @@ static void test_step_states_and_their_gradients(void **state) {
       worst = fmax(worst, fabs(cr_get_flat(g, k) - cr_get_flat(indep[i], k)));
   }
   printf("dL/dh_t, dL/dc_t of both layers at every step: max difference to cr_autograd_grad "
-         "%.2e\n", worst);
+         "%.2e\n",
+         worst);
   assert_true(worst < 1e-13);
   /* the top layer's last h feeds only output T-1: its gradient is w[T-1] */
   const cr_tensor *g_top = cr_grad(states[(1 * S + 0) * T + T - 1]);
@@ -320,8 +356,11 @@ static cr_status stash_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *x,
   next[0] = *out = cr_tanh(ctx, cr_add(ctx, a, u));
   return cr_ctx_status(ctx);
 }
-static const cr_cell_def stash_cell = {.name = "stash", .n_states = 1, .n_params = 1,
-                                       .param_names = {"b"}, .param_shape = one_param,
+static const cr_cell_def stash_cell = {.name = "stash",
+                                       .n_states = 1,
+                                       .n_params = 1,
+                                       .param_names = {"b"},
+                                       .param_shape = one_param,
                                        .step = stash_step};
 
 static void test_released_values_are_refused(void **state) {
@@ -360,8 +399,10 @@ static void test_bptt_is_sum_over_steps(void **state) {
   cr_tensor *out;
   assert_int_equal(cr_rnn_forward(ctx, rnn, x, NULL, NULL, NULL, &out, NULL), CR_OK);
   assert_int_equal(cr_backward(ctx, cr_sum(ctx, cr_square(ctx, out))), CR_OK);
-  cr_tensor *Wih = cr_rnn_find_param(rnn, "weight_ih_l0"), *Whh = cr_rnn_find_param(rnn, "weight_hh_l0");
-  cr_tensor *bih = cr_rnn_find_param(rnn, "bias_ih_l0"), *bhh = cr_rnn_find_param(rnn, "bias_hh_l0");
+  cr_tensor *Wih = cr_rnn_find_param(rnn, "weight_ih_l0"),
+            *Whh = cr_rnn_find_param(rnn, "weight_hh_l0");
+  cr_tensor *bih = cr_rnn_find_param(rnn, "bias_ih_l0"),
+            *bhh = cr_rnn_find_param(rnn, "bias_hh_l0");
   cr_tensor *shared_grad = cr_persist(ctx, cr_grad(Whh));
 
   /* the same network unrolled by hand with a separate copy of W_hh per step */
@@ -500,7 +541,8 @@ static void test_batch_first(void **state) {
   cr_tensor *x = cr_rand_normal(ctx, rng, CR_F64, CR_SHAPE(5, 2, 3), 0, 1);
   cr_tensor *o1, *o2;
   assert_int_equal(cr_rnn_forward(ctx, rnn, x, NULL, NULL, NULL, &o1, NULL), CR_OK);
-  assert_int_equal(cr_rnn_forward(ctx, rnn_bf, cr_transpose(ctx, x, 0, 1), NULL, NULL, NULL, &o2, NULL), CR_OK);
+  assert_int_equal(
+      cr_rnn_forward(ctx, rnn_bf, cr_transpose(ctx, x, 0, 1), NULL, NULL, NULL, &o2, NULL), CR_OK);
   assert_int_equal(cr_dim(o2, 0), 2);
   for (int64_t t = 0; t < 5; t++)
     for (int64_t b = 0; b < 2; b++)
@@ -532,14 +574,17 @@ static void test_param_names_and_errors(void **state) {
   cr_tensor *out;
   cr_tensor *x = cr_zeros(ctx, CR_F32, CR_SHAPE(4, 2, 9));
   assert_int_equal(cr_rnn_forward(ctx, rnn, x, NULL, NULL, NULL, &out, NULL), CR_ERR_SHAPE);
-  assert_string_equal(cr_ctx_error(ctx), "rnn_forward: input [4,2,9]: expected [T, B, 10] (time first)");
+  assert_string_equal(cr_ctx_error(ctx),
+                      "rnn_forward: input [4,2,9]: expected [T, B, 10] (time first)");
   cr_ctx_clear_error(ctx);
   x = cr_zeros(ctx, CR_F32, CR_SHAPE(4, 2, 10));
   cr_tensor *h0 = cr_zeros(ctx, CR_F32, CR_SHAPE(1, 2, 20));
   assert_int_equal(cr_rnn_forward(ctx, rnn, x, &h0, NULL, NULL, &out, NULL), CR_ERR_SHAPE);
-  assert_string_equal(cr_ctx_error(ctx), "rnn_forward: initial state 0 [1,2,20] f32: expected [2,2,20] f32");
+  assert_string_equal(cr_ctx_error(ctx),
+                      "rnn_forward: initial state 0 [1,2,20] f32: expected [2,2,20] f32");
   cr_ctx_clear_error(ctx);
-  assert_int_equal(cr_rnn_forward(ctx, rnn, x, NULL, (const int64_t[]){4, 0}, NULL, &out, NULL), CR_ERR_ARG);
+  assert_int_equal(cr_rnn_forward(ctx, rnn, x, NULL, (const int64_t[]){4, 0}, NULL, &out, NULL),
+                   CR_ERR_ARG);
   assert_string_equal(cr_ctx_error(ctx), "rnn_forward: lengths[1] = 0 is outside 1..4 (T)");
   cr_ctx_clear_error(ctx);
   cfg.num_layers = 0;
@@ -616,7 +661,8 @@ static void test_save_load(void **state) {
   f = cr_st_open(ctx, other);
   assert_int_equal(cr_rnn_load(ctx, b, f, "rnn."), CR_ERR_SHAPE);
   char want[256];
-  snprintf(want, sizeof want, "%s: tensor 'rnn.weight_ih_l0' is [80,6], this model needs [40,6]", other);
+  snprintf(want, sizeof want, "%s: tensor 'rnn.weight_ih_l0' is [80,6], this model needs [40,6]",
+           other);
   assert_string_equal(cr_ctx_error(ctx), want);
   cr_ctx_clear_error(ctx);
   assert_memory_equal(before, cr_data(cr_rnn_param(b, 0)), 240 * sizeof(float));

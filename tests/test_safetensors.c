@@ -792,7 +792,8 @@ static int save_past_size_limit(fx *x) {
   cr_status st = cr_st_writer_save(x->ctx, w, path(x, "m.safetensors"));
   cr_st_writer_free(w);
   if (st != CR_ERR_IO || !strstr(cr_ctx_error(x->ctx), "write of the temporary file") ||
-      !strstr(cr_ctx_error(x->ctx), "File too large (the file size limit, ulimit -f, is reached)")) {
+      !strstr(cr_ctx_error(x->ctx),
+              "File too large (the file size limit, ulimit -f, is reached)")) {
     fprintf(stderr, "save past the size limit: %s\n", cr_ctx_error(x->ctx));
     return 1;
   }

@@ -76,8 +76,8 @@ static void test_slice_values_and_view(void **state) {
     CHECK(cr_slice(ctx, a, -1, 2, -2, 3), CR_SHAPE(2), 2, 5);
     CHECK(cr_slice(ctx, a, 0, 9, 10, 5), CR_SHAPE(1), 9);
     /* a slice of a transposed view: x^T is [6,4], rows 4:6 */
-    cr_tensor *ts = cr_slice(ctx, cr_transpose(ctx, grid(ctx, (cr_dtype)dt, 4, 6), 0, 1), 0, 4,
-                             6, 1);
+    cr_tensor *ts =
+        cr_slice(ctx, cr_transpose(ctx, grid(ctx, (cr_dtype)dt, 4, 6), 0, 1), 0, 4, 6, 1);
     CHECK(ts, CR_SHAPE(2, 4), 4, 10, 16, 22, 5, 11, 17, 23);
   }
   /* no new data: slicing and chunking a [64,64] f64 (32 KiB) costs the
@@ -222,8 +222,8 @@ static void test_index_select(void **state) {
     cr_tensor *y = cr_index_select(ctx, x, 0, idx, 3);
     CHECK(y, CR_SHAPE(3, 3), 12, 13, 14, 3, 4, 5, 12, 13, 14);
     assert_string_equal(cr_grad_fn(y), "index_select");
-    CHECK(cr_index_select(ctx, x, -1, (const int64_t[]){2, 0}, 2), CR_SHAPE(5, 2), 2, 0, 5, 3,
-          8, 6, 11, 9, 14, 12);
+    CHECK(cr_index_select(ctx, x, -1, (const int64_t[]){2, 0}, 2), CR_SHAPE(5, 2), 2, 0, 5, 3, 8, 6,
+          11, 9, 14, 12);
     /* of a transposed view: x^T [3,5], columns 4 and 0 */
     CHECK(cr_index_select(ctx, cr_transpose(ctx, x, 0, 1), 1, (const int64_t[]){4, 0}, 2),
           CR_SHAPE(3, 2), 12, 0, 13, 1, 14, 2);
@@ -251,8 +251,8 @@ static void test_embedding(void **state) {
     CHECK(cr_grad(W), CR_SHAPE(4, 3), 4, 5, 6, 10, 11, 12, 0, 0, 0, 8, 10, 12);
     /* 1-d ids and a transposed table W'^T with W' [3,4] */
     cr_tensor *Wt = cr_transpose(ctx, grid(ctx, (cr_dtype)dt, 3, 4), 0, 1);
-    CHECK(cr_embedding(ctx, Wt, (const int64_t[]){2, 2}, CR_SHAPE(2)), CR_SHAPE(2, 3), 2, 6,
-          10, 2, 6, 10);
+    CHECK(cr_embedding(ctx, Wt, (const int64_t[]){2, 2}, CR_SHAPE(2)), CR_SHAPE(2, 3), 2, 6, 10, 2,
+          6, 10);
     cr_tensor_free(W);
   }
 }

@@ -11,7 +11,8 @@ static int failures;
 
 static void check(int ok, const char *what) {
   printf("%s: %s\n", ok ? "ok" : "FAIL", what);
-  if (!ok) failures++;
+  if (!ok)
+    failures++;
 }
 
 int main(void) {

@@ -61,7 +61,8 @@ static double compare(cr_ctx *ctx, const cr_st_file *ref, const char *name, cr_t
 
 int main(int argc, char **argv) {
   if (argc != 6 || (strcmp(argv[4], "f32") && strcmp(argv[4], "f64"))) {
-    fprintf(stderr, "usage: torch-convert-check PARAMS.safetensors REF.safetensors PREFIX f32|f64 TOL\n");
+    fprintf(stderr,
+            "usage: torch-convert-check PARAMS.safetensors REF.safetensors PREFIX f32|f64 TOL\n");
     return 2;
   }
   const char *prefix = argv[3];
@@ -73,7 +74,8 @@ int main(int argc, char **argv) {
   cr_st_file *params = NULL, *ref = NULL;
   cr_rnn *rnn = NULL;
   cr_tensor *x = NULL;
-  if (!ctx || !rng) return 1;
+  if (!ctx || !rng)
+    return 1;
 
   ref = cr_st_open(ctx, argv[2]);
   params = cr_st_open(ctx, argv[1]);
@@ -121,7 +123,8 @@ int main(int argc, char **argv) {
   }
   double worst = compare(ctx, ref, "output", out);
   worst = fmax(worst, compare(ctx, ref, "h_n", final[0]));
-  if (cfg.cell->n_states == 2) worst = fmax(worst, compare(ctx, ref, "c_n", final[1]));
+  if (cfg.cell->n_states == 2)
+    worst = fmax(worst, compare(ctx, ref, "c_n", final[1]));
   status = worst <= tol ? 0 : 1;
   printf("%s: worst relative difference %.3g, tolerance %.3g\n", status ? "FAIL" : "ok", worst,
          tol);

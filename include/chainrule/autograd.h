@@ -40,8 +40,7 @@ extern "C" {
  * one element is an error: use cr_backward_seed. */
 CR_NODISCARD cr_status cr_backward(cr_ctx *ctx, cr_tensor *loss);
 /* Backpropagate from y with the upstream gradient seed (y's shape). */
-CR_NODISCARD cr_status cr_backward_seed(cr_ctx *ctx, cr_tensor *y,
-                                        cr_tensor *seed);
+CR_NODISCARD cr_status cr_backward_seed(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed);
 
 typedef struct cr_backward_opts {
   /* Record the backward pass as ops.  Leaf (and retained) gradients still
@@ -70,9 +69,8 @@ typedef struct cr_autograd_opts {
  * on error the grads are NULL.  Built from the ops' differentiable VJPs,
  * with a graph when opts->create_graph. */
 CR_NODISCARD cr_status cr_autograd_grad(cr_ctx *ctx, int n_out, cr_tensor *const *outputs,
-                                        cr_tensor *const *seeds, int n_in,
-                                        cr_tensor *const *inputs, const cr_autograd_opts *opts,
-                                        cr_tensor **grads);
+                                        cr_tensor *const *seeds, int n_in, cr_tensor *const *inputs,
+                                        const cr_autograd_opts *opts, cr_tensor **grads);
 
 /* After cr_backward_ex with create_graph in ctx: the gradient of t (a leaf
  * or a retained tensor), accumulated as cr_grad shows it, as an arena
@@ -97,8 +95,7 @@ typedef cr_tensor *(*cr_grad_hook)(cr_ctx *ctx, cr_tensor *t, cr_tensor *grad, v
 /* Add a hook to t (hooks run in the order added).  Hooks on arena tensors
  * end at the next reset; hooks on persistent tensors stay until
  * cr_clear_hooks or cr_tensor_free. */
-CR_NODISCARD cr_status cr_register_hook(cr_ctx *ctx, cr_tensor *t, cr_grad_hook fn,
-                                        void *user);
+CR_NODISCARD cr_status cr_register_hook(cr_ctx *ctx, cr_tensor *t, cr_grad_hook fn, void *user);
 void cr_clear_hooks(cr_tensor *t);
 
 /* ---- anomaly mode */

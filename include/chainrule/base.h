@@ -50,14 +50,14 @@ typedef enum cr_dtype { CR_F32 = 0, CR_F64 = 1, CR_I64 = 2 } cr_dtype;
 
 typedef enum cr_status {
   CR_OK = 0,
-  CR_ERR_SHAPE,    /* shapes do not fit the op */
-  CR_ERR_DTYPE,    /* dtypes differ or are not supported */
-  CR_ERR_ARG,      /* a bad argument: axis, index, size, NULL, option */
-  CR_ERR_STATE,    /* wrong state: use after reset, backward misuse */
-  CR_ERR_NOMEM,    /* out of memory */
-  CR_ERR_IO,       /* a file could not be read or written */
-  CR_ERR_FORMAT,   /* a file is malformed */
-  CR_ERR_NUMERIC,  /* a NaN or Inf where none may be (anomaly mode, checks) */
+  CR_ERR_SHAPE,   /* shapes do not fit the op */
+  CR_ERR_DTYPE,   /* dtypes differ or are not supported */
+  CR_ERR_ARG,     /* a bad argument: axis, index, size, NULL, option */
+  CR_ERR_STATE,   /* wrong state: use after reset, backward misuse */
+  CR_ERR_NOMEM,   /* out of memory */
+  CR_ERR_IO,      /* a file could not be read or written */
+  CR_ERR_FORMAT,  /* a file is malformed */
+  CR_ERR_NUMERIC, /* a NaN or Inf where none may be (anomaly mode, checks) */
 } cr_status;
 
 typedef struct cr_ctx cr_ctx;

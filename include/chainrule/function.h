@@ -53,8 +53,7 @@ typedef struct cr_function_def {
   /* The output's values from in[0..n) (all of the same dtype).  Return an
    * arena tensor made with ops (or cr_zeros and friends), or NULL with an
    * error stored in ctx.  May call cr_fn_save. */
-  cr_tensor *(*forward)(cr_ctx *ctx, cr_fn_ctx *fc, cr_tensor *const *in, int n,
-                        void *user);
+  cr_tensor *(*forward)(cr_ctx *ctx, cr_fn_ctx *fc, cr_tensor *const *in, int n, void *user);
   /* Set gx[k] (pre-set to NULL) to the gradient of input k, a tensor of
    * in[k]'s shape and dtype built with ops from gy (the output's
    * gradient), cr_fn_input, cr_fn_output and cr_fn_saved; leave NULL for
@@ -68,8 +67,8 @@ typedef struct cr_function_def {
  * input requires grad, records a node whose VJP is def->backward.  user
  * is passed to both callbacks (it must live until backward).  Errors as
  * for the ops: NULL and a message naming def->name. */
-cr_tensor *cr_function_apply(cr_ctx *ctx, const cr_function_def *def, cr_tensor *const *in,
-                             int n, void *user);
+cr_tensor *cr_function_apply(cr_ctx *ctx, const cr_function_def *def, cr_tensor *const *in, int n,
+                             void *user);
 
 /* In forward: keep t (an arena tensor) for backward.  Up to
  * CR_FN_MAX_SAVED; returns CR_ERR_ARG beyond.  Saved tensors are values

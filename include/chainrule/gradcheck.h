@@ -27,8 +27,7 @@ extern "C" {
 
 /* The function under test: builds its output from inputs[0..n) with ops in
  * ctx.  Returns NULL on error (the error is in ctx). */
-typedef cr_tensor *(*cr_gradcheck_fn)(cr_ctx *ctx, cr_tensor *const *inputs,
-                                      int n, void *user);
+typedef cr_tensor *(*cr_gradcheck_fn)(cr_ctx *ctx, cr_tensor *const *inputs, int n, void *user);
 
 typedef struct cr_gradcheck_opts {
   double eps;  /* finite-difference step, default 1e-6 */
@@ -56,8 +55,8 @@ typedef struct cr_gradcheck_report {
   int64_t worst_output; /* the output element whose derivative it was (0
                            for a one-element output; -1 in fast mode) */
   double worst_analytic, worst_numeric;
-  int64_t n_checked;    /* elements (or projections) compared */
-  char message[512];    /* "" on success, else what failed and where */
+  int64_t n_checked; /* elements (or projections) compared */
+  char message[512]; /* "" on success, else what failed and where */
 } cr_gradcheck_report;
 
 /* Fill opts with the defaults. */
@@ -66,9 +65,8 @@ void cr_gradcheck_default_opts(cr_gradcheck_opts *opts);
 /* Check f at inputs.  opts NULL means defaults.  Returns true when every
  * compared element passes; report (may be NULL) receives the details.
  * An error inside f (or a NULL input) fails the check with f's message. */
-bool cr_gradcheck(cr_gradcheck_fn f, cr_tensor *const *inputs, int n,
-                  void *user, const cr_gradcheck_opts *opts,
-                  cr_gradcheck_report *report);
+bool cr_gradcheck(cr_gradcheck_fn f, cr_tensor *const *inputs, int n, void *user,
+                  const cr_gradcheck_opts *opts, cr_gradcheck_report *report);
 
 /* Second derivatives: checks the gradient of f's gradient, as PyTorch's
  * gradgradcheck.  With v a fixed random seed of f's output shape, the
@@ -79,9 +77,8 @@ bool cr_gradcheck(cr_gradcheck_fn f, cr_tensor *const *inputs, int n,
  * of the first derivative — along random directions (fast mode) when g
  * has more than opts->full_max_outputs elements.  opts and report as for
  * cr_gradcheck; inputs masked off by check_input are held constant. */
-bool cr_gradgradcheck(cr_gradcheck_fn f, cr_tensor *const *inputs, int n,
-                      void *user, const cr_gradcheck_opts *opts,
-                      cr_gradcheck_report *report);
+bool cr_gradgradcheck(cr_gradcheck_fn f, cr_tensor *const *inputs, int n, void *user,
+                      const cr_gradcheck_opts *opts, cr_gradcheck_report *report);
 
 #ifdef __cplusplus
 }

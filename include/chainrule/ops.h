@@ -151,35 +151,31 @@ cr_tensor *cr_broadcast_to(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *s
 /* ---- shape */
 /* Same elements, new shape (one entry may be -1, inferred).  A view when x
  * is contiguous, else a copy. */
-cr_tensor *cr_reshape(cr_ctx *ctx, cr_tensor *x, int ndim,
-                      const int64_t *shape);
+cr_tensor *cr_reshape(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape);
 /* Swap two axes (a strided view, no copy). */
 cr_tensor *cr_transpose(cr_ctx *ctx, cr_tensor *x, int axis0, int axis1);
 /* Reorder axes: result axis i is x's axis perm[i] (a view). */
 cr_tensor *cr_permute(cr_ctx *ctx, cr_tensor *x, const int *perm);
 /* Elements start, start+step, ... < stop along axis (a view; step >= 1;
  * negative start/stop count from the end). */
-cr_tensor *cr_slice(cr_ctx *ctx, cr_tensor *x, int axis, int64_t start,
-                    int64_t stop, int64_t step);
+cr_tensor *cr_slice(cr_ctx *ctx, cr_tensor *x, int axis, int64_t start, int64_t stop, int64_t step);
 /* Join n tensors along an existing axis (other dims equal). */
 cr_tensor *cr_concat(cr_ctx *ctx, cr_tensor *const *xs, int n, int axis);
 /* Join n same-shaped tensors along a new axis. */
 cr_tensor *cr_stack(cr_ctx *ctx, cr_tensor *const *xs, int n, int axis);
 /* Cut x along axis into n pieces of the given sizes (summing to the dim);
  * out[i] receives piece i (views).  Returns the status. */
-CR_NODISCARD cr_status cr_split(cr_ctx *ctx, cr_tensor *x, int axis,
-                                const int64_t *sizes, int n, cr_tensor **out);
-/* Cut x along axis into n equal pieces (dim divisible by n). */
-CR_NODISCARD cr_status cr_chunk(cr_ctx *ctx, cr_tensor *x, int n, int axis,
+CR_NODISCARD cr_status cr_split(cr_ctx *ctx, cr_tensor *x, int axis, const int64_t *sizes, int n,
                                 cr_tensor **out);
+/* Cut x along axis into n equal pieces (dim divisible by n). */
+CR_NODISCARD cr_status cr_chunk(cr_ctx *ctx, cr_tensor *x, int n, int axis, cr_tensor **out);
 /* Rows of x along axis picked by n integer indices (0 <= idx < dim);
  * the gradient scatter-adds back (repeated indices accumulate). */
-cr_tensor *cr_index_select(cr_ctx *ctx, cr_tensor *x, int axis,
-                           const int64_t *idx, int64_t n);
+cr_tensor *cr_index_select(cr_ctx *ctx, cr_tensor *x, int axis, const int64_t *idx, int64_t n);
 /* Embedding lookup: weight [V,E], ids of shape ids_shape (ndim dims) ->
  * [ids_shape..., E]. */
-cr_tensor *cr_embedding(cr_ctx *ctx, cr_tensor *weight, const int64_t *ids,
-                        int ndim, const int64_t *ids_shape);
+cr_tensor *cr_embedding(cr_ctx *ctx, cr_tensor *weight, const int64_t *ids, int ndim,
+                        const int64_t *ids_shape);
 /* x without its size-1 axis (a reshape).  Unlike PyTorch, an axis of
  * another size is an error, not a no-op.  [1] stays [1] (no tensor has 0
  * dims). */
@@ -226,8 +222,7 @@ cr_tensor *cr_gather(cr_ctx *ctx, cr_tensor *x, int axis, cr_tensor *index);
  * y[.., index[.., j, ..], ..] += src[.., j, ..] along axis; index as for
  * cr_gather, src of index's shape (and x's dtype).  Differentiable in x
  * (gy) and src (gy gathered at index). */
-cr_tensor *cr_scatter_add(cr_ctx *ctx, cr_tensor *x, int axis, cr_tensor *index,
-                          cr_tensor *src);
+cr_tensor *cr_scatter_add(cr_ctx *ctx, cr_tensor *x, int axis, cr_tensor *index, cr_tensor *src);
 /* cr_index_select and cr_embedding with the indices as an i64 tensor (1-d
  * for index_select; any shape for embedding: the result is
  * [ids' shape..., E]). */
@@ -246,8 +241,8 @@ cr_tensor *cr_log_softmax(cr_ctx *ctx, cr_tensor *x, int axis);
  * fused and stable; mean over targets != ignore_index -> [1].  Use
  * CR_NO_IGNORE to count every target.  All ignored gives 0. */
 #define CR_NO_IGNORE INT64_MIN
-cr_tensor *cr_cross_entropy(cr_ctx *ctx, cr_tensor *logits,
-                            const int64_t *targets, int64_t ignore_index);
+cr_tensor *cr_cross_entropy(cr_ctx *ctx, cr_tensor *logits, const int64_t *targets,
+                            int64_t ignore_index);
 /* Mean squared error mean((pred - target)^2) -> [1]; same shapes. */
 cr_tensor *cr_mse(cr_ctx *ctx, cr_tensor *pred, cr_tensor *target);
 

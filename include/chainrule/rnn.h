@@ -54,7 +54,7 @@ cr_tensor *cr_linear(cr_ctx *ctx, cr_tensor *x, cr_tensor *W, cr_tensor *b);
  * array; what user points to must live until the backward (recomputed
  * segments step again).  The library never reads *user. */
 typedef struct cr_cell_extra {
-  void *user;               /* anything the cell wants (sizes, flags) */
+  void *user; /* anything the cell wants (sizes, flags) */
   int n_tensors;
   cr_tensor *const *tensors;
 } cr_cell_extra;
@@ -62,12 +62,12 @@ typedef struct cr_cell_extra {
 /* What a cell needs to know about its layer while stepping. */
 typedef struct cr_cell_layer {
   int64_t input_size, hidden_size;
-  int layer; /* 0-based */
-  cr_tensor *const *params; /* in the order of the def's param names */
-  void *scratch; /* the def's per-forward data (see prepare) */
-  int direction; /* 0; 1 for the reverse direction of a bidirectional layer */
-  int64_t proj_size;   /* the lstm's projection size P, or 0 */
-  int64_t output_size; /* the output's (and h's) size: proj_size or hidden_size */
+  int layer;                  /* 0-based */
+  cr_tensor *const *params;   /* in the order of the def's param names */
+  void *scratch;              /* the def's per-forward data (see prepare) */
+  int direction;              /* 0; 1 for the reverse direction of a bidirectional layer */
+  int64_t proj_size;          /* the lstm's projection size P, or 0 */
+  int64_t output_size;        /* the output's (and h's) size: proj_size or hidden_size */
   const cr_cell_extra *extra; /* the forward's extra inputs, or NULL */
 } cr_cell_layer;
 
@@ -79,14 +79,12 @@ typedef struct cr_cell_def {
   /* Optional: the states' short names ("h", "c"), used to name the
    * per-step states h_3, c_3; NULL entries (or none): "h", "s1", "s2"... */
   const char *state_names[CR_CELL_MAX_STATES];
-  int n_params; /* per layer */
+  int n_params;                                /* per layer */
   const char *param_names[CR_CELL_MAX_PARAMS]; /* PyTorch names without _l{k} */
   /* Shape of parameter i for a layer with the given sizes. */
-  void (*param_shape)(int i, int64_t input_size, int64_t hidden_size, int *ndim,
-                      int64_t *shape);
+  void (*param_shape)(int i, int64_t input_size, int64_t hidden_size, int *ndim, int64_t *shape);
   /* Optional: initialise parameter i (default U(-1/sqrt(H), 1/sqrt(H))). */
-  cr_status (*init_param)(cr_ctx *ctx, int i, cr_tensor *p, int64_t hidden_size,
-                          cr_rng *rng);
+  cr_status (*init_param)(cr_ctx *ctx, int i, cr_tensor *p, int64_t hidden_size, cr_rng *rng);
   /* Optional: transform the whole input sequence of a layer at once before
    * the steps (e.g. the input projections of all T steps in one matrix
    * product): x_all [T, B, I] -> [T, B, K]; the step then receives slice t
@@ -151,8 +149,7 @@ cr_rnn *cr_rnn_new(cr_ctx *ctx, const cr_rnn_config *cfg, cr_rng *rng);
 /* ... with PyTorch's variants (v NULL: as cr_rnn_new).  Errors name the
  * field: "rnn_new: proj_size 64 must be < hidden_size 32", "rnn_new:
  * proj_size 4 with cell 'gru': proj_size is an lstm option". */
-cr_rnn *cr_rnn_new_ex(cr_ctx *ctx, const cr_rnn_config *cfg, const cr_rnn_variant *v,
-                      cr_rng *rng);
+cr_rnn *cr_rnn_new_ex(cr_ctx *ctx, const cr_rnn_config *cfg, const cr_rnn_variant *v, cr_rng *rng);
 void cr_rnn_free(cr_rnn *rnn);
 const cr_rnn_config *cr_rnn_get_config(const cr_rnn *rnn);
 /* The variant the stack was made with (all zero for cr_rnn_new); NULL for NULL. */
@@ -178,8 +175,8 @@ cr_tensor *cr_rnn_find_param(const cr_rnn *rnn, const char *name);
  * Results: *output [T, B, D*H_out] (or [B, T, D*H_out]); final[0..n_states)
  * each [L*D, B, size] (final may be NULL).  Returns the status. */
 CR_NODISCARD cr_status cr_rnn_forward(cr_ctx *ctx, const cr_rnn *rnn, cr_tensor *input,
-                                      cr_tensor *const *init, const int64_t *lengths,
-                                      cr_rng *rng, cr_tensor **output, cr_tensor **final);
+                                      cr_tensor *const *init, const int64_t *lengths, cr_rng *rng,
+                                      cr_tensor **output, cr_tensor **final);
 
 /* Checkpointing: add every parameter to w as prefix + its PyTorch name
  * (e.g. "rnn." + "weight_ih_l0"; prefix may be ""), and read them back.
@@ -268,8 +265,7 @@ CR_NODISCARD cr_status cr_rnn_forward_ex(cr_ctx *ctx, const cr_rnn *rnn, cr_tens
 CR_NODISCARD cr_status cr_rnn_forward_params(cr_ctx *ctx, const cr_rnn_config *cfg,
                                              cr_tensor *const *params, cr_tensor *input,
                                              cr_tensor *const *init, const int64_t *lengths,
-                                             cr_rng *rng, cr_tensor **output,
-                                             cr_tensor **final);
+                                             cr_rng *rng, cr_tensor **output, cr_tensor **final);
 /* ... and with options. */
 CR_NODISCARD cr_status cr_rnn_forward_params_ex(cr_ctx *ctx, const cr_rnn_config *cfg,
                                                 cr_tensor *const *params, cr_tensor *input,

@@ -46,9 +46,8 @@
 extern "C" {
 #endif
 
-#define CR_SHAPE(...)                                                          \
-  (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),                   \
-      (const int64_t[]) { __VA_ARGS__ }
+#define CR_SHAPE(...)                                                                              \
+  (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]) { __VA_ARGS__ }
 
 typedef struct cr_rng cr_rng;
 
@@ -57,15 +56,13 @@ typedef struct cr_rng cr_rng;
  * wrap and arange (start and step integers); the random ones are f32/f64. */
 cr_tensor *cr_zeros(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape);
 cr_tensor *cr_ones(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape);
-cr_tensor *cr_full(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape,
-                   double value);
+cr_tensor *cr_full(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape, double value);
 /* Copy numel(shape) elements of type dt (float or double) from data. */
-cr_tensor *cr_from_array(cr_ctx *ctx, cr_dtype dt, int ndim,
-                         const int64_t *shape, const void *data);
+cr_tensor *cr_from_array(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape,
+                         const void *data);
 /* A tensor over the caller's memory (borrowed, contiguous).  The tensor is
  * an arena object; the data is not copied and never freed by chainrule. */
-cr_tensor *cr_wrap(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape,
-                   void *data);
+cr_tensor *cr_wrap(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape, void *data);
 /* Typed forms of cr_from_array and cr_wrap: the element type is checked by
  * the compiler, so a double array cannot become an f32 tensor by mistake. */
 cr_tensor *cr_from_f32(cr_ctx *ctx, int ndim, const int64_t *shape, const float *data);
@@ -80,23 +77,21 @@ cr_tensor *cr_wrap_i64(cr_ctx *ctx, int ndim, const int64_t *shape, int64_t *dat
  * literal needs parentheses around it:
  *   cr_tensor *x = CR_FROM(ctx, CR_SHAPE(2), ((double[]){1, 2}));   // f64
  *   cr_tensor *t = CR_FROM(ctx, CR_SHAPE(2), ((int64_t[]){3, 0}));  // i64 */
-#define CR_FROM(ctx, SHAPE, data)                                              \
+#define CR_FROM(ctx, SHAPE, data)                                                                  \
   _Generic((data), float *: cr_from_f32, const float *: cr_from_f32,           \
            double *: cr_from_f64, const double *: cr_from_f64,                 \
            int64_t *: cr_from_i64, const int64_t *: cr_from_i64)(ctx, SHAPE, data)
 /* 1-d tensor start, start+step, ... < stop (step != 0). */
-cr_tensor *cr_arange(cr_ctx *ctx, cr_dtype dt, double start, double stop,
-                     double step);
+cr_tensor *cr_arange(cr_ctx *ctx, cr_dtype dt, double start, double stop, double step);
 /* Uniform on [lo, hi) / normal(mean, std), drawn from rng. */
-cr_tensor *cr_rand_uniform(cr_ctx *ctx, cr_rng *rng, cr_dtype dt, int ndim,
-                           const int64_t *shape, double lo, double hi);
-cr_tensor *cr_rand_normal(cr_ctx *ctx, cr_rng *rng, cr_dtype dt, int ndim,
-                          const int64_t *shape, double mean, double std);
+cr_tensor *cr_rand_uniform(cr_ctx *ctx, cr_rng *rng, cr_dtype dt, int ndim, const int64_t *shape,
+                           double lo, double hi);
+cr_tensor *cr_rand_normal(cr_ctx *ctx, cr_rng *rng, cr_dtype dt, int ndim, const int64_t *shape,
+                          double mean, double std);
 
 /* ---- persistent tensors (owned by the caller) */
 /* A new zero-filled persistent tensor.  ctx receives errors only. */
-cr_tensor *cr_tensor_new(cr_ctx *ctx, cr_dtype dt, int ndim,
-                         const int64_t *shape);
+cr_tensor *cr_tensor_new(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape);
 /* A persistent, contiguous copy of t, cut from the graph
  * (requires_grad false).  Returns NULL if t is NULL or on error. */
 cr_tensor *cr_persist(cr_ctx *ctx, const cr_tensor *t);
@@ -106,16 +101,15 @@ void cr_tensor_free(cr_tensor *t);
 /* Copy src's values into dst (same shape; f32 and f64 may differ, values
  * are converted; an i64 tensor copies only into or from an i64 one).  dst
  * keeps its identity and grad.  No graph is recorded. */
-CR_NODISCARD cr_status cr_copy_into(cr_ctx *ctx, cr_tensor *dst,
-                                    const cr_tensor *src);
+CR_NODISCARD cr_status cr_copy_into(cr_ctx *ctx, cr_tensor *dst, const cr_tensor *src);
 /* Fill every element of t with value (no graph recorded; for an i64 t,
  * value must be an integer). */
 CR_NODISCARD cr_status cr_fill(cr_ctx *ctx, cr_tensor *t, double value);
 /* Fill t from rng, uniform on [lo, hi) (parameter initialisation). */
-CR_NODISCARD cr_status cr_fill_uniform(cr_ctx *ctx, cr_tensor *t, cr_rng *rng,
-                                       double lo, double hi);
-CR_NODISCARD cr_status cr_fill_normal(cr_ctx *ctx, cr_tensor *t, cr_rng *rng,
-                                      double mean, double std);
+CR_NODISCARD cr_status cr_fill_uniform(cr_ctx *ctx, cr_tensor *t, cr_rng *rng, double lo,
+                                       double hi);
+CR_NODISCARD cr_status cr_fill_normal(cr_ctx *ctx, cr_tensor *t, cr_rng *rng, double mean,
+                                      double std);
 
 /* ---- properties */
 int cr_ndim(const cr_tensor *t);

@@ -71,9 +71,10 @@ static cr_status describe_difference(cr_dist *d, const char *op, const char *d0,
     char more[64] = "";
     if (n_bad > 1)
       snprintf(more, sizeof more, " (%d of the %d ranks differ from rank 0)", n_bad, d->size);
-    snprintf(msg, n, "%s: rank %d of %d differs from rank 0: %s is %s on rank 0 but %s on rank "
-             "%d%s", op, r, d->size, h0 ? k0 : kr, h0 ? v0 : "absent", hr ? vr : "absent", r,
-             more);
+    snprintf(msg, n,
+             "%s: rank %d of %d differs from rank 0: %s is %s on rank 0 but %s on rank "
+             "%d%s",
+             op, r, d->size, h0 ? k0 : kr, h0 ? v0 : "absent", hr ? vr : "absent", r, more);
     return i == 0 ? CR_ERR_STATE : CR_ERR_SHAPE;
   }
   snprintf(msg, n, "%s: rank %d of %d differs from rank 0 (the descriptions hash apart)", op, r,
@@ -103,8 +104,8 @@ static char *bcast_text(cr_dist *d, cr_ctx *ctx, const char *op, const char *min
 }
 
 /* Everything after a failed opening exchange (every rank runs it). */
-static cr_status diagnose(cr_dist *d, cr_ctx *ctx, const char *op, const char *desc,
-                          uint64_t hash, cr_status local_st, const char *local_msg) {
+static cr_status diagnose(cr_dist *d, cr_ctx *ctx, const char *op, const char *desc, uint64_t hash,
+                          cr_status local_st, const char *local_msg) {
   size_t msg_len = strlen(local_msg) < MAX_MSG ? strlen(local_msg) : MAX_MSG;
   rank_state mine = {(int32_t)local_st, 0, hash, strlen(desc), local_st ? msg_len : 0};
   rank_state *all = calloc((size_t)d->size, sizeof *all);
@@ -113,8 +114,8 @@ static cr_status diagnose(cr_dist *d, cr_ctx *ctx, const char *op, const char *d
     return cr_ctx_set_error(ctx, CR_ERR_NOMEM, "%s: out of memory", op);
   }
   cr__dist_wait_begin(&d->wd, "%s (MPI_Allgather of the ranks' states)", op);
-  int rc = MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE,
-                         d->comm);
+  int rc =
+      MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, d->comm);
   cr__dist_wait_end(&d->wd);
   if (cr__dist_mpi(d, ctx, op, "MPI_Allgather", rc) != CR_OK) {
     free(all);
@@ -158,7 +159,8 @@ static cr_status diagnose(cr_dist *d, cr_ctx *ctx, const char *op, const char *d
     if (bad >= 0)
       st = describe_difference(d, op, d0, dr, bad, n_bad, msg, sizeof msg);
     else
-      snprintf(msg, sizeof msg, "%s: the ranks disagree (an MPI reduction gave a wrong answer)", op);
+      snprintf(msg, sizeof msg, "%s: the ranks disagree (an MPI reduction gave a wrong answer)",
+               op);
     free(d0);
     free(dr);
   }
@@ -191,10 +193,14 @@ cr_status cr__dist_begin(cr_dist *d, cr_ctx *ctx, const char *op, const char *de
   if (!d)
     return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: the group is NULL", op);
   if (d->comm_failed)
-    return cr_ctx_set_error(ctx, CR_ERR_STATE, "%s: rank %d of %d: the process group is unusable "
-                            "after an MPI error", op, d->rank, d->size);
+    return cr_ctx_set_error(ctx, CR_ERR_STATE,
+                            "%s: rank %d of %d: the process group is unusable "
+                            "after an MPI error",
+                            op, d->rank, d->size);
   if (d->stopped)
-    return cr_ctx_set_error(ctx, CR_ERR_STATE, "%s: the process group stopped at an earlier "
-                            "error: %s", op, d->stop_msg);
+    return cr_ctx_set_error(ctx, CR_ERR_STATE,
+                            "%s: the process group stopped at an earlier "
+                            "error: %s",
+                            op, d->stop_msg);
   return cr__dist_agree(d, ctx, op, desc, cr_ctx_status(ctx), cr_ctx_error(ctx), waited);
 }

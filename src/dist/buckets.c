@@ -65,8 +65,8 @@ bool cr__dist_stage(cr_dist *d, cr_ctx *ctx, const char *op, bool recv) {
    * receives its chunk (at most ceil(count / N) elements) from every rank */
   size_t n = d->opts.bucket_bytes + sizeof(double);
   return cr__dist_reserve(ctx, op, &d->stage, &d->stage_cap, n) &&
-         (!recv || cr__dist_reserve(ctx, op, &d->recv, &d->recv_cap,
-                                    n + (size_t)d->size * sizeof(double)));
+         (!recv ||
+          cr__dist_reserve(ctx, op, &d->recv, &d->recv_cap, n + (size_t)d->size * sizeof(double)));
 }
 
 void cr__dist_scale(void *buf, cr_dtype dt, int64_t count, double scale) {

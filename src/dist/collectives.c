@@ -170,11 +170,12 @@ cr_status cr_dist_check_in_sync(cr_ctx *ctx, cr_dist *d, cr_tensor *const *param
   char more[64] = "";
   if (n_bad > 1)
     snprintf(more, sizeof more, " (%d of the %d ranks differ)", n_bad, d->size);
-  return cr_ctx_set_error(ctx, CR_ERR_STATE, "%s: the values of rank %d of %d differ from rank "
+  return cr_ctx_set_error(ctx, CR_ERR_STATE,
+                          "%s: the values of rank %d of %d differ from rank "
                           "0's, first in parameter %d '%s'%s: the ranks have drifted apart (did "
                           "every rank start from cr_dist_broadcast_params and reduce every "
-                          "gradient?)", op, bad_rank, d->size, bad_param, *name ? name : "#",
-                          more);
+                          "gradient?)",
+                          op, bad_rank, d->size, bad_param, *name ? name : "#", more);
 }
 
 cr_status cr_dist_agree(cr_ctx *ctx, cr_dist *d, const char *failure) {

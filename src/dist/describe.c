@@ -78,20 +78,24 @@ cr_status cr__dist_describe(cr_dist *d, cr_ctx *ctx, const char *op, cr_tensor *
       snprintf(name, sizeof name, "#%d", i);
     for (int j = 0; j < i; j++)
       if (params[j] == p) {
-        st = cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: param %d '%s' is also param %d: each "
-                              "parameter may be listed once", op, i, name, j);
+        st = cr_ctx_set_error(ctx, CR_ERR_ARG,
+                              "%s: param %d '%s' is also param %d: each "
+                              "parameter may be listed once",
+                              op, i, name, j);
         break;
       }
     cr_shape_str(shape, sizeof shape, cr_ndim(p), cr_shape(p));
     cr_tensor *t = cr__dist_target(p, grads);
     if (st == CR_OK && t && !cr_data_const(t))
-      st = cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: param %d '%s' %s: its %s is not contiguous",
-                            op, i, name, shape, grads ? "gradient" : "data");
+      st = cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: param %d '%s' %s: its %s is not contiguous", op,
+                            i, name, shape, grads ? "gradient" : "data");
     if (st == CR_OK && t && cr_dtype_of(t) == CR_I64 && grads)
-      st = cr_ctx_set_error(ctx, CR_ERR_DTYPE, "%s: param %d '%s' has an i64 gradient", op, i,
-                            name);
+      st =
+          cr_ctx_set_error(ctx, CR_ERR_DTYPE, "%s: param %d '%s' has an i64 gradient", op, i, name);
     add(d, &len, "parameter %d\t'%s' %s %s%s\n", i, name, cr_dtype_name(cr_dtype_of(p)), shape,
-        !grads ? "" : t ? " with a gradient" : " without a gradient");
+        !grads ? ""
+        : t    ? " with a gradient"
+               : " without a gradient");
   }
   add(d, &len, "the count\t%d parameters\n", n);
   return st;

@@ -21,9 +21,10 @@ cr_status cr__dist_mpi(cr_dist *d, cr_ctx *ctx, const char *op, const char *call
     snprintf(text, sizeof text, "MPI error code %d", rc);
   if (d)
     d->comm_failed = true;
-  return cr_ctx_set_error(ctx, CR_ERR_IO, "%s: rank %d of %d: %s: %s (the process group is "
-                          "unusable: end the job, e.g. with cr_dist_abort)", op, d ? d->rank : -1,
-                          d ? d->size : 0, call, text);
+  return cr_ctx_set_error(ctx, CR_ERR_IO,
+                          "%s: rank %d of %d: %s: %s (the process group is "
+                          "unusable: end the job, e.g. with cr_dist_abort)",
+                          op, d ? d->rank : -1, d ? d->size : 0, call, text);
 }
 
 bool cr__dist_reserve(cr_ctx *ctx, const char *op, void **buf, size_t *cap, size_t n) {
@@ -44,11 +45,17 @@ static cr_dist *make(cr_ctx *ctx, MPI_Comm comm, const cr_dist_opts *opts, bool 
   if (o.bucket_bytes == 0)
     o.bucket_bytes = CR_DIST_DEFAULT_BUCKET;
   if (o.bucket_bytes < sizeof(double))
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: bucket_bytes %zu is less than one element (%zu "
-                            "bytes)", op, o.bucket_bytes, sizeof(double)), NULL;
+    return cr_ctx_set_error(ctx, CR_ERR_ARG,
+                            "%s: bucket_bytes %zu is less than one element (%zu "
+                            "bytes)",
+                            op, o.bucket_bytes, sizeof(double)),
+           NULL;
   if (o.bucket_bytes > ((size_t)1 << 30))
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: bucket_bytes %zu is more than 1 GiB (MPI "
-                            "counts are int)", op, o.bucket_bytes), NULL;
+    return cr_ctx_set_error(ctx, CR_ERR_ARG,
+                            "%s: bucket_bytes %zu is more than 1 GiB (MPI "
+                            "counts are int)",
+                            op, o.bucket_bytes),
+           NULL;
   if (o.timeout_s == 0)
     o.timeout_s = CR_DIST_DEFAULT_TIMEOUT;
   if (o.timeout_s != o.timeout_s)
@@ -72,8 +79,8 @@ static cr_dist *make(cr_ctx *ctx, MPI_Comm comm, const cr_dist_opts *opts, bool 
   if (!d->counts)
     cr_ctx_set_error(ctx, CR_ERR_NOMEM, "%s: out of memory", op);
   if (!cr__dist_watchdog_start(&d->wd, o.timeout_s, d->rank, d->size)) {
-    cr_ctx_set_error(ctx, CR_ERR_NOMEM, "%s: rank %d of %d: cannot start the watchdog thread",
-                     op, d->rank, d->size);
+    cr_ctx_set_error(ctx, CR_ERR_NOMEM, "%s: rank %d of %d: cannot start the watchdog thread", op,
+                     d->rank, d->size);
     /* the others are waiting in the exchange below: take part, failed */
   }
   d->owns_mpi = owns;
@@ -93,8 +100,10 @@ static cr_dist *make(cr_ctx *ctx, MPI_Comm comm, const cr_dist_opts *opts, bool 
 cr_dist *cr_dist_init(cr_ctx *ctx, const cr_dist_opts *opts) {
   int done = 0;
   if (MPI_Finalized(&done) == MPI_SUCCESS && done)
-    return cr_ctx_set_error(ctx, CR_ERR_STATE, "dist_init: MPI was already finalised in this "
-                            "process (it cannot be started again)"), NULL;
+    return cr_ctx_set_error(ctx, CR_ERR_STATE,
+                            "dist_init: MPI was already finalised in this "
+                            "process (it cannot be started again)"),
+           NULL;
   int started = 0, provided = 0;
   MPI_Initialized(&started);
   if (!started) {
@@ -109,8 +118,10 @@ cr_dist *cr_dist_init_comm(cr_ctx *ctx, MPI_Comm comm, const cr_dist_opts *opts)
   int started = 0;
   MPI_Initialized(&started);
   if (!started)
-    return cr_ctx_set_error(ctx, CR_ERR_STATE, "dist_init_comm: MPI is not initialised (call "
-                            "MPI_Init_thread first, or use cr_dist_init)"), NULL;
+    return cr_ctx_set_error(ctx, CR_ERR_STATE,
+                            "dist_init_comm: MPI is not initialised (call "
+                            "MPI_Init_thread first, or use cr_dist_init)"),
+           NULL;
   if (comm == MPI_COMM_NULL)
     return cr_ctx_set_error(ctx, CR_ERR_ARG, "dist_init_comm: comm is MPI_COMM_NULL"), NULL;
   return make(ctx, comm, opts, false);
@@ -141,9 +152,7 @@ void cr_dist_free(cr_dist *d) {
   free(d);
 }
 
-void cr_dist_abort(cr_dist *d, int code) {
-  MPI_Abort(d ? d->comm : MPI_COMM_WORLD, code);
-}
+void cr_dist_abort(cr_dist *d, int code) { MPI_Abort(d ? d->comm : MPI_COMM_WORLD, code); }
 
 int cr_dist_rank(const cr_dist *d) { return d ? d->rank : 0; }
 int cr_dist_size(const cr_dist *d) { return d ? d->size : 0; }

@@ -24,9 +24,9 @@ typedef struct cr__dist_watchdog {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   bool running, stop;
-  double timeout;  /* seconds; <= 0: no thread */
-  double since;    /* when the current collective began (monotonic s); 0: none */
-  char what[200];  /* which call and which MPI operation waits */
+  double timeout; /* seconds; <= 0: no thread */
+  double since;   /* when the current collective began (monotonic s); 0: none */
+  char what[200]; /* which call and which MPI operation waits */
   int rank, size;
 } cr__dist_watchdog;
 
@@ -44,7 +44,7 @@ double cr__dist_now(void);
 /* ---- the group */
 
 struct cr_dist {
-  MPI_Comm comm;   /* our duplicate, with MPI_ERRORS_RETURN */
+  MPI_Comm comm; /* our duplicate, with MPI_ERRORS_RETURN */
   int rank, size;
   cr_dist_opts opts; /* with the defaults filled in */
   bool owns_mpi;     /* cr_dist_init called MPI_Init_thread */
@@ -88,8 +88,7 @@ cr_status cr__dist_agree(cr_dist *d, cr_ctx *ctx, const char *op, const char *de
 /* The standard start of a collective: d usable (not stopped, MPI not
  * failed), then cr__dist_agree with this rank's state: an error pending in
  * ctx, or one found by the caller (arg_st, in ctx already). */
-cr_status cr__dist_begin(cr_dist *d, cr_ctx *ctx, const char *op, const char *desc,
-                         double *waited);
+cr_status cr__dist_begin(cr_dist *d, cr_ctx *ctx, const char *op, const char *desc, double *waited);
 
 /* ---- describe.c */
 

@@ -77,8 +77,8 @@ static cr_status fixed_order(cr_dist *d, cr_ctx *ctx, void *buf, const cr__dist_
   return cr__dist_mpi(d, ctx, OP, "MPI_Allgatherv", rc);
 }
 
-cr_status cr_dist_allreduce_grads_weighted(cr_ctx *ctx, cr_dist *d, cr_tensor *const *params,
-                                           int n, double weight) {
+cr_status cr_dist_allreduce_grads_weighted(cr_ctx *ctx, cr_dist *d, cr_tensor *const *params, int n,
+                                           double weight) {
   if (!d)
     return cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: the group is NULL", OP);
   /* everything that can fail here is checked before the opening exchange,
@@ -87,8 +87,8 @@ cr_status cr_dist_allreduce_grads_weighted(cr_ctx *ctx, cr_dist *d, cr_tensor *c
   int nb = 0;
   if (cr__dist_describe(d, ctx, OP, params, NULL, n, true, NULL) == CR_OK) {
     if (!isfinite(weight))
-      cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: rank %d of %d: weight %g must be finite", OP,
-                       d->rank, d->size, weight);
+      cr_ctx_set_error(ctx, CR_ERR_ARG, "%s: rank %d of %d: weight %g must be finite", OP, d->rank,
+                       d->size, weight);
     else if ((nb = cr__dist_plan(d, ctx, OP, params, n, true, true, &bytes)) >= 0)
       cr__dist_stage(d, ctx, OP, d->opts.deterministic);
   }
@@ -108,8 +108,8 @@ cr_status cr_dist_allreduce_grads_weighted(cr_ctx *ctx, cr_dist *d, cr_tensor *c
     } else {
       cr__dist_wait_begin(&d->wd, "%s (MPI_Allreduce of bucket %d of %d, %lld %s)", OP, k + 1, nb,
                           (long long)b->count, cr_dtype_name(b->dtype));
-      int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)b->count, cr__dist_mpi_type(b->dtype),
-                             MPI_SUM, d->comm);
+      int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)b->count, cr__dist_mpi_type(b->dtype), MPI_SUM,
+                             d->comm);
       cr__dist_wait_end(&d->wd);
       st = cr__dist_mpi(d, ctx, OP, "MPI_Allreduce", rc);
     }

@@ -32,9 +32,10 @@ static void *watch(void *arg) {
   while (!w->stop) {
     if (w->since > 0 && cr__dist_now() - w->since > w->timeout) {
       /* stderr is unbuffered: the line is out before the process ends */
-      fprintf(stderr, "cr_dist: rank %d of %d: %s has waited %g s for the other ranks: one "
-              "died, stopped or is not calling it; exiting with status %d\n", w->rank, w->size,
-              w->what, w->timeout, CR_DIST_TIMEOUT_EXIT);
+      fprintf(stderr,
+              "cr_dist: rank %d of %d: %s has waited %g s for the other ranks: one "
+              "died, stopped or is not calling it; exiting with status %d\n",
+              w->rank, w->size, w->what, w->timeout, CR_DIST_TIMEOUT_EXIT);
       _exit(CR_DIST_TIMEOUT_EXIT);
     }
     struct timespec until;

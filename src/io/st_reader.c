@@ -151,7 +151,8 @@ static const char *parse_entry(const cr_st_file *f, const char *name, json_t *v,
                     !cr__mul_ok(numel, (int64_t)es, &nbytes))) {
     char shp[96];
     cr_shape_str(shp, sizeof shp, e->info.ndim, e->info.shape);
-    snprintf(msg, n, "shape of tensor '%s' is too large: %s has more than 2^40 elements", name, shp);
+    snprintf(msg, n, "shape of tensor '%s' is too large: %s has more than 2^40 elements", name,
+             shp);
     return msg;
   }
   e->info.numel = numel;

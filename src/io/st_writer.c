@@ -51,7 +51,6 @@ static bool utf8_valid(const char *s) {
   return true;
 }
 
-
 typedef struct st_blob {
   unsigned char *bytes; /* row-major little-endian values */
   size_t nbytes;
@@ -261,15 +260,13 @@ static int open_tmp(cr_ctx *ctx, const char *path, const char *tmp) {
     if (e == EACCES || e == EAGAIN)
       cr__fail(ctx, CR_ERR_IO, "%s: another process is saving it (%s is locked)", path, tmp);
     else
-      cr__fail(ctx, CR_ERR_IO, "%s: cannot lock the temporary file %s: %s", path, tmp,
-               strerror(e));
+      cr__fail(ctx, CR_ERR_IO, "%s: cannot lock the temporary file %s: %s", path, tmp, strerror(e));
     return -1;
   }
   if (ftruncate(fd, 0) != 0) {
     int e = errno;
     close(fd);
-    cr__fail(ctx, CR_ERR_IO, "%s: cannot empty the temporary file %s: %s", path, tmp,
-             strerror(e));
+    cr__fail(ctx, CR_ERR_IO, "%s: cannot empty the temporary file %s: %s", path, tmp, strerror(e));
     return -1;
   }
   return fd;

@@ -8,8 +8,14 @@
 void cr__gated_param_shape(int G, int i, int64_t I, int64_t H, int *ndim, int64_t *shape) {
   shape[0] = G * H;
   switch (i) {
-  case CR__W_IH: *ndim = 2; shape[1] = I; break;
-  case CR__W_HH: *ndim = 2; shape[1] = H; break;
+  case CR__W_IH:
+    *ndim = 2;
+    shape[1] = I;
+    break;
+  case CR__W_HH:
+    *ndim = 2;
+    shape[1] = H;
+    break;
   default: *ndim = 1; break; /* biases */
   }
 }
@@ -29,8 +35,7 @@ typedef struct {
 /* For cells where both biases simply add (rnn, lstm):
  *   x_all @ W_ih^T + (b_ih + b_hh)   [T,B,G*H]
  * so each step needs only  gates_t = xp_t + h @ W_hh^T  (one addmm). */
-cr_tensor *cr__gated_precompute_both_biases(cr_ctx *ctx, const cr_cell_layer *L,
-                                            cr_tensor *x_all) {
+cr_tensor *cr__gated_precompute_both_biases(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *x_all) {
   const prepared *p = L->scratch;
   return cr_linear(ctx, x_all, L->params[CR__W_IH], p->both_bias);
 }

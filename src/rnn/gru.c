@@ -29,7 +29,11 @@ static cr_status gru_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
   return h2 ? CR_OK : cr_ctx_status(ctx);
 }
 
-const cr_cell_def cr_cell_gru = {
-    .name = "gru", .n_states = 1, .n_params = 4, .param_names = CR__GATED_PARAM_NAMES,
-    .param_shape = shape3, .precompute = cr__gated_precompute, .prepare = cr__gated_prepare,
-    .step = gru_step};
+const cr_cell_def cr_cell_gru = {.name = "gru",
+                                 .n_states = 1,
+                                 .n_params = 4,
+                                 .param_names = CR__GATED_PARAM_NAMES,
+                                 .param_shape = shape3,
+                                 .precompute = cr__gated_precompute,
+                                 .prepare = cr__gated_prepare,
+                                 .step = gru_step};

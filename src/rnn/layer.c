@@ -23,8 +23,8 @@ struct cr_rnn {
   char (*names)[48];
 };
 
-static const cr_cell_def *const builtins[] = {&cr_cell_rnn_tanh, &cr_cell_rnn_relu,
-                                              &cr_cell_lstm, &cr_cell_gru, &cr_cell_lstm_ln};
+static const cr_cell_def *const builtins[] = {&cr_cell_rnn_tanh, &cr_cell_rnn_relu, &cr_cell_lstm,
+                                              &cr_cell_gru, &cr_cell_lstm_ln};
 
 const cr_cell_def *cr_cell_by_name(const char *name) {
   for (size_t i = 0; name && i < sizeof builtins / sizeof builtins[0]; i++)
@@ -42,20 +42,27 @@ static bool config_ok(cr_ctx *ctx, const cr_rnn_config *c, const cr_rnn_variant 
   const cr_cell_def *d = c->cell;
   if (!d->step || !d->param_shape || d->n_states < 1 || d->n_states > CR_CELL_MAX_STATES ||
       d->n_params < 0 || d->n_params > CR_CELL_MAX_PARAMS)
-    return cr__fail(ctx, CR_ERR_ARG, "%s: cell '%s' is incomplete (needs step and "
-                    "param_shape, 1..%d states, 0..%d params)", op, d->name ? d->name : "?",
-                    CR_CELL_MAX_STATES, CR_CELL_MAX_PARAMS), false;
+    return cr__fail(ctx, CR_ERR_ARG,
+                    "%s: cell '%s' is incomplete (needs step and "
+                    "param_shape, 1..%d states, 0..%d params)",
+                    op, d->name ? d->name : "?", CR_CELL_MAX_STATES, CR_CELL_MAX_PARAMS),
+           false;
   if (c->input_size < 1 || c->hidden_size < 1 || c->num_layers < 1 || c->num_layers > 64)
-    return cr__fail(ctx, CR_ERR_ARG, "%s: input_size %lld, hidden_size %lld, num_layers "
-                    "%d: sizes must be >= 1 and layers 1..64", op, (long long)c->input_size,
-                    (long long)c->hidden_size, c->num_layers), false;
+    return cr__fail(ctx, CR_ERR_ARG,
+                    "%s: input_size %lld, hidden_size %lld, num_layers "
+                    "%d: sizes must be >= 1 and layers 1..64",
+                    op, (long long)c->input_size, (long long)c->hidden_size, c->num_layers),
+           false;
   if (v->proj_size < 0 || (v->proj_size > 0 && c->cell != &cr_cell_lstm))
-    return cr__fail(ctx, CR_ERR_ARG, "%s: proj_size %lld with cell '%s': proj_size is an "
-                    "lstm option (0 to turn it off)", op, (long long)v->proj_size,
-                    d->name ? d->name : "?"), false;
+    return cr__fail(ctx, CR_ERR_ARG,
+                    "%s: proj_size %lld with cell '%s': proj_size is an "
+                    "lstm option (0 to turn it off)",
+                    op, (long long)v->proj_size, d->name ? d->name : "?"),
+           false;
   if (v->proj_size >= c->hidden_size)
     return cr__fail(ctx, CR_ERR_ARG, "%s: proj_size %lld must be < hidden_size %lld", op,
-                    (long long)v->proj_size, (long long)c->hidden_size), false;
+                    (long long)v->proj_size, (long long)c->hidden_size),
+           false;
   if (!(c->dropout >= 0 && c->dropout < 1))
     return cr__fail(ctx, CR_ERR_ARG, "%s: dropout %g must be in [0, 1)", op, c->dropout), false;
   if (c->dtype != CR_F32 && c->dtype != CR_F64)
@@ -106,8 +113,7 @@ cr_rnn *cr_rnn_new(cr_ctx *ctx, const cr_rnn_config *cfg, cr_rng *rng) {
   return cr_rnn_new_ex(ctx, cfg, NULL, rng);
 }
 
-cr_rnn *cr_rnn_new_ex(cr_ctx *ctx, const cr_rnn_config *cfg, const cr_rnn_variant *v,
-                      cr_rng *rng) {
+cr_rnn *cr_rnn_new_ex(cr_ctx *ctx, const cr_rnn_config *cfg, const cr_rnn_variant *v, cr_rng *rng) {
   v = v ? v : &no_variant;
   if (!ctx || cr_ctx_status(ctx) != CR_OK || !config_ok(ctx, cfg, v, "rnn_new"))
     return NULL;
@@ -138,7 +144,7 @@ cr_rnn *cr_rnn_new_ex(cr_ctx *ctx, const cr_rnn_config *cfg, const cr_rnn_varian
         param_name(r->names[idx], sizeof r->names[idx], d, i, l, dir);
         cr_tensor *p = cr_tensor_new(ctx, cfg->dtype, nd, shape);
         r->params[idx] = p;
-        cr_status st = !p ? cr_ctx_status(ctx)
+        cr_status st = !p              ? cr_ctx_status(ctx)
                        : d->init_param ? d->init_param(ctx, i, p, cfg->hidden_size, rng)
                                        : cr_fill_uniform(ctx, p, rng, -k, k);
         if (st != CR_OK) {
@@ -192,9 +198,8 @@ static cr_tensor **unbind0(cr_ctx *ctx, cr_tensor *x, int64_t T) {
 }
 
 static cr_status check_inputs(cr_ctx *ctx, const cr_rnn_config *c, const cr_rnn_variant *v,
-                              cr_tensor *const *params, cr_tensor *input,
-                              cr_tensor *const *init, const int64_t *lengths, int64_t T,
-                              int64_t B) {
+                              cr_tensor *const *params, cr_tensor *input, cr_tensor *const *init,
+                              const int64_t *lengths, int64_t T, int64_t B) {
   const cr_cell_def *d = cell_of(c, v);
   const int D = n_dirs(v);
   char name[64];
@@ -213,39 +218,47 @@ static cr_status check_inputs(cr_ctx *ctx, const cr_rnn_config *c, const cr_rnn_
             p->dtype != c->dtype) {
           char want[96];
           cr_shape_str(want, sizeof want, nd, shape);
-          return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "rnn_forward: parameter %s is %s %s, "
-                                  "expected %s %s", name, cr__shp(p), cr_dtype_name(p->dtype),
-                                  want, cr_dtype_name(c->dtype));
+          return cr_ctx_set_error(ctx, CR_ERR_SHAPE,
+                                  "rnn_forward: parameter %s is %s %s, "
+                                  "expected %s %s",
+                                  name, cr__shp(p), cr_dtype_name(p->dtype), want,
+                                  cr_dtype_name(c->dtype));
         }
       }
     }
   if (input->ndim != 3 || input->shape[2] != c->input_size)
-    return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "rnn_forward: input %s: expected [%s, %s, %lld] "
-                            "(%s)", cr__shp(input), c->batch_first ? "B" : "T",
-                            c->batch_first ? "T" : "B", (long long)c->input_size,
+    return cr_ctx_set_error(ctx, CR_ERR_SHAPE,
+                            "rnn_forward: input %s: expected [%s, %s, %lld] "
+                            "(%s)",
+                            cr__shp(input), c->batch_first ? "B" : "T", c->batch_first ? "T" : "B",
+                            (long long)c->input_size,
                             c->batch_first ? "batch_first" : "time first");
   if (input->dtype != c->dtype)
-    return cr_ctx_set_error(ctx, CR_ERR_DTYPE, "rnn_forward: input is %s, the layer's "
-                            "parameters are %s", cr_dtype_name(input->dtype),
-                            cr_dtype_name(c->dtype));
+    return cr_ctx_set_error(ctx, CR_ERR_DTYPE,
+                            "rnn_forward: input is %s, the layer's "
+                            "parameters are %s",
+                            cr_dtype_name(input->dtype), cr_dtype_name(c->dtype));
   const cr_cell_layer L0 = layer_of(c, v, 0, 0);
   for (int s = 0; init && s < d->n_states; s++) {
     const cr_tensor *h = init[s];
     const int64_t w = state_size(&L0, s);
     if (!h)
       continue;
-    if (h->ndim != 3 || h->shape[0] != c->num_layers * D || h->shape[1] != B ||
-        h->shape[2] != w || h->dtype != c->dtype)
-      return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "rnn_forward: initial state %d %s %s: "
-                              "expected [%d,%lld,%lld] %s%s", s, cr__shp(h),
-                              cr_dtype_name(h->dtype), c->num_layers * D, (long long)B,
-                              (long long)w, cr_dtype_name(c->dtype),
+    if (h->ndim != 3 || h->shape[0] != c->num_layers * D || h->shape[1] != B || h->shape[2] != w ||
+        h->dtype != c->dtype)
+      return cr_ctx_set_error(ctx, CR_ERR_SHAPE,
+                              "rnn_forward: initial state %d %s %s: "
+                              "expected [%d,%lld,%lld] %s%s",
+                              s, cr__shp(h), cr_dtype_name(h->dtype), c->num_layers * D,
+                              (long long)B, (long long)w, cr_dtype_name(c->dtype),
                               D == 2 ? " (num_layers * 2 directions first)" : "");
   }
   for (int64_t b = 0; lengths && b < B; b++)
     if (lengths[b] < 1 || lengths[b] > T)
-      return cr_ctx_set_error(ctx, CR_ERR_ARG, "rnn_forward: lengths[%lld] = %lld is outside "
-                              "1..%lld (T)", (long long)b, (long long)lengths[b], (long long)T);
+      return cr_ctx_set_error(ctx, CR_ERR_ARG,
+                              "rnn_forward: lengths[%lld] = %lld is outside "
+                              "1..%lld (T)",
+                              (long long)b, (long long)lengths[b], (long long)T);
   return CR_OK;
 }
 
@@ -265,28 +278,28 @@ cr_status cr_rnn_forward_ex(cr_ctx *ctx, const cr_rnn *r, cr_tensor *input, cr_t
   if (opts && opts->variant &&
       (opts->variant->bidirectional != r->var.bidirectional ||
        opts->variant->proj_size != r->var.proj_size))
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "rnn_forward: opts->variant (bidirectional %d, "
+    return cr_ctx_set_error(ctx, CR_ERR_ARG,
+                            "rnn_forward: opts->variant (bidirectional %d, "
                             "proj_size %lld) is not the rnn's (%d, %lld); it is for "
-                            "cr_rnn_forward_params_ex", opts->variant->bidirectional,
-                            (long long)opts->variant->proj_size, r->var.bidirectional,
-                            (long long)r->var.proj_size);
+                            "cr_rnn_forward_params_ex",
+                            opts->variant->bidirectional, (long long)opts->variant->proj_size,
+                            r->var.bidirectional, (long long)r->var.proj_size);
   cr_rnn_forward_opts o = opts ? *opts : (cr_rnn_forward_opts){0};
   o.variant = &r->var;
-  return cr_rnn_forward_params_ex(ctx, &r->cfg, r->params, input, init, lengths, rng, &o,
-                                  output, final);
+  return cr_rnn_forward_params_ex(ctx, &r->cfg, r->params, input, init, lengths, rng, &o, output,
+                                  final);
 }
 
 cr_status cr_rnn_forward_params(cr_ctx *ctx, const cr_rnn_config *c, cr_tensor *const *params,
-                                cr_tensor *input, cr_tensor *const *init,
-                                const int64_t *lengths, cr_rng *rng, cr_tensor **output,
-                                cr_tensor **final) {
+                                cr_tensor *input, cr_tensor *const *init, const int64_t *lengths,
+                                cr_rng *rng, cr_tensor **output, cr_tensor **final) {
   return cr_rnn_forward_params_ex(ctx, c, params, input, init, lengths, rng, NULL, output, final);
 }
 
 /* The masks m_t [B,1] (1 while t < len_b) and their complements, only for
  * steps where some sequence has ended (NULL elsewhere). */
-static cr_status make_masks(cr_ctx *ctx, cr_dtype dt, const int64_t *lengths, int64_t T,
-                            int64_t B, cr_tensor ***mask, cr_tensor ***keep) {
+static cr_status make_masks(cr_ctx *ctx, cr_dtype dt, const int64_t *lengths, int64_t T, int64_t B,
+                            cr_tensor ***mask, cr_tensor ***keep) {
   *mask = cr__alloc(ctx, (size_t)T * sizeof **mask);
   *keep = cr__alloc(ctx, (size_t)T * sizeof **keep);
   if (!*mask || !*keep)
@@ -313,8 +326,8 @@ static cr_status make_masks(cr_ctx *ctx, cr_dtype dt, const int64_t *lengths, in
 /* One direction of one layer over x [T,B,I_l] (already time-reversed for
  * the reverse direction): *out [T,B,H_out], fin[s] the final states. */
 static cr_status run_direction(cr_ctx *ctx, cr__layer_run *lr, const cr_rnn_forward_opts *opts,
-                               bool checkpointed, int run_index, cr_tensor **state,
-                               cr_tensor **out, cr_tensor **fin) {
+                               bool checkpointed, int run_index, cr_tensor **state, cr_tensor **out,
+                               cr_tensor **fin) {
   const cr_cell_def *d = lr->d;
   const int S = d->n_states;
   cr_status st;
@@ -338,9 +351,8 @@ static cr_status run_direction(cr_ctx *ctx, cr__layer_run *lr, const cr_rnn_forw
 }
 
 cr_status cr_rnn_forward_params_ex(cr_ctx *ctx, const cr_rnn_config *c, cr_tensor *const *params,
-                                   cr_tensor *input, cr_tensor *const *init,
-                                   const int64_t *lengths, cr_rng *rng,
-                                   const cr_rnn_forward_opts *opts, cr_tensor **output,
+                                   cr_tensor *input, cr_tensor *const *init, const int64_t *lengths,
+                                   cr_rng *rng, const cr_rnn_forward_opts *opts, cr_tensor **output,
                                    cr_tensor **final) {
   if (!ctx)
     return CR_ERR_ARG;
@@ -360,29 +372,35 @@ cr_status cr_rnn_forward_params_ex(cr_ctx *ctx, const cr_rnn_config *c, cr_tenso
   if (st != CR_OK)
     return st;
   if (c->dropout > 0 && c->num_layers > 1 && cr_training(ctx) && !rng)
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "rnn_forward: dropout %g between layers needs an "
-                            "rng", c->dropout);
+    return cr_ctx_set_error(ctx, CR_ERR_ARG,
+                            "rnn_forward: dropout %g between layers needs an "
+                            "rng",
+                            c->dropout);
   if (opts && opts->step_states && opts->checkpoint_every)
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "rnn_forward: step_states with checkpointing: "
+    return cr_ctx_set_error(ctx, CR_ERR_ARG,
+                            "rnn_forward: step_states with checkpointing: "
                             "the states inside segments do not outlive the forward");
   if (opts && opts->projection_block < 0)
     return cr_ctx_set_error(ctx, CR_ERR_ARG, "rnn_forward: projection_block %lld: must be >= 0",
                             (long long)opts->projection_block);
   if (opts && opts->checkpoint_every < CR_RNN_CHECKPOINT_AUTO)
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "rnn_forward: checkpoint_every %lld: must be 0 "
+    return cr_ctx_set_error(ctx, CR_ERR_ARG,
+                            "rnn_forward: checkpoint_every %lld: must be 0 "
                             "(full BPTT), a segment length > 0 or CR_RNN_CHECKPOINT_AUTO",
                             (long long)opts->checkpoint_every);
   const cr_cell_extra *ex = opts ? opts->extra : NULL;
   if (ex && (ex->n_tensors < 0 || (ex->n_tensors > 0 && !ex->tensors)))
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "rnn_forward: extra has %d tensors and tensors "
-                            "%s", ex->n_tensors, ex->tensors ? "set" : "NULL");
+    return cr_ctx_set_error(ctx, CR_ERR_ARG,
+                            "rnn_forward: extra has %d tensors and tensors "
+                            "%s",
+                            ex->n_tensors, ex->tensors ? "set" : "NULL");
   for (int j = 0; ex && j < ex->n_tensors; j++)
     if (!cr__check_inputs(ctx, "rnn_forward (extra)", 1, &ex->tensors[j]))
       return cr_ctx_status(ctx) ? cr_ctx_status(ctx) : CR_ERR_ARG;
   /* a copy in the arena: the recomputed segments of backward read it */
   cr_cell_extra *extra = ex ? cr__alloc(ctx, sizeof *extra) : NULL;
-  cr_tensor **extra_t = ex && ex->n_tensors ? cr__alloc(ctx, (size_t)ex->n_tensors * sizeof *extra_t)
-                                            : NULL;
+  cr_tensor **extra_t =
+      ex && ex->n_tensors ? cr__alloc(ctx, (size_t)ex->n_tensors * sizeof *extra_t) : NULL;
   if ((ex && !extra) || (ex && ex->n_tensors && !extra_t))
     return cr_ctx_status(ctx);
   if (ex) {
@@ -411,7 +429,7 @@ cr_status cr_rnn_forward_params_ex(cr_ctx *ctx, const cr_rnn_config *c, cr_tenso
       return cr_ctx_status(ctx);
 
   const bool checkpointed = opts && (opts->checkpoint_every || opts->checkpoint_budget);
-  cr_tensor *x_all = input; /* [T,B,I_l] */
+  cr_tensor *x_all = input;                           /* [T,B,I_l] */
   cr_tensor *zero_state[CR_CELL_MAX_STATES] = {NULL}; /* [B,size] */
   for (int l = 0; l < L; l++) {
     cr_tensor *dir_out[2] = {NULL, NULL};
@@ -423,21 +441,20 @@ cr_status cr_rnn_forward_params_ex(cr_ctx *ctx, const cr_rnn_config *c, cr_tenso
       cr_cell_layer layer = layer_of(c, v, l, dir);
       layer.params = params + ld * d->n_params;
       layer.extra = extra;
-      *lr = (cr__layer_run){.d = d,
-                            .layer = layer,
-                            .x = dir ? cr__time_reverse(ctx, rev, x_all) : x_all,
-                            .T = T,
-                            .B = B,
-                            .out_size = layer.output_size,
-                            .P = opts && opts->projection_block > 0 ? opts->projection_block
-                                                                    : cr__projection_block(B),
-                            .mask = mask,
-                            .keep = keep,
-                            .step_states = opts && opts->step_states
-                                               ? opts->step_states + (int64_t)ld * S * T
-                                               : NULL,
-                            .retain = opts && opts->retain_step_grads,
-                            .keep_all = opts && opts->keep_activations};
+      *lr = (cr__layer_run){
+          .d = d,
+          .layer = layer,
+          .x = dir ? cr__time_reverse(ctx, rev, x_all) : x_all,
+          .T = T,
+          .B = B,
+          .out_size = layer.output_size,
+          .P =
+              opts && opts->projection_block > 0 ? opts->projection_block : cr__projection_block(B),
+          .mask = mask,
+          .keep = keep,
+          .step_states = opts && opts->step_states ? opts->step_states + (int64_t)ld * S * T : NULL,
+          .retain = opts && opts->retain_step_grads,
+          .keep_all = opts && opts->keep_activations};
       if (!lr->x)
         return cr_ctx_status(ctx);
       cr_tensor *state[CR_CELL_MAX_STATES];

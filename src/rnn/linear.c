@@ -9,8 +9,10 @@ cr_tensor *cr_linear(cr_ctx *ctx, cr_tensor *x, cr_tensor *W, cr_tensor *b) {
   if (!x || !W)
     return NULL;
   if (W->ndim != 2 || x->shape[x->ndim - 1] != W->shape[1])
-    return cr__fail(ctx, CR_ERR_SHAPE, "linear: x %s, W %s: W must be [out, in] with in = "
-                    "x's last dim", cr__shp(x), cr__shp(W));
+    return cr__fail(ctx, CR_ERR_SHAPE,
+                    "linear: x %s, W %s: W must be [out, in] with in = "
+                    "x's last dim",
+                    cr__shp(x), cr__shp(W));
   cr_tensor *Wt = cr_transpose(ctx, W, 0, 1); /* [in, out], a view */
   /* fold the leading dims into rows: [..., in] -> [N, in] */
   cr_tensor *x2 = x->ndim == 2 ? x : cr_reshape(ctx, x, CR_SHAPE(-1, x->shape[x->ndim - 1]));

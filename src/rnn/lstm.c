@@ -54,14 +54,24 @@ static cr_status lstm_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
   return h2 ? CR_OK : cr_ctx_status(ctx);
 }
 
-const cr_cell_def cr_cell_lstm = {
-    .name = "lstm", .n_states = 2, .state_names = {"h", "c"}, .n_params = 4, .param_names = CR__GATED_PARAM_NAMES,
-    .param_shape = shape4, .precompute = cr__gated_precompute_both_biases, .prepare = cr__gated_prepare,
-    .step = lstm_step};
+const cr_cell_def cr_cell_lstm = {.name = "lstm",
+                                  .n_states = 2,
+                                  .state_names = {"h", "c"},
+                                  .n_params = 4,
+                                  .param_names = CR__GATED_PARAM_NAMES,
+                                  .param_shape = shape4,
+                                  .precompute = cr__gated_precompute_both_biases,
+                                  .prepare = cr__gated_prepare,
+                                  .step = lstm_step};
 
 /* the same cell with weight_hr (shapes from cr__lstm_proj_shape) */
 const cr_cell_def cr__cell_lstm_proj = {
-    .name = "lstm", .n_states = 2, .state_names = {"h", "c"}, .n_params = 5,
+    .name = "lstm",
+    .n_states = 2,
+    .state_names = {"h", "c"},
+    .n_params = 5,
     .param_names = {"weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"},
-    .param_shape = shape4, .precompute = cr__gated_precompute_both_biases, .prepare = cr__gated_prepare,
+    .param_shape = shape4,
+    .precompute = cr__gated_precompute_both_biases,
+    .prepare = cr__gated_prepare,
     .step = lstm_step};

@@ -75,12 +75,13 @@ cr_status cr__checkpoint_schedule(cr_ctx *ctx, const cr__layer_run *lr,
       fit = k;
   }
   if (!fit)
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "rnn_forward: checkpoint budget %.1f MiB is too "
+    return cr_ctx_set_error(ctx, CR_ERR_ARG,
+                            "rnn_forward: checkpoint budget %.1f MiB is too "
                             "small for layer %d%s (T=%lld, B=%lld, H=%lld): it needs at least "
-                            "%.1f MiB", budget / 1048576.0, lr->layer.layer,
-                            lr->layer.direction ? " (reverse)" : "", (long long)T,
-                            (long long)lr->B, (long long)lr->layer.hidden_size,
-                            least / 1048576.0);
+                            "%.1f MiB",
+                            budget / 1048576.0, lr->layer.layer,
+                            lr->layer.direction ? " (reverse)" : "", (long long)T, (long long)lr->B,
+                            (long long)lr->layer.hidden_size, least / 1048576.0);
   *K = fit > T ? T : fit;
   return CR_OK;
 }

@@ -26,12 +26,20 @@ static cr_status step_relu(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
   return step(ctx, L, xp, state, new_state, out, true);
 }
 
-const cr_cell_def cr_cell_rnn_tanh = {
-    .name = "rnn_tanh", .n_states = 1, .n_params = 4, .param_names = CR__GATED_PARAM_NAMES,
-    .param_shape = shape1, .precompute = cr__gated_precompute_both_biases, .prepare = cr__gated_prepare,
-    .step = step_tanh};
+const cr_cell_def cr_cell_rnn_tanh = {.name = "rnn_tanh",
+                                      .n_states = 1,
+                                      .n_params = 4,
+                                      .param_names = CR__GATED_PARAM_NAMES,
+                                      .param_shape = shape1,
+                                      .precompute = cr__gated_precompute_both_biases,
+                                      .prepare = cr__gated_prepare,
+                                      .step = step_tanh};
 
-const cr_cell_def cr_cell_rnn_relu = {
-    .name = "rnn_relu", .n_states = 1, .n_params = 4, .param_names = CR__GATED_PARAM_NAMES,
-    .param_shape = shape1, .precompute = cr__gated_precompute_both_biases, .prepare = cr__gated_prepare,
-    .step = step_relu};
+const cr_cell_def cr_cell_rnn_relu = {.name = "rnn_relu",
+                                      .n_states = 1,
+                                      .n_params = 4,
+                                      .param_names = CR__GATED_PARAM_NAMES,
+                                      .param_shape = shape1,
+                                      .precompute = cr__gated_precompute_both_biases,
+                                      .prepare = cr__gated_prepare,
+                                      .step = step_relu};

@@ -52,7 +52,7 @@ static cr_tensor **unbind0(cr_ctx *ctx, cr_tensor *x, int64_t n) {
 
 /* One step: the cell, its results checked, padding masked, state named. */
 static cr_status step_ops(cr_ctx *ctx, const cr__layer_run *lr, int64_t t, cr_tensor *x_t,
-                      cr_tensor **state, cr_tensor **out_t) {
+                          cr_tensor **state, cr_tensor **out_t) {
   const cr_cell_def *d = lr->d;
   const int S = d->n_states;
   const int64_t B = lr->B;
@@ -66,13 +66,17 @@ static cr_status step_ops(cr_ctx *ctx, const cr__layer_run *lr, int64_t t, cr_te
   for (int s = 0; s < S; s++)
     if (!next[s] || next[s]->ndim != 2 || next[s]->shape[0] != B ||
         next[s]->shape[1] != lr->st_size[s])
-      return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "rnn_forward: cell '%s' step %lld returned "
-                              "state %d %s, expected [%lld,%lld]", d->name, (long long)t, s,
-                              cr__shp(next[s]), (long long)B, (long long)lr->st_size[s]);
+      return cr_ctx_set_error(ctx, CR_ERR_SHAPE,
+                              "rnn_forward: cell '%s' step %lld returned "
+                              "state %d %s, expected [%lld,%lld]",
+                              d->name, (long long)t, s, cr__shp(next[s]), (long long)B,
+                              (long long)lr->st_size[s]);
   if (!out || out->ndim != 2 || out->shape[0] != B || out->shape[1] != lr->out_size)
-    return cr_ctx_set_error(ctx, CR_ERR_SHAPE, "rnn_forward: cell '%s' step %lld returned "
-                            "output %s, expected [%lld,%lld]", d->name, (long long)t,
-                            cr__shp(out), (long long)B, (long long)lr->out_size);
+    return cr_ctx_set_error(ctx, CR_ERR_SHAPE,
+                            "rnn_forward: cell '%s' step %lld returned "
+                            "output %s, expected [%lld,%lld]",
+                            d->name, (long long)t, cr__shp(out), (long long)B,
+                            (long long)lr->out_size);
   if (lr->mask && lr->mask[t]) {
     /* finished sequences keep their state; their outputs are 0 */
     for (int s = 0; s < S; s++)
@@ -170,12 +174,13 @@ static cr_status run_segment(cr_ctx *ctx, void *closure, int s, cr_tensor *const
 }
 
 cr_status cr__unroll_checkpointed(cr_ctx *ctx, const cr__layer_run *lr, int64_t K,
-                                  cr_tensor *const *init, cr_tensor **outputs,
-                                  cr_tensor **final) {
+                                  cr_tensor *const *init, cr_tensor **outputs, cr_tensor **final) {
   const int S = lr->d->n_states;
   if (K < 1 || K > CR__CHECKPOINT_MAX_OUT)
-    return cr_ctx_set_error(ctx, CR_ERR_ARG, "rnn_forward: checkpoint segments of %lld steps: "
-                            "need 1..%d", (long long)K, CR__CHECKPOINT_MAX_OUT);
+    return cr_ctx_set_error(ctx, CR_ERR_ARG,
+                            "rnn_forward: checkpoint segments of %lld steps: "
+                            "need 1..%d",
+                            (long long)K, CR__CHECKPOINT_MAX_OUT);
   segments *sg = cr__alloc(ctx, sizeof *sg); /* lives until backward */
   cr_tensor **outs = cr__alloc(ctx, (size_t)lr->T * sizeof *outs);
   if (!sg || !outs)
@@ -184,8 +189,9 @@ cr_status cr__unroll_checkpointed(cr_ctx *ctx, const cr__layer_run *lr, int64_t 
   const cr_cell_extra *ex = lr->layer.extra;
   /* the stack of the layer's final states is made after its outputs':
    * their gradients reach the last state final first */
-  const cr__chain_spec spec = {(int)((lr->T + K - 1) / K), S, init, lr->T, true,
-                               ex && ex->tensors ? ex->n_tensors : 0, ex ? ex->tensors : NULL};
+  const cr__chain_spec spec = {
+      (int)((lr->T + K - 1) / K), S, init, lr->T, true, ex && ex->tensors ? ex->n_tensors : 0,
+      ex ? ex->tensors : NULL};
   /* Y: the T outputs [B, out_size] then the final states, flattened */
   cr_tensor *Y = cr__checkpoint_chain_ex(ctx, run_segment, sg, &spec);
   if (!Y)

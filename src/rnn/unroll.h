@@ -9,17 +9,17 @@
 /* What running one layer needs (kept until backward: segments run again). */
 typedef struct cr__layer_run {
   const cr_cell_def *d;
-  cr_cell_layer layer;     /* sizes, parameters, prepare's scratch */
-  cr_tensor *x;            /* the layer's input [T, B, I] (time reversed for direction 1) */
+  cr_cell_layer layer; /* sizes, parameters, prepare's scratch */
+  cr_tensor *x;        /* the layer's input [T, B, I] (time reversed for direction 1) */
   int64_t T, B;
-  int64_t out_size;        /* an output's width [B, out_size] */
+  int64_t out_size;                    /* an output's width [B, out_size] */
   int64_t st_size[CR_CELL_MAX_STATES]; /* state s is [B, st_size[s]] */
-  int64_t P;               /* steps per input-projection block */
-  cr_tensor *const *mask;  /* [T] per-step masks of finished sequences, or NULL */
-  cr_tensor *const *keep;  /* [T] their complements */
-  cr_tensor **step_states; /* n_states * T slots for this layer's states, or NULL */
-  bool retain;             /* retain the states' gradients */
-  bool keep_all;           /* keep every value (no release after blocks) */
+  int64_t P;                           /* steps per input-projection block */
+  cr_tensor *const *mask;              /* [T] per-step masks of finished sequences, or NULL */
+  cr_tensor *const *keep;              /* [T] their complements */
+  cr_tensor **step_states;             /* n_states * T slots for this layer's states, or NULL */
+  bool retain;                         /* retain the states' gradients */
+  bool keep_all;                       /* keep every value (no release after blocks) */
 } cr__layer_run;
 
 /* Steps per input-projection block for batch B. */
@@ -39,8 +39,7 @@ cr_status cr__unroll_checkpointed(cr_ctx *ctx, const cr__layer_run *lr, int64_t 
  * reversed within its length (lengths NULL: all T); applied to [T, B, F]
  * inputs and, being its own inverse, to the outputs. */
 typedef struct cr__time_reversal cr__time_reversal;
-cr__time_reversal *cr__time_reversal_new(cr_ctx *ctx, int64_t T, int64_t B,
-                                         const int64_t *lengths);
+cr__time_reversal *cr__time_reversal_new(cr_ctx *ctx, int64_t T, int64_t B, const int64_t *lengths);
 cr_tensor *cr__time_reverse(cr_ctx *ctx, const cr__time_reversal *r, cr_tensor *x);
 
 /* The segment length for opts (schedule.c): every K rounded to blocks,

@@ -10,8 +10,8 @@
  * (cr_ctx_stats.arena_bytes_peak).  "activations" is that peak less the
  * layer's output and the output's gradient (2 T B H floats: the layer's
  * interface, the same in every row); "saved" compares activations with
- * full BPTT's at the same T, "overhead" the time per step (the best of N steps).  The gradients of every row are the
- * same bits as full BPTT's (tests/test_rnn.c checks that).
+ * full BPTT's at the same T, "overhead" the time per step (the best of N steps).  The gradients of
+ * every row are the same bits as full BPTT's (tests/test_rnn.c checks that).
  *
  *   bench-bptt-memory [--quick] [--steps N] */
 #include <stdio.h>
@@ -67,8 +67,8 @@ static result run(const cr_cell_def *cell, int64_t T, int64_t every, size_t budg
   double *t = calloc((size_t)steps, sizeof *t);
   size_t peak = 0;
   for (int s = -1; s < steps; s++) { /* one warm-up step */
-    cr_rnn_forward_opts o = {.checkpoint_every = every, .checkpoint_budget = budget,
-                             .checkpoint_chosen = &r.K};
+    cr_rnn_forward_opts o = {
+        .checkpoint_every = every, .checkpoint_budget = budget, .checkpoint_chosen = &r.K};
     cr_tensor *out;
     cr_ctx_clear_peak(ctx);
     double t0 = now();
@@ -213,14 +213,15 @@ int main(int argc, char **argv) {
   }
   char rt[256];
   printf("memory-efficient BPTT: one layer, hidden 128, batch 16, input 128, f32, 1 thread; "
-         "best of %d steps (forward + backward; %s time)\nruntime: %s\n\n", steps,
+         "best of %d steps (forward + backward; %s time)\nruntime: %s\n\n",
+         steps,
          getenv("CR_BENCH_CLOCK") && !strcmp(getenv("CR_BENCH_CLOCK"), "cpu") ? "CPU" : "wall",
          cr_runtime_describe(rt, sizeof rt));
   printf("full BPTT's footprint per step, T=200 (in units of B x H floats = 8 KiB): values the "
          "forward keeps, the least the VJPs read, their ratio, and all arena bytes (with "
          "headers, nodes, indices)\n");
-  printf("%-9s %-19s %12s %12s %9s %14s\n", "cell", "forward", "kept/step", "needed/step",
-         "ratio", "arena/step");
+  printf("%-9s %-19s %12s %12s %9s %14s\n", "cell", "forward", "kept/step", "needed/step", "ratio",
+         "arena/step");
   const cr_cell_def *all[4] = {&cr_cell_rnn_tanh, &cr_cell_lstm, &cr_cell_gru, &cr_cell_rnn_relu};
   for (int c = 0; c < 4; c++)
     footprint(all[c], 200);
@@ -260,8 +261,8 @@ int main(int argc, char **argv) {
           snprintf(over, sizeof over, "%+.1f%%", 100.0 * (r.ms / full.ms - 1));
         }
         printf("%-5s %5lld  %-16s %6lld %10.1f %12.1f %9s %9.1f %9.1f %9s\n", cells[c]->name,
-               (long long)T, rows[k].name, (long long)r.K, r.arena_mib, r.act_mib, saved,
-               r.rss_mib, r.ms, over);
+               (long long)T, rows[k].name, (long long)r.K, r.arena_mib, r.act_mib, saved, r.rss_mib,
+               r.ms, over);
       }
     }
   return 0;

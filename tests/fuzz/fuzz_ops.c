@@ -23,12 +23,12 @@
 
 #include "chainrule.h"
 
-#define CHECK(c)                                                                        \
-  do {                                                                                  \
-    if (!(c)) {                                                                         \
-      fprintf(stderr, "fuzz_ops: %s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-      abort();                                                                          \
-    }                                                                                   \
+#define CHECK(c)                                                                                   \
+  do {                                                                                             \
+    if (!(c)) {                                                                                    \
+      fprintf(stderr, "fuzz_ops: %s:%d: check failed: %s\n", __FILE__, __LINE__, #c);              \
+      abort();                                                                                     \
+    }                                                                                              \
   } while (0)
 
 enum { POOL = 16, SMALL = 4096, MAX_OPS = 48 };
@@ -43,9 +43,18 @@ static unsigned byte(reader *r) { return r->at < r->n ? r->p[r->at++] : 0; }
 
 /* a size or index: mostly small, sometimes absurd */
 static int64_t integer(reader *r) {
-  static const int64_t odd[] = {0, -1, -2, INT64_MAX, INT64_MIN, (int64_t)1 << 62,
-                                ((int64_t)1 << 62) + 1, (int64_t)1 << 40, (int64_t)1 << 31,
-                                -((int64_t)1 << 62), 1000000007, 65536};
+  static const int64_t odd[] = {0,
+                                -1,
+                                -2,
+                                INT64_MAX,
+                                INT64_MIN,
+                                (int64_t)1 << 62,
+                                ((int64_t)1 << 62) + 1,
+                                (int64_t)1 << 40,
+                                (int64_t)1 << 31,
+                                -((int64_t)1 << 62),
+                                1000000007,
+                                65536};
   unsigned b = byte(r);
   if (b < 224)
     return (int64_t)(b % 7) - 1; /* -1 .. 5 */
@@ -57,12 +66,9 @@ static int axis(reader *r) { return (int)(byte(r) % 9) - 4; /* -4 .. 4 */ }
 static double value(reader *r) {
   unsigned b = byte(r);
   switch (b >> 5) {
-  case 0:
-    return b == 0 ? NAN : b == 1 ? INFINITY : b == 2 ? -INFINITY : b == 3 ? 1e-310 : 0.0;
-  case 1:
-    return 1e30 * ((int)(b & 31) - 16);
-  default:
-    return ((int)b - 160) / 16.0;
+  case 0: return b == 0 ? NAN : b == 1 ? INFINITY : b == 2 ? -INFINITY : b == 3 ? 1e-310 : 0.0;
+  case 1: return 1e30 * ((int)(b & 31) - 16);
+  default: return ((int)b - 160) / 16.0;
   }
 }
 
@@ -263,8 +269,9 @@ static cr_tensor *other_op(prog *g, reader *r, cr_tensor *a, cr_tensor *b) {
   cr_ctx *c = g->ctx;
   switch (byte(r) % 6) {
   case 0: return cr_addmm(c, pick(g, r), a, b);
-  case 1: return cr_layer_norm(c, a, (int)(byte(r) % 4), byte(r) & 1 ? b : NULL,
-                               byte(r) & 1 ? pick(g, r) : NULL, value(r));
+  case 1:
+    return cr_layer_norm(c, a, (int)(byte(r) % 4), byte(r) & 1 ? b : NULL,
+                         byte(r) & 1 ? pick(g, r) : NULL, value(r));
   case 2: return cr_scatter_add(c, a, axis(r), b, pick(g, r));
   case 3: {
     int64_t idx[4] = {integer(r), integer(r), integer(r), integer(r)};
@@ -351,9 +358,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       settle(&g, NULL);
       break;
     }
-    cr_status st = byte(&r) & 1 ? cr_backward(g.ctx, L)
-                                : cr_backward_ex(g.ctx, L, NULL,
-                                                 &(cr_backward_opts){.create_graph = true});
+    cr_status st = byte(&r) & 1
+                       ? cr_backward(g.ctx, L)
+                       : cr_backward_ex(g.ctx, L, NULL, &(cr_backward_opts){.create_graph = true});
     if (st != CR_OK) {
       CHECK(cr_ctx_error(g.ctx)[0] != '\0');
       cr_ctx_clear_error(g.ctx);

@@ -13,12 +13,12 @@
 #include "chainrule/rnn.h"
 
 #define NAME "fuzz.safetensors"
-#define CHECK(c)                                                                            \
-  do {                                                                                      \
-    if (!(c)) {                                                                             \
-      fprintf(stderr, "fuzz_rnn_load: %s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-      abort();                                                                              \
-    }                                                                                       \
+#define CHECK(c)                                                                                   \
+  do {                                                                                             \
+    if (!(c)) {                                                                                    \
+      fprintf(stderr, "fuzz_rnn_load: %s:%d: check failed: %s\n", __FILE__, __LINE__, #c);         \
+      abort();                                                                                     \
+    }                                                                                              \
   } while (0)
 
 /* One context for all inputs (making one per input costs more than the
@@ -35,8 +35,8 @@ static cr_ctx *fresh_ctx(void) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1)
     return 0;
-  static const cr_cell_def *const cells[4] = {&cr_cell_rnn_tanh, &cr_cell_rnn_relu,
-                                              &cr_cell_lstm, &cr_cell_gru};
+  static const cr_cell_def *const cells[4] = {&cr_cell_rnn_tanh, &cr_cell_rnn_relu, &cr_cell_lstm,
+                                              &cr_cell_gru};
   /* byte 0: bits 0-1 cell, bit 2 two layers, bit 3 f64, bit 4 prefix "" */
   const unsigned sel = data[0];
   cr_rnn_config cfg = {cells[sel & 3], 3, 4, sel & 4 ? 2 : 1, 0, false, sel & 8 ? CR_F64 : CR_F32};

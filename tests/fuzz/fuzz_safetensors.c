@@ -15,12 +15,12 @@
 #include "chainrule/io.h"
 
 #define NAME "fuzz.safetensors"
-#define CHECK(c)                                                                               \
-  do {                                                                                         \
-    if (!(c)) {                                                                                \
-      fprintf(stderr, "fuzz_safetensors: %s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-      abort();                                                                                 \
-    }                                                                                          \
+#define CHECK(c)                                                                                   \
+  do {                                                                                             \
+    if (!(c)) {                                                                                    \
+      fprintf(stderr, "fuzz_safetensors: %s:%d: check failed: %s\n", __FILE__, __LINE__, #c);      \
+      abort();                                                                                     \
+    }                                                                                              \
   } while (0)
 
 /* One tensor: every accessor that takes a name. */
