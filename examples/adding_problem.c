@@ -149,7 +149,8 @@ static bool parse_lengths(const char *v, int64_t *lengths, int *n_len) {
   return true;
 }
 
-#define USAGE "usage: adding-problem [--steps N] [--lengths 10,50,100] [--hidden H] [--lr LR] [--seed S]\n"
+#define USAGE                                                                                      \
+  "usage: adding-problem [--steps N] [--lengths 10,50,100] [--hidden H] [--lr LR] [--seed S]\n"
 
 int main(int argc, char **argv) {
   long steps = 3000, H = 32, seed = 1;
@@ -177,9 +178,9 @@ int main(int argc, char **argv) {
     }
     if (!ok) {
       fprintf(stderr, "adding-problem: %s %s: expected %s\n", a, v ? v : "(missing)",
-              !strcmp(a, "--lengths") ? "up to 8 numbers in 1..10000 like 5,20,50"
-              : !strcmp(a, "--lr")    ? "a number in (0, 10]"
-              : !strcmp(a, "--steps") ? "an integer in [1, 100000000]"
+              !strcmp(a, "--lengths")  ? "up to 8 numbers in 1..10000 like 5,20,50"
+              : !strcmp(a, "--lr")     ? "a number in (0, 10]"
+              : !strcmp(a, "--steps")  ? "an integer in [1, 100000000]"
               : !strcmp(a, "--hidden") ? "an integer in [1, 4096]"
                                        : "an integer in [0, 2147483647]");
       return 1;

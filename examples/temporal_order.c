@@ -56,7 +56,8 @@ static void draw(cr_rng *rng, const options *o, int64_t B, int64_t *ids, int64_t
                  int64_t *classes) {
   const int64_t T = o->max_len;
   for (int64_t b = 0; b < B; b++) {
-    const int64_t len = o->min_len + (int64_t)cr_rng_below(rng, (uint64_t)(o->max_len - o->min_len + 1));
+    const int64_t len =
+        o->min_len + (int64_t)cr_rng_below(rng, (uint64_t)(o->max_len - o->min_len + 1));
     int64_t *s = ids + b * T;
     for (int64_t t = 0; t < T; t++)
       s[t] = t < len ? N_MARKERS + (int64_t)cr_rng_below(rng, N_DISTRACT) : N_MARKERS;
@@ -142,13 +143,19 @@ static bool parse_long(const char *v, long lo, long hi, long *out) {
 }
 
 #define USAGE                                                                                      \
-  "usage: temporal-order [--steps N] [--hidden H] [--cell lstm|gru|rnn_tanh] [--min-len N]\n"     \
+  "usage: temporal-order [--steps N] [--hidden H] [--cell lstm|gru|rnn_tanh] [--min-len N]\n"      \
   "                      [--max-len N] [--lr X] [--seed N] [--test N]\n"
 
 /* 0 ok, 1 error (printed), 2 --help */
 static int parse_args(int argc, char **argv, options *o) {
-  *o = (options){.steps = 1500, .hidden = 32, .min_len = 50, .max_len = 100, .seed = 1,
-                 .test = 2000, .lr = 1e-2, .cell = &cr_cell_lstm};
+  *o = (options){.steps = 1500,
+                 .hidden = 32,
+                 .min_len = 50,
+                 .max_len = 100,
+                 .seed = 1,
+                 .test = 2000,
+                 .lr = 1e-2,
+                 .cell = &cr_cell_lstm};
   for (int i = 1; i < argc; i += 2) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     const char *want = NULL;
@@ -229,18 +236,20 @@ int main(int argc, char **argv) {
     goto done;
   }
   printf("task: the order of markers A, B, C among distractors a-d, %ld..%ld symbols, %d classes "
-         "(chance %.1f%%); e.g.\n", o.min_len, o.max_len, N_CLASSES, 100.0 / N_CLASSES);
+         "(chance %.1f%%); e.g.\n",
+         o.min_len, o.max_len, N_CLASSES, 100.0 / N_CLASSES);
   draw(rng, &o, 3, ids, lens, classes);
   for (int b = 0; b < 3; b++) {
     printf("  ");
     for (int64_t t = 0; t < lens[b]; t++)
       putchar(symbol_chars[ids[b * T + t]]);
-    printf("  -> %c%c%c\n", symbol_chars[orders[classes[b]][0]], symbol_chars[orders[classes[b]][1]],
-           symbol_chars[orders[classes[b]][2]]);
+    printf("  -> %c%c%c\n", symbol_chars[orders[classes[b]][0]],
+           symbol_chars[orders[classes[b]][1]], symbol_chars[orders[classes[b]][2]]);
   }
   printf("models: embedding %d -> %s %ld -> linear %d (%lld parameters); bag of inputs: mean "
-         "embedding -> MLP %ld (%lld)\n", EMBED, o.cell->name, H, N_CLASSES,
-         (long long)cr_module_num_params(r.m), H, (long long)cr_module_num_params(g.m));
+         "embedding -> MLP %ld (%lld)\n",
+         EMBED, o.cell->name, H, N_CLASSES, (long long)cr_module_num_params(r.m), H,
+         (long long)cr_module_num_params(g.m));
   printf("training both on the same %ld batches of %d, Adam lr %g, clip 1\n", o.steps, BATCH, o.lr);
   int n_r, n_g;
   cr_tensor *const *p_r = cr_module_parameters(r.m, &n_r);

@@ -36,7 +36,7 @@ typedef struct fc_series {
   int64_t n, n_train; /* x[0..n_train) train, the rest the held-out tail */
   double *x;          /* in original units */
   int *year;
-  double mean, std;   /* of the training part */
+  double mean, std; /* of the training part */
 } fc_series;
 
 /* x -> z = (x - mean) / std, and back */

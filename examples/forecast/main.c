@@ -19,8 +19,8 @@
 #include "forecast.h"
 
 #define USAGE                                                                                      \
-  "usage: forecast [--steps N] [--hidden N] [--window N] [--horizon N] [--test N] [--lr X]\n"     \
-  "                [--ensemble N] [--augment A] [--seed N] [--threads N] [--data FILE]\n"         \
+  "usage: forecast [--steps N] [--hidden N] [--window N] [--horizon N] [--test N] [--lr X]\n"      \
+  "                [--ensemble N] [--augment A] [--seed N] [--threads N] [--data FILE]\n"          \
   "                [--csv FILE] [--plot FILE.png|.svg]\n"
 
 static bool parse_long(const char *v, long lo, long hi, long *out) {
@@ -40,8 +40,16 @@ static bool ends_with(const char *s, const char *suffix) {
 
 /* 0 ok, 1 error (printed), 2 --help */
 static int parse_args(int argc, char **argv, fc_opts *o) {
-  *o = (fc_opts){.data = FORECAST_DEFAULT_DATA, .steps = 300, .hidden = 32, .window = 32,
-                 .horizon = FC_PERIOD, .test = 40, .seed = 1, .threads = 1, .ensemble = 5, .lr = 3e-3,
+  *o = (fc_opts){.data = FORECAST_DEFAULT_DATA,
+                 .steps = 300,
+                 .hidden = 32,
+                 .window = 32,
+                 .horizon = FC_PERIOD,
+                 .test = 40,
+                 .seed = 1,
+                 .threads = 1,
+                 .ensemble = 5,
+                 .lr = 3e-3,
                  .augment = 0.7};
   struct {
     const char *flag;
@@ -49,8 +57,7 @@ static int parse_args(int argc, char **argv, fc_opts *o) {
   } longs[] = {{"--steps", &o->steps, 1, 100000000}, {"--hidden", &o->hidden, 1, 4096},
                {"--window", &o->window, 2, 10000},   {"--horizon", &o->horizon, 1, 100},
                {"--test", &o->test, 1, 100000},      {"--seed", &o->seed, 0, 0x7fffffffL},
-               {"--threads", &o->threads, 1, 256},
-               {"--ensemble", &o->ensemble, 1, 1000}};
+               {"--threads", &o->threads, 1, 256},   {"--ensemble", &o->ensemble, 1, 1000}};
   for (int i = 1; i < argc; i += 2) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     char want[64] = "";
@@ -126,8 +133,8 @@ int main(int argc, char **argv) {
   double *f_one = f + 3 * n_orig * K; /* one member's forecasts */
   char info[256];
   printf("chainrule forecast: %s\n", cr_runtime_describe(info, sizeof info));
-  printf("data %s: %lld years %d-%d; train %d-%d (mean %.1f, std %.1f), held out %d-%d\n",
-         o.data, (long long)s.n, s.year[0], s.year[s.n - 1], s.year[0], s.year[t0], s.mean, s.std,
+  printf("data %s: %lld years %d-%d; train %d-%d (mean %.1f, std %.1f), held out %d-%d\n", o.data,
+         (long long)s.n, s.year[0], s.year[s.n - 1], s.year[0], s.year[t0], s.mean, s.std,
          s.year[s.n_train], s.year[s.n - 1]);
   /* the forecast is the mean of --ensemble LSTMs, each drawn and trained
    * with the generator's next numbers */
@@ -145,7 +152,8 @@ int main(int argc, char **argv) {
       goto done;
     fc_err one = fc_errors(&s, t0, n_orig, K, 1, f_one);
     printf("  member %ld: %lld parameters, training mse %.4f (normalised), held-out one-step "
-           "mse %.1f\n", e + 1, (long long)cr_module_num_params(m.m), loss, one.mse);
+           "mse %.1f\n",
+           e + 1, (long long)cr_module_num_params(m.m), loss, one.mse);
     for (int64_t i = 0; i < n_orig * K; i++)
       f_lstm[i] += f_one[i] / (double)o.ensemble;
     cr_module_free(m.m);

@@ -24,12 +24,12 @@
 #include "forecast.h"
 
 bool fc_model_new(cr_ctx *ctx, cr_rng *rng, const fc_opts *o, fc_model *m) {
-  *m = (fc_model){.m = cr_module_new(ctx, "Forecaster"), .window = o->window,
-                  .horizon = o->horizon};
+  *m =
+      (fc_model){.m = cr_module_new(ctx, "Forecaster"), .window = o->window, .horizon = o->horizon};
   cr_rnn_config lstm = {&cr_cell_lstm, 1, o->hidden, 1, 0, true, CR_F32};
   m->rnn = cr_module_add(ctx, m->m, "rnn", cr_nn_rnn(ctx, &lstm, NULL, rng));
-  m->head = cr_module_add(ctx, m->m, "head",
-                          cr_nn_linear(ctx, o->hidden, o->horizon, true, CR_F32, rng));
+  m->head =
+      cr_module_add(ctx, m->m, "head", cr_nn_linear(ctx, o->hidden, o->horizon, true, CR_F32, rng));
   if (!m->head)
     fprintf(stderr, "forecast: %s\n", cr_ctx_error(ctx));
   return m->head != NULL;
@@ -46,8 +46,10 @@ bool fc_train(cr_ctx *ctx, fc_model *m, const fc_series *s, const fc_opts *o, cr
   const int64_t W = m->window, K = m->horizon, P0 = W / 4;
   const int64_t n_starts = s->n_train - W - K + 1; /* windows that fit in the training part */
   if (n_starts < 1) {
-    fprintf(stderr, "forecast: --window %lld + --horizon %lld do not fit in the %lld training "
-                    "values\n", (long long)W, (long long)K, (long long)s->n_train);
+    fprintf(stderr,
+            "forecast: --window %lld + --horizon %lld do not fit in the %lld training "
+            "values\n",
+            (long long)W, (long long)K, (long long)s->n_train);
     return false;
   }
   float *x = malloc((size_t)(B * W) * sizeof *x);
@@ -76,8 +78,8 @@ bool fc_train(cr_ctx *ctx, fc_model *m, const fc_series *s, const fc_opts *o, cr
           y[(b * (W - P0) + p - P0) * K + k] = (float)fc_norm(s, amp * s->x[st + p + 1 + k]);
     }
     cr_tensor *out = forward(ctx, m, cr_from_f32(ctx, CR_SHAPE(B, W, 1), x));
-    cr_tensor *loss = cr_mse(ctx, cr_slice(ctx, out, 1, P0, W, 1),
-                             cr_from_f32(ctx, CR_SHAPE(B, W - P0, K), y));
+    cr_tensor *loss =
+        cr_mse(ctx, cr_slice(ctx, out, 1, P0, W, 1), cr_from_f32(ctx, CR_SHAPE(B, W - P0, K), y));
     cr_module_zero_grad(m->m);
     cr_sched_apply(&cosine, opt, step - 1);
     ok = loss && cr_backward(ctx, loss) == CR_OK &&

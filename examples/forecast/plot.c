@@ -31,9 +31,9 @@ bool fc_write_csv(const char *path, const fc_series *s, int64_t H, const double 
       fprintf(f, ",NaN,NaN,NaN,NaN,NaN,NaN,NaN\n");
       continue;
     }
-    const int64_t one = (i - 1 - t0) * H;               /* origin i - 1, horizon 1 */
-    const int64_t o = t0 + (i - s->n_train) / H * H;     /* this year's path's origin */
-    const int64_t multi = (o - t0) * H + (i - o - 1);    /* ... at horizon i - o */
+    const int64_t one = (i - 1 - t0) * H;             /* origin i - 1, horizon 1 */
+    const int64_t o = t0 + (i - s->n_train) / H * H;  /* this year's path's origin */
+    const int64_t multi = (o - t0) * H + (i - o - 1); /* ... at horizon i - o */
     fprintf(f, ",%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%d\n", f_lstm[one], f_naive[one], f_seas[one],
             f_lstm[multi], f_naive[multi], f_seas[multi], s->year[o]);
   }
@@ -77,14 +77,16 @@ bool fc_plot(const char *csv, const char *out, const fc_series *s, int64_t H) {
   for (int64_t o = s->n_train - 1; o < s->n - 1; o += H) /* the origins */
     fprintf(f, "set arrow from %d, graph 0 to %d, graph 1 nohead dt 4 lc rgb '#1f77b4'\n",
             s->year[o], s->year[o]);
-  fprintf(f,
-          "plot '%s' using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb 'black' title 'actual', \\\n"
-          "     '' using 1:6 with lines lw 2 lc rgb '#1f77b4' title 'LSTM, 1-%lld years ahead of each origin', \\\n"
-          "     '' using 1:8 with lines lw 1.5 dt 2 lc rgb '#d62728' title 'seasonal naive (11 "
-          "years back)', \\\n"
-          "     '' using 1:7 with lines lw 1.5 dt 3 lc rgb '#7f7f7f' title 'naive (last value)', \\\n"
-          "     '' using 1:3 with lines lw 1 lc rgb '#2ca02c' title 'LSTM, one step ahead'\n",
-          csv, (long long)H);
+  fprintf(
+      f,
+      "plot '%s' using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb 'black' title 'actual', \\\n"
+      "     '' using 1:6 with lines lw 2 lc rgb '#1f77b4' title 'LSTM, 1-%lld years ahead of each "
+      "origin', \\\n"
+      "     '' using 1:8 with lines lw 1.5 dt 2 lc rgb '#d62728' title 'seasonal naive (11 "
+      "years back)', \\\n"
+      "     '' using 1:7 with lines lw 1.5 dt 3 lc rgb '#7f7f7f' title 'naive (last value)', \\\n"
+      "     '' using 1:3 with lines lw 1 lc rgb '#2ca02c' title 'LSTM, one step ahead'\n",
+      csv, (long long)H);
   bool ok = !ferror(f);
   ok &= fclose(f) == 0;
   if (!ok) {
@@ -97,7 +99,8 @@ bool fc_plot(const char *csv, const char *out, const fc_series *s, int64_t H) {
   int err = posix_spawnp(&pid, "gnuplot", NULL, NULL, argv, environ);
   if (err == ENOENT) {
     printf("gnuplot is not installed: the data is in %s and the script in %s (Debian: apt-get "
-           "install gnuplot-nox, then gnuplot %s)\n", csv, gp, gp);
+           "install gnuplot-nox, then gnuplot %s)\n",
+           csv, gp, gp);
     return true;
   }
   int status = 0;

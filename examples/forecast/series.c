@@ -83,8 +83,7 @@ bool fc_series_load(const char *path, int64_t n_test, fc_series *s) {
 }
 
 double fc_norm(const fc_series *s, double x) { return (x - s->mean) / s->std; }
-double fc_denorm(const fc_series *s, double z) { return s->mean + s->std * z;
-}
+double fc_denorm(const fc_series *s, double z) { return s->mean + s->std * z; }
 
 void fc_series_free(fc_series *s) {
   free(s->x);

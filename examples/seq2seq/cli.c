@@ -47,14 +47,23 @@ static bool parse_double(const char *v, double lo, double hi, double *out) {
 }
 
 int s2s_parse_args(int argc, char **argv, s2s_opts *o) {
-  *o = (s2s_opts){.seed = 1, .steps = 1500, .hidden = 64, .batch = 64, .threads = 1,
-                  .test = 1000, .log_every = 0, .lr = 3e-3};
+  *o = (s2s_opts){.seed = 1,
+                  .steps = 1500,
+                  .hidden = 64,
+                  .batch = 64,
+                  .threads = 1,
+                  .test = 1000,
+                  .log_every = 0,
+                  .lr = 3e-3};
   struct {
     const char *flag;
     long *dst, lo, hi;
-  } longs[] = {{"--steps", &o->steps, 0, 100000000},  {"--batch", &o->batch, 1, 4096},
-               {"--hidden", &o->hidden, 2, 2048},     {"--seed", &o->seed, 0, 0x7fffffffL},
-               {"--test", &o->test, 1, 1000000},      {"--threads", &o->threads, 1, 256},
+  } longs[] = {{"--steps", &o->steps, 0, 100000000},
+               {"--batch", &o->batch, 1, 4096},
+               {"--hidden", &o->hidden, 2, 2048},
+               {"--seed", &o->seed, 0, 0x7fffffffL},
+               {"--test", &o->test, 1, 1000000},
+               {"--threads", &o->threads, 1, 256},
                {"--log-every", &o->log_every, 1, 100000000}};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;

@@ -25,9 +25,9 @@
 const char s2s_src_chars[] = " ,.-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 int s2s_src_vocab(void) { return (int)sizeof s2s_src_chars; /* the chars and padding (0) */ }
 
-static const char *const months[12] = {"january", "february", "march",     "april",
-                                       "may",     "june",     "july",      "august",
-                                       "september", "october", "november", "december"};
+static const char *const months[12] = {"january",   "february", "march",    "april",
+                                       "may",       "june",     "july",     "august",
+                                       "september", "october",  "november", "december"};
 static const char *const weekdays[7] = {"monday", "tuesday",  "wednesday", "thursday",
                                         "friday", "saturday", "sunday"};
 static const char *const small[20] = {"zero",    "one",     "two",       "three",    "four",
@@ -37,9 +37,9 @@ static const char *const small[20] = {"zero",    "one",     "two",       "three"
 static const char *const tens[10] = {"",      "",      "twenty",  "thirty", "forty",
                                      "fifty", "sixty", "seventy", "eighty", "ninety"};
 static const char *const small_ord[20] = {
-    "",          "first",      "second",     "third",       "fourth",     "fifth",      "sixth",
-    "seventh",   "eighth",     "ninth",      "tenth",       "eleventh",   "twelfth",    "thirteenth",
-    "fourteenth", "fifteenth", "sixteenth",  "seventeenth", "eighteenth", "nineteenth"};
+    "",           "first",     "second",    "third",       "fourth",     "fifth",     "sixth",
+    "seventh",    "eighth",    "ninth",     "tenth",       "eleventh",   "twelfth",   "thirteenth",
+    "fourteenth", "fifteenth", "sixteenth", "seventeenth", "eighteenth", "nineteenth"};
 
 enum { FIRST_YEAR = 1950, LAST_YEAR = 2049, N_FORMATS = 10 };
 
@@ -91,15 +91,19 @@ static void ordinal_words(char *out, size_t n, int v) {
   if (v < 20)
     snprintf(out, n, "%s", small_ord[v]);
   else if (v % 10 == 0)
-    snprintf(out, n, "%.*sieth", (int)strlen(tens[v / 10]) - 1, tens[v / 10]); /* twenty -> twentieth */
+    snprintf(out, n, "%.*sieth", (int)strlen(tens[v / 10]) - 1,
+             tens[v / 10]); /* twenty -> twentieth */
   else
     snprintf(out, n, "%s-%s", tens[v / 10], small_ord[v % 10]);
 }
 
 /* 1..31 with its English suffix: 1st 2nd 3rd 4th ... 11th 12th 13th 21st */
 static void ordinal_digits(char *out, size_t n, int v) {
-  const char *suf = v % 100 / 10 == 1 ? "th" : v % 10 == 1 ? "st" : v % 10 == 2 ? "nd"
-                                             : v % 10 == 3 ? "rd" : "th";
+  const char *suf = v % 100 / 10 == 1 ? "th"
+                    : v % 10 == 1     ? "st"
+                    : v % 10 == 2     ? "nd"
+                    : v % 10 == 3     ? "rd"
+                                      : "th";
   snprintf(out, n, "%d%s", v, suf);
 }
 
@@ -114,7 +118,10 @@ static void year_words(char *out, size_t n, int y, cr_rng *rng) {
   } else {
     number_words(w, sizeof w, y - 2000);
     int way = (int)cr_rng_below(rng, y >= 2010 ? 3 : 2);
-    snprintf(out, n, way == 0 ? "two thousand and %s" : way == 1 ? "two thousand %s" : "twenty %s",
+    snprintf(out, n,
+             way == 0   ? "two thousand and %s"
+             : way == 1 ? "two thousand %s"
+                        : "twenty %s",
              w);
   }
 }
@@ -179,4 +186,6 @@ void s2s_example_draw(cr_rng *rng, s2s_split split, s2s_example *ex) {
     ex->tgt[t] = ex->iso[t] == '-' ? 10 : ex->iso[t] - '0';
 }
 
-char s2s_tgt_char(int64_t id) { return id >= 0 && id <= 9 ? (char)('0' + id) : id == 10 ? '-' : '?'; }
+char s2s_tgt_char(int64_t id) {
+  return id >= 0 && id <= 9 ? (char)('0' + id) : id == 10 ? '-' : '?';
+}

@@ -39,8 +39,7 @@ bool s2s_evaluate(cr_ctx *ctx, s2s_model *m, const s2s_example *ex, int64_t n, i
     right += same == S2S_TGT_LEN;
     chars += same;
     if (i < n_show)
-      printf("  %-50s -> %s  %s\n", ex[i].text, got,
-             same == S2S_TGT_LEN ? "ok" : ex[i].iso);
+      printf("  %-50s -> %s  %s\n", ex[i].text, got, same == S2S_TGT_LEN ? "ok" : ex[i].iso);
   }
   *exact = (double)right / (double)n;
   *per_char = (double)chars / (double)(n * S2S_TGT_LEN);

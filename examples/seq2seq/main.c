@@ -24,9 +24,10 @@ static bool hidden_of_checkpoint(cr_ctx *ctx, s2s_opts *o) {
   long h = v ? strtol(v, &end, 10) : 0;
   bool ok = v && !*end && h >= 2 && h <= 2048 && h % 2 == 0;
   if (!ok)
-    fprintf(stderr, "seq2seq: %s: metadata 'seq2seq.hidden' is %s%s%s, expected an even size "
-                    "(not a seq2seq checkpoint?)\n", o->load, v ? "'" : "", v ? v : "missing",
-            v ? "'" : "");
+    fprintf(stderr,
+            "seq2seq: %s: metadata 'seq2seq.hidden' is %s%s%s, expected an even size "
+            "(not a seq2seq checkpoint?)\n",
+            o->load, v ? "'" : "", v ? v : "missing", v ? "'" : "");
   else if (o->hidden_given && h != o->hidden) {
     fprintf(stderr, "seq2seq: %s holds a model of hidden size %ld, not --hidden %ld\n", o->load, h,
             o->hidden);
@@ -61,8 +62,8 @@ int main(int argc, char **argv) {
   if (!s2s_model_new(ctx, rng, o.hidden, &m))
     goto done;
   printf("model: bidirectional LSTM encoder (%ld each way), LSTM decoder with additive attention "
-         "(hidden %ld), %lld parameters\n", o.hidden / 2, o.hidden,
-         (long long)cr_module_num_params(m.m));
+         "(hidden %ld), %lld parameters\n",
+         o.hidden / 2, o.hidden, (long long)cr_module_num_params(m.m));
   for (int64_t i = 0; i < o.test; i++)
     s2s_example_draw(test_rng, S2S_HELD_OUT, &test[i]);
   if (o.load) {
@@ -73,8 +74,8 @@ int main(int argc, char **argv) {
     }
     printf("loaded %s\n", o.load);
   } else {
-    printf("training: %ld steps of %ld sentences, Adam lr %g (cosine), clip 5, seed %ld\n",
-           o.steps, o.batch, o.lr, o.seed);
+    printf("training: %ld steps of %ld sentences, Adam lr %g (cosine), clip 5, seed %ld\n", o.steps,
+           o.batch, o.lr, o.seed);
     if (!s2s_train(ctx, &m, &o, rng))
       goto done;
   }
@@ -89,7 +90,8 @@ int main(int argc, char **argv) {
     }
     printf("saved %s\n", o.save);
   }
-  printf("greedy decoding of %ld held-out sentences (dates never seen in training), e.g.\n", o.test);
+  printf("greedy decoding of %ld held-out sentences (dates never seen in training), e.g.\n",
+         o.test);
   double exact, per_char;
   if (!s2s_evaluate(ctx, &m, test, o.test, 8, &exact, &per_char))
     goto done;

@@ -67,9 +67,9 @@ static cr_status attn_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
   cr_tensor *a = cr_reshape(ctx, cr_softmax(ctx, score, 1), CR_SHAPE(B, 1, S));
   cr_tensor *context = cr_reshape(ctx, cr_matmul(ctx, a, enc), CR_SHAPE(B, H));
   /* the LSTM's four gates [i f g o] from the input, h and the context */
-  cr_tensor *gates = cr_add(ctx, xp,
-                            cr_add(ctx, cr_linear(ctx, h, p[P_HH], NULL),
-                                   cr_linear(ctx, context, p[P_CH], NULL)));
+  cr_tensor *gates =
+      cr_add(ctx, xp,
+             cr_add(ctx, cr_linear(ctx, h, p[P_HH], NULL), cr_linear(ctx, context, p[P_CH], NULL)));
   cr_tensor *g4[4];
   if (!gates || cr_chunk(ctx, gates, 4, 1, g4) != CR_OK)
     return cr_ctx_status(ctx);
@@ -107,8 +107,8 @@ bool s2s_model_new(cr_ctx *ctx, cr_rng *rng, int64_t H, s2s_model *m) {
   m->tgt_embed = cr_module_add(ctx, m->m, "tgt_embed",
                                cr_nn_embedding(ctx, S2S_TGT_BOS + 1, TGT_EMBED, CR_F32, rng));
   m->decoder = cr_module_add(ctx, m->m, "decoder", cr_nn_rnn(ctx, &dec, NULL, rng));
-  m->head = cr_module_add(ctx, m->m, "head",
-                          cr_nn_linear(ctx, H, S2S_TGT_CLASSES, true, CR_F32, rng));
+  m->head =
+      cr_module_add(ctx, m->m, "head", cr_nn_linear(ctx, H, S2S_TGT_CLASSES, true, CR_F32, rng));
   if (!m->head)
     fprintf(stderr, "seq2seq: %s\n", cr_ctx_error(ctx));
   return m->head != NULL;
@@ -140,8 +140,8 @@ static bool encode(cr_ctx *ctx, s2s_model *m, const s2s_example *ex, int64_t B, 
     }
   }
   cr_tensor *out, *fin[2]; /* fin[0]: h_n [2, B, H/2], forward then reverse */
-  if (cr_nn_rnn_forward(ctx, m->encoder, cr_module_forward(ctx, m->src_embed, src), NULL, len,
-                        &out, fin) != CR_OK)
+  if (cr_nn_rnn_forward(ctx, m->encoder, cr_module_forward(ctx, m->src_embed, src), NULL, len, &out,
+                        fin) != CR_OK)
     return false;
   *enc = cr_contiguous(ctx, out);
   cr_tensor *both[2] = {cr_select(ctx, fin[0], 0, 0), cr_select(ctx, fin[0], 0, 1)};
@@ -178,8 +178,7 @@ cr_tensor *s2s_forward_teacher(cr_ctx *ctx, s2s_model *m, const s2s_example *ex,
   return decode(ctx, m, cr_module_forward(ctx, m->tgt_embed, y_in), enc, mask, init, rng, NULL);
 }
 
-bool s2s_decode_greedy(cr_ctx *ctx, s2s_model *m, const s2s_example *ex, int64_t B,
-                       int64_t *out) {
+bool s2s_decode_greedy(cr_ctx *ctx, s2s_model *m, const s2s_example *ex, int64_t B, int64_t *out) {
   cr_tensor *enc, *mask, *h0;
   if (!encode(ctx, m, ex, B, &enc, &mask, &h0))
     return false;
@@ -188,8 +187,8 @@ bool s2s_decode_greedy(cr_ctx *ctx, s2s_model *m, const s2s_example *ex, int64_t
   /* one step at a time: the argmax of step t is the input of step t + 1 */
   for (int t = 0; t < S2S_TGT_LEN; t++) {
     cr_tensor *fin[2];
-    cr_tensor *logits = decode(ctx, m, cr_module_forward(ctx, m->tgt_embed, prev), enc, mask,
-                               state, NULL, fin);
+    cr_tensor *logits =
+        decode(ctx, m, cr_module_forward(ctx, m->tgt_embed, prev), enc, mask, state, NULL, fin);
     prev = cr_argmax(ctx, logits, -1, false); /* [B, 1] */
     if (!prev)
       return false;

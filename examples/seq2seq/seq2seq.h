@@ -32,10 +32,10 @@ int s2s_parse_args(int argc, char **argv, s2s_opts *o);
 /* ---- dates.c */
 
 enum {
-  S2S_SRC_MAX = 64, /* longest sentence the generator writes (characters) */
-  S2S_TGT_LEN = 10, /* YYYY-MM-DD */
-  S2S_PAD = 0,      /* source id of padding */
-  S2S_TGT_BOS = 11, /* target id that starts decoding (never predicted) */
+  S2S_SRC_MAX = 64,    /* longest sentence the generator writes (characters) */
+  S2S_TGT_LEN = 10,    /* YYYY-MM-DD */
+  S2S_PAD = 0,         /* source id of padding */
+  S2S_TGT_BOS = 11,    /* target id that starts decoding (never predicted) */
   S2S_TGT_CLASSES = 11 /* the head's classes: digits 0-9 and '-' (10) */
 };
 
@@ -79,8 +79,7 @@ bool s2s_model_new(cr_ctx *ctx, cr_rng *rng, int64_t H, s2s_model *m);
 cr_tensor *s2s_forward_teacher(cr_ctx *ctx, s2s_model *m, const s2s_example *ex, int64_t B,
                                cr_rng *rng);
 /* Greedy decoding: out[b * 10 + t] the predicted target ids. */
-bool s2s_decode_greedy(cr_ctx *ctx, s2s_model *m, const s2s_example *ex, int64_t B,
-                       int64_t *out);
+bool s2s_decode_greedy(cr_ctx *ctx, s2s_model *m, const s2s_example *ex, int64_t B, int64_t *out);
 
 /* ---- train.c */
 

@@ -43,8 +43,8 @@ bool s2s_train(cr_ctx *ctx, s2s_model *m, const s2s_opts *o, cr_rng *rng) {
         ctx, logits, cr_from_i64(ctx, CR_SHAPE(B, S2S_TGT_LEN), tgt), CR_NO_IGNORE);
     cr_module_zero_grad(m->m);
     cr_sched_apply(&cosine, opt, step - 1);
-    ok = loss && cr_backward(ctx, loss) == CR_OK && isfinite(cr_clip_grad_norm(ctx, params, n, 5)) &&
-         cr_optim_step(ctx, opt) == CR_OK;
+    ok = loss && cr_backward(ctx, loss) == CR_OK &&
+         isfinite(cr_clip_grad_norm(ctx, params, n, 5)) && cr_optim_step(ctx, opt) == CR_OK;
     if (!ok) {
       fprintf(stderr, "seq2seq: step %ld: %s\n", step,
               cr_ctx_status(ctx) ? cr_ctx_error(ctx) : "the gradient is not finite (lower --lr)");
