@@ -65,7 +65,7 @@ int s2s_parse_args(int argc, char **argv, s2s_opts *o) {
                {"--test", &o->test, 1, 1000000},
                {"--threads", &o->threads, 1, 256},
                {"--log-every", &o->log_every, 1, 100000000}};
-  for (int i = 1; i < argc; i++) {
+  for (int i = 1; i < argc; i += 2) { /* every option but --help takes a value */
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       usage(stdout);
@@ -99,7 +99,6 @@ int s2s_parse_args(int argc, char **argv, s2s_opts *o) {
       return 1;
     }
     o->hidden_given |= !strcmp(a, "--hidden");
-    i++;
   }
   if (o->hidden % 2) {
     fprintf(stderr, "seq2seq: --hidden %ld: must be even (the encoder has half of it each way)\n",
