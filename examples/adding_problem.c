@@ -1,4 +1,4 @@
-/* seq_classify.c — where gated cells beat the simple RNN: the adding
+/* adding_problem.c — where gated cells beat the simple RNN: the adding
  * problem (Hochreiter & Schmidhuber, 1997).
  *
  * Task: each step carries a random value in [0, 1] and a marker; exactly
@@ -15,8 +15,9 @@
  * steps, batch, seed).  Prints the accuracy on fresh test sequences per
  * cell and length, and the test mean squared error (0.167 for the mean).
  *
- *   usage: seq-classify [--steps N] [--lengths 10,50,100] [--hidden H] [--lr LR] [--seed S]
+ *   usage: adding-problem [--steps N] [--lengths 10,50,100] [--hidden H] [--lr LR] [--seed S]
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,7 +78,7 @@ static double run(const cr_cell_def *cell, int64_t T, long steps, int64_t H, uin
   cr_optim *opt = cr_module_optim(ctx, m.m, CR_ADAM, g_lr);
   double acc = -1;
   if (!opt)
-    fprintf(stderr, "seq-classify: %s\n", cr_ctx_error(ctx));
+    fprintf(stderr, "adding-problem: %s\n", cr_ctx_error(ctx));
   float sums[TEST];
   double loss_avg = NAN;
   for (long s = 0; opt && s < steps; s++) {
@@ -86,7 +87,7 @@ static double run(const cr_cell_def *cell, int64_t T, long steps, int64_t H, uin
     cr_tensor *loss = cr_mse(ctx, predict(ctx, &m, x), target);
     cr_optim_zero_grad(opt);
     if (!loss || cr_backward(ctx, loss) != CR_OK) {
-      fprintf(stderr, "seq-classify: %s\n", cr_ctx_error(ctx));
+      fprintf(stderr, "adding-problem: %s\n", cr_ctx_error(ctx));
       break;
     }
     (void)cr_clip_grad_norm(ctx, params, n, 1.0);
@@ -117,45 +118,76 @@ static double run(const cr_cell_def *cell, int64_t T, long steps, int64_t H, uin
   return acc;
 }
 
+/* v parsed whole as an integer in [lo, hi] into *out */
+static bool parse_long(const char *v, long lo, long hi, long *out) {
+  char *end;
+  errno = 0;
+  long x = v ? strtol(v, &end, 10) : 0;
+  if (!v || !*v || *end || errno || x < lo || x > hi)
+    return false;
+  *out = x;
+  return true;
+}
+
+/* "10,50,100": up to 8 lengths in 1..10000 */
+static bool parse_lengths(const char *v, int64_t *lengths, int *n_len) {
+  int n = 0;
+  for (const char *p = v;;) {
+    char *end;
+    errno = 0;
+    long t = strtol(p, &end, 10);
+    if (end == p || errno || t < 1 || t > 10000 || n == 8)
+      return false;
+    lengths[n++] = t;
+    if (!*end)
+      break;
+    if (*end != ',')
+      return false;
+    p = end + 1;
+  }
+  *n_len = n;
+  return true;
+}
+
+#define USAGE                                                                                      \
+  "usage: adding-problem [--steps N] [--lengths 10,50,100] [--hidden H] [--lr LR] [--seed S]\n"
+
 int main(int argc, char **argv) {
   long steps = 3000, H = 32, seed = 1;
   int64_t lengths[8] = {10, 50, 100};
   int n_len = 3;
   for (int i = 1; i < argc; i += 2) { /* every option takes a value */
-    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(argv[i], "--steps") && v && atol(v) > 0)
-      steps = atol(v);
-    else if (!strcmp(argv[i], "--hidden") && v && atol(v) > 0 && atol(v) <= 4096)
-      H = atol(v);
-    else if (!strcmp(argv[i], "--lr") && v && atof(v) > 0)
-      g_lr = atof(v);
-    else if (!strcmp(argv[i], "--seed") && v)
-      seed = atol(v);
-    else if (!strcmp(argv[i], "--lengths") && v) {
-      n_len = 0;
-      for (char *p = (char *)v; *p && n_len < 8;) {
-        char *end;
-        long t = strtol(p, &end, 10);
-        if (end == p || t < 1 || t > 10000) {
-          fprintf(stderr, "seq-classify: --lengths %s: expected numbers 1..10000 like 5,20,50\n", v);
-          return 2;
-        }
-        lengths[n_len++] = t;
-        p = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',') {
-          fprintf(stderr, "seq-classify: --lengths %s: expected numbers 1..10000 like 5,20,50\n", v);
-          return 2;
-        }
-      }
-    } else {
-      fprintf(stderr, "seq-classify: unknown or incomplete option '%s'\n"
-                      "usage: seq-classify [--steps N] [--lengths 10,50,100] [--hidden H] [--lr LR] [--seed S]\n",
-              argv[i]);
-      return 2;
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    char *end = NULL;
+    bool ok;
+    if (!strcmp(a, "--steps"))
+      ok = parse_long(v, 1, 100000000, &steps);
+    else if (!strcmp(a, "--hidden"))
+      ok = parse_long(v, 1, 4096, &H);
+    else if (!strcmp(a, "--seed"))
+      ok = parse_long(v, 0, 0x7fffffffL, &seed);
+    else if (!strcmp(a, "--lr")) {
+      errno = 0;
+      g_lr = v ? strtod(v, &end) : 0;
+      ok = v && *v && !*end && !errno && g_lr > 0 && g_lr <= 10;
+    } else if (!strcmp(a, "--lengths"))
+      ok = v && parse_lengths(v, lengths, &n_len);
+    else {
+      fprintf(stderr, "adding-problem: unknown option '%s'\n" USAGE, a);
+      return 1;
+    }
+    if (!ok) {
+      fprintf(stderr, "adding-problem: %s %s: expected %s\n", a, v ? v : "(missing)",
+              !strcmp(a, "--lengths")  ? "up to 8 numbers in 1..10000 like 5,20,50"
+              : !strcmp(a, "--lr")     ? "a number in (0, 10]"
+              : !strcmp(a, "--steps")  ? "an integer in [1, 100000000]"
+              : !strcmp(a, "--hidden") ? "an integer in [1, 4096]"
+                                       : "an integer in [0, 2147483647]");
+      return 1;
     }
   }
   char info[256];
-  printf("chainrule seq-classify: %s\n", cr_runtime_describe(info, sizeof info));
+  printf("chainrule adding-problem: %s\n", cr_runtime_describe(info, sizeof info));
   printf("adding problem: output the sum of the 2 marked values among T (solved: |error| < "
          "0.04); every cell: hidden %ld, Adam lr %g, clip 1, %ld steps of batch %d, seed %ld\n\n",
          H, g_lr, steps, BATCH, seed);
