@@ -45,7 +45,7 @@
    CR__HYPER(weight_decay, HR_NONNEG, wd), CR__HYPER(amsgrad, HR_BOOL, 0),                         \
    CR__HYPER(maximize, HR_BOOL, 0)}
 #define ADAM_BUF                                                                                   \
-  {{"exp_avg"}, {"exp_avg_sq", .nonneg = true},                                                    \
+  {{.name = "exp_avg"}, {"exp_avg_sq", .nonneg = true},                                                    \
    {"max_exp_avg_sq", .when = "amsgrad", .nonneg = true}}
 /* clang-format on */
 
@@ -78,7 +78,7 @@ const cr__optim_def cr__optim_nadam = {
     .hyper = {CR__HYPER(lr, HR_NONNEG, 2e-3), BETAS, CR__HYPER(eps, HR_NONNEG, 1e-8),
               CR__HYPER(weight_decay, HR_NONNEG, 0), CR__HYPER(momentum_decay, HR_NONNEG, 4e-3),
               CR__HYPER(maximize, HR_BOOL, 0)},
-    .buf = {{"exp_avg"}, {"exp_avg_sq", .nonneg = true}},
+    .buf = {{.name = "exp_avg"}, {"exp_avg_sq", .nonneg = true}},
     .scalar = {{"mu_product", 1.0}},
     .kernel_f32 = nadam_f,
     .kernel_f64 = nadam_d,
@@ -90,7 +90,7 @@ const cr__optim_def cr__optim_radam = {
     .torch = "RAdam",
     .hyper = {CR__HYPER(lr, HR_NONNEG, 1e-3), BETAS, CR__HYPER(eps, HR_NONNEG, 1e-8),
               CR__HYPER(weight_decay, HR_NONNEG, 0), CR__HYPER(maximize, HR_BOOL, 0)},
-    .buf = {{"exp_avg"}, {"exp_avg_sq", .nonneg = true}},
+    .buf = {{.name = "exp_avg"}, {"exp_avg_sq", .nonneg = true}},
     .kernel_f32 = radam_f,
     .kernel_f64 = radam_d,
 };
@@ -101,7 +101,7 @@ const cr__optim_def cr__optim_adamax = {
     .torch = "Adamax",
     .hyper = {CR__HYPER(lr, HR_NONNEG, 2e-3), BETAS, CR__HYPER(eps, HR_NONNEG, 1e-8),
               CR__HYPER(weight_decay, HR_NONNEG, 0), CR__HYPER(maximize, HR_BOOL, 0)},
-    .buf = {{"exp_avg"}, {"exp_inf", .nonneg = true}},
+    .buf = {{.name = "exp_avg"}, {"exp_inf", .nonneg = true}},
     .kernel_f32 = adamax_f,
     .kernel_f64 = adamax_d,
 };
