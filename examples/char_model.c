@@ -26,8 +26,8 @@ char_model *cm_new(cr_ctx *ctx, const cm_config *cfg, cr_rng *rng) {
     return NULL;
   }
   m->cfg = *cfg;
-  cr_rnn_config rc = {cfg->cell, cfg->embed, cfg->hidden, cfg->layers, cfg->dropout, false,
-                      cfg->dtype};
+  cr_rnn_config rc = {cfg->cell,    cfg->embed, cfg->hidden, cfg->layers,
+                      cfg->dropout, false,      cfg->dtype};
   /* drawn from rng in this order, the recurrent weights first, as char-lm
    * always has (a seed gives the runs it gave before); named in the order
    * of the forward pass */
@@ -59,8 +59,8 @@ cr_tensor *cm_logits(cr_ctx *ctx, const char_model *m, const int64_t *ids, int64
   cr_tensor *x = cr_module_forward(ctx, m->embed, cr_from_i64(ctx, CR_SHAPE(T, B), ids));
   cr_tensor *h;
   /* h = rnn(x)  [T,B,H] */
-  if (!x || cr_rnn_forward_ex(ctx, cr_nn_rnn_get(m->rnn), x, init, NULL, rng, &m->fwd, &h,
-                              final) != CR_OK)
+  if (!x || cr_rnn_forward_ex(ctx, cr_nn_rnn_get(m->rnn), x, init, NULL, rng, &m->fwd, &h, final) !=
+                CR_OK)
     return NULL;
   /* logits = h W^T + b  [T*B, V] */
   return cr_module_forward(ctx, m->head, cr_reshape(ctx, h, CR_SHAPE(T * B, m->cfg.hidden)));
@@ -70,10 +70,10 @@ cr_status cm_save_config(cr_ctx *ctx, const char_model *m, cr_st_writer *w) {
   char v[32];
   const cm_config *c = &m->cfg;
   cr_status st = cr_st_writer_set_meta(ctx, w, "model.cell", c->cell->name);
-#define META(key, fmt, val)                                                    \
-  if (st == CR_OK) {                                                           \
-    snprintf(v, sizeof v, fmt, val);                                           \
-    st = cr_st_writer_set_meta(ctx, w, key, v);                                \
+#define META(key, fmt, val)                                                                        \
+  if (st == CR_OK) {                                                                               \
+    snprintf(v, sizeof v, fmt, val);                                                               \
+    st = cr_st_writer_set_meta(ctx, w, key, v);                                                    \
   }
   META("model.vocab", "%lld", (long long)c->vocab);
   META("model.embed", "%lld", (long long)c->embed);
@@ -99,8 +99,8 @@ static bool meta_int(const cr_st_file *f, const char *path, const char *key, lon
   if (!s)
     snprintf(err, n, "%s: not a char-lm checkpoint (metadata '%s' is missing)", path, key);
   else
-    snprintf(err, n, "%s: metadata '%s' is '%.40s', expected an integer in [%lld, %lld]", path,
-             key, s, lo, hi);
+    snprintf(err, n, "%s: metadata '%s' is '%.40s', expected an integer in [%lld, %lld]", path, key,
+             s, lo, hi);
   return false;
 }
 
@@ -110,12 +110,16 @@ bool cm_read_config(const cr_st_file *f, const char *path, cm_config *cfg, char 
   const char *dr = cr_st_meta(f, "model.dropout");
   if (!cell || !dt || !dr) {
     snprintf(err, n, "%s: not a char-lm checkpoint (metadata 'model.%s' is missing)", path,
-             !cell ? "cell" : !dt ? "dtype" : "dropout");
+             !cell ? "cell"
+             : !dt ? "dtype"
+                   : "dropout");
     return false;
   }
   if (!cm_cell_by_name(cell)) {
-    snprintf(err, n, "%s: metadata 'model.cell' is '%.40s', expected rnn_tanh, rnn_relu, lstm, lstm_ln, "
-             "gru or mgu", path, cell);
+    snprintf(err, n,
+             "%s: metadata 'model.cell' is '%.40s', expected rnn_tanh, rnn_relu, lstm, lstm_ln, "
+             "gru or mgu",
+             path, cell);
     return false;
   }
   if (strcmp(dt, "f32") && strcmp(dt, "f64")) {

@@ -42,8 +42,8 @@ void cm_free(char_model *m);
 /* Logits [T*B, V] for ids [T, B] (row-major, each < V).  init/final: the
  * recurrent states [L, B, H] (init may be NULL or hold NULLs: zeros; final
  * may be NULL).  rng feeds dropout between layers in training mode. */
-cr_tensor *cm_logits(cr_ctx *ctx, const char_model *m, const int64_t *ids, int64_t T,
-                     int64_t B, cr_tensor *const *init, cr_tensor **final, cr_rng *rng);
+cr_tensor *cm_logits(cr_ctx *ctx, const char_model *m, const int64_t *ids, int64_t T, int64_t B,
+                     cr_tensor *const *init, cr_tensor **final, cr_rng *rng);
 
 /* Record the config as metadata model.* in w. */
 cr_status cm_save_config(cr_ctx *ctx, const char_model *m, cr_st_writer *w);

@@ -57,8 +57,9 @@ static bool gradcheck_mgu(cr_ctx *ctx, cr_rng *rng) {
   cr_gradcheck_report rep;
   bool ok = cr_gradcheck(unrolled_loss, in, c.n_params + 2, &c, &o, &rep);
   printf("gradcheck of the MGU unrolled over T=%d, %d layers: %lld gradient elements, max abs "
-         "error %.2e, max rel error %.2e: %s\n", T, L, (long long)rep.n_checked, rep.max_abs_err,
-         rep.max_rel_err, ok ? "pass" : rep.message);
+         "error %.2e, max rel error %.2e: %s\n",
+         T, L, (long long)rep.n_checked, rep.max_abs_err, rep.max_rel_err,
+         ok ? "pass" : rep.message);
   cr_tensor_free(in[c.n_params]);
   cr_tensor_free(in[c.n_params + 1]);
   cr_tensor_free(c.w);
@@ -76,8 +77,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
       seed = atol(argv[++i]);
     else {
-      fprintf(stderr, "custom-cell: unknown or incomplete option '%s'\n"
-                      "usage: custom-cell [--steps N] [--seed S]\n", argv[i]);
+      fprintf(stderr,
+              "custom-cell: unknown or incomplete option '%s'\n"
+              "usage: custom-cell [--steps N] [--seed S]\n",
+              argv[i]);
       return 2;
     }
   }

@@ -18,8 +18,7 @@
 
 /* ---- logsumexp */
 
-static cr_tensor *lse_forward(cr_ctx *ctx, cr_fn_ctx *fc, cr_tensor *const *in, int n,
-                              void *user) {
+static cr_tensor *lse_forward(cr_ctx *ctx, cr_fn_ctx *fc, cr_tensor *const *in, int n, void *user) {
   (void)fc, (void)n, (void)user;
   cr_tensor *m = cr_max_axis(ctx, in[0], -1, true); /* [N,1]: exp(x - m) <= 1 */
   cr_tensor *s = cr_sum_axis(ctx, cr_exp(ctx, cr_sub(ctx, in[0], m)), -1, true);
@@ -80,8 +79,8 @@ int main(void) {
   int failed = 0;
   cr_gradcheck_report rep;
   bool ok = cr_gradcheck(lse_squared, &x, 1, NULL, NULL, &rep);
-  printf("gradcheck of logsumexp: %s, max abs err %.2e over %lld elements\n",
-         ok ? "pass" : "FAIL", rep.max_abs_err, (long long)rep.n_checked);
+  printf("gradcheck of logsumexp: %s, max abs err %.2e over %lld elements\n", ok ? "pass" : "FAIL",
+         rep.max_abs_err, (long long)rep.n_checked);
   failed += !ok;
   ok = cr_gradgradcheck(lse_squared, &x, 1, NULL, NULL, &rep);
   printf("gradgradcheck of logsumexp: %s, max abs err %.2e\n", ok ? "pass" : "FAIL",

@@ -7,9 +7,20 @@ enum { W_IH, B_IH, W_HF, W_HN };
 
 static void mgu_param_shape(int i, int64_t I, int64_t H, int *ndim, int64_t *shape) {
   switch (i) {
-  case W_IH: *ndim = 2; shape[0] = 2 * H; shape[1] = I; break;
-  case B_IH: *ndim = 1; shape[0] = 2 * H; break;
-  default: *ndim = 2; shape[0] = H; shape[1] = H; break; /* U_f, U_n */
+  case W_IH:
+    *ndim = 2;
+    shape[0] = 2 * H;
+    shape[1] = I;
+    break;
+  case B_IH:
+    *ndim = 1;
+    shape[0] = 2 * H;
+    break;
+  default:
+    *ndim = 2;
+    shape[0] = H;
+    shape[1] = H;
+    break; /* U_f, U_n */
   }
 }
 

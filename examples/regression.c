@@ -45,8 +45,10 @@ int main(int argc, char **argv) {
       lr = strtod(v, &end);
       ok = *end == '\0' && lr > 0 && lr < 10;
     } else {
-      fprintf(stderr, "regression: unknown or incomplete option '%s'\n"
-                      "usage: regression [--steps N] [--hidden H] [--lr LR] [--seed S]\n", a);
+      fprintf(stderr,
+              "regression: unknown or incomplete option '%s'\n"
+              "usage: regression [--steps N] [--hidden H] [--lr LR] [--seed S]\n",
+              a);
       return 2;
     }
     if (!ok) {

@@ -81,8 +81,10 @@ static int meta_lengths(run *r, int64_t T, int64_t B, int64_t *len) {
     errno = 0;
     long long x = strtoll(p, &end, 10);
     if (errno || end == p || x < 1 || x > T || (*end != (b + 1 < B ? ',' : '\0'))) {
-      fprintf(stderr, "torch-parity: %s: metadata 'lengths' = '%s' is not %lld integers in "
-              "1..%lld separated by commas\n", r->path, v, (long long)B, (long long)T);
+      fprintf(stderr,
+              "torch-parity: %s: metadata 'lengths' = '%s' is not %lld integers in "
+              "1..%lld separated by commas\n",
+              r->path, v, (long long)B, (long long)T);
       return -1;
     }
     len[b] = x;
@@ -133,8 +135,8 @@ static bool compare(run *r, const char *name, const cr_tensor *a) {
     char got[64] = "none";
     if (a)
       cr_shape_str(got, sizeof got, cr_ndim(a), cr_shape(a));
-    fprintf(stderr, "torch-parity: %s: '%s' is %s in the file but chainrule computed %s\n",
-            r->path, name, shp, got);
+    fprintf(stderr, "torch-parity: %s: '%s' is %s in the file but chainrule computed %s\n", r->path,
+            name, shp, got);
     cr_tensor_free(e);
     return false;
   }
@@ -259,9 +261,10 @@ int main(int argc, char **argv) {
   const char *cell_name = cr_st_meta(r.f, "cell");
   const cr_cell_def *cell = cr_cell_by_name(cell_name);
   if (!cell) {
-    fprintf(stderr, "torch-parity: %s: metadata 'cell' is %s%s%s; expected rnn_tanh, rnn_relu, "
-            "lstm or gru\n", r.path, cell_name ? "'" : "", cell_name ? cell_name : "missing",
-            cell_name ? "'" : "");
+    fprintf(stderr,
+            "torch-parity: %s: metadata 'cell' is %s%s%s; expected rnn_tanh, rnn_relu, "
+            "lstm or gru\n",
+            r.path, cell_name ? "'" : "", cell_name ? cell_name : "missing", cell_name ? "'" : "");
     goto done;
   }
   long L = meta_long(&r, "num_layers", 1, 16), I = meta_long(&r, "input_size", 1, 1 << 20),
@@ -323,10 +326,11 @@ int main(int argc, char **argv) {
   if (P)
     snprintf(proj, sizeof proj, ", proj %ld", P);
   printf("torch-parity %s: %s%s, %ld layer%s, input %ld, hidden %ld%s, T=%lld, B=%lld%s%s%s, "
-         "%s, tolerance %g\n", r.path, bidir ? "bidirectional " : "", cell->name, L,
-         L == 1 ? "" : "s", I, H, proj, (long long)T, (long long)B,
-         batch_first ? ", batch first" : "", has_lengths ? ", lengths " : "",
-         has_lengths ? cr_st_meta(r.f, "lengths") : "", cr_dtype_name(r.dt), r.tol);
+         "%s, tolerance %g\n",
+         r.path, bidir ? "bidirectional " : "", cell->name, L, L == 1 ? "" : "s", I, H, proj,
+         (long long)T, (long long)B, batch_first ? ", batch first" : "",
+         has_lengths ? ", lengths " : "", has_lengths ? cr_st_meta(r.f, "lengths") : "",
+         cr_dtype_name(r.dt), r.tol);
   cr_tensor *out = NULL, *fin[2] = {NULL, NULL};
   if (cr_rnn_forward(r.ctx, rnn, input, init, has_lengths ? lengths : NULL, NULL, &out, fin) !=
       CR_OK) {

@@ -57,13 +57,13 @@ static void restyle(const char *text, FILE *out) {
     size_t n = end ? (size_t)(end - line) : strlen(line);
     const char *leaf = strstr(line, "shape=ellipse");
     if (!strncmp(line, "digraph", 7)) {
-      fprintf(out, "%.*s\n  ranksep=0.25;\n  nodesep=0.15;\n  fontname=\"sans-serif\";\n",
-              (int)n, line);
+      fprintf(out, "%.*s\n  ranksep=0.25;\n  nodesep=0.15;\n  fontname=\"sans-serif\";\n", (int)n,
+              line);
     } else if (!strncmp(line, "  style=dashed;", n > 15 ? 15 : n)) {
       fputs("  style=\"rounded,filled\";\n  fillcolor=\"#eef3fb\";\n  color=\"#7d95c4\";\n", out);
     } else if (leaf && leaf < line + n && contains(line, n, "requires_grad")) {
-      fprintf(out, "%.*sshape=ellipse,style=filled,fillcolor=\"#ffe3b3\"%.*s\n",
-              (int)(leaf - line), line, (int)(line + n - leaf - 13), leaf + 13);
+      fprintf(out, "%.*sshape=ellipse,style=filled,fillcolor=\"#ffe3b3\"%.*s\n", (int)(leaf - line),
+              line, (int)(line + n - leaf - 13), leaf + 13);
     } else {
       fprintf(out, "%.*s\n", (int)n, line);
     }

@@ -30,8 +30,8 @@
 
 typedef struct cl_opts {
   const char *cmd; /* "train", "sample" or "eval" */
-  const char *data, *cell, *optimizer, *schedule, *dtype, *save, *resume, *load, *finetune,
-      *prime, *bptt_checkpoint; /* bptt_checkpoint: NULL, "auto" or K */
+  const char *data, *cell, *optimizer, *schedule, *dtype, *save, *resume, *load, *finetune, *prime,
+      *bptt_checkpoint; /* bptt_checkpoint: NULL, "auto" or K */
   long hidden, layers, embed, seq, batch, steps, epochs, threads, length, eval_every, eval_chars,
       log_every, save_every, stop_after, seed;
   double lr, clip, temperature, dropout; /* lr < 0: the optimizer's default */
@@ -39,8 +39,8 @@ typedef struct cl_opts {
   bool tbptt, freeze_recurrent, detect_anomaly;
   bool dist_deterministic; /* several ranks: the fixed reduction order */
   double dist_timeout;     /* several ranks: seconds to wait for the others (0: forever) */
-  uint64_t given;     /* bit i: option row i was on the command line */
-  uint64_t inherited; /* bit i: option row i came from a checkpoint */
+  uint64_t given;          /* bit i: option row i was on the command line */
+  uint64_t inherited;      /* bit i: option row i came from a checkpoint */
 } cl_opts;
 
 /* How a checkpoint is used: what it contributes to the options. */
@@ -104,17 +104,17 @@ typedef struct cl_run {
   char_model *m;
   cr_optim *opt;
   cr_sched sched, warm;
-  int64_t step;        /* optimizer steps taken */
-  int S;               /* states per layer (lstm 2) */
-  cr_tensor *carry[2]; /* --tbptt: [L,B,H] state carried across batches */
-  int64_t stream_pos;  /* --tbptt: offset of the next chunk in every stream */
-  int64_t *ids, *tgt;  /* [T,B] batch buffers */
-  int bad_evals;       /* consecutive validations far above the uniform baseline */
+  int64_t step;            /* optimizer steps taken */
+  int S;                   /* states per layer (lstm 2) */
+  cr_tensor *carry[2];     /* --tbptt: [L,B,H] state carried across batches */
+  int64_t stream_pos;      /* --tbptt: offset of the next chunk in every stream */
+  int64_t *ids, *tgt;      /* [T,B] batch buffers */
+  int bad_evals;           /* consecutive validations far above the uniform baseline */
   cr_rnn_forward_opts fwd; /* training forwards: --bptt-checkpoint / --bptt-memory */
   int64_t bptt_chosen[2 * CM_MAX_LAYERS]; /* segment lengths used, per layer */
   /* the process group (dist.c): rank 0 of 1 on one process (size 0, as a
    * zeroed cl_run has it, counts as 1) */
-  void *dist;              /* the cr_dist under mpirun, else NULL */
+  void *dist; /* the cr_dist under mpirun, else NULL */
   int rank, size;
   int64_t b_lo, b_hi;      /* this rank's sequences [b_lo, b_hi) of every batch */
   cr_rng *drop_rng;        /* several ranks with --dropout: this rank's draws */

@@ -35,8 +35,12 @@ static const char *const carry_names[2] = {"train.carry0", "train.carry1"};
 static cr_checkpoint run_checkpoint(cl_run *t, const char *names[3]) {
   for (int s = 0; s < 3; s++)
     names[s] = t->o.tbptt && s < t->S ? carry_names[s] : NULL;
-  return (cr_checkpoint){.model = t->m->m, .optim = t->opt, .rng = t->rng, .extra_names = names,
-                         .extra = t->carry_all[0] ? t->carry_all : t->carry, .rng_key = "train.rng"};
+  return (cr_checkpoint){.model = t->m->m,
+                         .optim = t->opt,
+                         .rng = t->rng,
+                         .extra_names = names,
+                         .extra = t->carry_all[0] ? t->carry_all : t->carry,
+                         .rng_key = "train.rng"};
 }
 
 cr_status cl_ckpt_save(cl_run *t, const char *path) {
@@ -46,7 +50,8 @@ cr_status cl_ckpt_save(cl_run *t, const char *path) {
     if (!cr_all_finite(t->m->params[i]))
       return cr_ctx_set_error(ctx, CR_ERR_ARG,
                               "%s: not saved: parameter '%s' holds NaN or infinite values "
-                              "(the run diverged; try a lower --lr)", path, t->m->names[i]);
+                              "(the run diverged; try a lower --lr)",
+                              path, t->m->names[i]);
   /* which text, and where in it the run is */
   char vocab[513], chars[24], hash[24], step[24], pos[24];
   cl_vocab_hex(&t->data, vocab);
@@ -54,8 +59,9 @@ cr_status cl_ckpt_save(cl_run *t, const char *path) {
   snprintf(hash, sizeof hash, "%016" PRIx64, t->data.hash);
   snprintf(step, sizeof step, "%" PRId64, t->step);
   snprintf(pos, sizeof pos, "%" PRId64, t->stream_pos);
-  const char *extras[3], *meta[] = {"data.vocab", vocab, "data.chars", chars, "data.fnv1a64",
-                                    hash, "train.step", step, "train.stream_pos", pos, NULL};
+  const char *extras[3], *meta[] = {"data.vocab",       vocab, "data.chars", chars,
+                                    "data.fnv1a64",     hash,  "train.step", step,
+                                    "train.stream_pos", pos,   NULL};
   cr_checkpoint ck = run_checkpoint(t, extras);
   ck.meta = meta;
   cr_st_writer *w = cr_st_writer_new();
@@ -85,7 +91,8 @@ static bool expect_shape(const cr_st_file *f, const char *path, const char *name
     return cl_fail("%s: no tensor named '%s', which its model.* metadata (%s, vocabulary %" PRId64
                    ", embed %" PRId64 ", hidden %" PRId64 ", %d layers) needs as %s",
                    path, name, cfg->cell->name, cfg->vocab, cfg->embed, cfg->hidden, cfg->layers,
-                   want), false;
+                   want),
+           false;
   bool same = in->ndim == nd || (in->ndim == 0 && nd == 1 && shape[0] == 1);
   for (int d = 0; same && d < in->ndim; d++)
     same = in->shape[d] == shape[d];
@@ -95,7 +102,8 @@ static bool expect_shape(const cr_st_file *f, const char *path, const char *name
   return cl_fail("%s: tensor '%s' is %s, but its model.* metadata (%s, vocabulary %" PRId64
                  ", embed %" PRId64 ", hidden %" PRId64 ", %d layers) needs %s",
                  path, name, have, cfg->cell->name, cfg->vocab, cfg->embed, cfg->hidden,
-                 cfg->layers, want), false;
+                 cfg->layers, want),
+         false;
 }
 
 bool cl_ckpt_check_shapes(const cr_st_file *f, const char *path, const cm_config *c) {
@@ -125,7 +133,8 @@ bool cl_ckpt_check_data(const cl_run *t, const cr_st_file *f, const char *path, 
     return cl_fail("%s: its vocabulary differs from '%s' (%s)", path, t->o.data,
                    use == CL_RESUME ? "resume needs the same text; use --finetune-from for "
                                       "another one"
-                                    : "pass the text it was trained on with --data"), false;
+                                    : "pass the text it was trained on with --data"),
+           false;
   if (use != CL_RESUME)
     return true;
   char n[32], h[32];
@@ -136,15 +145,16 @@ bool cl_ckpt_check_data(const cl_run *t, const cr_st_file *f, const char *path, 
     return cl_fail("%s: metadata 'data.chars' and 'data.fnv1a64' are '%.24s' and '%.24s', but "
                    "'%s' has %s characters and hash %s: not the text this run trained on "
                    "(resume needs the same text; use --finetune-from for another one)",
-                   path, fn ? fn : "(missing)", fh ? fh : "(missing)", t->o.data, n, h), false;
+                   path, fn ? fn : "(missing)", fh ? fh : "(missing)", t->o.data, n, h),
+           false;
   return true;
 }
 
 /* ---- strict parsing of the train.* entries */
 
 /* Metadata key as an integer in [lo, hi]; else false and a message. */
-static bool meta_int(const cr_st_file *f, const char *path, const char *key, int64_t lo,
-                     int64_t hi, const char *why, int64_t *out) {
+static bool meta_int(const cr_st_file *f, const char *path, const char *key, int64_t lo, int64_t hi,
+                     const char *why, int64_t *out) {
   const char *s = cr_st_meta(f, key);
   char *end;
   errno = 0;
@@ -155,9 +165,13 @@ static bool meta_int(const cr_st_file *f, const char *path, const char *key, int
   }
   if (!s)
     return cl_fail("%s: metadata '%s' is missing: no training state to resume (it can be "
-                   "sampled or fine-tuned from)", path, key), false;
+                   "sampled or fine-tuned from)",
+                   path, key),
+           false;
   return cl_fail("%s: metadata '%s' is '%.40s', expected an integer in [%" PRId64 ", %" PRId64
-                 "]%s", path, key, s, lo, hi, why), false;
+                 "]%s",
+                 path, key, s, lo, hi, why),
+         false;
 }
 
 /* ---- loading */
@@ -193,13 +207,14 @@ bool cl_ckpt_restore(cl_run *t, const cr_st_file *f, const char *path) {
   snprintf(why, sizeof why, " (steps already taken, at most --steps %ld)", o->steps);
   if (!meta_int(f, path, "train.step", 0, o->steps, why, &step))
     return false;
-  snprintf(why, sizeof why, " (%s)", o->tbptt ? "a position in every stream's share of the text"
-                                              : "it is 0 without --tbptt");
+  snprintf(why, sizeof why, " (%s)",
+           o->tbptt ? "a position in every stream's share of the text" : "it is 0 without --tbptt");
   if (!meta_int(f, path, "train.stream_pos", 0, share - 1, why, &pos))
     return false;
   if (step == o->steps)
     return cl_fail("%s: already trained all %ld steps (pass a larger --steps to train on)", path,
-                   o->steps), false;
+                   o->steps),
+           false;
   /* 2. the model, the optimizer, the carried state and the generator,
    * all checked before any is changed */
   const char *extras[3];
@@ -208,7 +223,9 @@ bool cl_ckpt_restore(cl_run *t, const cr_st_file *f, const char *path) {
     return cl_fail("%s", cr_ctx_error(ctx)), false;
   if (cr_optim_steps(t->opt) != step)
     return cl_fail("%s: metadata 'train.step' is %" PRId64 ", expected %" PRId64
-                   " (the optimizer's optim.steps)", path, step, cr_optim_steps(t->opt)), false;
+                   " (the optimizer's optim.steps)",
+                   path, step, cr_optim_steps(t->opt)),
+           false;
   for (int s = 0; o->tbptt && t->carry_all[0] && s < t->S; s++)
     take_rows(t->carry_all[s], t->carry[s], t->b_lo, t->b_hi);
   t->step = step;
@@ -227,8 +244,10 @@ static bool parse_vocab(const cr_st_file *f, const char *path, int64_t V, int ol
     int byte = 0;
     for (int k = 0; ok && k < 2; k++) {
       char c = s[2 * i + k];
-      int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+      int d = c >= '0' && c <= '9'   ? c - '0'
+              : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                     : -1;
       ok = d >= 0;
       byte = byte * 16 + d;
     }
@@ -238,8 +257,9 @@ static bool parse_vocab(const cr_st_file *f, const char *path, int64_t V, int ol
   }
   if (!ok)
     return cl_fail("%s: metadata 'data.vocab' is '%.40s%s', expected %" PRId64
-                   " hex digits naming %" PRId64 " distinct bytes (model.vocab)", path,
-                   s ? s : "(missing)", s && strlen(s) > 40 ? "..." : "", 2 * V, V), false;
+                   " hex digits naming %" PRId64 " distinct bytes (model.vocab)",
+                   path, s ? s : "(missing)", s && strlen(s) > 40 ? "..." : "", 2 * V, V),
+           false;
   return true;
 }
 
@@ -282,8 +302,9 @@ bool cl_ckpt_finetune(cl_run *t, const cr_st_file *f, const char *path, const cm
     return cl_fail("%s", cr_ctx_error(ctx)), false;
   if (t->rank == 0)
     printf("fine-tuning from %s: recurrent weights copied, %d of %d characters shared with its "
-         "vocabulary of %" PRId64 "%s\n", path, shared, t->data.vocab, old->vocab,
-         t->o.freeze_recurrent ? "; recurrent layers frozen" : "");
+           "vocabulary of %" PRId64 "%s\n",
+           path, shared, t->data.vocab, old->vocab,
+           t->o.freeze_recurrent ? "; recurrent layers frozen" : "");
   if (t->o.freeze_recurrent && cr_module_freeze(ctx, t->m->m, "rnn") < 0)
     return cl_fail("%s", cr_ctx_error(ctx)), false;
   return true;
@@ -298,7 +319,9 @@ bool cl_ckpt_load_model(cl_run *t, const cr_st_file *f, const char *path) {
     return false;
   if (cfg.vocab != t->data.vocab)
     return cl_fail("%s: metadata 'model.vocab' is %" PRId64 ", expected %d (the characters its "
-                   "data.vocab names)", path, cfg.vocab, t->data.vocab), false;
+                   "data.vocab names)",
+                   path, cfg.vocab, t->data.vocab),
+           false;
   if (!cl_ckpt_check_shapes(f, path, &cfg))
     return false;
   if (!(t->m = cm_new(t->ctx, &cfg, t->rng)))

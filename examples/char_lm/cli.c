@@ -21,12 +21,12 @@ typedef enum { T_STR, T_LONG, T_DOUBLE, T_FLAG } opt_type;
 typedef enum { LOCAL, MODEL, KEEP, SPAN, CARRY } opt_keep;
 
 typedef struct opt_def {
-  const char *section; /* a heading printed before this row, or NULL */
+  const char *section;    /* a heading printed before this row, or NULL */
   const char *flag, *arg; /* "--seq", "N" (arg NULL for T_FLAG) */
-  size_t off; /* of the field in cl_opts */
+  size_t off;             /* of the field in cl_opts */
   opt_type type;
-  long lo, hi;      /* T_LONG range */
-  double dlo, dhi;  /* T_DOUBLE range */
+  long lo, hi;     /* T_LONG range */
+  double dlo, dhi; /* T_DOUBLE range */
   /* T_STR: the canonical spelling of a valid value, or NULL (NULL canon:
    * any string); choices says what is valid */
   const char *(*canon)(const char *v);
@@ -66,27 +66,33 @@ static const char *canon_dtype(const char *v) {
 static const opt_def defs[] = {
     {"data and model", "--data", "FILE", F(data), STR(NULL, NULL), "run.data", SPAN, true,
      "text to learn [" CHAR_LM_DEFAULT_DATA "]"},
-    {NULL, "--cell", "NAME", F(cell), STR(canon_cell, "rnn, rnn_relu, lstm, lstm_ln, gru or mgu"), "model.cell",
-     MODEL, false, "rnn | rnn_relu | lstm | lstm_ln (layer-normalised) | gru |\n                       mgu (custom cell) [lstm]"},
-    {NULL, "--hidden", "N", F(hidden), LONG(1, CM_MAX_SIZE), "model.hidden", MODEL, false, "hidden size [256]"},
+    {NULL, "--cell", "NAME", F(cell), STR(canon_cell, "rnn, rnn_relu, lstm, lstm_ln, gru or mgu"),
+     "model.cell", MODEL, false,
+     "rnn | rnn_relu | lstm | lstm_ln (layer-normalised) | gru |\n                       mgu "
+     "(custom cell) [lstm]"},
+    {NULL, "--hidden", "N", F(hidden), LONG(1, CM_MAX_SIZE), "model.hidden", MODEL, false,
+     "hidden size [256]"},
     {NULL, "--layers", "N", F(layers), LONG(1, CM_MAX_LAYERS), "model.layers", MODEL, false,
      "recurrent layers [1]"},
-    {NULL, "--embed", "N", F(embed), LONG(1, CM_MAX_SIZE), "model.embed", MODEL, false, "embedding size [64]"},
+    {NULL, "--embed", "N", F(embed), LONG(1, CM_MAX_SIZE), "model.embed", MODEL, false,
+     "embedding size [64]"},
     {NULL, "--dropout", "P", F(dropout), DBL(0, CM_MAX_DROPOUT), "model.dropout", MODEL, false,
      "dropout between layers [0]"},
-    {NULL, "--dtype", "f32|f64", F(dtype), STR(canon_dtype, "f32 or f64"), "model.dtype", MODEL, false,
-     "[f32]"},
+    {NULL, "--dtype", "f32|f64", F(dtype), STR(canon_dtype, "f32 or f64"), "model.dtype", MODEL,
+     false, "[f32]"},
     {"training", "--seq", "N", F(seq), LONG(1, 100000), "run.seq", KEEP, false,
      "characters per sequence (BPTT length) [64]"},
-    {NULL, "--batch", "N", F(batch), LONG(1, 100000), "run.batch", KEEP, false, "sequences per batch [32]"},
+    {NULL, "--batch", "N", F(batch), LONG(1, 100000), "run.batch", KEEP, false,
+     "sequences per batch [32]"},
     {NULL, "--steps", "N", F(steps), LONG(1, 1000000000), "run.steps", SPAN, false,
      "optimizer steps (the schedule spans them) [2000]"},
     {NULL, "--stop-after", "N", F(stop_after), LONG(1, 1000000000), NULL, LOCAL, false,
      "stop (and --save) after step N of --steps; --resume later"},
     {NULL, "--epochs", "N", F(epochs), LONG(1, 100000), NULL, LOCAL, false,
      "instead of --steps: passes over the training text"},
-    {NULL, "--optimizer", "NAME", F(optimizer), STR(canon_optim, "sgd, adam, adamw, rmsprop or adagrad"),
-     "run.optimizer", KEEP, false, "sgd | adam | adamw | rmsprop | adagrad [adam]"},
+    {NULL, "--optimizer", "NAME", F(optimizer),
+     STR(canon_optim, "sgd, adam, adamw, rmsprop or adagrad"), "run.optimizer", KEEP, false,
+     "sgd | adam | adamw | rmsprop | adagrad [adam]"},
     {NULL, "--lr", "X", F(lr), DBL(0, 1e3), "run.lr", KEEP, false,
      "learning rate [adam/adamw 3e-3, rmsprop 2e-3, sgd 1, adagrad 0.1]"},
     {NULL, "--clip", "X", F(clip), DBL(0, 1e9), "run.clip", KEEP, false,
@@ -99,8 +105,8 @@ static const opt_def defs[] = {
      "                       across batches: truncated BPTT [off: random windows]"},
     {NULL, "--threads", "N", F(threads), LONG(1, 256), NULL, LOCAL, false,
      "threads for the products of a step [1]"},
-    {NULL, "--bptt-checkpoint", "K|auto", F(bptt_checkpoint), STR(canon_every, "auto or an integer >= 1"),
-     NULL, LOCAL, false,
+    {NULL, "--bptt-checkpoint", "K|auto", F(bptt_checkpoint),
+     STR(canon_every, "auto or an integer >= 1"), NULL, LOCAL, false,
      "memory-efficient BPTT: keep every K-th step's state and\n"
      "                       recompute the rest in backward (auto: ~sqrt(seq));\n"
      "                       the same gradients, bit for bit [off]"},
@@ -126,13 +132,15 @@ static const opt_def defs[] = {
      "continue the run FILE holds exactly where it left off"},
     {NULL, "--finetune-from", "FILE", F(finetune), STR(NULL, NULL), NULL, LOCAL, false,
      "start from a trained model (vocabulary may differ)"},
-    {NULL, "--freeze-recurrent", NULL, F(freeze_recurrent), FLAG, "run.freeze_recurrent", KEEP, false,
-     "with --finetune-from: train only embedding and head"},
+    {NULL, "--freeze-recurrent", NULL, F(freeze_recurrent), FLAG, "run.freeze_recurrent", KEEP,
+     false, "with --finetune-from: train only embedding and head"},
     {"sampling", "--load", "FILE", F(load), STR(NULL, NULL), NULL, LOCAL, false,
      "model to sample from / evaluate"},
     {NULL, "--temperature", "T", F(temperature), DBL(1e-3, 100), NULL, LOCAL, false, "[0.8]"},
-    {NULL, "--length", "N", F(length), LONG(0, 100000000), NULL, LOCAL, false, "characters to generate [400]"},
-    {NULL, "--prime", "TEXT", F(prime), STR(NULL, NULL), NULL, LOCAL, false, "text to start from [\"\\n\"]"},
+    {NULL, "--length", "N", F(length), LONG(0, 100000000), NULL, LOCAL, false,
+     "characters to generate [400]"},
+    {NULL, "--prime", "TEXT", F(prime), STR(NULL, NULL), NULL, LOCAL, false,
+     "text to start from [\"\\n\"]"},
     {"several processes (mpirun -np N char-lm train ...: each rank takes its share of\n"
      "every --batch, the ranks average their gradients; see README.md)",
      "--dist-deterministic", NULL, F(dist_deterministic), FLAG, NULL, LOCAL, false,
@@ -148,11 +156,28 @@ _Static_assert(sizeof defs / sizeof defs[0] <= 64, "cl_opts.given has 64 bits");
 static void *field(const cl_opts *o, int i) { return (char *)o + defs[i].off; }
 
 void cl_default_opts(cl_opts *o) {
-  *o = (cl_opts){.data = CHAR_LM_DEFAULT_DATA, .cell = "lstm", .optimizer = "adam",
-                 .schedule = "cosine", .dtype = "f32", .prime = "\n", .hidden = 256, .layers = 1,
-                 .embed = 64, .seq = 64, .batch = 32, .steps = 2000, .threads = 1, .length = 400,
-                 .eval_every = -1, .eval_chars = 16384, .log_every = -1, .lr = -1, .clip = 5,
-                 .temperature = 0.8, .seed = 1, .dist_timeout = 300};
+  *o = (cl_opts){.data = CHAR_LM_DEFAULT_DATA,
+                 .cell = "lstm",
+                 .optimizer = "adam",
+                 .schedule = "cosine",
+                 .dtype = "f32",
+                 .prime = "\n",
+                 .hidden = 256,
+                 .layers = 1,
+                 .embed = 64,
+                 .seq = 64,
+                 .batch = 32,
+                 .steps = 2000,
+                 .threads = 1,
+                 .length = 400,
+                 .eval_every = -1,
+                 .eval_chars = 16384,
+                 .log_every = -1,
+                 .lr = -1,
+                 .clip = 5,
+                 .temperature = 0.8,
+                 .seed = 1,
+                 .dist_timeout = 300};
 }
 
 static void usage(FILE *f) {
@@ -339,11 +364,14 @@ bool cl_opts_from_checkpoint(cl_opts *o, const cr_st_file *f, const char *path, 
         return cl_fail("%s: not a char-lm checkpoint (metadata '%s' is missing)", path, d->key),
                false;
       return cl_fail("%s: metadata '%s' is missing: no run options to resume (it can be "
-                     "sampled or fine-tuned from)", path, d->key), false;
+                     "sampled or fine-tuned from)",
+                     path, d->key),
+             false;
     }
     if (!parse_value(i, v, &file, why, sizeof why))
       return cl_fail("%s: metadata '%s' is '%.80s', expected %s", path, d->key, v,
-                     why + (strncmp(why, "must be ", 8) ? 0 : 8)), false;
+                     why + (strncmp(why, "must be ", 8) ? 0 : 8)),
+             false;
     bool given = o->given >> i & 1;
     char mine[256], theirs[256];
     format_value(i, &n, mine, sizeof mine);
@@ -352,14 +380,18 @@ bool cl_opts_from_checkpoint(cl_opts *o, const cr_st_file *f, const char *path, 
       show_flag(i, &n, mine, sizeof mine);
       show_flag(i, &file, theirs, sizeof theirs);
       return cl_fail("%s conflicts with %s, which was trained with %s (%s; see --help, "
-                     "\"resuming\")", mine, path, theirs,
+                     "\"resuming\")",
+                     mine, path, theirs,
                      d->keep == MODEL ? "a checkpoint fixes the model's architecture"
-                                      : "a resumed run keeps its options"), false;
+                                      : "a resumed run keeps its options"),
+             false;
     }
     if (!given) {
       memcpy(field(&n, i), field(&file, i),
-             d->type == T_STR ? sizeof(char *) : d->type == T_LONG ? sizeof(long)
-             : d->type == T_DOUBLE ? sizeof(double) : sizeof(bool));
+             d->type == T_STR      ? sizeof(char *)
+             : d->type == T_LONG   ? sizeof(long)
+             : d->type == T_DOUBLE ? sizeof(double)
+                                   : sizeof(bool));
       n.inherited |= (uint64_t)1 << i;
     }
   }

@@ -130,8 +130,8 @@ static bool gather_carry(cl_run *t) {
     char *blocks = cl_alloc(bytes, 1, "the carried state");
     if (!blocks)
       cr_ctx_set_error(t->ctx, CR_ERR_NOMEM, "%s", cl_last_error());
-    if (cr_dist_allgather(t->ctx, t->dist, cr_data_const(mine),
-                          (size_t)cr_numel(mine) * es, blocks, bytes, NULL) != CR_OK) {
+    if (cr_dist_allgather(t->ctx, t->dist, cr_data_const(mine), (size_t)cr_numel(mine) * es, blocks,
+                          bytes, NULL) != CR_OK) {
       free(blocks);
       return collective_failed(t, "saving: ");
     }
@@ -170,10 +170,12 @@ void cl_dist_describe(const cl_run *t, char *buf, size_t n) {
     snprintf(per, sizeof per, "%ld or %ld", B / N + 1, B / N);
   else
     snprintf(per, sizeof per, "%ld", B / N);
-  snprintf(buf, n, "distributed: %d ranks (MPI), batch %ld as %s sequences per rank, gradients "
-           "%s", t->size, B, per, t->o.dist_deterministic
-                                      ? "summed in rank order (--dist-deterministic)"
-                                      : "averaged with MPI_Allreduce");
+  snprintf(buf, n,
+           "distributed: %d ranks (MPI), batch %ld as %s sequences per rank, gradients "
+           "%s",
+           t->size, B, per,
+           t->o.dist_deterministic ? "summed in rank order (--dist-deterministic)"
+                                   : "averaged with MPI_Allreduce");
 }
 
 void cl_dist_stats_line(const cl_run *t, char *buf, size_t n) {
@@ -184,10 +186,11 @@ void cl_dist_stats_line(const cl_run *t, char *buf, size_t n) {
     return;
   const double calls = (double)s.allreduce_calls, step_ms = 1e3 * t->step_s / calls,
                sync = 1e3 * s.sync_s / calls, red = 1e3 * s.reduce_s / calls;
-  snprintf(buf, n, "all-reduce on %d ranks: %.2f ms per step = %.2f ms waiting for the slowest "
+  snprintf(buf, n,
+           "all-reduce on %d ranks: %.2f ms per step = %.2f ms waiting for the slowest "
            "rank + %.2f ms reducing %.2f MB in %.1f messages (%.1f%% of the %.1f ms step); the "
-           "steps alone: %.0f tokens/s", t->size, sync + red, sync, red,
-           (double)s.bytes / calls / 1e6, (double)s.buckets / calls,
+           "steps alone: %.0f tokens/s",
+           t->size, sync + red, sync, red, (double)s.bytes / calls / 1e6, (double)s.buckets / calls,
            100 * (sync + red) / step_ms, step_ms,
            (double)(t->o.seq * t->o.batch) / (t->step_s / calls));
 }

@@ -14,7 +14,9 @@ bool cl_dist_init(cl_run *t) {
   if (n && atoi(n) > 1)
     return cl_fail("started as one of %s processes (mpirun?), but this char-lm was built without "
                    "MPI: each would train alone (install libopenmpi-dev and rebuild, see "
-                   "README.md)", n), false;
+                   "README.md)",
+                   n),
+           false;
   return true;
 }
 
@@ -57,6 +59,4 @@ void cl_dist_describe(const cl_run *t, char *buf, size_t n) {
     *buf = '\0';
 }
 
-void cl_dist_stats_line(const cl_run *t, char *buf, size_t n) {
-  cl_dist_describe(t, buf, n);
-}
+void cl_dist_stats_line(const cl_run *t, char *buf, size_t n) { cl_dist_describe(t, buf, n); }

@@ -35,11 +35,12 @@ static int use_checkpoint(cl_run *t, const cr_st_file *f, const char *path) {
   if (!cl_evaluate(t, 0, &nats, &count)) /* the whole validation text */
     return 1;
   if (count == 0)
-    return t->rank == 0 ? cl_fail("eval: '%s' has too little validation text for a figure",
-                                  t->o.data) : 1;
+    return t->rank == 0
+               ? cl_fail("eval: '%s' has too little validation text for a figure", t->o.data)
+               : 1;
   if (t->rank == 0)
-    printf("%s on %s: validation %.4f bits/char (unigram %.3f)\n", path, t->o.data,
-         nats / log(2.0), cl_unigram_bits(&t->data));
+    printf("%s on %s: validation %.4f bits/char (unigram %.3f)\n", path, t->o.data, nats / log(2.0),
+           cl_unigram_bits(&t->data));
   return isfinite(nats) ? 0 : cl_fail("eval: the validation loss is %g", nats);
 }
 

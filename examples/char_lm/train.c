@@ -32,12 +32,12 @@ static bool make_schedule(cl_run *t) {
   if (!strcmp(s, "cosine")) {
     t->sched = (cr_sched){.kind = CR_SCHED_COSINE, .t_max = t->o.steps, .eta_min = 0};
   } else if (!strncmp(s, "warmup:", 7) && strstr(s, "+cosine") &&
-             !strcmp(strstr(s, "+cosine"), "+cosine") && sscanf(s + 7, "%ld", &n) == 1 &&
-             n >= 1 && n < t->o.steps) {
-    t->warm = (cr_sched){.kind = CR_SCHED_LINEAR, .start_factor = 0.1, .end_factor = 1,
-                         .total_iters = n};
-    t->sched = (cr_sched){.kind = CR_SCHED_COSINE, .t_max = t->o.steps - n, .warmup = &t->warm,
-                          .warmup_steps = n};
+             !strcmp(strstr(s, "+cosine"), "+cosine") && sscanf(s + 7, "%ld", &n) == 1 && n >= 1 &&
+             n < t->o.steps) {
+    t->warm =
+        (cr_sched){.kind = CR_SCHED_LINEAR, .start_factor = 0.1, .end_factor = 1, .total_iters = n};
+    t->sched = (cr_sched){
+        .kind = CR_SCHED_COSINE, .t_max = t->o.steps - n, .warmup = &t->warm, .warmup_steps = n};
   } else if (!cr_sched_parse(s, &t->sched, &t->warm, err, sizeof err)) {
     return cl_fail("--schedule %s: %s", s, err), false;
   }
@@ -50,8 +50,9 @@ static bool derive_periods(cl_run *t) {
   const cl_corpus *d = &t->data;
   if (d->n_train < o->seq + 2 || (o->tbptt && d->n_train / o->batch < o->seq + 2))
     return cl_fail("--seq %ld%s needs more text: '%s' has %" PRId64 " training characters after "
-                   "the 90/10 split", o->seq, o->tbptt ? " with --tbptt and this --batch" : "",
-                   o->data, d->n_train), false;
+                   "the 90/10 split",
+                   o->seq, o->tbptt ? " with --tbptt and this --batch" : "", o->data, d->n_train),
+           false;
   if (o->epochs > 0) {
     int64_t per = d->n_train / (o->seq * o->batch) > 0 ? d->n_train / (o->seq * o->batch) : 1;
     if (per > 1000000000 / o->epochs)
@@ -92,7 +93,9 @@ bool cl_train_setup(cl_run *t, const cr_st_file *f) {
   int ranks = t->size > 1 ? t->size : 1;
   if (o->batch < ranks)
     return cl_fail("--batch %ld on %d ranks: every rank needs at least one sequence of every "
-                   "batch (use --batch %d or more, or fewer ranks)", o->batch, ranks, ranks), false;
+                   "batch (use --batch %d or more, or fewer ranks)",
+                   o->batch, ranks, ranks),
+           false;
   cl_slice(o->batch, t->rank, ranks, &t->b_lo, &t->b_hi);
   const int64_t W = t->b_hi - t->b_lo;
   /* a run must not be lost to a save that was never going to work (rank 0 saves) */
@@ -101,13 +104,19 @@ bool cl_train_setup(cl_run *t, const cr_st_file *f) {
 
   /* the architecture: the options (a checkpoint's, see cli.c), checked
    * against the checkpoint's tensors before anything is allocated */
-  cm_config cfg = {cm_cell_by_name(o->cell), t->data.vocab, o->embed, o->hidden, (int)o->layers,
-                   o->dropout, strcmp(o->dtype, "f64") ? CR_F32 : CR_F64}, old;
+  cm_config cfg = {cm_cell_by_name(o->cell),
+                   t->data.vocab,
+                   o->embed,
+                   o->hidden,
+                   (int)o->layers,
+                   o->dropout,
+                   strcmp(o->dtype, "f64") ? CR_F32 : CR_F64},
+            old;
   char err[400];
   if (f && !cm_read_config(f, path, &old, err, sizeof err))
     return cl_fail("%s", err), false;
-  if (o->resume && (!cl_ckpt_check_data(t, f, path, CL_RESUME) ||
-                    !cl_ckpt_check_shapes(f, path, &cfg)))
+  if (o->resume &&
+      (!cl_ckpt_check_data(t, f, path, CL_RESUME) || !cl_ckpt_check_shapes(f, path, &cfg)))
     return false;
   if (o->finetune && !cl_ckpt_check_shapes(f, path, &old))
     return false;
@@ -146,7 +155,8 @@ static bool step_failed(cl_run *t) {
 static bool diverged(const cl_run *t, int64_t step, const char *what) {
   if (t->rank == 0)
     cl_fail("step %" PRId64 ": training diverged: %s; stopped without saving (try a lower --lr "
-            "than %g%s)", step, what, t->o.lr, t->o.clip > 0 ? "" : ", or a --clip");
+            "than %g%s)",
+            step, what, t->o.lr, t->o.clip > 0 ? "" : ", or a --clip");
   return false;
 }
 
@@ -173,8 +183,8 @@ static bool keep_state(cl_run *t, cr_tensor *const *fin) {
 static cr_rng *dropout_rng(cl_run *t) {
   if (!t->drop_rng)
     return t->rng;
-  cr_rng_seed(t->drop_rng, cr_rng_below(t->rng, UINT64_MAX) ^
-                               (0x9e3779b97f4a7c15ull * (uint64_t)(t->rank + 1)));
+  cr_rng_seed(t->drop_rng,
+              cr_rng_below(t->rng, UINT64_MAX) ^ (0x9e3779b97f4a7c15ull * (uint64_t)(t->rank + 1)));
   return t->drop_rng;
 }
 
@@ -186,8 +196,8 @@ static bool train_step(cl_run *t, double *loss) {
   double t0 = cl_now();
   cr_tensor *fin[2], *zero[2] = {NULL, NULL};
   cr_sched_apply(&t->sched, t->opt, t->step);
-  if (cl_next_batch(&t->data, o->seq, o->batch, t->b_lo, t->b_hi, o->tbptt, t->rng,
-                    &t->stream_pos, t->ids, t->tgt) &&
+  if (cl_next_batch(&t->data, o->seq, o->batch, t->b_lo, t->b_hi, o->tbptt, t->rng, &t->stream_pos,
+                    t->ids, t->tgt) &&
       !forget_state(t) && !t->dist)
     return step_failed(t);
   t->m->fwd = t->fwd; /* the training forward only (evaluation runs without a graph) */
@@ -239,8 +249,8 @@ static bool validate(cl_run *t, bool final) {
   double bits = nats / log(2.0);
   if (t->rank == 0)
     printf("%sstep %" PRId64 ": validation %.4f bits/char%s (unigram %.3f)\n",
-         progress_in_place(t) ? "\n" : "", t->step, bits,
-         final ? " on the whole validation text" : "", cl_unigram_bits(&t->data));
+           progress_in_place(t) ? "\n" : "", t->step, bits,
+           final ? " on the whole validation text" : "", cl_unigram_bits(&t->data));
   fflush(stdout);
   char what[200];
   if (!isfinite(bits)) {
@@ -250,9 +260,10 @@ static bool validate(cl_run *t, bool final) {
   t->bad_evals = bits > DIVERGE_FACTOR * uniform ? t->bad_evals + 1 : 0;
   if (t->bad_evals < DIVERGE_EVALS)
     return true;
-  snprintf(what, sizeof what, "the validation loss stayed above %.1fx the uniform baseline "
-           "(%.3f bits/char) for %d validations, now %.3f bits/char", DIVERGE_FACTOR, uniform,
-           DIVERGE_EVALS, bits);
+  snprintf(what, sizeof what,
+           "the validation loss stayed above %.1fx the uniform baseline "
+           "(%.3f bits/char) for %d validations, now %.3f bits/char",
+           DIVERGE_FACTOR, uniform, DIVERGE_EVALS, bits);
   return diverged(t, t->step, what);
 }
 
@@ -273,8 +284,8 @@ static void print_header(const cl_run *t) {
   char info[256];
   printf("chainrule char-lm: %s\n", cr_runtime_describe(info, sizeof info));
   printf("data %s: %" PRId64 " characters, vocabulary %d, %" PRId64 " train / %" PRId64
-         " validation; unigram baseline %.3f bits/char\n", o->data, d->n, d->vocab, d->n_train,
-         d->n - d->n_train, cl_unigram_bits(d));
+         " validation; unigram baseline %.3f bits/char\n",
+         o->data, d->n, d->vocab, d->n_train, d->n - d->n_train, cl_unigram_bits(d));
   int64_t n_weights = cr_module_num_params(t->m->m);
   printf("model %s, hidden %" PRId64 ", layers %d, embed %" PRId64 ", %" PRId64 " parameters (%s); "
          "%s lr %g, clip %g, schedule %s; seq %ld, batch %ld, %s; steps %" PRId64 "..%ld\n",
@@ -300,8 +311,8 @@ static void print_progress(const cl_run *t, int64_t first, double t0, double los
   char eta[32];
   cl_fmt_time(el / done * (double)(o->steps - t->step), eta, sizeof eta);
   if (tty && (el - *last_print > 0.1 || t->step == o->steps)) {
-    printf("\rstep %" PRId64 "/%ld  loss %.4f  %.0f tok/s  ETA %s   ", t->step, o->steps,
-           loss_avg, tps, eta);
+    printf("\rstep %" PRId64 "/%ld  loss %.4f  %.0f tok/s  ETA %s   ", t->step, o->steps, loss_avg,
+           tps, eta);
     fflush(stdout);
     *last_print = el;
   } else if (!tty && (t->step % o->log_every == 0 || t->step == first + 1)) {
@@ -316,12 +327,12 @@ int cl_train_loop(cl_run *t) {
   if (t->rank == 0)
     print_header(t);
   /* memory-efficient BPTT changes memory and time, never the gradients */
-  t->fwd = (cr_rnn_forward_opts){
-      .checkpoint_every = !o->bptt_checkpoint ? 0
-                          : !strcmp(o->bptt_checkpoint, "auto") ? CR_RNN_CHECKPOINT_AUTO
-                                                                 : atol(o->bptt_checkpoint),
-      .checkpoint_budget = (size_t)(o->bptt_memory * 1048576.0),
-      .checkpoint_chosen = t->bptt_chosen};
+  t->fwd = (cr_rnn_forward_opts){.checkpoint_every = !o->bptt_checkpoint ? 0
+                                                     : !strcmp(o->bptt_checkpoint, "auto")
+                                                         ? CR_RNN_CHECKPOINT_AUTO
+                                                         : atol(o->bptt_checkpoint),
+                                 .checkpoint_budget = (size_t)(o->bptt_memory * 1048576.0),
+                                 .checkpoint_chosen = t->bptt_chosen};
   if (o->detect_anomaly) {
     cr_set_detect_anomaly(t->ctx, true);
     if (t->rank == 0)
@@ -344,8 +355,7 @@ int cl_train_loop(cl_run *t) {
     if ((t->step % o->eval_every == 0 || t->step == o->steps || t->step == stop) &&
         !validate(t, t->step == o->steps))
       return 1;
-    if (o->save && o->save_every > 0 && t->step % o->save_every == 0 && t->step < stop &&
-        !save(t))
+    if (o->save && o->save_every > 0 && t->step % o->save_every == 0 && t->step < stop && !save(t))
       return 1;
   }
   struct rusage ru;
@@ -357,8 +367,9 @@ int cl_train_loop(cl_run *t) {
     /* the steps alone: without validation, saves and printing */
     const double tokens = (double)(t->step - first) * (double)(o->seq * o->batch);
     printf("trained %" PRId64 " steps in %.1f s (%.0f tokens/s; the steps alone %.0f tokens/s), "
-           "peak RSS %ld MiB\n", t->step - first, el, tokens / el,
-           t->step_s > 0 ? tokens / t->step_s : 0.0, ru.ru_maxrss / 1024);
+           "peak RSS %ld MiB\n",
+           t->step - first, el, tokens / el, t->step_s > 0 ? tokens / t->step_s : 0.0,
+           ru.ru_maxrss / 1024);
     if (*line)
       printf("%s\n", line);
     fflush(stdout);
