@@ -72,13 +72,9 @@ bool cr__anomaly_forward(cr_ctx *ctx, const char *op, const cr_tensor *out, int 
  * large tensor.  A view of a leaf is checked: leaves are checked nowhere
  * else. */
 static bool view_of_a_result(const cr_tensor *out, int n_in, cr_tensor *const *in) {
-  const char *p = out->data;
-  for (int k = 0; k < n_in; k++) {
-    const char *lo = in[k] ? in[k]->data : NULL;
-    if (lo && in[k]->op_result && p >= lo &&
-        p < lo + (size_t)in[k]->numel * cr_dtype_size(in[k]->dtype))
+  for (int k = 0; k < n_in; k++)
+    if (in[k] && in[k]->data && in[k]->op_result && cr__data_inside(out, in[k]))
       return true;
-  }
   return false;
 }
 
@@ -112,6 +108,11 @@ cr_node *cr__record(cr_ctx *ctx, const cr_op_desc *op, cr_tensor *out, int n_in,
 }
 
 /* ---- gradient buffers of the kernel path */
+
+bool cr__data_inside(const cr_tensor *view, const cr_tensor *buf) {
+  const char *p = view->data, *lo = buf->data;
+  return p >= lo && p < lo + (size_t)buf->numel * cr_dtype_size(buf->dtype);
+}
 
 bool cr__may_alias(const cr_ctx *ctx, const cr_tensor *t) {
   (void)ctx; /* anomaly mode aliases too: it must not change a single bit */

@@ -126,6 +126,9 @@ bool cr__consumers_take_views(const cr_ctx *ctx, const cr_tensor *t);
  * hooks, is retained, or anomaly mode is on: then every VJP's result is
  * checked at its own node). */
 bool cr__may_alias(const cr_ctx *ctx, const cr_tensor *t);
+/* Whether view's first element lies inside buf's numel elements (a view
+ * of buf, or of part of it). */
+bool cr__data_inside(const cr_tensor *view, const cr_tensor *buf);
 /* The engine, after nd's VJP: nd's output gradient is dead (unless shown:
  * retained, hooked), its buffer goes back for reuse. */
 void cr__grad_release(cr_ctx *ctx, cr_tensor *t);

@@ -92,12 +92,6 @@ static int64_t non_finite_at(const cr_tensor *t, double *v) {
 
 static const char *kind_of(double v) { return isnan(v) ? "nan" : v > 0 ? "inf" : "-inf"; }
 
-/* Whether view's values lie inside buf's buffer. */
-static bool inside(const cr_tensor *view, const cr_tensor *buf) {
-  const char *p = view->data, *lo = buf->data;
-  return p >= lo && p < lo + (size_t)buf->numel * cr_dtype_size(buf->dtype);
-}
-
 /* Anomaly mode, kernel pass: did nd's VJP leave a NaN/Inf in a gradient?
  * An input whose gradient nd's output gradient was a view into (a slice,
  * a reshape: grad_alias) got nothing from this VJP — its new values were
@@ -113,7 +107,7 @@ static bool vjp_finite(cr_ctx *ctx, const cr_node *nd) {
     const cr_tensor *g = !x->node && x->hooks ? (x->pgrad_pass == ctx->pass ? x->pgrad : NULL)
                          : x->grad_pass == ctx->pass ? x->grad
                                                      : NULL;
-    if (g && ((gy && inside(gy, g)) || cr__pending_owed(ctx, g)))
+    if (g && ((gy && cr__data_inside(gy, g)) || cr__pending_owed(ctx, g)))
       continue; /* nothing new from this VJP, or checked once settled */
     double v = 0;
     int64_t at = g && x->requires_grad ? non_finite_at(g, &v) : -1;
