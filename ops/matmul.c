@@ -79,13 +79,25 @@ typedef struct {
   cr_dtype dt;      /* gb's layout, copied: the tensor may be a view that */
   int64_t rs, cs;   /* goes before the products are added (a region's) */
   int64_t K, N, rows, cap;
-  char *A, *G; /* [cap, K] and [cap, N], dense */
+  char *A, *G; /* [cap, K] and [cap, N], dense; NULL when packed instead */
+  /* The few-row kernel's right operand staged straight into its panels
+   * (packed for cap rows), or NULL: G, for gb += A^T G with gb's rows
+   * contiguous; A when `flip`, for gb^T += G^T A with gb's columns
+   * contiguous (a transposed weight's gradient) */
+  float *panels;
+  bool flip;
 } staged_products;
 
 static void settle_products(cr_ctx *ctx, cr__pending *first, void *target);
 
 static void flush(staged_products *s) {
-  if (s->rows)
+  if (s->rows && s->panels && !s->flip)
+    cr__skinny_sgemm_packed(s->K, s->N, s->rows, 1.0f, (const float *)s->A, 1, s->K, s->panels,
+                            s->cap, 1.0f, s->base.target, s->rs);
+  else if (s->rows && s->panels)
+    cr__skinny_sgemm_packed(s->N, s->K, s->rows, 1.0f, (const float *)s->G, 1, s->N, s->panels,
+                            s->cap, 1.0f, s->base.target, s->cs);
+  else if (s->rows)
     cr__gemm(s->dt, true, false, s->K, s->N, s->rows, 1.0, s->A, s->K, 1, s->G, s->N, 1, 1.0,
              s->base.target, s->rs, s->cs);
   s->rows = 0;
@@ -101,22 +113,31 @@ static staged_products *staging(cr_ctx *ctx, cr_tensor *gb, int64_t K, int64_t N
         return s;
     }
   size_t es = cr_dtype_size(gb->dtype);
+  const int64_t rs = gb->stride[0], cs = gb->stride[1], cap = stage_rows(K, N);
+  const bool f32 = gb->dtype == CR_F32;
+  const bool packed = f32 && cs == 1 && cr__packed_suits(K, N);
+  const bool flip = !packed && f32 && rs == 1 && cr__packed_suits(N, K);
   staged_products *s = cr__alloc_main(ctx, sizeof *s); /* owned by the pass */
-  const int64_t cap = stage_rows(K, N);
-  char *A = cr__alloc_main(ctx, (size_t)(cap * K) * es);
-  char *G = cr__alloc_main(ctx, (size_t)(cap * N) * es);
-  if (!s || !A || !G)
+  char *A = flip ? NULL : cr__alloc_main(ctx, (size_t)(cap * K) * es);
+  char *G = packed ? NULL : cr__alloc_main(ctx, (size_t)(cap * N) * es);
+  float *panels =
+      packed || flip
+          ? cr__alloc_main(ctx, cr__skinny_packed_floats(cap, flip ? K : N) * sizeof(float))
+          : NULL;
+  if (!s || (!A && !flip) || (!G && !packed) || (!panels && (packed || flip)))
     return NULL;
   *s = (staged_products){{NULL, gb->data, settle_products, false},
                          gb->dtype,
-                         gb->stride[0],
-                         gb->stride[1],
+                         rs,
+                         cs,
                          K,
                          N,
                          0,
                          cap,
                          A,
-                         G};
+                         G,
+                         panels,
+                         flip};
   cr__pending_add(ctx, &s->base);
   return s;
 }
@@ -136,8 +157,14 @@ static void defer_or_run(cr_ctx *ctx, cr_tensor *gb, cr_tensor *a, cr_tensor *gy
   if (s->rows + M > s->cap)
     flush(s);
   size_t es = cr_dtype_size(gb->dtype);
-  cr__gather(a, s->A + (size_t)(s->rows * K) * es); /* dense rows, whatever a's strides */
-  memcpy(s->G + (size_t)(s->rows * N) * es, gy->data, (size_t)(M * N) * es);
+  if (s->flip) /* a's rows into the panels, whatever its strides */
+    cr__skinny_pack_rows(s->cap, s->rows, M, K, a->data, a->stride[0], a->stride[1], s->panels);
+  else
+    cr__gather(a, s->A + (size_t)(s->rows * K) * es); /* dense rows, whatever a's strides */
+  if (s->panels && !s->flip)
+    cr__skinny_pack_rows(s->cap, s->rows, M, N, gy->data, N, 1, s->panels);
+  else
+    memcpy(s->G + (size_t)(s->rows * N) * es, gy->data, (size_t)(M * N) * es);
   s->rows += M;
 }
 
@@ -204,21 +231,17 @@ static float *panels_for(cr_ctx *ctx, cr_tensor *b, int64_t K, int64_t N, int64_
   return e->panels;
 }
 
-/* Rows up to which a product against a packed right operand beats BLIS
- * (measured on Zen 3, k 128..2048, n 128..2048: 72-98 vs 46-90 GFLOP/s at
- * m = 32..256); beyond, BLIS's blocking of A is needed. */
-#define CR__PACKED_MAX_M 128
-
 /* C[M,N] (= or += by beta) a[M,K] @ op(b), op(b) = b or b^T ([K,N]): with
  * few rows through b's packed panels, else through cr__gemm. */
 static void times_right(cr_ctx *ctx, int64_t M, int64_t K, int64_t N, const void *a, int64_t rsa,
                         int64_t csa, cr_tensor *b, bool transb, double beta, void *c, int64_t rsc) {
   mat_view vb = view_of(b);
   if (b->dtype == CR_F32 && b->ndim == 2 && cr__skinny_isa != CR__SKINNY_NONE &&
-      M <= CR__PACKED_MAX_M && cr__skinny_max_m > 0 && (double)M * (double)N * (double)K > 2048.0) {
+      cr__packed_suits(M, N) && cr__skinny_max_m > 0 &&
+      (double)M * (double)N * (double)K > 2048.0) {
     float *panels = panels_for(ctx, b, K, N, transb ? vb.cs : vb.rs, transb ? vb.rs : vb.cs);
     if (panels) {
-      cr__skinny_sgemm_packed(M, N, K, 1.0f, a, rsa, csa, panels, (float)beta, c, rsc);
+      cr__skinny_sgemm_packed(M, N, K, 1.0f, a, rsa, csa, panels, K, (float)beta, c, rsc);
       return;
     }
   }

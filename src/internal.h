@@ -335,13 +335,20 @@ bool cr__skinny_ok(int64_t m, int64_t n, int64_t k);
 extern int64_t cr__skinny_max_m; /* 0 disables the skinny path */
 void cr__skinny_sgemm(int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t ai,
                       int64_t ap, const float *B, int64_t bp, float beta, float *C, int64_t rsc);
-/* The same against op(B) packed once into panels (needs AVX2+FMA): the
- * floats a packing of op(B) [k, n] takes, the packing (op(B)[p, j] =
- * B[p*rs + j*cs]; out 32-byte aligned), and the product. */
+/* The same against op(B) packed once into panels (src/packed_gemm.c;
+ * AVX-512 or AVX2+FMA): the floats a packing of op(B) [k, n] takes; the
+ * packing (op(B)[p, j] = B[p*rs + j*cs]); rows p0 .. p0 + rows - 1 of a
+ * packing made for kp rows (row p0 + i from B + i*rs: rows can be staged
+ * as they come); the product C = alpha A op(B)[:k] + beta C with
+ * A[i, p] = A[i*ai + p*ap], from panels packed for kp >= k rows; and
+ * whether an m x n product is faster so than through BLIS. */
 size_t cr__skinny_packed_floats(int64_t k, int64_t n);
 void cr__skinny_pack(int64_t k, int64_t n, const float *B, int64_t rs, int64_t cs, float *out);
+void cr__skinny_pack_rows(int64_t kp, int64_t p0, int64_t rows, int64_t n, const float *B,
+                          int64_t rs, int64_t cs, float *out);
 void cr__skinny_sgemm_packed(int64_t m, int64_t n, int64_t k, float alpha, const float *A,
-                             int64_t ai, int64_t ap, const float *Bp, float beta, float *C,
-                             int64_t rsc);
+                             int64_t ai, int64_t ap, const float *Bp, int64_t kp, float beta,
+                             float *C, int64_t rsc);
+bool cr__packed_suits(int64_t m, int64_t n);
 
 #endif

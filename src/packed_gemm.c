@@ -17,8 +17,9 @@
  * accumulators: (6,1) 12, (5,1) 10, (4,1) 8, (3,2) 12, (2,2) 8, (1,4) 8.
  * m is cut into 6-row tiles and at the end one or two smaller ones, so no
  * row is computed in vain (m = 32: 6,6,6,6,4,4; m = 1: one (1,4) tile per
- * 64 columns).  Zen 4's 512-bit FMAs are no faster than two 256-bit ones,
- * so AVX2 serves there as well. */
+ * 64 columns).  Where the CPU has AVX-512 the same tiles run on zmm
+ * registers, R x 16W -> R x W accumulators (below): on Zen 4 no faster
+ * than AVX2, on Zen 5 twice as fast. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -27,31 +28,47 @@
 #define KC 256 /* rows of op(B) per block: 4 panels (64 KiB) stay in L2 */
 #define NP 16  /* columns per panel: two ymm */
 #define JB 4   /* panels per column step: the widest tile */
+#define MC 120 /* rows of A per pass over a block: 120 x KC floats (120 KiB) stay in L2 */
 
 size_t cr__skinny_packed_floats(int64_t k, int64_t n) {
   return (size_t)((n + NP - 1) / NP) * (size_t)k * NP;
 }
 
-void cr__skinny_pack(int64_t k, int64_t n, const float *B, int64_t rs, int64_t cs, float *out) {
+void cr__skinny_pack_rows(int64_t kp, int64_t p0, int64_t rows, int64_t n, const float *B,
+                          int64_t rs, int64_t cs, float *out) {
   const int64_t np = (n + NP - 1) / NP;
-  for (int64_t k0 = 0; k0 < k; k0 += KC) {
-    const int64_t kb = k - k0 < KC ? k - k0 : KC;
+  for (int64_t p = p0; p < p0 + rows; p++) {
+    const int64_t k0 = p / KC * KC, kb = kp - k0 < KC ? kp - k0 : KC;
+    const float *src = B + (p - p0) * rs;
     for (int64_t q = 0; q < np; q++) {
-      float *dst = out + k0 * np * NP + q * kb * NP;
+      float *dst = out + k0 * np * NP + q * kb * NP + (p - k0) * NP;
       const int64_t j0 = q * NP, w = n - j0 < NP ? n - j0 : NP;
-      for (int64_t p = 0; p < kb; p++) {
-        const float *src = B + (k0 + p) * rs + j0 * cs;
-        if (cs == 1 && w == NP) {
-          memcpy(dst + p * NP, src, NP * sizeof(float));
-        } else { /* a transposed source, or the last panel */
-          for (int64_t jj = 0; jj < w; jj++)
-            dst[p * NP + jj] = src[jj * cs];
-          for (int64_t jj = w; jj < NP; jj++)
-            dst[p * NP + jj] = 0.0f;
-        }
+      if (cs == 1 && w == NP) {
+        memcpy(dst, src + j0, NP * sizeof(float));
+      } else { /* a transposed source, or the last panel */
+        for (int64_t jj = 0; jj < w; jj++)
+          dst[jj] = src[(j0 + jj) * cs];
+        for (int64_t jj = w; jj < NP; jj++)
+          dst[jj] = 0.0f;
       }
     }
   }
+}
+
+void cr__skinny_pack(int64_t k, int64_t n, const float *B, int64_t rs, int64_t cs, float *out) {
+  cr__skinny_pack_rows(k, 0, k, n, B, rs, cs, out);
+}
+
+bool cr__packed_suits(int64_t m, int64_t n) {
+  if (cr__skinny_isa == CR__SKINNY_NONE)
+    return false;
+  /* Measured, one core, C += A op(B) with op(B) packed against BLIS 0.9's
+   * conventional path (GFLOP/s, k = 256..2048): Zen 3 (AVX2, BLIS zen3)
+   * 72-98 vs 46-90 at m = 32..256; Zen 5 (AVX-512, BLIS skx) 218-232 vs
+   * 130-213 at m = 32..512 with n <= 2048 and at m = 2048, n = 512, but
+   * 180-187 vs 194-207 at m = 2048, n = 2048 and m = 1024, n = 4096, where
+   * C and A outgrow the caches and BLIS's packing of A pays. */
+  return m <= 128 || (cr__skinny_isa == CR__SKINNY_AVX512 && m * n <= ((int64_t)1 << 20));
 }
 
 /* the mask of the first `left` of 8 lanes */
@@ -61,18 +78,19 @@ __attribute__((target("avx2"))) static inline __m256i lanes(int64_t left) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(l), idx);
 }
 
-/* One R x 16W tile over a block of kb rows: a[r] points at A[i0 + r, k0]
+/* One R x 16W tile over kb rows of a block: a[r] points at A[i0 + r, k0]
  * (stride ap between p), b at the first of W consecutive panels of the
- * block (each kb x 16), c at C[i0, j0]; left = n - j0 columns exist.
+ * block (each kbp x 16, kbp >= kb rows packed), c at C[i0, j0]; left =
+ * n - j0 columns exist.
  * C = alpha acc + bt C (bt 0: C is not read). */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
-tile(const int R, const int W, const float *const *a, int64_t ap, const float *b, int64_t kb,
-     float alpha, float bt, float *c, int64_t rsc, int64_t left) {
+tile(const int R, const int W, const float *const *a, int64_t ap, const float *b, int64_t kbp,
+     int64_t kb, float alpha, float bt, float *c, int64_t rsc, int64_t left) {
   __m256 acc[6][8];
   for (int r = 0; r < R; r++)
     for (int v = 0; v < 2 * W; v++)
       acc[r][v] = _mm256_setzero_ps();
-  const int64_t ps = kb * NP; /* floats from one panel to the next */
+  const int64_t ps = kbp * NP; /* floats from one panel to the next */
   for (int64_t p = 0; p < kb; p++) {
     __m256 bv[8];
     for (int w = 0; w < W; w++) {
@@ -106,12 +124,12 @@ tile(const int R, const int W, const float *const *a, int64_t ap, const float *b
 }
 
 #define TILE_CASE(R, W)                                                                            \
-  case (R)*8 + (W): tile(R, W, a, ap, b, kb, alpha, bt, c, rsc, left); break;
+  case (R)*8 + (W): tile(R, W, a, ap, b, kbp, kb, alpha, bt, c, rsc, left); break;
 
 __attribute__((target("avx2,fma"))) static void run_tile(int R, int W, const float *const *a,
-                                                         int64_t ap, const float *b, int64_t kb,
-                                                         float alpha, float bt, float *c,
-                                                         int64_t rsc, int64_t left) {
+                                                         int64_t ap, const float *b, int64_t kbp,
+                                                         int64_t kb, float alpha, float bt,
+                                                         float *c, int64_t rsc, int64_t left) {
   switch (R * 8 + W) {
     TILE_CASE(6, 1)
     TILE_CASE(5, 1)
@@ -128,6 +146,69 @@ __attribute__((target("avx2,fma"))) static void run_tile(int R, int W, const flo
   }
 }
 
+/* ---- AVX-512: one zmm per panel row, tiles of R rows x W panels (R x W
+ * zmm accumulators, W <= 4 = JB).  The same products in the same order as
+ * the AVX2 tiles (per element: FMAs over p in order, then alpha, then
+ * beta C), so both kernels give the same bits; on Zen 5, whose FMA pipes
+ * are 512 bits wide, it has twice the throughput. */
+
+/* the mask of the first `left` of 16 lanes */
+static inline __mmask16 lanes16(int64_t left) {
+  return left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+}
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+tile512(const int R, const int W, const float *const *a, int64_t ap, const float *b, int64_t kbp,
+        int64_t kb, float alpha, float bt, float *c, int64_t rsc, int64_t left) {
+  __m512 acc[6][JB];
+  for (int r = 0; r < R; r++)
+    for (int w = 0; w < W; w++)
+      acc[r][w] = _mm512_setzero_ps();
+  const int64_t ps = kbp * NP; /* floats from one panel to the next */
+  for (int64_t p = 0; p < kb; p++) {
+    __m512 bv[JB];
+    for (int w = 0; w < W; w++)
+      bv[w] = _mm512_loadu_ps(b + w * ps + p * NP);
+    for (int r = 0; r < R; r++) {
+      const __m512 av = _mm512_set1_ps(a[r][p * ap]);
+      for (int w = 0; w < W; w++)
+        acc[r][w] = _mm512_fmadd_ps(av, bv[w], acc[r][w]);
+    }
+  }
+  const __m512 al = _mm512_set1_ps(alpha), be = _mm512_set1_ps(bt);
+  for (int r = 0; r < R; r++) {
+    float *cr = c + r * rsc;
+    for (int w = 0; w < W; w++) {
+      const __mmask16 mk = lanes16(left - NP * w);
+      __m512 y = _mm512_mul_ps(al, acc[r][w]);
+      if (bt != 0.0f)
+        y = _mm512_fmadd_ps(be, _mm512_maskz_loadu_ps(mk, cr + NP * w), y);
+      _mm512_mask_storeu_ps(cr + NP * w, mk, y);
+    }
+  }
+}
+
+#define TILE512_CASE(R, W)                                                                         \
+  case (R)*8 + (W):                                                                                \
+    tile512(R, W, a, ap, b, kbp, kb, alpha, bt, c, rsc, left);                                     \
+    break;
+#define TILE512_ROW(R) TILE512_CASE(R, 1) TILE512_CASE(R, 2) TILE512_CASE(R, 3) TILE512_CASE(R, 4)
+
+__attribute__((target("avx512f"))) static void run_tile512(int R, int W, const float *const *a,
+                                                           int64_t ap, const float *b, int64_t kbp,
+                                                           int64_t kb, float alpha, float bt,
+                                                           float *c, int64_t rsc, int64_t left) {
+  switch (R * 8 + W) {
+    TILE512_ROW(6)
+    TILE512_ROW(5)
+    TILE512_ROW(4)
+    TILE512_ROW(3)
+    TILE512_ROW(2)
+    TILE512_ROW(1)
+  default: break;
+  }
+}
+
 /* Rows of the next tile when rem rows are left: 6s, then a 4 before a
  * remainder of 4 or 3 (8 = 4 + 4, 7 = 4 + 3), then what is left. */
 static int tile_rows(int64_t rem) {
@@ -136,39 +217,45 @@ static int tile_rows(int64_t rem) {
   return rem >= 6 ? 6 : (int)rem;
 }
 
-/* panels a tile of R rows takes at once */
-static int tile_panels(int R) { return R >= 4 ? 1 : R >= 2 ? 2 : 4; }
+/* panels a tile of R rows takes at once: AVX2 keeps 8..12 ymm
+ * accumulators, AVX-512 every row's JB panels (4..24 zmm) */
+static int tile_panels(int R, bool zmm) { return zmm ? JB : R >= 4 ? 1 : R >= 2 ? 2 : 4; }
 
 /* columns [16 q_begin, 16 q_end) of the product */
-__attribute__((target("avx2,fma"))) static void
-packed_panels(int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t ai, int64_t ap,
-              const float *Bp, float beta, float *C, int64_t rsc, int64_t q_begin, int64_t q_end) {
+static void packed_panels(int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t ai,
+                          int64_t ap, const float *Bp, int64_t kp, float beta, float *C,
+                          int64_t rsc, int64_t q_begin, int64_t q_end) {
   const int64_t np = (n + NP - 1) / NP;
+  const bool zmm = cr__skinny_isa == CR__SKINNY_AVX512;
   for (int64_t k0 = 0; k0 < k; k0 += KC) {
-    const int64_t kb = k - k0 < KC ? k - k0 : KC;
-    const float bt = k0 == 0 ? beta : 1.0f; /* later blocks add to C */
+    const int64_t kb = k - k0 < KC ? k - k0 : KC;    /* rows used */
+    const int64_t kbp = kp - k0 < KC ? kp - k0 : KC; /* rows packed */
+    const float bt = k0 == 0 ? beta : 1.0f;          /* later blocks add to C */
     const float *block = Bp + k0 * np * NP;
-    for (int64_t q0 = q_begin; q0 < q_end; q0 += JB) {
-      const int64_t qe = q0 + JB < q_end ? q0 + JB : q_end;
-      for (int64_t i0 = 0; i0 < m;) {
-        const int R = tile_rows(m - i0);
-        const float *a[6];
-        for (int r = 0; r < R; r++)
-          a[r] = A + (i0 + r) * ai + k0 * ap;
-        for (int64_t q = q0; q < qe;) {
-          const int W = (int)(qe - q < tile_panels(R) ? qe - q : tile_panels(R));
-          run_tile(R, W, a, ap, block + q * kb * NP, kb, alpha, bt, C + i0 * rsc + q * NP, rsc,
-                   n - q * NP);
-          q += W;
+    for (int64_t ib = 0; ib < m; ib += MC) {
+      const int64_t ie = m - ib < MC ? m : ib + MC;
+      for (int64_t q0 = q_begin; q0 < q_end; q0 += JB) {
+        const int64_t qe = q0 + JB < q_end ? q0 + JB : q_end;
+        for (int64_t i0 = ib; i0 < ie;) {
+          const int R = tile_rows(ie - i0);
+          const float *a[6];
+          for (int r = 0; r < R; r++)
+            a[r] = A + (i0 + r) * ai + k0 * ap;
+          for (int64_t q = q0; q < qe;) {
+            const int most = tile_panels(R, zmm), W = (int)(qe - q < most ? qe - q : most);
+            (zmm ? run_tile512 : run_tile)(R, W, a, ap, block + q * kbp * NP, kbp, kb, alpha, bt,
+                                           C + i0 * rsc + q * NP, rsc, n - q * NP);
+            q += W;
+          }
+          i0 += R;
         }
-        i0 += R;
       }
     }
   }
 }
 
 typedef struct packed_job {
-  int64_t m, n, k, ai, ap, rsc, parts;
+  int64_t m, n, k, ai, ap, kp, rsc, parts;
   float alpha, beta;
   const float *A, *Bp;
   float *C;
@@ -182,13 +269,13 @@ static void packed_task(void *arg, int64_t part) {
   const int64_t g0 = groups * part / j->parts, g1 = groups * (part + 1) / j->parts;
   const int64_t q1 = g1 * JB < np ? g1 * JB : np;
   if (g0 * JB < q1)
-    packed_panels(j->m, j->n, j->k, j->alpha, j->A, j->ai, j->ap, j->Bp, j->beta, j->C, j->rsc,
-                  g0 * JB, q1);
+    packed_panels(j->m, j->n, j->k, j->alpha, j->A, j->ai, j->ap, j->Bp, j->kp, j->beta, j->C,
+                  j->rsc, g0 * JB, q1);
 }
 
 void cr__skinny_sgemm_packed(int64_t m, int64_t n, int64_t k, float alpha, const float *A,
-                             int64_t ai, int64_t ap, const float *Bp, float beta, float *C,
-                             int64_t rsc) {
+                             int64_t ai, int64_t ap, const float *Bp, int64_t kp, float beta,
+                             float *C, int64_t rsc) {
   /* threads for products of >= 1 M multiply-adds per thread, in groups of
    * JB panels (64 columns) each */
   const int64_t groups = ((n + NP - 1) / NP + JB - 1) / JB;
@@ -198,9 +285,9 @@ void cr__skinny_sgemm_packed(int64_t m, int64_t n, int64_t k, float alpha, const
   if (parts > m * n * k / 1000000)
     parts = m * n * k / 1000000;
   if (parts <= 1) {
-    packed_panels(m, n, k, alpha, A, ai, ap, Bp, beta, C, rsc, 0, (n + NP - 1) / NP);
+    packed_panels(m, n, k, alpha, A, ai, ap, Bp, kp, beta, C, rsc, 0, (n + NP - 1) / NP);
     return;
   }
-  packed_job j = {m, n, k, ai, ap, rsc, parts, alpha, beta, A, Bp, C};
+  packed_job j = {m, n, k, ai, ap, kp, rsc, parts, alpha, beta, A, Bp, C};
   cr__parallel_for(parts, packed_task, &j);
 }

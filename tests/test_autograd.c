@@ -89,16 +89,18 @@ static void matmul_both_paths(cr_ctx *ctx, cr_dtype dt, bool ta, bool tb, int64_
   cr_set_requires_grad(A, true);
   cr_set_requires_grad(B, true);
   int64_t most = M * N > M * K ? (M * N > K * N ? M * N : K * N) : (M * K > K * N ? M * K : K * N);
-  double *got[4][3];
-  for (int p = 0; p < 4; p++)
+  double *got[5][3];
+  for (int p = 0; p < 5; p++)
     for (int w = 0; w < 3; w++)
       got[p][w] = malloc(sizeof(double) * (size_t)most);
   int64_t saved = cr__small_gemm_mnk, saved_skinny = cr__skinny_max_m;
   int saved_isa = cr__skinny_isa;
-  for (int path = 0; path < 4; path++) {
+  for (int path = 0; path < 5; path++) {
     /* 0: always BLIS; 1: always the plain loops; 2: the few-row kernel of
      * the CPU's best instruction set wherever its layout allows (BLIS
-     * elsewhere, or without AVX2); 3: the same with the AVX2 kernel */
+     * elsewhere, or without AVX2); 3: the same with the AVX2 kernel; 4: as
+     * 2 with b the leaf itself (transposed: its gradient a view whose
+     * columns are contiguous, staged as gb^T += G^T A) */
     cr__small_gemm_mnk = path == 1 ? INT64_MAX : 0;
     cr__skinny_max_m = path >= 2 ? 64 : 0;
     cr__skinny_isa = path == 3 && saved_isa != 0 ? 1 : saved_isa;
@@ -107,7 +109,7 @@ static void matmul_both_paths(cr_ctx *ctx, cr_dtype dt, bool ta, bool tb, int64_
     cr_tensor *a = ta ? cr_transpose(ctx, A, 0, 1) : A, *b = tb ? cr_transpose(ctx, B, 0, 1) : B;
     /* b made by an op (here a copy), as a layer's weight view is: the
      * few-row kernel then reads it from panels packed once */
-    if (path >= 2)
+    if (path == 2 || path == 3)
       b = cr_mul_scalar(ctx, b, 1.0);
     cr_tensor *y = cr_matmul(ctx, a, b);
     assert_non_null(y);
@@ -130,12 +132,12 @@ static void matmul_both_paths(cr_ctx *ctx, cr_dtype dt, bool ta, bool tb, int64_
       *max_diff = fmax(*max_diff, fabs(ref - got[1][0][i * N + j]) / (1 + fabs(ref)));
     }
   int64_t sizes[3] = {M * N, M * K, K * N};
-  for (int path = 0; path < 4; path += 1 + (path == 0))
+  for (int path = 0; path < 5; path += 1 + (path == 0))
     for (int w = 0; w < 3; w++)
       for (int64_t i = 0; i < sizes[w]; i++)
         *max_diff =
             fmax(*max_diff, fabs(got[path][w][i] - got[1][w][i]) / (1 + fabs(got[1][w][i])));
-  for (int p = 0; p < 4; p++)
+  for (int p = 0; p < 5; p++)
     for (int w = 0; w < 3; w++)
       free(got[p][w]);
   cr_tensor_free(A);
@@ -172,7 +174,11 @@ static void test_matmul_blis_and_loop_paths_agree(void **state) {
 /* The packed few-row kernel against a double-precision reference, on every
  * tile shape it cuts m into (6..1 rows, 1..4 panels), partial panels, k
  * across block boundaries, a transposed source, alpha and beta:
- * |C - ref| <= 1e-5 (sum_p |alpha a_ip b_pj| + 0.1), nothing written past C. */
+ * |C - ref| <= 1e-5 (sum_p |alpha a_ip b_pj| + 0.1), nothing written past C.
+ * Where the CPU has AVX-512 both kernels run and must agree bit for bit
+ * (the same FMAs in the same order); the panels are also staged row by row
+ * into a packing made for more rows than the product uses, as the weight
+ * gradients' staging does. */
 static void packed_case(int64_t m, int64_t n, int64_t k, bool trans, float alpha, float beta) {
   float *A = malloc((size_t)(m * k) * sizeof *A), *B = malloc((size_t)(k * n) * sizeof *B);
   float *C = malloc((size_t)(m * n + 64) * sizeof *C); /* 64 guard floats after */
@@ -197,17 +203,44 @@ static void packed_case(int64_t m, int64_t n, int64_t k, bool trans, float alpha
       want[i * n + j] = w;
       scale[i * n + j] = sc;
     }
+  const int64_t kp = k + 37; /* staged: packed for more rows than used */
+  float *S = aligned_alloc(64, (cr__skinny_packed_floats(kp, n) * sizeof(float) + 63) / 64 * 64);
+  float *C0 = malloc((size_t)(m * n + 64) * sizeof *C0);
+  assert_true(S && C0);
+  memcpy(C0, C, (size_t)(m * n + 64) * sizeof *C);
   cr__skinny_pack(k, n, B, rs, cs, P);
-  cr__skinny_sgemm_packed(m, n, k, alpha, A, k, 1, P, beta, C, n);
-  for (int64_t i = 0; i < m * n; i++)
-    if (!(fabs(C[i] - want[i]) <= 1e-5 * scale[i])) {
-      printf("packed kernel m=%lld n=%lld k=%lld trans=%d: C[%lld] = %g, want %g\n", (long long)m,
-             (long long)n, (long long)k, trans, (long long)i, C[i], want[i]);
-      fail();
+  for (int64_t p0 = 0; p0 < k; p0 += 5) /* 5 rows at a time */
+    cr__skinny_pack_rows(kp, p0, k - p0 < 5 ? k - p0 : 5, n, B + p0 * rs, rs, cs, S);
+  const int saved_isa = cr__skinny_isa;
+  float *first = NULL;
+  for (int isa = CR__SKINNY_AVX2; isa <= saved_isa; isa++)
+    for (int staged = 0; staged < 2; staged++) {
+      cr__skinny_isa = isa;
+      memcpy(C, C0, (size_t)(m * n + 64) * sizeof *C);
+      if (staged)
+        cr__skinny_sgemm_packed(m, n, k, alpha, A, k, 1, S, kp, beta, C, n);
+      else
+        cr__skinny_sgemm_packed(m, n, k, alpha, A, k, 1, P, k, beta, C, n);
+      cr__skinny_isa = saved_isa;
+      for (int64_t i = 0; i < m * n; i++)
+        if (!(fabs(C[i] - want[i]) <= 1e-5 * scale[i])) {
+          printf("packed kernel (isa %d, staged %d) m=%lld n=%lld k=%lld trans=%d: C[%lld] = %g, "
+                 "want %g\n",
+                 isa, staged, (long long)m, (long long)n, (long long)k, trans, (long long)i, C[i],
+                 want[i]);
+          fail();
+        }
+      for (int64_t i = m * n; i < m * n + 64; i++)
+        assert_true(C[i] == 12345.0f); /* nothing written past C */
+      if (!first) {
+        first = malloc((size_t)(m * n) * sizeof *first);
+        assert_non_null(first);
+        memcpy(first, C, (size_t)(m * n) * sizeof *C);
+      } else {
+        assert_memory_equal(first, C, (size_t)(m * n) * sizeof *C); /* the same bits */
+      }
     }
-  for (int64_t i = m * n; i < m * n + 64; i++)
-    assert_true(C[i] == 12345.0f); /* nothing written past C */
-  free(A), free(B), free(C), free(want), free(scale), free(P);
+  free(A), free(B), free(C), free(C0), free(want), free(scale), free(P), free(S), free(first);
 }
 
 static void test_packed_kernel_every_tile(void **state) {
