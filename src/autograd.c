@@ -29,6 +29,35 @@ static int by_creation(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* order[0..n) by creation number.  A training step walks nearly every node
+ * made since its start, so their numbers are dense: place each at its
+ * number's slot and squeeze out the gaps, O(range) instead of the
+ * O(n log n) sort (which took ~8% of a batch-1 LSTM step). */
+static void sort_by_creation(cr_ctx *ctx, cr_node **order, size_t n) {
+  if (n < 2)
+    return;
+  uint64_t lo = order[0]->seq, hi = lo;
+  for (size_t i = 1; i < n; i++) {
+    lo = order[i]->seq < lo ? order[i]->seq : lo;
+    hi = order[i]->seq > hi ? order[i]->seq : hi;
+  }
+  const uint64_t range = hi - lo + 1;
+  cr_node **slot = range <= 4 * (uint64_t)n ? cr__alloc(ctx, (size_t)range * sizeof *slot) : NULL;
+  if (!slot) {
+    if (range <= 4 * (uint64_t)n)
+      cr_ctx_clear_error(ctx); /* no memory for the slots: sort instead */
+    qsort(order, n, sizeof *order, by_creation);
+    return;
+  }
+  memset(slot, 0, (size_t)range * sizeof *slot);
+  for (size_t i = 0; i < n; i++)
+    slot[order[i]->seq - lo] = order[i];
+  size_t k = 0;
+  for (uint64_t r = 0; r < range; r++)
+    if (slot[r])
+      order[k++] = slot[r];
+}
+
 /* The nodes reachable from the roots, in creation order — a topological
  * order (an op's inputs exist before it), and a canonical one: two graphs
  * built by the same ops in the same order are walked alike whatever their
@@ -67,7 +96,7 @@ cr_node **cr__topo_order_after(cr_ctx *ctx, int n_roots, cr_tensor *const *roots
       }
     }
   }
-  qsort(order, n, sizeof *order, by_creation);
+  sort_by_creation(ctx, order, n);
   *count = n;
   return order;
 }

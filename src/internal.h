@@ -149,6 +149,9 @@ const char *cr__push_scope(cr_ctx *ctx, const char *fmt, ...) __attribute__((for
 /* The same for "step t" (layer 0) or "layer l step t", with " reverse"
  * for a bidirectional layer's reverse direction; without printf. */
 const char *cr__push_step_scope(cr_ctx *ctx, int layer, int64_t step, bool reverse);
+/* s + the decimal digits of v (no terminator), without printf: labels made
+ * at every step of a layer.  Returns the end. */
+char *cr__put_int(char *s, int64_t v);
 
 /* Internal invariant check (a bug in chainrule, never user input). */
 #define CR_ASSERT(cond, ...)                                                                       \

@@ -28,8 +28,7 @@ static const char *set_scope(cr_ctx *ctx, const char *scope, bool here) {
 
 const char *cr_set_scope(cr_ctx *ctx, const char *scope) { return set_scope(ctx, scope, false); }
 
-/* s + decimal v, no printf (this runs at every step of a layer) */
-static char *put_int(char *s, int64_t v) {
+char *cr__put_int(char *s, int64_t v) {
   char d[24];
   int n = 0;
   uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
@@ -57,11 +56,11 @@ const char *cr__push_step_scope(cr_ctx *ctx, int layer, int64_t step, bool rever
   }
   if (layer) {
     memcpy(s, "layer ", 6);
-    s = put_int(s + 6, layer);
+    s = cr__put_int(s + 6, layer);
     *s++ = ' ';
   }
   memcpy(s, "step ", 5);
-  s = put_int(s + 5, step);
+  s = cr__put_int(s + 5, step);
   if (reverse) {
     memcpy(s, " reverse", 8);
     s += 8;

@@ -611,7 +611,9 @@ cr_tensor *cr_grad(const cr_tensor *t) {
 void cr_set_name(cr_tensor *t, const char *name) {
   if (!t || t->magic != CR__TENSOR_MAGIC)
     return;
-  snprintf(t->name, sizeof t->name, "%s", name ? name : "");
+  size_t n = name ? strnlen(name, sizeof t->name - 1) : 0; /* truncated to fit */
+  memcpy(t->name, name ? name : "", n);
+  t->name[n] = '\0';
 }
 
 const char *cr_name(const cr_tensor *t) { return t && t->magic == CR__TENSOR_MAGIC ? t->name : ""; }

@@ -23,19 +23,35 @@ int64_t cr__projection_block(int64_t B) {
   return P < 1 ? 1 : P;
 }
 
-/* Name a step's state: h_3 (layer 0) or h_l1_3, and h_3_reverse. */
+/* s + at most n characters of x (no terminator) */
+static char *put_str(char *s, const char *x, size_t n) {
+  while (n-- && *x)
+    *s++ = *x++;
+  return s;
+}
+
+/* Name a step's state: h_3 (layer 0) or h_l1_3, and h_3_reverse; without
+ * printf (it runs at every step). */
 static void name_state(cr_tensor *t, const cr_cell_def *d, int s, int l, int dir, int64_t step) {
   const char *base = s < CR_CELL_MAX_STATES && d->state_names[s] ? d->state_names[s] : NULL;
-  char buf[16], name[48];
-  if (!base) {
-    snprintf(buf, sizeof buf, s == 0 ? "h" : "s%d", s);
-    base = buf;
+  char name[96], *e = name;
+  if (base) {
+    e = put_str(e, base, 31);
+  } else if (s == 0) {
+    *e++ = 'h';
+  } else {
+    *e++ = 's';
+    e = cr__put_int(e, s);
   }
-  const char *rev = dir ? "_reverse" : "";
-  if (l == 0)
-    snprintf(name, sizeof name, "%s_%lld%s", base, (long long)step, rev);
-  else
-    snprintf(name, sizeof name, "%s_l%d_%lld%s", base, l, (long long)step, rev);
+  if (l != 0) {
+    e = put_str(e, "_l", 2);
+    e = cr__put_int(e, l);
+  }
+  *e++ = '_';
+  e = cr__put_int(e, step);
+  if (dir)
+    e = put_str(e, "_reverse", 8);
+  *e = '\0';
   cr_set_name(t, name);
 }
 
