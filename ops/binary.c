@@ -57,6 +57,32 @@ static const cr_op_desc *const descs[B_COUNT] = {
 #undef CR_BINARY
 };
 
+/* one map over (a part of) the iteration: y = a op b, or one input's
+ * gradient term */
+typedef struct {
+  bin_kind k;
+  int which;
+  bool f32, assign;
+  void *out;
+  const void *a, *b, *gy;
+} bin_args;
+
+static void bin_forward_part(void *arg, cr__iter *it) {
+  const bin_args *u = arg;
+  if (u->f32)
+    bin_forward_f(u->k, it, u->out, u->a, u->b);
+  else
+    bin_forward_d(u->k, it, u->out, u->a, u->b);
+}
+
+static void bin_grad_part(void *arg, cr__iter *it) {
+  const bin_args *u = arg;
+  if (u->f32)
+    bin_grad_f(u->k, u->which, it, u->out, u->a, u->b, u->gy, u->assign);
+  else
+    bin_grad_d(u->k, u->which, it, u->out, u->a, u->b, u->gy, u->assign);
+}
+
 static cr_tensor *binary(cr_ctx *ctx, bin_kind k, cr_tensor *a, cr_tensor *b) {
   const cr_op_desc *op = descs[k];
   cr_tensor *in[2] = {a, b};
@@ -75,10 +101,8 @@ static cr_tensor *binary(cr_ctx *ctx, bin_kind k, cr_tensor *a, cr_tensor *b) {
   const int64_t *st[3] = {y->stride, sa, sb};
   cr__iter it;
   cr__iter_init(&it, y->ndim, y->shape, 3, st);
-  if (y->dtype == CR_F32)
-    bin_forward_f(k, &it, y->data, a->data, b->data);
-  else
-    bin_forward_d(k, &it, y->data, a->data, b->data);
+  bin_args u = {k, 0, y->dtype == CR_F32, false, y->data, a->data, b->data, NULL};
+  cr__iter_run(&it, bin_forward_part, &u);
   cr_node *node = cr__record(ctx, op, y, 2, in);
   if (node)
     binary_attr_of(node)->kind = k;
@@ -116,10 +140,11 @@ static void bin_vjp(cr_ctx *ctx, cr_node *nd) {
     const int64_t *st[4] = {sg, sa, sb, gy->stride};
     cr__iter it;
     cr__iter_init(&it, y->ndim, y->shape, 4, st);
-    if (y->dtype == CR_F32)
-      bin_grad_f(k, which, &it, g->data, a->data, b->data, gy->data, assign);
-    else
-      bin_grad_d(k, which, &it, g->data, a->data, b->data, gy->data, assign);
+    bin_args u = {k, which, y->dtype == CR_F32, assign, g->data, a->data, b->data, gy->data};
+    if (g->numel == y->numel) /* each element of g once: parts are disjoint */
+      cr__iter_run(&it, bin_grad_part, &u);
+    else /* summed over broadcast dims: one thread, in one order */
+      bin_grad_part(&u, &it);
   }
 }
 

@@ -387,6 +387,65 @@ void cr__iter_next(cr__iter *it) {
   }
 }
 
+/* Elements per thread below which a map runs on one thread: a job costs
+ * about a microsecond of wake-up and join (the workers spin between the
+ * steps of a layer).  Measured (Zen 5, 2 threads, bench-layer): 4096
+ * threads the [32, 512] gate maps of a hidden-512 layer, and gave
+ * 1.68-1.87x over one thread there against 1.40-1.73x with 16384. */
+#define CR__MAP_PER_THREAD 4096
+
+typedef struct {
+  const cr__iter *whole;
+  int64_t parts;
+  cr__iter_body body;
+  void *arg;
+} iter_job;
+
+/* rows [r0, r1) of the whole, or columns [c0, c1) of its single row */
+static void iter_part(void *argp, int64_t part) {
+  const iter_job *j = argp;
+  cr__iter it = *j->whole;
+  if (it.rows >= j->parts) {
+    const int64_t r0 = it.rows * part / j->parts, r1 = it.rows * (part + 1) / j->parts;
+    int64_t rest = r0;
+    for (int d = it.ndim - 1; d >= 0; d--) { /* the index of row r0 */
+      it.idx[d] = rest % it.shape[d];
+      rest /= it.shape[d];
+      for (int k = 0; k < it.nops; k++)
+        it.off[k] += it.idx[d] * it.stride[k][d];
+    }
+    it.rows = r1 - r0;
+  } else { /* one row: columns in multiples of 64 */
+    const int64_t blocks = (it.inner + 63) / 64;
+    const int64_t c0 = blocks * part / j->parts * 64;
+    const int64_t c1e = blocks * (part + 1) / j->parts * 64;
+    const int64_t c1 = c1e < it.inner ? c1e : it.inner;
+    if (c1 <= c0)
+      return;
+    for (int k = 0; k < it.nops; k++)
+      it.off[k] += c0 * it.istr[k];
+    it.inner = c1 - c0;
+  }
+  if (it.rows > 0)
+    j->body(j->arg, &it);
+}
+
+void cr__iter_run(const cr__iter *it, cr__iter_body body, void *arg) {
+  const int64_t numel = it->rows * it->inner;
+  int64_t parts = cr__parallel_threads();
+  if (parts > numel / CR__MAP_PER_THREAD)
+    parts = numel / CR__MAP_PER_THREAD;
+  if (it->rows > 1 && parts > it->rows)
+    parts = it->rows;
+  if (parts <= 1) {
+    cr__iter whole = *it;
+    body(arg, &whole);
+    return;
+  }
+  iter_job j = {it, parts, body, arg};
+  cr__parallel_for(parts, iter_part, &j);
+}
+
 void cr__bcast_strides(const cr_tensor *t, int out_ndim, const int64_t *out_shape,
                        int64_t *stride) {
   int lead = out_ndim - t->ndim;

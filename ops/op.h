@@ -254,6 +254,14 @@ typedef struct cr__iter {
 void cr__iter_init(cr__iter *it, int ndim, const int64_t *shape, int nops,
                    const int64_t *const *strides);
 void cr__iter_next(cr__iter *it);
+/* Run body(arg, part) over parts of it that together make the whole: on
+ * several threads when the iteration is large (rows split in ranges, or
+ * one long row in ranges of columns), else once over it all.  For
+ * elementwise maps whose output (operand 0) holds each element once: the
+ * parts write disjoint elements, and each element is computed the same
+ * way, so the bits do not depend on the thread count. */
+typedef void (*cr__iter_body)(void *arg, cr__iter *part);
+void cr__iter_run(const cr__iter *it, cr__iter_body body, void *arg);
 
 /* Strides of t seen over an iteration shape of out_ndim dims aligned at
  * the right: 0 where t has size 1 (broadcast) or lacks the dim. */

@@ -77,6 +77,31 @@ static const cr_op_desc *const descs[U_COUNT] = {
 #undef CR_UNARY
 };
 
+/* one map over (a part of) the iteration: y = f(x), or the VJP's gx */
+typedef struct {
+  un_kind k;
+  bool f32, fresh;
+  double a, b;
+  void *out;
+  const void *x, *y, *gy;
+} un_args;
+
+static void un_forward_part(void *arg, cr__iter *it) {
+  const un_args *u = arg;
+  if (u->f32)
+    un_forward_f(u->k, it, u->out, u->x, (float)u->a, (float)u->b);
+  else
+    un_forward_d(u->k, it, u->out, u->x, u->a, u->b);
+}
+
+static void un_backward_part(void *arg, cr__iter *it) {
+  const un_args *u = arg;
+  if (u->f32)
+    un_backward_f(u->k, it, u->out, u->x, u->y, u->gy, (float)u->a, (float)u->b, u->fresh);
+  else
+    un_backward_d(u->k, it, u->out, u->x, u->y, u->gy, u->a, u->b, u->fresh);
+}
+
 static cr_tensor *unary(cr_ctx *ctx, un_kind k, cr_tensor *x, double s0, double s1) {
   const cr_op_desc *op = descs[k];
   if (!cr__check_inputs(ctx, op->name, 1, &x))
@@ -98,10 +123,8 @@ static cr_tensor *unary(cr_ctx *ctx, un_kind k, cr_tensor *x, double s0, double 
   const int64_t *st[2] = {y->stride, x->stride};
   cr__iter it;
   cr__iter_init(&it, x->ndim, x->shape, 2, st);
-  if (x->dtype == CR_F32)
-    un_forward_f(k, &it, y->data, x->data, (float)s0, (float)s1);
-  else
-    un_forward_d(k, &it, y->data, x->data, s0, s1);
+  un_args u = {k, x->dtype == CR_F32, false, s0, s1, y->data, x->data, NULL, NULL};
+  cr__iter_run(&it, un_forward_part, &u);
   cr_node *nd = cr__record(ctx, op, y, 1, &x);
   if (nd)
     *unary_attr_of(nd) = (unary_attr){k, s0, s1};
@@ -118,11 +141,9 @@ static void un_vjp(cr_ctx *ctx, cr_node *nd) {
   const int64_t *st[4] = {gx->stride, x->stride, y->stride, gy->stride};
   cr__iter it;
   cr__iter_init(&it, x->ndim, x->shape, 4, st);
-  if (x->dtype == CR_F32)
-    un_backward_f(at->kind, &it, gx->data, x->data, y->data, gy->data, (float)at->a, (float)at->b,
-                  fresh);
-  else
-    un_backward_d(at->kind, &it, gx->data, x->data, y->data, gy->data, at->a, at->b, fresh);
+  un_args u = {at->kind, x->dtype == CR_F32, fresh, at->a, at->b, gx->data, x->data, y->data,
+               gy->data};
+  cr__iter_run(&it, un_backward_part, &u);
 }
 
 /* dy/dx of node nd as a constant tensor (no graph) of x's shape. */

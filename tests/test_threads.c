@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,10 +92,67 @@ static void test_products_same_bits_on_any_threads(void **state) {
   cr_ctx_free(ctx);
 }
 
+/* ---- elementwise maps: split in row ranges (strided views), in column
+ * ranges (one long contiguous row), and not split where a gradient sums
+ * over broadcast rows */
+
+static void maps_once(cr_ctx *ctx, cr_tensor *x, cr_tensor *b, cr_tensor *seed, float *out) {
+  cr_zero_grad(x);
+  cr_zero_grad(b);
+  cr_tensor *xt = cr_transpose(ctx, x, 0, 1);               /* [300, 64], strided */
+  cr_tensor *cols = cr_slice(ctx, x, 1, 7, 290, 1);         /* [64, 283], row stride 300 */
+  cr_tensor *flat = cr_reshape(ctx, x, CR_SHAPE(64 * 300)); /* one row of 19200 */
+  cr_tensor *y = cr_mul(ctx, cr_sigmoid(ctx, x), b);        /* b [300] over the rows */
+  cr_tensor *z = cr_tanh(ctx, cr_transpose(ctx, cr_exp(ctx, cr_mul_scalar(ctx, xt, 0.1)), 0, 1));
+  cr_tensor *f = cr_reshape(ctx, cr_square(ctx, flat), CR_SHAPE(64, 300));
+  cr_tensor *s = cr_add(ctx, cr_add(ctx, cr_sub(ctx, y, z), f), x);
+  cr_tensor *c = cr_div(ctx, cr_sin(ctx, cols), cr_add_scalar(ctx, cr_square(ctx, cols), 1.0));
+  cr_tensor *L = cr_add(ctx, cr_sum(ctx, cr_mul(ctx, s, seed)), cr_sum(ctx, c));
+  assert_non_null(L);
+  assert_int_equal(cr_backward(ctx, L), CR_OK);
+  memcpy(out, cr_data_const(s), 64 * 300 * sizeof(float));
+  memcpy(out + 64 * 300, cr_data_const(cr_grad(x)), 64 * 300 * sizeof(float));
+  memcpy(out + 2 * 64 * 300, cr_data_const(cr_grad(b)), 300 * sizeof(float));
+  cr_ctx_reset(ctx);
+}
+
+static void test_maps_same_bits_on_two_threads(void **state) {
+  (void)state;
+  cr_ctx *ctx = cr_ctx_new();
+  cr_rng *rng = cr_rng_new(5);
+  cr_tensor *x = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F32, CR_SHAPE(64, 300), 0, 1));
+  cr_tensor *b = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F32, CR_SHAPE(300), 0, 1));
+  cr_tensor *seed = cr_persist(ctx, cr_rand_normal(ctx, rng, CR_F32, CR_SHAPE(64, 300), 0, 1));
+  cr_set_requires_grad(x, true);
+  cr_set_requires_grad(b, true);
+  const size_t n = 2 * 64 * 300 + 300;
+  float *one = malloc(n * sizeof *one), *two = malloc(n * sizeof *two);
+  assert_true(one && two);
+  cr_set_num_threads(1);
+  maps_once(ctx, x, b, seed, one);
+  cr_set_num_threads(2);
+  maps_once(ctx, x, b, seed, two);
+  cr_set_num_threads(1);
+  assert_memory_equal(one, two, n * sizeof *one);
+  /* and the values are right: s = sigmoid(x) b - tanh(exp(0.1 x)) + x^2 + x */
+  for (int64_t i = 0; i < 64 * 300; i += 97) {
+    const double v = cr_get_flat(x, i), w = cr_get_flat(b, i % 300);
+    const double want = w / (1 + exp(-v)) - tanh(exp(0.1 * v)) + v * v + v;
+    assert_true(fabs(one[i] - want) <= 1e-5 * (1 + fabs(want)));
+  }
+  free(one);
+  free(two);
+  cr_tensor_free(x);
+  cr_tensor_free(b);
+  cr_tensor_free(seed);
+  cr_rng_free(rng);
+  cr_ctx_free(ctx);
+}
+
 /* ---- a layer's forward and backward */
 
 static void layer_same_bits(const cr_cell_def *cell, int64_t every) {
-  enum { T = 5, B = 32, I = 64, H = 128 };
+  enum { T = 5, B = 32, I = 64, H = 256 }; /* [32, 256] gates: maps on two threads */
   cr_ctx *ctx = cr_ctx_new();
   cr_rng *rng = cr_rng_new(9);
   cr_rnn_config cfg = {cell, I, H, 2, 0.0, false, CR_F32};
@@ -148,6 +206,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pool_runs_every_task_once),
       cmocka_unit_test(test_products_same_bits_on_any_threads),
+      cmocka_unit_test(test_maps_same_bits_on_two_threads),
       cmocka_unit_test(test_layers_same_bits_on_two_threads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
