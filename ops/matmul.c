@@ -142,6 +142,39 @@ static staged_products *staging(cr_ctx *ctx, cr_tensor *gb, int64_t K, int64_t N
   return s;
 }
 
+/* gb += a^T gy ([M,K]^T @ [M,N]) at once: through the few-row kernel,
+ * its right operand packed into a buffer from the pool (gy, or a for
+ * gb^T += gy^T a when gb's columns are contiguous), where that beats
+ * BLIS; else through cr__gemm. */
+static void add_product_now(cr_ctx *ctx, cr_tensor *gb, cr_tensor *a, cr_tensor *gy) {
+  const int64_t M = a->shape[0], K = a->shape[1], N = gy->shape[1];
+  const int64_t rs = gb->stride[0], cs = gb->stride[1];
+  const bool f32 = gb->dtype == CR_F32, plain = f32 && cs == 1 && cr__packed_suits(K, N);
+  const bool flip = !plain && f32 && rs == 1 && cr__packed_suits(N, K);
+  if (plain || flip) {
+    const size_t bytes = cr__skinny_packed_floats(M, flip ? K : N) * sizeof(float);
+    float *buf = cr__pool_take(ctx, false, bytes);
+    if (!buf)
+      buf = cr__alloc_main(ctx, bytes);
+    if (buf) {
+      if (plain) { /* C [K,N] = A^T (A^T[i,p] = a[p,i]) @ packed gy */
+        cr__skinny_pack(M, N, gy->data, N, 1, buf);
+        cr__skinny_sgemm_packed(K, N, M, 1.0f, a->data, a->stride[1], a->stride[0], buf, M, 1.0f,
+                                gb->data, rs);
+      } else { /* C^T [N,K] = gy^T @ packed a */
+        cr__skinny_pack(M, K, a->data, a->stride[0], a->stride[1], buf);
+        cr__skinny_sgemm_packed(N, K, M, 1.0f, gy->data, 1, N, buf, M, 1.0f, gb->data, cs);
+      }
+      cr__pool_give(ctx, false, buf, bytes);
+      return;
+    }
+    cr_ctx_clear_error(ctx); /* no memory for the panels: BLIS needs none */
+  }
+  mat_view va = view_of(a);
+  cr__gemm(a->dtype, true, false, K, N, M, 1.0, a->data, va.rs, va.cs, gy->data, N, 1, 1.0,
+           gb->data, rs, cs);
+}
+
 static void defer_or_run(cr_ctx *ctx, cr_tensor *gb, cr_tensor *a, cr_tensor *gy) {
   int64_t M = a->shape[0], K = a->shape[1], N = gy->shape[1];
   staged_products *s =
@@ -149,9 +182,7 @@ static void defer_or_run(cr_ctx *ctx, cr_tensor *gb, cr_tensor *a, cr_tensor *gy
   if (!s) {
     if (ctx->status == CR_ERR_NOMEM)
       cr_ctx_clear_error(ctx); /* no arena memory to stage: add it now */
-    mat_view va = view_of(a);
-    cr__gemm(a->dtype, true, false, K, N, M, 1.0, a->data, va.rs, va.cs, gy->data, N, 1, 1.0,
-             gb->data, gb->stride[0], gb->stride[1]);
+    add_product_now(ctx, gb, a, gy);
     return;
   }
   if (s->rows + M > s->cap)

@@ -152,18 +152,13 @@ static void test_matmul_blis_and_loop_paths_agree(void **state) {
     double max_diff = 0;
     for (int ta = 0; ta < 2; ta++)
       for (int tb = 0; tb < 2; tb++)
-        for (int size = 0; size < 3; size++) /* k > 512: several passes; m <= 32: packed */
+        /* k > 512: several passes; m <= 32: packed; m = 150: a weight
+         * gradient of more rows than are staged, added at once */
+        for (int size = 0; size < 4; size++)
           matmul_both_paths(ctx, dt ? CR_F64 : CR_F32, ta, tb,
-                            size == 1 ? 5
-                            : size    ? 32
-                                      : 37,
-                            size == 1 ? 600
-                            : size    ? 300
-                                      : 45,
-                            size == 1 ? 70
-                            : size    ? 37
-                                      : 29,
-                            &max_diff);
+                            (const int64_t[]){37, 5, 32, 150}[size],
+                            (const int64_t[]){45, 600, 300, 40}[size],
+                            (const int64_t[]){29, 70, 37, 70}[size], &max_diff);
     printf("matmul %s: BLIS vs the few-row kernels vs loops vs reference, max relative "
            "difference %.2e\n",
            dt ? "f64" : "f32", max_diff);
