@@ -1,5 +1,6 @@
 /* packed_gemm.c — C = alpha A op(B) + beta C in float32 for few rows of A
- * (m <= 128) against op(B) [k, n] packed once into panels (AVX2 + FMA).
+ * against op(B) [k, n] packed once into panels (AVX-512, or AVX2 + FMA);
+ * cr__packed_suits says for which shapes it beats BLIS.
  *
  * A recurrent layer multiplies the same weight by B rows at every step;
  * packing it once per forward and streaming the panels at each step beats
@@ -17,9 +18,10 @@
  * accumulators: (6,1) 12, (5,1) 10, (4,1) 8, (3,2) 12, (2,2) 8, (1,4) 8.
  * m is cut into 6-row tiles and at the end one or two smaller ones, so no
  * row is computed in vain (m = 32: 6,6,6,6,4,4; m = 1: one (1,4) tile per
- * 64 columns).  Where the CPU has AVX-512 the same tiles run on zmm
- * registers, R x 16W -> R x W accumulators (below): on Zen 4 no faster
- * than AVX2, on Zen 5 twice as fast. */
+ * 64 columns).  Where the CPU has AVX-512, tiles of R rows x 4 panels run
+ * on zmm registers (R x 4 accumulators, below): on Zen 4 no faster than
+ * AVX2, on Zen 5 twice as fast.  Many rows go in passes of MC, so a pass's
+ * rows of A stay in L2 while the block's panels stream by. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -65,9 +67,10 @@ bool cr__packed_suits(int64_t m, int64_t n) {
   /* Measured, one core, C += A op(B) with op(B) packed against BLIS 0.9's
    * conventional path (GFLOP/s, k = 256..2048): Zen 3 (AVX2, BLIS zen3)
    * 72-98 vs 46-90 at m = 32..256; Zen 5 (AVX-512, BLIS skx) 218-232 vs
-   * 130-213 at m = 32..512 with n <= 2048 and at m = 2048, n = 512, but
-   * 180-187 vs 194-207 at m = 2048, n = 2048 and m = 1024, n = 4096, where
-   * C and A outgrow the caches and BLIS's packing of A pays. */
+   * 130-213 at m = 32..512 with n <= 2048 and at m = 2048, n = 512; past
+   * a C of 1M elements about even (k = 256: 204-227 vs 214-229 at m x n =
+   * 4096 x 1024, 2048 x 2048, 1024 x 4096, 4096 x 512, 2048 x 1024), as C
+   * and A outgrow the caches and BLIS's packing of A pays. */
   return m <= 128 || (cr__skinny_isa == CR__SKINNY_AVX512 && m * n <= ((int64_t)1 << 20));
 }
 
@@ -162,8 +165,11 @@ tile512(const int R, const int W, const float *const *a, int64_t ap, const float
         int64_t kb, float alpha, float bt, float *c, int64_t rsc, int64_t left) {
   __m512 acc[6][JB];
   for (int r = 0; r < R; r++)
-    for (int w = 0; w < W; w++)
+    for (int w = 0; w < W; w++) {
       acc[r][w] = _mm512_setzero_ps();
+      /* C's lines, while the tile computes: a large C comes from memory */
+      _mm_prefetch((const char *)(c + r * rsc + NP * w), _MM_HINT_T0);
+    }
   const int64_t ps = kbp * NP; /* floats from one panel to the next */
   for (int64_t p = 0; p < kb; p++) {
     __m512 bv[JB];
