@@ -430,16 +430,15 @@ static void iter_part(void *argp, int64_t part) {
     j->body(j->arg, &it);
 }
 
-void cr__iter_run(const cr__iter *it, cr__iter_body body, void *arg) {
+void cr__iter_run(cr__iter *it, cr__iter_body body, void *arg) {
   const int64_t numel = it->rows * it->inner;
-  int64_t parts = cr__parallel_threads();
+  int64_t parts = numel < 2 * CR__MAP_PER_THREAD ? 1 : cr__parallel_threads();
   if (parts > numel / CR__MAP_PER_THREAD)
     parts = numel / CR__MAP_PER_THREAD;
   if (it->rows > 1 && parts > it->rows)
     parts = it->rows;
-  if (parts <= 1) {
-    cr__iter whole = *it;
-    body(arg, &whole);
+  if (parts <= 1) { /* the common case at small sizes: no copy, no job */
+    body(arg, it);
     return;
   }
   iter_job j = {it, parts, body, arg};
@@ -564,27 +563,29 @@ static cr_tensor *owner(cr_tensor *t) { return t->root ? t->root : t; }
  * escapes). */
 static void release_since(cr_ctx *ctx, const cr__track *tr, cr_tensor *const *escapes, int n) {
   cr_tensor *since = tr->head;
-  /* mark (view_ok borrowed: this is between passes) what must stay */
-  for (cr_tensor *t = ctx->tracked; t && t != since; t = t->tracked_next)
-    owner(t)->view_ok = false;
+  /* mark what must stay with this call's number (no reset pass: a tensor
+   * made since cannot carry this number from before) */
+  if (++ctx->keep_marks == 0)
+    ctx->keep_marks = 1; /* 0 is every new tensor's */
+  const uint32_t keep = ctx->keep_marks;
   for (cr_tensor *t = ctx->tracked; t && t != since; t = t->tracked_next) {
     const cr_node *nd = t->node;
     if (!nd || nd->out != t)
       continue;
     if (nd->op->reads & CR__READS_OUT)
-      owner(t)->view_ok = true;
+      owner(t)->keep_mark = keep;
     for (int k = 0; k < nd->n_in; k++)
       if (nd->op->reads & CR__READS_IN(k < 30 ? k : 30))
-        owner(nd->in[k])->view_ok = true;
+        owner(nd->in[k])->keep_mark = keep;
   }
   for (int i = 0; i < n; i++)
     if (escapes[i])
-      owner(escapes[i])->view_ok = true;
+      owner(escapes[i])->keep_mark = keep;
   /* the rest: an owner's buffer back to the pool, and its views with it */
   for (cr_tensor *t = ctx->tracked; t && t != since; t = t->tracked_next) {
     cr_tensor *o = owner(t);
-    if (o->serial <= tr->serial0 || o->view_ok || o->persistent || !o->op_result || o->hooks ||
-        o->retain_grad || (o->scratch && !ctx->in_region))
+    if (o->serial <= tr->serial0 || o->keep_mark == keep || o->persistent || !o->op_result ||
+        o->hooks || o->retain_grad || (o->scratch && !ctx->in_region))
       continue; /* made before, needed, or not ours to release */
     if (!o->released && o == t)
       cr__pool_give(ctx, t->scratch, t->data, (size_t)t->numel * cr_dtype_size(t->dtype));

@@ -261,7 +261,7 @@ void cr__iter_next(cr__iter *it);
  * parts write disjoint elements, and each element is computed the same
  * way, so the bits do not depend on the thread count. */
 typedef void (*cr__iter_body)(void *arg, cr__iter *part);
-void cr__iter_run(const cr__iter *it, cr__iter_body body, void *arg);
+void cr__iter_run(cr__iter *it, cr__iter_body body, void *arg); /* it: as cr__iter_init left it */
 
 /* Strides of t seen over an iteration shape of out_ndim dims aligned at
  * the right: 0 where t has size 1 (broadcast) or lacks the dim. */

@@ -70,6 +70,7 @@ struct cr_tensor {
                               recurrent layer's forward keeps only what its
                               backward needs (cr__track_release) */
   cr_tensor *tracked_next; /* the tensors made while tracking, newest first */
+  uint32_t keep_mark;      /* = ctx->keep_marks: a release must keep it */
   char name[CR__NAME_LEN]; /* "" when unnamed */
 };
 
@@ -122,6 +123,7 @@ struct cr_ctx {
   uint32_t pass;            /* the running (or last) backward pass's number */
   uint32_t passes;          /* pass numbers handed out so far (nested passes too) */
   uint32_t walk;            /* graph walks so far (marks visited nodes) */
+  uint32_t keep_marks;      /* releases of tracked tensors so far (keep_mark) */
   uint64_t node_seq;        /* nodes recorded so far: each node's creation number */
   uint64_t tensor_serial;   /* arena tensors made so far */
   bool graph_pass;          /* the running pass uses graph VJPs (vjp_graph) */
