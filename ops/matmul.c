@@ -262,22 +262,38 @@ static float *panels_for(cr_ctx *ctx, cr_tensor *b, int64_t K, int64_t N, int64_
   return e->panels;
 }
 
-/* C[M,N] (= or += by beta) a[M,K] @ op(b), op(b) = b or b^T ([K,N]): with
- * few rows through b's packed panels, else through cr__gemm. */
-static void times_right(cr_ctx *ctx, int64_t M, int64_t K, int64_t N, const void *a, int64_t rsa,
-                        int64_t csa, cr_tensor *b, bool transb, double beta, void *c, int64_t rsc) {
+/* C[M,N] = a[M,K] @ op(b) + beta Cin, Cin given by its rows (rsin apart,
+ * 0: one row repeated; unit column stride; NULL: Cin is C itself): the
+ * few-row kernel reads Cin as it writes C, where BLIS gets a copy first. */
+static void times_right_from(cr_ctx *ctx, int64_t M, int64_t K, int64_t N, const void *a,
+                             int64_t rsa, int64_t csa, cr_tensor *b, bool transb, double beta,
+                             const void *cin, int64_t rsin, void *c, int64_t rsc) {
   mat_view vb = view_of(b);
   if (b->dtype == CR_F32 && b->ndim == 2 && cr__skinny_isa != CR__SKINNY_NONE &&
       cr__packed_suits(M, N) && cr__skinny_max_m > 0 &&
       (double)M * (double)N * (double)K > 2048.0) {
     float *panels = panels_for(ctx, b, K, N, transb ? vb.cs : vb.rs, transb ? vb.rs : vb.cs);
     if (panels) {
-      cr__skinny_sgemm_packed(M, N, K, 1.0f, a, rsa, csa, panels, K, (float)beta, c, rsc);
+      cr__skinny_sgemm_packed_from(M, N, K, 1.0f, a, rsa, csa, panels, K, (float)beta,
+                                   cin ? cin : c, cin ? rsin : rsc, c, rsc);
       return;
     }
   }
+  if (cin) { /* C = Cin, then C += a @ op(b) */
+    const size_t es = cr_dtype_size(b->dtype);
+    for (int64_t i = 0; i < M; i++)
+      memcpy((char *)c + (size_t)(i * rsc) * es, (const char *)cin + (size_t)(i * rsin) * es,
+             (size_t)N * es);
+  }
   cr__gemm(b->dtype, false, transb, M, N, K, 1.0, a, rsa, csa, b->data, vb.rs, vb.cs, beta, c, rsc,
            1);
+}
+
+/* C[M,N] (= or += by beta) a[M,K] @ op(b), op(b) = b or b^T ([K,N]): with
+ * few rows through b's packed panels, else through cr__gemm. */
+static void times_right(cr_ctx *ctx, int64_t M, int64_t K, int64_t N, const void *a, int64_t rsa,
+                        int64_t csa, cr_tensor *b, bool transb, double beta, void *c, int64_t rsc) {
+  times_right_from(ctx, M, K, N, a, rsa, csa, b, transb, beta, NULL, 0, c, rsc);
 }
 
 cr_tensor *cr_matmul(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) {
@@ -382,19 +398,18 @@ cr_tensor *cr_addmm(cr_ctx *ctx, cr_tensor *c, cr_tensor *a, cr_tensor *b) {
   cr_tensor *y = cr__new(ctx, a->dtype, 2, shape);
   if (!y)
     return NULL;
-  /* y = c (rows broadcast), then y += a @ b */
-  size_t es = cr_dtype_size(y->dtype);
+  /* y = c (rows broadcast) + a @ b */
   int64_t cs = c->stride[c->ndim - 1], rs = row ? 0 : c->stride[0];
-  for (int64_t i = 0; i < M; i++) {
-    char *dst = (char *)y->data + (size_t)(i * N) * es;
-    const char *src = (const char *)c->data + (size_t)(i * rs) * es;
-    if (cs == 1)
-      memcpy(dst, src, (size_t)N * es);
-    else
+  if (cs == 1) {
+    times_right_from(ctx, M, K, N, a->data, va.rs, va.cs, b, false, 1.0, c->data, rs, y->data, N);
+  } else { /* a strided c: copied into y first */
+    size_t es = cr_dtype_size(y->dtype);
+    for (int64_t i = 0; i < M; i++)
       for (int64_t j = 0; j < N; j++)
-        memcpy(dst + (size_t)j * es, src + (size_t)(j * cs) * es, es);
+        memcpy((char *)y->data + (size_t)(i * N + j) * es,
+               (const char *)c->data + (size_t)(i * rs + j * cs) * es, es);
+    times_right(ctx, M, K, N, a->data, va.rs, va.cs, b, false, 1.0, y->data, N);
   }
-  times_right(ctx, M, K, N, a->data, va.rs, va.cs, b, false, 1.0, y->data, N);
   cr__record(ctx, &cr__op_addmm, y, 3, in);
   return ctx->status == CR_OK ? y : NULL;
 }

@@ -355,5 +355,11 @@ void cr__skinny_sgemm_packed(int64_t m, int64_t n, int64_t k, float alpha, const
                              int64_t ai, int64_t ap, const float *Bp, int64_t kp, float beta,
                              float *C, int64_t rsc);
 bool cr__packed_suits(int64_t m, int64_t n);
+/* The same with beta scaling another matrix: C = alpha A op(B) + beta Cin
+ * (Cin's rows rsin apart; rsin 0 repeats one row, a bias; Cin == C is the
+ * product above) — an addmm without first copying its c into C. */
+void cr__skinny_sgemm_packed_from(int64_t m, int64_t n, int64_t k, float alpha, const float *A,
+                                  int64_t ai, int64_t ap, const float *Bp, int64_t kp, float beta,
+                                  const float *Cin, int64_t rsin, float *C, int64_t rsc);
 
 #endif

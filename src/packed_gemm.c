@@ -88,7 +88,8 @@ __attribute__((target("avx2"))) static inline __m256i lanes(int64_t left) {
  * C = alpha acc + bt C (bt 0: C is not read). */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
 tile(const int R, const int W, const float *const *a, int64_t ap, const float *b, int64_t kbp,
-     int64_t kb, float alpha, float bt, float *c, int64_t rsc, int64_t left) {
+     int64_t kb, float alpha, float bt, const float *ci, int64_t rsi, float *c, int64_t rsc,
+     int64_t left) {
   __m256 acc[6][8];
   for (int r = 0; r < R; r++)
     for (int v = 0; v < 2 * W; v++)
@@ -110,16 +111,17 @@ tile(const int R, const int W, const float *const *a, int64_t ap, const float *b
   const bool full = left >= (int64_t)NP * W;
   for (int r = 0; r < R; r++) {
     float *cr = c + r * rsc;
+    const float *cir = ci + r * rsi;
     for (int v = 0; v < 2 * W; v++) {
       __m256 y = _mm256_mul_ps(al, acc[r][v]);
       if (full) {
         if (bt != 0.0f)
-          y = _mm256_fmadd_ps(be, _mm256_loadu_ps(cr + 8 * v), y);
+          y = _mm256_fmadd_ps(be, _mm256_loadu_ps(cir + 8 * v), y);
         _mm256_storeu_ps(cr + 8 * v, y);
       } else {
         const __m256i mk = lanes(left - 8 * v);
         if (bt != 0.0f)
-          y = _mm256_fmadd_ps(be, _mm256_maskload_ps(cr + 8 * v, mk), y);
+          y = _mm256_fmadd_ps(be, _mm256_maskload_ps(cir + 8 * v, mk), y);
         _mm256_maskstore_ps(cr + 8 * v, mk, y);
       }
     }
@@ -127,12 +129,11 @@ tile(const int R, const int W, const float *const *a, int64_t ap, const float *b
 }
 
 #define TILE_CASE(R, W)                                                                            \
-  case (R)*8 + (W): tile(R, W, a, ap, b, kbp, kb, alpha, bt, c, rsc, left); break;
+  case (R)*8 + (W): tile(R, W, a, ap, b, kbp, kb, alpha, bt, ci, rsi, c, rsc, left); break;
 
-__attribute__((target("avx2,fma"))) static void run_tile(int R, int W, const float *const *a,
-                                                         int64_t ap, const float *b, int64_t kbp,
-                                                         int64_t kb, float alpha, float bt,
-                                                         float *c, int64_t rsc, int64_t left) {
+__attribute__((target("avx2,fma"))) static void
+run_tile(int R, int W, const float *const *a, int64_t ap, const float *b, int64_t kbp, int64_t kb,
+         float alpha, float bt, const float *ci, int64_t rsi, float *c, int64_t rsc, int64_t left) {
   switch (R * 8 + W) {
     TILE_CASE(6, 1)
     TILE_CASE(5, 1)
@@ -162,7 +163,8 @@ static inline __mmask16 lanes16(int64_t left) {
 
 __attribute__((target("avx512f"), always_inline)) static inline void
 tile512(const int R, const int W, const float *const *a, int64_t ap, const float *b, int64_t kbp,
-        int64_t kb, float alpha, float bt, float *c, int64_t rsc, int64_t left) {
+        int64_t kb, float alpha, float bt, const float *ci, int64_t rsi, float *c, int64_t rsc,
+        int64_t left) {
   __m512 acc[6][JB];
   for (int r = 0; r < R; r++)
     for (int w = 0; w < W; w++) {
@@ -184,11 +186,12 @@ tile512(const int R, const int W, const float *const *a, int64_t ap, const float
   const __m512 al = _mm512_set1_ps(alpha), be = _mm512_set1_ps(bt);
   for (int r = 0; r < R; r++) {
     float *cr = c + r * rsc;
+    const float *cir = ci + r * rsi;
     for (int w = 0; w < W; w++) {
       const __mmask16 mk = lanes16(left - NP * w);
       __m512 y = _mm512_mul_ps(al, acc[r][w]);
       if (bt != 0.0f)
-        y = _mm512_fmadd_ps(be, _mm512_maskz_loadu_ps(mk, cr + NP * w), y);
+        y = _mm512_fmadd_ps(be, _mm512_maskz_loadu_ps(mk, cir + NP * w), y);
       _mm512_mask_storeu_ps(cr + NP * w, mk, y);
     }
   }
@@ -196,14 +199,15 @@ tile512(const int R, const int W, const float *const *a, int64_t ap, const float
 
 #define TILE512_CASE(R, W)                                                                         \
   case (R)*8 + (W):                                                                                \
-    tile512(R, W, a, ap, b, kbp, kb, alpha, bt, c, rsc, left);                                     \
+    tile512(R, W, a, ap, b, kbp, kb, alpha, bt, ci, rsi, c, rsc, left);                            \
     break;
 #define TILE512_ROW(R) TILE512_CASE(R, 1) TILE512_CASE(R, 2) TILE512_CASE(R, 3) TILE512_CASE(R, 4)
 
 __attribute__((target("avx512f"))) static void run_tile512(int R, int W, const float *const *a,
                                                            int64_t ap, const float *b, int64_t kbp,
                                                            int64_t kb, float alpha, float bt,
-                                                           float *c, int64_t rsc, int64_t left) {
+                                                           const float *ci, int64_t rsi, float *c,
+                                                           int64_t rsc, int64_t left) {
   switch (R * 8 + W) {
     TILE512_ROW(6)
     TILE512_ROW(5)
@@ -229,14 +233,16 @@ static int tile_panels(int R, bool zmm) { return zmm ? JB : R >= 4 ? 1 : R >= 2 
 
 /* columns [16 q_begin, 16 q_end) of the product */
 static void packed_panels(int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t ai,
-                          int64_t ap, const float *Bp, int64_t kp, float beta, float *C,
-                          int64_t rsc, int64_t q_begin, int64_t q_end) {
+                          int64_t ap, const float *Bp, int64_t kp, float beta, const float *Cin,
+                          int64_t rsin, float *C, int64_t rsc, int64_t q_begin, int64_t q_end) {
   const int64_t np = (n + NP - 1) / NP;
   const bool zmm = cr__skinny_isa == CR__SKINNY_AVX512;
   for (int64_t k0 = 0; k0 < k; k0 += KC) {
     const int64_t kb = k - k0 < KC ? k - k0 : KC;    /* rows used */
     const int64_t kbp = kp - k0 < KC ? kp - k0 : KC; /* rows packed */
     const float bt = k0 == 0 ? beta : 1.0f;          /* later blocks add to C */
+    const float *ci = k0 == 0 ? Cin : C;             /* what beta scales */
+    const int64_t rsi = k0 == 0 ? rsin : rsc;
     const float *block = Bp + k0 * np * NP;
     for (int64_t ib = 0; ib < m; ib += MC) {
       const int64_t ie = m - ib < MC ? m : ib + MC;
@@ -250,7 +256,8 @@ static void packed_panels(int64_t m, int64_t n, int64_t k, float alpha, const fl
           for (int64_t q = q0; q < qe;) {
             const int most = tile_panels(R, zmm), W = (int)(qe - q < most ? qe - q : most);
             (zmm ? run_tile512 : run_tile)(R, W, a, ap, block + q * kbp * NP, kbp, kb, alpha, bt,
-                                           C + i0 * rsc + q * NP, rsc, n - q * NP);
+                                           ci + i0 * rsi + q * NP, rsi, C + i0 * rsc + q * NP, rsc,
+                                           n - q * NP);
             q += W;
           }
           i0 += R;
@@ -261,9 +268,9 @@ static void packed_panels(int64_t m, int64_t n, int64_t k, float alpha, const fl
 }
 
 typedef struct packed_job {
-  int64_t m, n, k, ai, ap, kp, rsc, parts;
+  int64_t m, n, k, ai, ap, kp, rsin, rsc, parts;
   float alpha, beta;
-  const float *A, *Bp;
+  const float *A, *Bp, *Cin;
   float *C;
 } packed_job;
 
@@ -275,13 +282,19 @@ static void packed_task(void *arg, int64_t part) {
   const int64_t g0 = groups * part / j->parts, g1 = groups * (part + 1) / j->parts;
   const int64_t q1 = g1 * JB < np ? g1 * JB : np;
   if (g0 * JB < q1)
-    packed_panels(j->m, j->n, j->k, j->alpha, j->A, j->ai, j->ap, j->Bp, j->kp, j->beta, j->C,
-                  j->rsc, g0 * JB, q1);
+    packed_panels(j->m, j->n, j->k, j->alpha, j->A, j->ai, j->ap, j->Bp, j->kp, j->beta, j->Cin,
+                  j->rsin, j->C, j->rsc, g0 * JB, q1);
 }
 
 void cr__skinny_sgemm_packed(int64_t m, int64_t n, int64_t k, float alpha, const float *A,
                              int64_t ai, int64_t ap, const float *Bp, int64_t kp, float beta,
                              float *C, int64_t rsc) {
+  cr__skinny_sgemm_packed_from(m, n, k, alpha, A, ai, ap, Bp, kp, beta, C, rsc, C, rsc);
+}
+
+void cr__skinny_sgemm_packed_from(int64_t m, int64_t n, int64_t k, float alpha, const float *A,
+                                  int64_t ai, int64_t ap, const float *Bp, int64_t kp, float beta,
+                                  const float *Cin, int64_t rsin, float *C, int64_t rsc) {
   /* threads for products of >= 1 M multiply-adds per thread, in groups of
    * JB panels (64 columns) each */
   const int64_t groups = ((n + NP - 1) / NP + JB - 1) / JB;
@@ -291,9 +304,9 @@ void cr__skinny_sgemm_packed(int64_t m, int64_t n, int64_t k, float alpha, const
   if (parts > m * n * k / 1000000)
     parts = m * n * k / 1000000;
   if (parts <= 1) {
-    packed_panels(m, n, k, alpha, A, ai, ap, Bp, kp, beta, C, rsc, 0, (n + NP - 1) / NP);
+    packed_panels(m, n, k, alpha, A, ai, ap, Bp, kp, beta, Cin, rsin, C, rsc, 0, (n + NP - 1) / NP);
     return;
   }
-  packed_job j = {m, n, k, ai, ap, kp, rsc, parts, alpha, beta, A, Bp, C};
+  packed_job j = {m, n, k, ai, ap, kp, rsin, rsc, parts, alpha, beta, A, Bp, Cin, C};
   cr__parallel_for(parts, packed_task, &j);
 }

@@ -166,6 +166,55 @@ static void test_matmul_blis_and_loop_paths_agree(void **state) {
   }
 }
 
+/* addmm in f32, y = c + a @ b, with c a full [M,N], a bias row [N], a
+ * [1,N] row and a transposed (column-strided) [M,N] view, through the
+ * few-row kernel (which reads c as it writes y, k across two blocks) and
+ * through BLIS: y against a double reference, and both paths alike. */
+static void test_addmm_f32_every_c_layout(void **state) {
+  cr_ctx *ctx = *state;
+  enum { M = 7, K = 300, N = 40 };
+  cr_rng *rng = cr_rng_new(23);
+  cr_tensor *a = cr_rand_normal(ctx, rng, CR_F32, CR_SHAPE(M, K), 0, 1);
+  cr_tensor *w = cr_rand_normal(ctx, rng, CR_F32, CR_SHAPE(K, N), 0, 1);
+  cr_tensor *cs[4] = {
+      cr_rand_normal(ctx, rng, CR_F32, CR_SHAPE(M, N), 0, 1),
+      cr_rand_normal(ctx, rng, CR_F32, CR_SHAPE(N), 0, 1),
+      cr_rand_normal(ctx, rng, CR_F32, CR_SHAPE(1, N), 0, 1),
+      cr_transpose(ctx, cr_rand_normal(ctx, rng, CR_F32, CR_SHAPE(N, M), 0, 1), 0, 1)};
+  const int64_t saved = cr__skinny_max_m;
+  for (int k = 0; k < 4; k++) {
+    double got[2][M * N];
+    for (int path = 0; path < 2; path++) { /* 0: the few-row kernel (if any); 1: BLIS */
+      cr__skinny_max_m = path ? 0 : saved;
+      int64_t small = cr__small_gemm_mnk;
+      cr__small_gemm_mnk = 0;
+      cr_tensor *y = cr_addmm(ctx, cs[k], a, w);
+      cr__small_gemm_mnk = small;
+      if (!y)
+        printf("addmm c layout %d: %s\n", k, cr_ctx_error(ctx));
+      assert_non_null(y);
+      cr_to_doubles(y, got[path]);
+    }
+    cr__skinny_max_m = saved;
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++) {
+        const cr_tensor *c = cs[k];
+        double want = cr_get_flat(c, c->ndim == 1 ? j : c->shape[0] == 1 ? j : i * N + j), sc = 1;
+        if (k == 3)
+          want = cr_get(c, (const int64_t[]){i, j});
+        for (int64_t p = 0; p < K; p++) {
+          const double t = cr_get_flat(a, i * K + p) * cr_get_flat(w, p * N + j);
+          want += t;
+          sc += fabs(t);
+        }
+        for (int path = 0; path < 2; path++)
+          assert_true(fabs(got[path][i * N + j] - want) <= 1e-5 * sc);
+      }
+  }
+  cr_rng_free(rng);
+  cr_ctx_reset(ctx);
+}
+
 /* The packed few-row kernel against a double-precision reference, on every
  * tile shape it cuts m into (6..1 rows, 1..4 panels), partial panels, k
  * across block boundaries, a transposed source, alpha and beta:
@@ -597,6 +646,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_hand_values, setup, teardown),
       cmocka_unit_test_setup_teardown(test_matmul_values, setup, teardown),
       cmocka_unit_test_setup_teardown(test_matmul_blis_and_loop_paths_agree, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_addmm_f32_every_c_layout, setup, teardown),
       cmocka_unit_test(test_packed_kernel_every_tile),
       cmocka_unit_test_setup_teardown(test_accumulates_over_two_backward_calls, setup, teardown),
       cmocka_unit_test_setup_teardown(test_diamond, setup, teardown),
