@@ -10,17 +10,20 @@
  * Threads: a large product is split across up to cr_get_num_threads()
  * threads (a pool of workers that spin briefly between products and sleep
  * when idle), in blocks of columns or rows that each run the kernel the
- * whole product would, so results are the same bits on any number of
- * threads.  Products below about 2 MFLOP per thread run on one.  The
- * initial count is BLIS_NUM_THREADS from the environment, else 1.
+ * whole product would, and so is an elementwise map of 8192 elements or
+ * more, by ranges of rows or columns; so results are the same bits on any
+ * number of threads.  Products below about 2 MFLOP per thread run on one.
+ * The initial count is BLIS_NUM_THREADS from the environment, else 1.
  *
- * Two kinds of product bypass BLIS where it is slow: products of fewer than
- * 40,000 multiply-adds run as plain vectorised loops (a BLIS call costs
- * 5-8 us), and float32 products with at most 128 rows against a weight
- * (the per-step products of a recurrent layer) run in an AVX2+FMA kernel
- * against the weight packed once into panels and kept with it until its
- * values change.  BLIS's "sup" path is not used: on every layer-shaped
- * product measured it was slower than BLIS's conventional one.
+ * Most float32 products bypass BLIS: those with at most 128 rows, and with
+ * AVX-512 any with at most 1M output elements, run in chainrule's own
+ * kernel (AVX-512 or AVX2+FMA, the same bits either way) against the right
+ * operand packed into panels — a weight once, kept with it until its
+ * values change; the per-step products of a recurrent layer are of this
+ * kind.  Other products of fewer than 40,000 multiply-adds run as plain
+ * vectorised loops (a BLIS call costs 5-8 us).  BLIS's "sup" path is not
+ * used: on every layer-shaped product measured it was slower than BLIS's
+ * conventional one.
  */
 #ifndef CHAINRULE_RUNTIME_H
 #define CHAINRULE_RUNTIME_H
