@@ -220,9 +220,10 @@ static void test_addmm_f32_every_c_layout(void **state) {
  * across block boundaries, a transposed source, alpha and beta:
  * |C - ref| <= 1e-5 (sum_p |alpha a_ip b_pj| + 0.1), nothing written past C.
  * Where the CPU has AVX-512 both kernels run and must agree bit for bit
- * (the same FMAs in the same order); the panels are also staged row by row
- * into a packing made for more rows than the product uses, as the weight
- * gradients' staging does. */
+ * (the same FMAs in the same order), as must consecutive calls, which walk
+ * few-row products' columns in opposite directions; the panels are also
+ * staged row by row into a packing made for more rows than the product
+ * uses, as the weight gradients' staging does. */
 static void packed_case(int64_t m, int64_t n, int64_t k, bool trans, float alpha, float beta) {
   float *A = malloc((size_t)(m * k) * sizeof *A), *B = malloc((size_t)(k * n) * sizeof *B);
   float *C = malloc((size_t)(m * n + 64) * sizeof *C); /* 64 guard floats after */
@@ -291,7 +292,7 @@ static void test_packed_kernel_every_tile(void **state) {
   (void)state;
   if (cr__skinny_isa == CR__SKINNY_NONE)
     skip();
-  const int64_t ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 13, 32, 33, 100};
+  const int64_t ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 13, 32, 33, 100, 250}; /* 250: passes of MC rows */
   const int64_t ns[] = {1, 15, 17, 65, 130}, ks[] = {1, 255, 257, 600};
   for (size_t im = 0; im < sizeof ms / sizeof *ms; im++)
     for (size_t in = 0; in < sizeof ns / sizeof *ns; in++)
