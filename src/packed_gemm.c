@@ -20,8 +20,9 @@
  * row is computed in vain (m = 32: 6,6,6,6,4,4; m = 1: one (1,4) tile per
  * 64 columns).  Where the CPU has AVX-512, tiles of R rows x 4 panels run
  * on zmm registers (R x 4 accumulators, below): on Zen 4 no faster than
- * AVX2, on Zen 5 twice as fast.  Many rows go in passes of MC, so a pass's
- * rows of A stay in L2 while the block's panels stream by. */
+ * AVX2, on Zen 5 twice as fast.  The loop order over blocks, column steps
+ * and rows (packed_panels) is chosen for the caches; no order changes a
+ * bit of the result. */
 #include <immintrin.h>
 #include <string.h>
 
