@@ -523,30 +523,35 @@ void cr__add_reduced(cr_tensor *dst, const cr_tensor *src) {
 }
 
 /* dst (=|+=) src over src's shape, each through its own strides. */
-void cr__copy_convert(cr_tensor *dst, const cr_tensor *src, bool add) {
-  const int64_t *st[2] = {dst->stride, src->stride};
+void cr__move_strided(cr_dtype ddt, void *dst, const int64_t *dst_stride, cr_dtype sdt,
+                      const void *src, const int64_t *src_stride, int ndim, const int64_t *shape,
+                      bool add) {
+  const int64_t *st[2] = {dst_stride, src_stride};
   cr__iter it;
-  cr__iter_init(&it, src->ndim, src->shape, 2, st);
+  cr__iter_init(&it, ndim, shape, 2, st);
   for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {
     const int64_t sd = it.istr[0], ss = it.istr[1];
-    if (dst->dtype == CR_F32 && src->dtype == CR_F64) {
-      float *d = (float *)dst->data + it.off[0];
-      const double *s = (const double *)src->data + it.off[1];
+    if (ddt == CR_F32 && sdt == CR_F64) {
+      float *d = (float *)dst + it.off[0];
+      const double *s = (const double *)src + it.off[1];
       for (int64_t i = 0; i < it.inner; i++)
         d[i * sd] = add ? d[i * sd] + (float)s[i * ss] : (float)s[i * ss];
-    } else if (dst->dtype == CR_F64 && src->dtype == CR_F32) {
-      double *d = (double *)dst->data + it.off[0];
-      const float *s = (const float *)src->data + it.off[1];
+    } else if (ddt == CR_F64 && sdt == CR_F32) {
+      double *d = (double *)dst + it.off[0];
+      const float *s = (const float *)src + it.off[1];
       for (int64_t i = 0; i < it.inner; i++)
         d[i * sd] = add ? d[i * sd] + (double)s[i * ss] : (double)s[i * ss];
-    } else if (dst->dtype == CR_F32) {
-      move_row_f((float *)dst->data + it.off[0], sd, (const float *)src->data + it.off[1], ss,
-                 it.inner, add);
+    } else if (ddt == CR_F32) {
+      move_row_f((float *)dst + it.off[0], sd, (const float *)src + it.off[1], ss, it.inner, add);
     } else {
-      move_row_d((double *)dst->data + it.off[0], sd, (const double *)src->data + it.off[1], ss,
-                 it.inner, add);
+      move_row_d((double *)dst + it.off[0], sd, (const double *)src + it.off[1], ss, it.inner, add);
     }
   }
+}
+
+void cr__copy_convert(cr_tensor *dst, const cr_tensor *src, bool add) {
+  cr__move_strided(dst->dtype, dst->data, dst->stride, src->dtype, src->data, src->stride,
+                   src->ndim, src->shape, add);
 }
 
 /* ---- releasing what no VJP reads */

@@ -281,6 +281,13 @@ void cr__add_dense(cr_tensor *dst, const cr_tensor *src);
 void cr__add_reduced(cr_tensor *dst, const cr_tensor *src);
 /* dst = src (same shape, any strides, dst's dtype; converts). */
 void cr__copy_convert(cr_tensor *dst, const cr_tensor *src, bool add);
+/* The same on raw operands: over shape (ndim dims), dst (dtype ddt, element
+ * strides dst_stride) = or += src (sdt, src_stride), converting dtypes —
+ * for copies between regions of tensors (slice, stack), with no tensor
+ * headers to fill in. */
+void cr__move_strided(cr_dtype ddt, void *dst, const int64_t *dst_stride, cr_dtype sdt,
+                      const void *src, const int64_t *src_stride, int ndim, const int64_t *shape,
+                      bool add);
 
 /* Math by element type, so one kernel text serves float and double; float
  * uses the vectorisable routines of vmath.h (1-2 ulp), double uses libm. */

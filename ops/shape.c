@@ -74,13 +74,7 @@ static void *elem_at(const void *data, int64_t off, cr_dtype dt) {
  * overlap). */
 static void region_move(cr_dtype dt, bool add, int ndim, const int64_t *shape, void *dst,
                         const int64_t *dst_stride, const void *src, const int64_t *src_stride) {
-  cr_tensor d = {.dtype = dt, .ndim = ndim, .data = dst}, s = d;
-  memcpy(d.shape, shape, sizeof(int64_t) * (size_t)ndim);
-  memcpy(s.shape, shape, sizeof(int64_t) * (size_t)ndim);
-  memcpy(d.stride, dst_stride, sizeof(int64_t) * (size_t)ndim);
-  memcpy(s.stride, src_stride, sizeof(int64_t) * (size_t)ndim);
-  s.data = (void *)src;
-  cr__copy_convert(&d, &s, add);
+  cr__move_strided(dt, dst, dst_stride, dt, src, src_stride, ndim, shape, add);
 }
 
 /* ---- slice */
