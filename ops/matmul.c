@@ -74,29 +74,54 @@ static const char *at(const cr_tensor *t, int64_t off) {
  * with more rows than that runs at once (it is efficient already). */
 static int64_t stage_rows(int64_t K, int64_t N) { return K * N >= 262144 ? 256 : 128; }
 
+/* How a weight gradient gb [K,N] += a^T gy can go through the few-row
+ * kernel: not at all (BLIS), with gy as the packed right operand (gb's rows
+ * contiguous), or as gb^T += gy^T a with a packed (gb's columns
+ * contiguous: a transposed weight's gradient). */
+typedef enum { PACK_NONE, PACK_GY, PACK_A } weight_packing;
+
+static weight_packing weight_packing_of(const cr_tensor *gb, int64_t K, int64_t N) {
+  if (gb->dtype != CR_F32)
+    return PACK_NONE;
+  if (gb->stride[1] == 1 && cr__packed_suits(K, N))
+    return PACK_GY;
+  return gb->stride[0] == 1 && cr__packed_suits(N, K) ? PACK_A : PACK_NONE;
+}
+
+/* gb += the product of M rows, from the packed right operand (packed for kp
+ * rows) and the left one, left[i, p] = left[i*li + p*lp]: a^T for PACK_GY,
+ * gy^T for PACK_A. */
+static void add_from_panels(weight_packing how, int64_t K, int64_t N, int64_t M, const float *left,
+                            int64_t li, int64_t lp, const float *panels, int64_t kp, void *gb,
+                            int64_t rs, int64_t cs) {
+  if (how == PACK_GY)
+    cr__skinny_sgemm_packed(K, N, M, 1.0f, left, li, lp, panels, kp, 1.0f, gb, rs);
+  else
+    cr__skinny_sgemm_packed(N, K, M, 1.0f, left, li, lp, panels, kp, 1.0f, gb, cs);
+}
+
 typedef struct {
   cr__pending base; /* target: gb's data, gb += A[:rows]^T @ G[:rows] */
   cr_dtype dt;      /* gb's layout, copied: the tensor may be a view that */
   int64_t rs, cs;   /* goes before the products are added (a region's) */
   int64_t K, N, rows, cap;
   char *A, *G; /* [cap, K] and [cap, N], dense; NULL when packed instead */
-  /* The few-row kernel's right operand staged straight into its panels
-   * (packed for cap rows), or NULL: G, for gb += A^T G with gb's rows
-   * contiguous; A when `flip`, for gb^T += G^T A with gb's columns
-   * contiguous (a transposed weight's gradient) */
+  /* with `how` not PACK_NONE, the right operand (G for PACK_GY, A for
+   * PACK_A) is staged straight into the kernel's panels, packed for cap
+   * rows */
+  weight_packing how;
   float *panels;
-  bool flip;
 } staged_products;
 
 static void settle_products(cr_ctx *ctx, cr__pending *first, void *target);
 
 static void flush(staged_products *s) {
-  if (s->rows && s->panels && !s->flip)
-    cr__skinny_sgemm_packed(s->K, s->N, s->rows, 1.0f, (const float *)s->A, 1, s->K, s->panels,
-                            s->cap, 1.0f, s->base.target, s->rs);
-  else if (s->rows && s->panels)
-    cr__skinny_sgemm_packed(s->N, s->K, s->rows, 1.0f, (const float *)s->G, 1, s->N, s->panels,
-                            s->cap, 1.0f, s->base.target, s->cs);
+  if (s->rows && s->how == PACK_GY)
+    add_from_panels(PACK_GY, s->K, s->N, s->rows, (const float *)s->A, 1, s->K, s->panels, s->cap,
+                    s->base.target, s->rs, s->cs);
+  else if (s->rows && s->how == PACK_A)
+    add_from_panels(PACK_A, s->K, s->N, s->rows, (const float *)s->G, 1, s->N, s->panels, s->cap,
+                    s->base.target, s->rs, s->cs);
   else if (s->rows)
     cr__gemm(s->dt, true, false, s->K, s->N, s->rows, 1.0, s->A, s->K, 1, s->G, s->N, 1, 1.0,
              s->base.target, s->rs, s->cs);
@@ -113,31 +138,29 @@ static staged_products *staging(cr_ctx *ctx, cr_tensor *gb, int64_t K, int64_t N
         return s;
     }
   size_t es = cr_dtype_size(gb->dtype);
-  const int64_t rs = gb->stride[0], cs = gb->stride[1], cap = stage_rows(K, N);
-  const bool f32 = gb->dtype == CR_F32;
-  const bool packed = f32 && cs == 1 && cr__packed_suits(K, N);
-  const bool flip = !packed && f32 && rs == 1 && cr__packed_suits(N, K);
+  const int64_t cap = stage_rows(K, N);
+  const weight_packing how = weight_packing_of(gb, K, N);
   staged_products *s = cr__alloc_main(ctx, sizeof *s); /* owned by the pass */
-  char *A = flip ? NULL : cr__alloc_main(ctx, (size_t)(cap * K) * es);
-  char *G = packed ? NULL : cr__alloc_main(ctx, (size_t)(cap * N) * es);
-  float *panels =
-      packed || flip
-          ? cr__alloc_main(ctx, cr__skinny_packed_floats(cap, flip ? K : N) * sizeof(float))
-          : NULL;
-  if (!s || (!A && !flip) || (!G && !packed) || (!panels && (packed || flip)))
+  char *A = how == PACK_A ? NULL : cr__alloc_main(ctx, (size_t)(cap * K) * es);
+  char *G = how == PACK_GY ? NULL : cr__alloc_main(ctx, (size_t)(cap * N) * es);
+  float *panels = how == PACK_NONE
+                      ? NULL
+                      : cr__alloc_main(ctx, cr__skinny_packed_floats(cap, how == PACK_A ? K : N) *
+                                                sizeof(float));
+  if (!s || (!A && how != PACK_A) || (!G && how != PACK_GY) || (!panels && how != PACK_NONE))
     return NULL;
   *s = (staged_products){{NULL, gb->data, settle_products, false},
                          gb->dtype,
-                         rs,
-                         cs,
+                         gb->stride[0],
+                         gb->stride[1],
                          K,
                          N,
                          0,
                          cap,
                          A,
                          G,
-                         panels,
-                         flip};
+                         how,
+                         panels};
   cr__pending_add(ctx, &s->base);
   return s;
 }
@@ -149,21 +172,20 @@ static staged_products *staging(cr_ctx *ctx, cr_tensor *gb, int64_t K, int64_t N
 static void add_product_now(cr_ctx *ctx, cr_tensor *gb, cr_tensor *a, cr_tensor *gy) {
   const int64_t M = a->shape[0], K = a->shape[1], N = gy->shape[1];
   const int64_t rs = gb->stride[0], cs = gb->stride[1];
-  const bool f32 = gb->dtype == CR_F32, plain = f32 && cs == 1 && cr__packed_suits(K, N);
-  const bool flip = !plain && f32 && rs == 1 && cr__packed_suits(N, K);
-  if (plain || flip) {
-    const size_t bytes = cr__skinny_packed_floats(M, flip ? K : N) * sizeof(float);
+  const weight_packing how = weight_packing_of(gb, K, N);
+  if (how != PACK_NONE) {
+    const size_t bytes = cr__skinny_packed_floats(M, how == PACK_A ? K : N) * sizeof(float);
     float *buf = cr__pool_take(ctx, false, bytes);
     if (!buf)
       buf = cr__alloc_main(ctx, bytes);
     if (buf) {
-      if (plain) { /* C [K,N] = A^T (A^T[i,p] = a[p,i]) @ packed gy */
+      if (how == PACK_GY) { /* a^T[i,p] = a[p,i] */
         cr__skinny_pack(M, N, gy->data, N, 1, buf);
-        cr__skinny_sgemm_packed(K, N, M, 1.0f, a->data, a->stride[1], a->stride[0], buf, M, 1.0f,
-                                gb->data, rs);
-      } else { /* C^T [N,K] = gy^T @ packed a */
+        add_from_panels(how, K, N, M, a->data, a->stride[1], a->stride[0], buf, M, gb->data, rs,
+                        cs);
+      } else {
         cr__skinny_pack(M, K, a->data, a->stride[0], a->stride[1], buf);
-        cr__skinny_sgemm_packed(N, K, M, 1.0f, gy->data, 1, N, buf, M, 1.0f, gb->data, cs);
+        add_from_panels(how, K, N, M, gy->data, 1, N, buf, M, gb->data, rs, cs);
       }
       cr__pool_give(ctx, false, buf, bytes);
       return;
@@ -188,11 +210,11 @@ static void defer_or_run(cr_ctx *ctx, cr_tensor *gb, cr_tensor *a, cr_tensor *gy
   if (s->rows + M > s->cap)
     flush(s);
   size_t es = cr_dtype_size(gb->dtype);
-  if (s->flip) /* a's rows into the panels, whatever its strides */
+  if (s->how == PACK_A) /* a's rows into the panels, whatever its strides */
     cr__skinny_pack_rows(s->cap, s->rows, M, K, a->data, a->stride[0], a->stride[1], s->panels);
   else
     cr__gather(a, s->A + (size_t)(s->rows * K) * es); /* dense rows, whatever a's strides */
-  if (s->panels && !s->flip)
+  if (s->how == PACK_GY)
     cr__skinny_pack_rows(s->cap, s->rows, M, N, gy->data, N, 1, s->panels);
   else
     memcpy(s->G + (size_t)(s->rows * N) * es, gy->data, (size_t)(M * N) * es);
