@@ -75,12 +75,12 @@ bool cr__packed_suits(int64_t m, int64_t n) {
   return m <= 128 || (cr__skinny_isa == CR__SKINNY_AVX512 && m * n <= ((int64_t)1 << 20));
 }
 
-/* The loops over a tile's rows and registers are unrolled first: without
- * that, gcc 12 keeps the accumulators in a stack array as well as in
- * registers and stores them on every p (the epilogue indexes the array in
- * a loop), which took the AVX2 kernel from 72-98 to ~45 GFLOP/s on Zen 3
- * (one 256-bit store a cycle, against two FMAs). */
-#define UNROLLED _Pragma("GCC unroll 8")
+/* The tiles below unroll their loops over rows and registers first
+ * (#pragma GCC unroll): without that, gcc 12 keeps the accumulators in a
+ * stack array as well as in registers and stores them on every p (the
+ * epilogue indexes the array in a loop), which took the AVX2 kernel from
+ * 72-98 to ~45 GFLOP/s on Zen 3 (one 256-bit store a cycle, against two
+ * FMAs). */
 
 /* the mask of the first `left` of 8 lanes */
 __attribute__((target("avx2"))) static inline __m256i lanes(int64_t left) {
@@ -99,28 +99,35 @@ tile(const int R, const int W, const float *const *a, int64_t ap, const float *b
      int64_t kb, float alpha, float bt, const float *ci, int64_t rsi, float *c, int64_t rsc,
      int64_t left) {
   __m256 acc[6][8];
-  UNROLLED for (int r = 0; r < R; r++)
-    UNROLLED for (int v = 0; v < 2 * W; v++)
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+    for (int v = 0; v < 2 * W; v++)
       acc[r][v] = _mm256_setzero_ps();
   const int64_t ps = kbp * NP; /* floats from one panel to the next */
   for (int64_t p = 0; p < kb; p++) {
     __m256 bv[8];
-    UNROLLED for (int w = 0; w < W; w++) {
+#pragma GCC unroll 8
+    for (int w = 0; w < W; w++) {
       bv[2 * w] = _mm256_load_ps(b + w * ps + p * NP);
       bv[2 * w + 1] = _mm256_load_ps(b + w * ps + p * NP + 8);
     }
-    UNROLLED for (int r = 0; r < R; r++) {
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
       const __m256 av = _mm256_broadcast_ss(a[r] + p * ap);
-      UNROLLED for (int v = 0; v < 2 * W; v++)
+#pragma GCC unroll 8
+      for (int v = 0; v < 2 * W; v++)
         acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
     }
   }
   const __m256 al = _mm256_set1_ps(alpha), be = _mm256_set1_ps(bt);
   const bool full = left >= (int64_t)NP * W;
-  UNROLLED for (int r = 0; r < R; r++) {
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++) {
     float *cr = c + r * rsc;
     const float *cir = ci + r * rsi;
-    UNROLLED for (int v = 0; v < 2 * W; v++) {
+#pragma GCC unroll 8
+    for (int v = 0; v < 2 * W; v++) {
       __m256 y = _mm256_mul_ps(al, acc[r][v]);
       if (full) {
         if (bt != 0.0f)
@@ -174,8 +181,10 @@ tile512(const int R, const int W, const float *const *a, int64_t ap, const float
         int64_t kb, float alpha, float bt, const float *ci, int64_t rsi, float *c, int64_t rsc,
         int64_t left) {
   __m512 acc[6][JB];
-  UNROLLED for (int r = 0; r < R; r++)
-    UNROLLED for (int w = 0; w < W; w++) {
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+    for (int w = 0; w < W; w++) {
       acc[r][w] = _mm512_setzero_ps();
       /* C's lines, while the tile computes: a large C comes from memory */
       _mm_prefetch((const char *)(c + r * rsc + NP * w), _MM_HINT_T0);
@@ -183,19 +192,24 @@ tile512(const int R, const int W, const float *const *a, int64_t ap, const float
   const int64_t ps = kbp * NP; /* floats from one panel to the next */
   for (int64_t p = 0; p < kb; p++) {
     __m512 bv[JB];
-    UNROLLED for (int w = 0; w < W; w++)
+#pragma GCC unroll 8
+    for (int w = 0; w < W; w++)
       bv[w] = _mm512_loadu_ps(b + w * ps + p * NP);
-    UNROLLED for (int r = 0; r < R; r++) {
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
       const __m512 av = _mm512_set1_ps(a[r][p * ap]);
-      UNROLLED for (int w = 0; w < W; w++)
+#pragma GCC unroll 8
+      for (int w = 0; w < W; w++)
         acc[r][w] = _mm512_fmadd_ps(av, bv[w], acc[r][w]);
     }
   }
   const __m512 al = _mm512_set1_ps(alpha), be = _mm512_set1_ps(bt);
-  UNROLLED for (int r = 0; r < R; r++) {
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++) {
     float *cr = c + r * rsc;
     const float *cir = ci + r * rsi;
-    UNROLLED for (int w = 0; w < W; w++) {
+#pragma GCC unroll 8
+    for (int w = 0; w < W; w++) {
       const __mmask16 mk = lanes16(left - NP * w);
       __m512 y = _mm512_mul_ps(al, acc[r][w]);
       if (bt != 0.0f)
