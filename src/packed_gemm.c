@@ -78,9 +78,9 @@ bool cr__packed_suits(int64_t m, int64_t n) {
 /* The tiles below unroll their loops over rows and registers first
  * (#pragma GCC unroll): without that, gcc 12 keeps the accumulators in a
  * stack array as well as in registers and stores them on every p (the
- * epilogue indexes the array in a loop), which took the AVX2 kernel from
- * 72-98 to ~45 GFLOP/s on Zen 3 (one 256-bit store a cycle, against two
- * FMAs). */
+ * epilogue indexes the array in a loop): on Zen 3 (one 256-bit store a
+ * cycle, against two FMAs) the AVX2 kernel ran at 27 GFLOP/s at 32 rows,
+ * k = 512, against 71-86 with the unrolling (weights of 2-4 MiB). */
 
 /* the mask of the first `left` of 8 lanes */
 __attribute__((target("avx2"))) static inline __m256i lanes(int64_t left) {
