@@ -322,13 +322,34 @@ static void packed_panels(const packed_args *g, int64_t q_begin, int64_t q_end) 
 typedef struct packed_job {
   packed_args g;
   int64_t parts;
+  bool by_rows;
 } packed_job;
 
-/* part of the columns: whole groups of JB panels, so each thread's tiles
- * are those of the single-threaded product */
+/* One part of the product: whole groups of JB panels of the columns, so
+ * each thread's tiles are those of the single-threaded product; or, where
+ * the columns make too few groups to share (a layer's input-side products
+ * at I = 64: n = 64, one group), a range of rows, whole 6-row tiles where
+ * possible.  Every element sums its k in the same order either way, so
+ * the bits are those of one thread. */
 static void packed_task(void *arg, int64_t part) {
   const packed_job *j = arg;
-  const int64_t np = (j->g.n + NP - 1) / NP, groups = (np + JB - 1) / JB;
+  const int64_t np = (j->g.n + NP - 1) / NP;
+  if (j->by_rows) {
+    const int64_t tiles = (j->g.m + 5) / 6;
+    const int64_t i0 = 6 * (tiles * part / j->parts);
+    int64_t i1 = 6 * (tiles * (part + 1) / j->parts);
+    i1 = i1 < j->g.m ? i1 : j->g.m;
+    if (i0 >= i1)
+      return;
+    packed_args g = j->g;
+    g.m = i1 - i0;
+    g.A += i0 * g.ai;
+    g.Cin += i0 * g.rsin;
+    g.C += i0 * g.rsc;
+    packed_panels(&g, 0, np);
+    return;
+  }
+  const int64_t groups = (np + JB - 1) / JB;
   const int64_t g0 = groups * part / j->parts, g1 = groups * (part + 1) / j->parts;
   const int64_t q1 = g1 * JB < np ? g1 * JB : np;
   if (g0 * JB < q1)
@@ -344,19 +365,21 @@ void cr__skinny_sgemm_packed(int64_t m, int64_t n, int64_t k, float alpha, const
 void cr__skinny_sgemm_packed_from(int64_t m, int64_t n, int64_t k, float alpha, const float *A,
                                   int64_t ai, int64_t ap, const float *Bp, int64_t kp, float beta,
                                   const float *Cin, int64_t rsin, float *C, int64_t rsc) {
-  /* threads for products of >= 1 M multiply-adds per thread, in groups of
-   * JB panels (64 columns) each */
+  /* threads for products of >= 1 M multiply-adds per thread: by groups of
+   * JB panels (64 columns) where there are at least two per thread, else
+   * by rows where there are at least two 6-row tiles per thread */
   const int64_t groups = ((n + NP - 1) / NP + JB - 1) / JB;
   int64_t parts = cr__parallel_threads();
-  if (parts > groups)
-    parts = groups;
   if (parts > m * n * k / 1000000)
     parts = m * n * k / 1000000;
+  const bool by_rows = groups < 2 * parts && m >= 12 * parts;
+  if (!by_rows && parts > groups)
+    parts = groups;
   const packed_args g = {m, n, k, ai, ap, kp, rsin, rsc, alpha, beta, A, Bp, Cin, C};
   if (parts <= 1) {
     packed_panels(&g, 0, (n + NP - 1) / NP);
     return;
   }
-  packed_job j = {g, parts};
+  packed_job j = {g, parts, by_rows};
   cr__parallel_for(parts, packed_task, &j);
 }
