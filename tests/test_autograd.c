@@ -223,7 +223,8 @@ static void test_addmm_f32_every_c_layout(void **state) {
  * (the same FMAs in the same order), as must consecutive calls, which walk
  * few-row products' columns in opposite directions; the panels are also
  * staged row by row into a packing made for more rows than the product
- * uses, as the weight gradients' staging does. */
+ * uses, as the weight gradients' staging does, and A is also read by
+ * columns (a^T: ai = 1, ap = m), which passes of many rows copy first. */
 static void packed_case(int64_t m, int64_t n, int64_t k, bool trans, float alpha, float beta) {
   float *A = malloc((size_t)(m * k) * sizeof *A), *B = malloc((size_t)(k * n) * sizeof *B);
   float *C = malloc((size_t)(m * n + 64) * sizeof *C); /* 64 guard floats after */
@@ -251,7 +252,11 @@ static void packed_case(int64_t m, int64_t n, int64_t k, bool trans, float alpha
   const int64_t kp = k + 37; /* staged: packed for more rows than used */
   float *S = aligned_alloc(64, (cr__skinny_packed_floats(kp, n) * sizeof(float) + 63) / 64 * 64);
   float *C0 = malloc((size_t)(m * n + 64) * sizeof *C0);
-  assert_true(S && C0);
+  float *At = malloc((size_t)(m * k) * sizeof *At); /* At[p*m + i] = A[i*k + p] */
+  assert_true(S && C0 && At);
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t p = 0; p < k; p++)
+      At[p * m + i] = A[i * k + p];
   memcpy(C0, C, (size_t)(m * n + 64) * sizeof *C);
   cr__skinny_pack(k, n, B, rs, cs, P);
   for (int64_t p0 = 0; p0 < k; p0 += 5) /* 5 rows at a time */
@@ -259,11 +264,13 @@ static void packed_case(int64_t m, int64_t n, int64_t k, bool trans, float alpha
   const int saved_isa = cr__skinny_isa;
   float *first = NULL;
   for (int isa = CR__SKINNY_AVX2; isa <= saved_isa; isa++)
-    for (int staged = 0; staged < 2; staged++) {
+    for (int staged = 0; staged < 3; staged++) { /* 2: A by columns */
       cr__skinny_isa = isa;
       memcpy(C, C0, (size_t)(m * n + 64) * sizeof *C);
-      if (staged)
+      if (staged == 1)
         cr__skinny_sgemm_packed(m, n, k, alpha, A, k, 1, S, kp, beta, C, n);
+      else if (staged == 2)
+        cr__skinny_sgemm_packed(m, n, k, alpha, At, 1, m, P, k, beta, C, n);
       else
         cr__skinny_sgemm_packed(m, n, k, alpha, A, k, 1, P, k, beta, C, n);
       cr__skinny_isa = saved_isa;
@@ -285,7 +292,8 @@ static void packed_case(int64_t m, int64_t n, int64_t k, bool trans, float alpha
         assert_memory_equal(first, C, (size_t)(m * n) * sizeof *C); /* the same bits */
       }
     }
-  free(A), free(B), free(C), free(C0), free(want), free(scale), free(P), free(S), free(first);
+  free(A), free(At), free(B), free(C), free(C0), free(want), free(scale), free(P), free(S),
+      free(first);
 }
 
 static void test_packed_kernel_every_tile(void **state) {
@@ -293,7 +301,8 @@ static void test_packed_kernel_every_tile(void **state) {
   if (cr__skinny_isa == CR__SKINNY_NONE)
     skip();
   const int64_t ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 13, 32, 33, 100, 250}; /* 250: passes of MC rows */
-  const int64_t ns[] = {1, 15, 17, 65, 130}, ks[] = {1, 255, 257, 600};
+  /* 300: more than 4 column steps, where passes of many rows copy A read by columns */
+  const int64_t ns[] = {1, 15, 17, 65, 130, 300}, ks[] = {1, 255, 257, 600};
   for (size_t im = 0; im < sizeof ms / sizeof *ms; im++)
     for (size_t in = 0; in < sizeof ns / sizeof *ns; in++)
       for (size_t ik = 0; ik < sizeof ks / sizeof *ks; ik++) {
