@@ -41,6 +41,7 @@
 #include "chainrule/autograd.h"
 #include "chainrule/base.h"
 #include "chainrule/function.h"
+#include "chainrule/fused.h"
 #include "chainrule/gradcheck.h"
 #include "chainrule/init.h"
 #include "chainrule/io.h"

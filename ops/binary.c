@@ -109,6 +109,17 @@ static cr_tensor *binary(cr_ctx *ctx, bin_kind k, cr_tensor *a, cr_tensor *b) {
   return ctx->status == CR_OK ? y : NULL;
 }
 
+cr_tensor *cr__binary_kind(cr_ctx *ctx, int kind, cr_tensor *a, cr_tensor *b) {
+  return binary(ctx, (bin_kind)kind, a, b);
+}
+
+cr_tensor *cr__binary_as(cr_ctx *ctx, int kind, cr_tensor *a, cr_tensor *b, cr_tensor *y) {
+  cr_tensor *in[2] = {a, b};
+  cr_node *node = cr__record(ctx, descs[kind], y, 2, in);
+  if (node)
+    binary_attr_of(node)->kind = (bin_kind)kind;
+  return ctx->status == CR_OK ? y : NULL;
+}
 cr_tensor *cr_add(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) { return binary(ctx, B_ADD, a, b); }
 cr_tensor *cr_sub(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) { return binary(ctx, B_SUB, a, b); }
 cr_tensor *cr_mul(cr_ctx *ctx, cr_tensor *a, cr_tensor *b) { return binary(ctx, B_MUL, a, b); }

@@ -577,10 +577,11 @@ static void release_since(cr_ctx *ctx, const cr__track *tr, cr_tensor *const *es
     const cr_node *nd = t->node;
     if (!nd || nd->out != t)
       continue;
-    if (nd->op->reads & CR__READS_OUT)
+    const uint32_t reads = cr__reads(nd);
+    if (reads & CR__READS_OUT)
       owner(t)->keep_mark = keep;
     for (int k = 0; k < nd->n_in; k++)
-      if (nd->op->reads & CR__READS_IN(k < 30 ? k : 30))
+      if (reads & CR__READS_IN(k < 30 ? k : 30))
         owner(nd->in[k])->keep_mark = keep;
   }
   for (int i = 0; i < n; i++)

@@ -45,6 +45,9 @@ typedef struct cr_op_desc {
    * (memory-efficient BPTT), so a VJP must read nothing outside this set
    * — its kernels must not even load such a pointer. */
   uint32_t reads;
+  /* The same for one node, where it depends on the node (a fused chain's
+   * VJP reads the inputs its plan needs); NULL: reads.  See cr__reads. */
+  uint32_t (*reads_of)(const cr_node *nd);
 
   /* ---- the plug-in point for gradient-buffer tricks (optional; the
    * engine knows no op by name, it only calls these) */
@@ -84,6 +87,11 @@ struct cr_node {
   } attr;
 };
 
+/* What node nd's VJPs read (op->reads_of, else op->reads). */
+static inline uint32_t cr__reads(const cr_node *nd) {
+  return nd->op->reads_of ? nd->op->reads_of(nd) : nd->op->reads;
+}
+
 /* Declare the accessor for an op's attribute struct:
  *   typedef struct { int axis; int64_t start, step; } slice_attr;
  *   CR__ATTR(slice_attr)   ->   slice_attr *slice_attr_of(const cr_node *)  */
@@ -92,6 +100,19 @@ struct cr_node {
   static inline type *type##_of(const cr_node *nd) {                                               \
     return (type *)(void *)((cr_node *)nd)->attr.bytes;                                            \
   }
+
+/* An elementwise op by its row of elementwise.def (its index among the
+ * CR_UNARY rows, or among the CR_BINARY rows), as the public function of
+ * that op computes it (ops/fused.c replays chains with these). */
+cr_tensor *cr__unary_kind(cr_ctx *ctx, int kind, cr_tensor *x, double a, double b);
+cr_tensor *cr__binary_kind(cr_ctx *ctx, int kind, cr_tensor *a, cr_tensor *b);
+/* Whether scalars a, b suit unary op `kind` (clamp's bounds in order, no
+ * division by 0, ...); false with the op's message naming x otherwise. */
+bool cr__unary_scalars_ok(cr_ctx *ctx, int kind, const cr_tensor *x, double a, double b);
+/* Record y (its values already there, or never to be read) as that op of
+ * x (of a and b): a node without the computation. */
+cr_tensor *cr__unary_as(cr_ctx *ctx, int kind, cr_tensor *x, double a, double b, cr_tensor *y);
+cr_tensor *cr__binary_as(cr_ctx *ctx, int kind, cr_tensor *a, cr_tensor *b, cr_tensor *y);
 
 /* Will an op on these inputs record a node (grad mode on and an input
  * requires grad)?  Lets an op save data for its VJP only when needed. */

@@ -41,6 +41,8 @@ extern const cr_op_desc cr__op_cross_entropy_ex, cr__op_nll_loss;
 extern const cr_op_desc cr__op_function;
 /* checkpoint.c */
 extern const cr_op_desc cr__op_checkpoint, cr__op_checkpoint_chain;
+/* fused.c */
+extern const cr_op_desc cr__op_fused;
 
 static const cr_op_desc *const ops[] = {
     /* binary.c */
@@ -126,6 +128,8 @@ static const cr_op_desc *const ops[] = {
     /* checkpoint.c: a segment recomputed in backward */
     &cr__op_checkpoint,
     &cr__op_checkpoint_chain,
+    /* fused.c: a chain of elementwise ops as one node */
+    &cr__op_fused,
 };
 
 #define N_OPS ((int)(sizeof ops / sizeof ops[0]))

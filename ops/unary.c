@@ -102,21 +102,29 @@ static void un_backward_part(void *arg, cr__iter *it) {
     un_backward_d(u->k, it, u->out, u->x, u->y, u->gy, u->a, u->b, u->fresh);
 }
 
-static cr_tensor *unary(cr_ctx *ctx, un_kind k, cr_tensor *x, double s0, double s1) {
-  const cr_op_desc *op = descs[k];
-  if (!cr__check_inputs(ctx, op->name, 1, &x))
-    return NULL;
+bool cr__unary_scalars_ok(cr_ctx *ctx, int kind, const cr_tensor *x, double s0, double s1) {
+  const un_kind k = (un_kind)kind;
   if (k == U_CLAMP && !(s0 <= s1))
-    return cr__fail(ctx, CR_ERR_ARG, "clamp: %s: lo %g > hi %g", cr__shp(x), s0, s1);
+    return cr__fail(ctx, CR_ERR_ARG, "clamp: %s: lo %g > hi %g", cr__shp(x), s0, s1), false;
   if (k == U_DIV_S && s0 == 0)
-    return cr__fail(ctx, CR_ERR_ARG, "div_scalar: %s: division by zero", cr__shp(x));
+    return cr__fail(ctx, CR_ERR_ARG, "div_scalar: %s: division by zero", cr__shp(x)), false;
   if (k == U_SOFTPLUS && (!(s0 > 0) || !isfinite(s0) || s1 != s1))
     return cr__fail(ctx, CR_ERR_ARG,
                     "softplus: %s: beta %g must be finite and > 0, threshold "
                     "%g not NaN",
-                    cr__shp(x), s0, s1);
+                    cr__shp(x), s0, s1),
+           false;
   if (k != U_CLAMP && !isfinite(s0))
-    return cr__fail(ctx, CR_ERR_ARG, "%s: %s: scalar %g is not finite", op->name, cr__shp(x), s0);
+    return cr__fail(ctx, CR_ERR_ARG, "%s: %s: scalar %g is not finite", descs[k]->name, cr__shp(x),
+                    s0),
+           false;
+  return true;
+}
+
+static cr_tensor *unary(cr_ctx *ctx, un_kind k, cr_tensor *x, double s0, double s1) {
+  const cr_op_desc *op = descs[k];
+  if (!cr__check_inputs(ctx, op->name, 1, &x) || !cr__unary_scalars_ok(ctx, k, x, s0, s1))
+    return NULL;
   cr_tensor *y = cr__new(ctx, x->dtype, x->ndim, x->shape);
   if (!y)
     return NULL;
@@ -182,6 +190,16 @@ static cr_status un_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *GY, cr_tensor
   return cr_ctx_status(ctx);
 }
 
+cr_tensor *cr__unary_kind(cr_ctx *c, int kind, cr_tensor *x, double a, double b) {
+  return unary(c, (un_kind)kind, x, a, b);
+}
+
+cr_tensor *cr__unary_as(cr_ctx *c, int kind, cr_tensor *x, double a, double b, cr_tensor *y) {
+  cr_node *nd = cr__record(c, descs[kind], y, 1, &x);
+  if (nd)
+    *unary_attr_of(nd) = (unary_attr){(un_kind)kind, a, b};
+  return c->status == CR_OK ? y : NULL;
+}
 cr_tensor *cr_neg(cr_ctx *c, cr_tensor *x) { return unary(c, U_NEG, x, 0, 0); }
 cr_tensor *cr_exp(cr_ctx *c, cr_tensor *x) { return unary(c, U_EXP, x, 0, 0); }
 cr_tensor *cr_log(cr_ctx *c, cr_tensor *x) { return unary(c, U_LOG, x, 0, 0); }

@@ -139,6 +139,7 @@ struct cr_ctx {
   cr_tensor *tracked; /* tensors made since cr__track_begin (newest first) */
   bool tracking;
   bool grad_enabled, training, anomaly;
+  bool unfused;      /* cr_set_fusion(ctx, false): fused chains run as their ops */
   const char *scope; /* label recorded with every new node (cr_set_scope), main arena */
   cr_status status;
   char msg[512];

@@ -125,6 +125,31 @@ static cr_tensor *f_chain(cr_ctx *c, cr_tensor *const *in, int n, void *u) {
   return Y ? cr_mul(c, Y, in[3]) : NULL; /* [7,2,3]: six outputs and the final state */
 }
 
+/* a fused chain (an LSTM cell's c' and h' in one):
+ *   c' = sigmoid(f) * c + sigmoid(i) * tanh(g);  y = sigmoid(o) * tanh(c') */
+static cr_tensor *fused_cell(cr_ctx *c, cr_tensor *const *in) {
+  cr_fused *f = cr_fused_new(4); /* slots: i, f, g, c; o is i (a slot read twice) */
+  const int si = cr_fused_op(f, "sigmoid", 0, -1, 0, 0),
+            sf = cr_fused_op(f, "sigmoid", 1, -1, 0, 0);
+  const int sg = cr_fused_op(f, "tanh", 2, -1, 0, 0);
+  const int c2 = cr_fused_op(f, "add", cr_fused_op(f, "mul", sf, 3, 0, 0),
+                             cr_fused_op(f, "mul", si, sg, 0, 0), 0, 0);
+  cr_fused_op(f, "mul", si, cr_fused_op(f, "tanh", c2, -1, 0, 0), 0, 0);
+  cr_tensor *y = cr_fused_apply(c, f, in);
+  cr_fused_free(f);
+  return y;
+}
+static cr_tensor *f_fused(cr_ctx *c, cr_tensor *const *in, int n, void *u) {
+  (void)n, (void)u;
+  return fused_cell(c, in);
+}
+/* the same over a transposed input (strided along the rows) */
+static cr_tensor *f_fused_strided(cr_ctx *c, cr_tensor *const *in, int n, void *u) {
+  (void)n, (void)u;
+  cr_tensor *x[4] = {in[0], cr_transpose(c, in[1], 0, 1), in[2], in[3]};
+  return fused_cell(c, x);
+}
+
 const gc_row gc_rows_graph[] = {
     {"expand",
      "[3,1] to [2,3,4], times w",
@@ -292,6 +317,32 @@ const gc_row gc_rows_graph[] = {
      1,
      0,
      f_ab2,
+     0,
+     0,
+     NULL,
+     0},
+    {"fused",
+     "an LSTM cell's c' and h' as one chain",
+     4,
+     {2, 2, 2, 2},
+     {{3, 7}, {3, 7}, {3, 7}, {3, 7}},
+     -2,
+     2,
+     0,
+     f_fused,
+     0,
+     0,
+     NULL,
+     0},
+    {"fused",
+     "one input transposed (strided rows)",
+     4,
+     {2, 2, 2, 2},
+     {{3, 7}, {7, 3}, {3, 7}, {3, 7}},
+     -2,
+     2,
+     0,
+     f_fused_strided,
      0,
      0,
      NULL,

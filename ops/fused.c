@@ -1,0 +1,362 @@
+/* fused.c — a chain of elementwise ops as one node (chainrule/fused.h).
+ *
+ * Forward: y = op_m(... op_1(in) ...), each op over a chunk of CHUNK
+ * elements of one row at a time, the intermediates in a stack buffer but
+ * for the results the VJP reads (cr__fused_plan: sigmoid, tanh, ...),
+ * which go to buffers the node keeps.  VJP: per chunk, the other values
+ * it needs recomputed (one-flop ops), then every op's own VJP terms, last
+ * op first (fused_kernels.inc):
+ *   g_in = (d y / d in)^T g_y   by the chain rule through the chain.
+ * Rows are the result's last dim; a large tensor's rows split across
+ * threads, each element on one thread, so the bits do not depend on the
+ * thread count. */
+#include "fused_impl.h"
+
+#define CHUNK 128 /* elements per pass of the chain: its slots stay in L1 */
+
+#define T float
+#define SFX _f
+#include "fused_kernels.inc"
+#undef T
+#undef SFX
+#define T double
+#define SFX _d
+#include "fused_kernels.inc"
+#undef T
+#undef SFX
+
+/* what a node keeps: its chain, planned, and the saved ops' values */
+typedef struct {
+  fused_prog *p;
+  void *saved[CR_FUSED_MAX_OPS]; /* [numel] each where p->ops[j].saved (the last: y's data) */
+} fused_node;
+
+/* ---- running a chain over rows */
+
+/* one tensor seen as rows of its last dim */
+typedef struct {
+  char *data;
+  const int64_t *shape, *stride;
+  int ndim;
+} rows_of;
+
+static rows_of rows_view(const cr_tensor *t) {
+  return (rows_of){t->data, t->shape, t->stride, t->ndim};
+}
+
+/* element offset of row r (an index over every dim but the last) */
+static int64_t row_offset(const rows_of *t, int64_t r) {
+  int64_t off = 0;
+  for (int d = t->ndim - 2; d >= 0; d--) {
+    off += (r % t->shape[d]) * t->stride[d];
+    r /= t->shape[d];
+  }
+  return off;
+}
+
+typedef struct {
+  const fused_prog *p;
+  bool f32, backward;
+  int64_t rows, inner, parts;
+  uint64_t compute;   /* the ops (bit j) to run; the others are saved or unused */
+  void *const *saved; /* op j's values where saved (NULL: nothing saved) */
+  rows_of in[CR_FUSED_MAX_INPUTS];
+  rows_of out;                       /* forward: y; backward: gy */
+  rows_of grad[CR_FUSED_MAX_INPUTS]; /* backward: each input's gradient (data NULL: none) */
+  bool fresh[CR_FUSED_MAX_INPUTS];   /* its buffer is overwritten by the first term */
+  int8_t canon[SLOTS];               /* the slot whose adjoint a slot shares */
+} fused_job;
+
+/* the chunk [c0, c0 + n) of row r of t, as a unit-stride pointer: t's own
+ * memory where it is dense along the row, else gathered into buf */
+static void *chunk_at(const rows_of *t, int64_t r, int64_t c0, int64_t n, bool f32, void *buf,
+                      bool gather) {
+  const int64_t s = t->stride[t->ndim - 1], es = f32 ? 4 : 8;
+  char *base = t->data + (row_offset(t, r) + c0 * s) * es;
+  if (s == 1 || n == 1)
+    return base;
+  for (int64_t i = 0; gather && i < n; i++)
+    memcpy((char *)buf + i * es, base + i * s * es, (size_t)es);
+  return buf;
+}
+
+static void chunk_scatter(const rows_of *t, int64_t r, int64_t c0, int64_t n, bool f32,
+                          const void *buf) {
+  const int64_t s = t->stride[t->ndim - 1], es = f32 ? 4 : 8;
+  char *base = t->data + (row_offset(t, r) + c0 * s) * es;
+  if (s == 1 || n == 1)
+    return;
+  for (int64_t i = 0; i < n; i++)
+    memcpy(base + i * s * es, (const char *)buf + i * es, (size_t)es);
+}
+
+static void run_rows(const fused_job *j, int64_t r0, int64_t r1) {
+  const fused_prog *p = j->p;
+  const int nv = p->n_in + p->n_ops, es = j->f32 ? 4 : 8;
+  _Alignas(64) char vbuf[SLOTS][CHUNK * 8], gbuf[SLOTS][CHUNK * 8];
+  void *v[SLOTS], *g[SLOTS];
+  bool set[SLOTS];
+  for (int64_t r = r0; r < r1; r++)
+    for (int64_t c0 = 0; c0 < j->inner; c0 += CHUNK) {
+      const int64_t n = j->inner - c0 < CHUNK ? j->inner - c0 : CHUNK, at = r * j->inner + c0;
+      for (int k = 0; k < p->n_in; k++) /* the VJP reads only the inputs it needs */
+        v[k] = !j->backward || (p->need >> k & 1)
+                   ? chunk_at(&j->in[k], r, c0, n, j->f32, vbuf[k], true)
+                   : vbuf[k];
+      for (int s = p->n_in; s < nv; s++) {
+        void *kept = j->saved ? j->saved[s - p->n_in] : NULL;
+        v[s] = kept ? (char *)kept + at * es : vbuf[s];
+      }
+      if (!j->backward) /* the result straight into y (contiguous) */
+        v[nv - 1] = j->out.data + at * es;
+      if (j->f32)
+        fused_forward_f(p, (float *const *)v, j->compute, n);
+      else
+        fused_forward_d(p, (double *const *)v, j->compute, n);
+      if (!j->backward)
+        continue;
+      for (int s = 0; s < nv; s++) {
+        g[s] = gbuf[s];
+        set[s] = false;
+      }
+      g[nv - 1] = chunk_at(&j->out, r, c0, n, j->f32, gbuf[nv - 1], true);
+      set[nv - 1] = true;
+      for (int k = 0; k < p->n_in; k++)
+        if (j->grad[k].data && j->canon[k] == k) {
+          set[k] = !j->fresh[k];
+          g[k] = chunk_at(&j->grad[k], r, c0, n, j->f32, gbuf[k], set[k]);
+        }
+      if (j->f32)
+        fused_backward_f(p, (float *const *)v, (float *const *)g, set, j->canon, n);
+      else
+        fused_backward_d(p, (double *const *)v, (double *const *)g, set, j->canon, n);
+      for (int k = 0; k < p->n_in; k++)
+        if (j->grad[k].data && j->canon[k] == k) {
+          if (!set[k]) /* no op passed anything back to it: a fresh buffer reads 0 */
+            memset(g[k], 0, (size_t)(n * es));
+          chunk_scatter(&j->grad[k], r, c0, n, j->f32, g[k]);
+        }
+    }
+}
+
+/* Elements per thread below which a chain runs on one thread (as the
+ * unfused maps: ops/common.c). */
+#define FUSED_PER_THREAD 4096
+
+static void rows_part(void *arg, int64_t part) {
+  const fused_job *j = arg;
+  run_rows(j, j->rows * part / j->parts, j->rows * (part + 1) / j->parts);
+}
+
+static void run_job(fused_job *j) {
+  const int64_t numel = j->rows * j->inner;
+  j->parts = numel < 2 * FUSED_PER_THREAD ? 1 : cr__parallel_threads();
+  if (j->parts > j->rows)
+    j->parts = j->rows;
+  if (j->parts <= 1)
+    run_rows(j, 0, j->rows);
+  else
+    cr__parallel_for(j->parts, rows_part, j);
+}
+
+static void fused_vjp(cr_ctx *ctx, cr_node *nd);
+static cr_status fused_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
+static bool takes_view(const cr_node *nd, int k) { return (void)nd, (void)k, true; }
+
+/* the inputs in the chain's need (cr__fused_plan), and the result when it is
+ * a saved op's */
+static uint32_t fused_reads(const cr_node *nd) {
+  const fused_prog *p = ((const fused_node *)nd->saved)->p;
+  uint32_t r = 0;
+  for (int k = 0; k < p->n_in; k++)
+    if (p->need >> k & 1)
+      r |= CR__READS_IN(k);
+  return p->ops[p->n_ops - 1].saved ? r | CR__READS_OUT : r;
+}
+
+const cr_op_desc cr__op_fused = {.name = "fused",
+                                 .n_inputs = -1,
+                                 .vjp = fused_vjp,
+                                 .vjp_graph = fused_vjp_graph,
+                                 .reads = CR__READS_ALL & ~CR__READS_OUT,
+                                 .reads_of = fused_reads,
+                                 .takes_view_grad = takes_view};
+
+static void job_init(fused_job *j, const fused_prog *p, cr_tensor *const *in, const cr_tensor *y) {
+  memset(j, 0, sizeof *j);
+  j->p = p;
+  j->f32 = y->dtype == CR_F32;
+  j->inner = y->shape[y->ndim - 1];
+  j->rows = y->numel / j->inner;
+  for (int k = 0; k < p->n_in; k++)
+    j->in[k] = rows_view(in[k]);
+  for (int s = 0; s < SLOTS; s++)
+    j->canon[s] = (int8_t)s;
+  for (int k = 0; k < p->n_in; k++)
+    for (int i = 0; i < k; i++)
+      if (in[i] == in[k] && j->canon[k] == k)
+        j->canon[k] = (int8_t)i;
+}
+
+bool cr_set_fusion(cr_ctx *ctx, bool on) {
+  if (!ctx)
+    return false;
+  const bool was = !ctx->unfused;
+  ctx->unfused = !on;
+  return was;
+}
+
+bool cr_fusion_enabled(const cr_ctx *ctx) { return ctx && !ctx->unfused; }
+
+/* the chain as its ops, each its own node */
+static cr_tensor *run_as_ops(cr_ctx *ctx, const fused_prog *p, cr_tensor *const *in) {
+  cr_tensor *val[SLOTS];
+  memcpy(val, in, (size_t)p->n_in * sizeof *val);
+  for (int i = 0; i < p->n_ops; i++) {
+    const fused_step *s = &p->ops[i];
+    val[p->n_in + i] = s->binary ? cr__binary_kind(ctx, s->kind, val[s->x], val[s->y])
+                                 : cr__unary_kind(ctx, s->kind, val[s->x], s->a, s->b);
+  }
+  return val[p->n_in + p->n_ops - 1];
+}
+
+cr_tensor *cr_fused_apply(cr_ctx *ctx, const cr_fused *f, cr_tensor *const *in) {
+  if (!ctx || ctx->status != CR_OK)
+    return NULL;
+  if (!f || f->err[0])
+    return cr__fail(ctx, CR_ERR_ARG, "fused: %s", cr_fused_error(f));
+  const fused_prog *p = &f->prog;
+  if (p->n_ops == 0)
+    return cr__fail(ctx, CR_ERR_ARG, "fused: the chain has no op (cr_fused_op)");
+  if (!in)
+    return cr__fail(ctx, CR_ERR_ARG, "fused: no inputs (NULL)");
+  if (!cr__check_inputs(ctx, "fused", p->n_in, in))
+    return NULL;
+  for (int k = 1; k < p->n_in; k++)
+    if (in[k]->ndim != in[0]->ndim ||
+        memcmp(in[k]->shape, in[0]->shape, (size_t)in[0]->ndim * sizeof(int64_t)))
+      return cr__fail(ctx, CR_ERR_SHAPE,
+                      "fused: input %d %s and input 0 %s: shapes differ (a fused chain does not "
+                      "broadcast)",
+                      k, cr__shp(in[k]), cr__shp(in[0]));
+  for (int i = 0; i < p->n_ops; i++) /* the scalars, as each op checks its own */
+    if (!p->ops[i].binary &&
+        !cr__unary_scalars_ok(ctx, p->ops[i].kind, in[0], p->ops[i].a, p->ops[i].b))
+      return NULL;
+  if (ctx->unfused || ctx->anomaly) /* anomaly mode names the very op that overflowed */
+    return run_as_ops(ctx, p, in);
+  cr_tensor *y = cr__new(ctx, in[0]->dtype, in[0]->ndim, in[0]->shape);
+  if (!y)
+    return NULL;
+  fused_node *kept = NULL;
+  if (cr__will_record(ctx, p->n_in, in)) { /* the VJP's own copy: f may change or go */
+    const size_t bytes = offsetof(fused_prog, ops) + (size_t)p->n_ops * sizeof(fused_step);
+    kept = cr__alloc(ctx, sizeof *kept);
+    if (!kept || !(kept->p = cr__alloc(ctx, bytes)))
+      return NULL;
+    memcpy(kept->p, p, bytes);
+    cr__fused_plan(kept->p);
+    for (int j = 0; j < p->n_ops; j++) {
+      kept->saved[j] = j == p->n_ops - 1 ? y->data : NULL; /* the result: y itself */
+      if (kept->p->ops[j].saved && !kept->saved[j] &&
+          !(kept->saved[j] = cr__alloc_for(ctx, y, (size_t)y->numel * cr_dtype_size(y->dtype))))
+        return NULL;
+    }
+    if (!kept->p->ops[p->n_ops - 1].saved)
+      kept->saved[p->n_ops - 1] = NULL;
+  }
+  fused_job j;
+  job_init(&j, p, in, y);
+  j.out = rows_view(y);
+  j.compute = ~0ull;
+  j.saved = kept ? kept->saved : NULL;
+  run_job(&j);
+  cr_node *nd = cr__record(ctx, &cr__op_fused, y, p->n_in, in);
+  if (nd)
+    nd->saved = kept;
+  return ctx->status == CR_OK ? y : NULL;
+}
+
+static void fused_vjp(cr_ctx *ctx, cr_node *nd) {
+  const fused_node *kept = nd->saved;
+  const fused_prog *p = kept->p;
+  cr_tensor *y = nd->out;
+  fused_job j;
+  job_init(&j, p, nd->in, y);
+  j.backward = true;
+  j.compute = cr__fused_recomputed(p);
+  j.saved = kept->saved;
+  j.out = rows_view(y->grad);
+  for (int k = 0; k < p->n_in; k++) {
+    if (j.canon[k] != k)
+      continue;
+    cr_tensor *g = cr__grad_acc_fresh(ctx, nd->in[k], &j.fresh[k]);
+    if (ctx->status != CR_OK)
+      return;
+    if (g)
+      j.grad[k] = rows_view(g);
+  }
+  run_job(&j);
+}
+
+/* The same with ops, differentiable again: the chain is rebuilt as its
+ * ops, each recorded (so each has its node), then each op's own graph VJP
+ * runs, last op first, and the terms for a slot are summed.  The rebuilt
+ * values are what the VJP has: a saved op's kept values (recorded as that
+ * op of its operand), a recomputed op computed again from needed values,
+ * and an op whose values no VJP reads a node over a buffer marked
+ * released — the inputs outside the plan may be gone (released). */
+static cr_status fused_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx) {
+  const fused_node *kept = nd->saved;
+  const fused_prog *p = kept->p;
+  const int nv = p->n_in + p->n_ops;
+  const cr_tensor *y = nd->out;
+  cr_tensor *val[SLOTS] = {0}, *adj[SLOTS] = {0};
+  for (int k = 0; k < p->n_in; k++)
+    val[k] = nd->in[k];
+  const bool was = cr_set_grad_enabled(ctx, true);
+  for (int i = 0; i < p->n_ops && ctx->status == CR_OK; i++) {
+    const fused_step *s = &p->ops[i];
+    cr_tensor *a = val[s->x], *b = s->binary ? val[s->y] : NULL;
+    if ((p->need >> (p->n_in + i) & 1) && !s->saved) {
+      val[p->n_in + i] = s->binary ? cr__binary_kind(ctx, s->kind, a, b)
+                                   : cr__unary_kind(ctx, s->kind, a, s->a, s->b);
+      continue;
+    }
+    cr_tensor *t = cr__new(ctx, y->dtype, y->ndim, y->shape);
+    if (!t)
+      break;
+    if (s->saved)
+      memcpy(t->data, kept->saved[i], (size_t)y->numel * cr_dtype_size(y->dtype));
+    else
+      t->released = true; /* nothing reads it */
+    val[p->n_in + i] = s->binary ? cr__binary_as(ctx, s->kind, a, b, t)
+                                 : cr__unary_as(ctx, s->kind, a, s->a, s->b, t);
+  }
+  cr_set_grad_enabled(ctx, was);
+  adj[nv - 1] = gy;
+  int canon[SLOTS]; /* an input given twice collects its terms at its first slot */
+  for (int k = 0; k < nv; k++) {
+    canon[k] = k;
+    for (int i = 0; i < k && k < p->n_in; i++)
+      if (nd->in[i] == nd->in[k] && canon[k] == k)
+        canon[k] = i;
+  }
+  for (int i = p->n_ops - 1; i >= 0 && ctx->status == CR_OK; i--) {
+    const int sy = p->n_in + i;
+    cr_node *op = val[sy] ? val[sy]->node : NULL;
+    if (!adj[sy] || !op)
+      continue;
+    cr_tensor *terms[2] = {0};
+    if (op->op->vjp_graph(ctx, op, adj[sy], terms) != CR_OK)
+      break;
+    for (int k = 0; k < op->n_in; k++) {
+      const int to = canon[k == 0 ? p->ops[i].x : p->ops[i].y];
+      if (terms[k])
+        adj[to] = adj[to] ? cr_add(ctx, adj[to], terms[k]) : terms[k];
+    }
+  }
+  for (int k = 0; k < p->n_in; k++)
+    gx[k] = canon[k] == k && nd->in[k]->requires_grad ? adj[k] : NULL;
+  return cr_ctx_status(ctx);
+}
