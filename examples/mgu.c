@@ -3,6 +3,8 @@
  * the unrolled steps is the chain rule over these ops. */
 #include "mgu.h"
 
+#include <pthread.h>
+
 enum { W_IH, B_IH, W_HF, W_HN };
 
 static void mgu_param_shape(int i, int64_t I, int64_t H, int *ndim, int64_t *shape) {
@@ -29,6 +31,27 @@ static cr_tensor *mgu_precompute(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor 
   return cr_linear(ctx, x_all, L->params[W_IH], L->params[B_IH]);
 }
 
+/* The elementwise parts as fused chains (chainrule/fused.h): the same ops,
+ * one node each instead of six.  Built once, shared by every step:
+ *   f  = sigmoid(a + b)                               over a = x W_f^T + b_f, b = h U_f^T
+ *   h' = (1 - f) * h + f * tanh(c + d)                over c = x W_n^T + b_n, d = (f h) U_n^T, f, h
+ */
+static cr_fused *gate, *update;
+static pthread_once_t chains_once = PTHREAD_ONCE_INIT;
+
+static void make_chains(void) {
+  gate = cr_fused_new(2);
+  if (gate)
+    cr_fused_op(gate, "sigmoid", cr_fused_op(gate, "add", 0, 1, 0, 0), -1, 0, 0);
+  cr_fused *u = cr_fused_new(4); /* slots: c, d, f, h */
+  if (u) {
+    const int n = cr_fused_op(u, "tanh", cr_fused_op(u, "add", 0, 1, 0, 0), -1, 0, 0);
+    const int keep = cr_fused_op(u, "mul", cr_fused_op(u, "rsub_scalar", 2, -1, 1.0, 0), 3, 0, 0);
+    cr_fused_op(u, "add", keep, cr_fused_op(u, "mul", 2, n, 0, 0), 0, 0);
+  }
+  update = u;
+}
+
 static cr_status mgu_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
                           cr_tensor *const *state, cr_tensor **new_state, cr_tensor **out) {
   cr_tensor *h = state[0];
@@ -36,13 +59,13 @@ static cr_status mgu_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
   cr_status st = cr_chunk(ctx, xp, 2, 1, x2);
   if (st != CR_OK)
     return st;
+  pthread_once(&chains_once, make_chains);
   /* f = sigmoid(x W_f^T + b_f + h U_f^T) */
-  cr_tensor *f = cr_sigmoid(ctx, cr_add(ctx, x2[0], cr_linear(ctx, h, L->params[W_HF], NULL)));
-  /* n = tanh(x W_n^T + b_n + (f * h) U_n^T) */
-  cr_tensor *n =
-      cr_tanh(ctx, cr_add(ctx, x2[1], cr_linear(ctx, cr_mul(ctx, f, h), L->params[W_HN], NULL)));
-  /* h' = (1 - f) * h + f * n */
-  cr_tensor *h2 = cr_add(ctx, cr_mul(ctx, cr_rsub_scalar(ctx, f, 1.0), h), cr_mul(ctx, f, n));
+  cr_tensor *f =
+      cr_fused_apply(ctx, gate, (cr_tensor *[]){x2[0], cr_linear(ctx, h, L->params[W_HF], NULL)});
+  /* n = tanh(x W_n^T + b_n + (f * h) U_n^T);  h' = (1 - f) * h + f * n */
+  cr_tensor *d = cr_linear(ctx, cr_mul(ctx, f, h), L->params[W_HN], NULL);
+  cr_tensor *h2 = cr_fused_apply(ctx, update, (cr_tensor *[]){x2[1], d, f, h});
   new_state[0] = *out = h2;
   return h2 ? CR_OK : cr_ctx_status(ctx);
 }

@@ -152,7 +152,7 @@ static void test_maps_same_bits_on_two_threads(void **state) {
   cr_ctx_free(ctx);
 }
 
-/* ---- a layer's forward and backward */
+/* ---- a layer's forward and backward (on two threads, and unfused) */
 
 static void layer_same_bits(const cr_cell_def *cell, int64_t every) {
   enum { T = 5, B = 32, I = 64, H = 256 }; /* [32, 256] gates: maps on two threads */
@@ -166,8 +166,12 @@ static void layer_same_bits(const cr_cell_def *cell, int64_t every) {
   cr_set_requires_grad(x, true);
   const int np = cr_rnn_num_params(rnn);
   float *ref[32] = {NULL};
-  for (int threads = 1; threads <= 2; threads++) {
+  /* 1 thread; 2 threads; 1 thread with the cells' fused chains run as
+   * their ops (cr_set_fusion): the same bits */
+  for (int run = 0; run < 3; run++) {
+    const int threads = run == 1 ? 2 : 1;
     cr_set_num_threads(threads);
+    cr_set_fusion(ctx, run != 2);
     for (int i = 0; i < np; i++)
       cr_zero_grad(cr_rnn_param(rnn, i));
     cr_zero_grad(x);
@@ -178,7 +182,7 @@ static void layer_same_bits(const cr_cell_def *cell, int64_t every) {
     for (int i = 0; i <= np; i++) {
       const cr_tensor *g = cr_grad(i < np ? cr_rnn_param(rnn, i) : x);
       size_t bytes = (size_t)cr_numel(g) * sizeof(float);
-      if (threads == 1) {
+      if (run == 0) {
         ref[i] = malloc(bytes);
         memcpy(ref[i], cr_data_const(g), bytes);
       } else {

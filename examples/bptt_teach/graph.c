@@ -75,6 +75,9 @@ int bt_graph(const char *dir, bt_graph_result *r) {
   memset(r, 0, sizeof *r);
   r->T = T_G, r->H = H_G;
   cr_ctx *ctx = cr_ctx_new();
+  /* every op of the cell in the picture: the LSTM step's gates are fused
+   * chains, which this draws as their ops (the same values either way) */
+  cr_set_fusion(ctx, false);
   bt_model m;
   labels l = {.r = r, .count = true};
   cr_rng *rng = cr_rng_new(5);

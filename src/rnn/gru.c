@@ -6,28 +6,47 @@
  * Note r multiplies the hidden projection including its bias b_hn. */
 #include "gated.h"
 
+#include <pthread.h>
+
+#include "chainrule/fused.h"
+
 static void shape3(int i, int64_t I, int64_t H, int *nd, int64_t *s) {
   cr__gated_param_shape(3, i, I, H, nd, s);
+}
+
+/* The elementwise part of a step as one fused chain (chainrule/fused.h),
+ * the same ops and bits as written out, over the column blocks of
+ * xp = [x_r, x_z, x_n] and hp = h W_hh^T + b_hh = [h_r, h_z, h_n], and h:
+ *   r = sigmoid(x_r + h_r);  z = sigmoid(x_z + h_z);  n = tanh(x_n + r * h_n)
+ *   h' = n + z * (h - n)                 (= (1 - z) * n + z * h, one op fewer) */
+static cr_fused *chain;
+static pthread_once_t chain_once = PTHREAD_ONCE_INIT;
+
+static void make_chain(void) {
+  cr_fused *f = cr_fused_new(7);
+  if (f) {
+    const int r = cr_fused_op(f, "sigmoid", cr_fused_op(f, "add", 0, 3, 0, 0), -1, 0, 0);
+    const int z = cr_fused_op(f, "sigmoid", cr_fused_op(f, "add", 1, 4, 0, 0), -1, 0, 0);
+    const int n = cr_fused_op(
+        f, "tanh", cr_fused_op(f, "add", 2, cr_fused_op(f, "mul", r, 5, 0, 0), 0, 0), -1, 0, 0);
+    cr_fused_op(f, "add", n, cr_fused_op(f, "mul", z, cr_fused_op(f, "sub", 6, n, 0, 0), 0, 0), 0,
+                0);
+  }
+  chain = f;
 }
 
 static cr_status gru_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
                           cr_tensor *const *state, cr_tensor **new_state, cr_tensor **out) {
   cr_tensor *h = state[0];
-  const int64_t H = h->shape[1], sizes[2] = {2 * H, H};
-  cr_tensor *x2[2], *h2s[2], *rz[2];
-  /* x W_i*^T + b_i*  and  h W_h*^T + b_h*, each [B, 3H]: r and z side by
-   * side ([B, 2H], one add and one sigmoid for both), then n */
-  cr_status st = cr_split(ctx, xp, 1, sizes, 2, x2);
+  cr_tensor *in[7]; /* x_r, x_z, x_n, h_r, h_z, h_n, h */
+  cr_status st = cr_chunk(ctx, xp, 3, 1, in);
   if (st == CR_OK)
-    st = cr_split(ctx, cr__gated_hidden_proj(ctx, L, h), 1, sizes, 2, h2s);
-  if (st == CR_OK)
-    st = cr_chunk(ctx, cr_sigmoid(ctx, cr_add(ctx, x2[0], h2s[0])), 2, 1, rz);
+    st = cr_chunk(ctx, cr__gated_hidden_proj(ctx, L, h), 3, 1, in + 3);
   if (st != CR_OK)
     return st;
-  cr_tensor *r = rz[0], *z = rz[1];
-  cr_tensor *n = cr_tanh(ctx, cr_add(ctx, x2[1], cr_mul(ctx, r, h2s[1])));
-  /* h' = (1 - z) * n + z * h, computed as n + z * (h - n) (one op fewer) */
-  cr_tensor *h2 = cr_add(ctx, n, cr_mul(ctx, z, cr_sub(ctx, h, n)));
+  in[6] = h;
+  pthread_once(&chain_once, make_chain);
+  cr_tensor *h2 = cr_fused_apply(ctx, chain, in);
   new_state[0] = *out = h2;
   return h2 ? CR_OK : cr_ctx_status(ctx);
 }

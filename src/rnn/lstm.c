@@ -11,6 +11,10 @@
  * precomputed) and h, split into four column blocks. */
 #include "gated.h"
 
+#include <pthread.h>
+
+#include "chainrule/fused.h"
+
 static void shape4(int i, int64_t I, int64_t H, int *nd, int64_t *s) {
   cr__gated_param_shape(4, i, I, H, nd, s);
 }
@@ -29,6 +33,30 @@ void cr__lstm_proj_shape(int i, const cr_cell_layer *L, int *nd, int64_t *s) {
     s[1] = P;
 }
 
+/* The elementwise part of a step as two fused chains (chainrule/fused.h),
+ * the same ops and bits as written out, two nodes instead of nine:
+ *   c' = sigmoid(pre_f) * c + sigmoid(pre_i) * tanh(pre_g)   over pre_i, pre_f, pre_g, c
+ *   h' = sigmoid(pre_o) * tanh(c')                           over pre_o, c' */
+static cr_fused *chain_c, *chain_h;
+static pthread_once_t chains_once = PTHREAD_ONCE_INIT;
+
+static void make_chains(void) {
+  cr_fused *c = cr_fused_new(4), *h = cr_fused_new(2);
+  if (c) {
+    const int i = cr_fused_op(c, "sigmoid", 0, -1, 0, 0),
+              f = cr_fused_op(c, "sigmoid", 1, -1, 0, 0);
+    const int g = cr_fused_op(c, "tanh", 2, -1, 0, 0);
+    const int fc = cr_fused_op(c, "mul", f, 3, 0, 0), ig = cr_fused_op(c, "mul", i, g, 0, 0);
+    cr_fused_op(c, "add", fc, ig, 0, 0);
+  }
+  if (h) {
+    const int o = cr_fused_op(h, "sigmoid", 0, -1, 0, 0);
+    cr_fused_op(h, "mul", o, cr_fused_op(h, "tanh", 1, -1, 0, 0), 0, 0);
+  }
+  chain_c = c;
+  chain_h = h;
+}
+
 static cr_status lstm_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
                            cr_tensor *const *state, cr_tensor **new_state, cr_tensor **out) {
   cr_tensor *h = state[0], *c = state[1];
@@ -39,15 +67,10 @@ static cr_status lstm_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
   cr_status st = cr_chunk(ctx, gates, 4, 1, pre);
   if (st != CR_OK)
     return st;
-  cr_tensor *i = cr_sigmoid(ctx, pre[0]);
-  cr_tensor *f = cr_sigmoid(ctx, pre[1]);
-  cr_tensor *g = cr_tanh(ctx, pre[2]);
-  cr_tensor *o = cr_sigmoid(ctx, pre[3]);
-  /* c' = f * c + i * g */
-  cr_tensor *c2 = cr_add(ctx, cr_mul(ctx, f, c), cr_mul(ctx, i, g));
-  /* h' = o * tanh(c')   [then  h' = h' W_hr^T  with a projection] */
-  cr_tensor *h2 = cr_mul(ctx, o, cr_tanh(ctx, c2));
-  if (L->proj_size)
+  pthread_once(&chains_once, make_chains);
+  cr_tensor *c2 = cr_fused_apply(ctx, chain_c, (cr_tensor *[]){pre[0], pre[1], pre[2], c});
+  cr_tensor *h2 = c2 ? cr_fused_apply(ctx, chain_h, (cr_tensor *[]){pre[3], c2}) : NULL;
+  if (h2 && L->proj_size)
     h2 = cr__gated_project(ctx, L, h2);
   new_state[0] = *out = h2;
   new_state[1] = c2;
