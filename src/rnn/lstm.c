@@ -57,6 +57,11 @@ static void make_chains(void) {
   chain_h = h;
 }
 
+cr_tensor *cr__lstm_cell_update(cr_ctx *ctx, cr_tensor *const *pre, cr_tensor *c) {
+  pthread_once(&chains_once, make_chains);
+  return cr_fused_apply(ctx, chain_c, (cr_tensor *[]){pre[0], pre[1], pre[2], c});
+}
+
 static cr_status lstm_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
                            cr_tensor *const *state, cr_tensor **new_state, cr_tensor **out) {
   cr_tensor *h = state[0], *c = state[1];
@@ -67,8 +72,7 @@ static cr_status lstm_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
   cr_status st = cr_chunk(ctx, gates, 4, 1, pre);
   if (st != CR_OK)
     return st;
-  pthread_once(&chains_once, make_chains);
-  cr_tensor *c2 = cr_fused_apply(ctx, chain_c, (cr_tensor *[]){pre[0], pre[1], pre[2], c});
+  cr_tensor *c2 = cr__lstm_cell_update(ctx, pre, c);
   cr_tensor *h2 = c2 ? cr_fused_apply(ctx, chain_h, (cr_tensor *[]){pre[3], c2}) : NULL;
   if (h2 && L->proj_size)
     h2 = cr__gated_project(ctx, L, h2);

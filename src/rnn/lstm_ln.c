@@ -54,12 +54,9 @@ static cr_status step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp, cr_ten
   cr_status st = cr_chunk(ctx, gates, 4, 1, pre);
   if (st != CR_OK)
     return st;
-  cr_tensor *i = cr_sigmoid(ctx, pre[0]);
-  cr_tensor *f = cr_sigmoid(ctx, pre[1]);
-  cr_tensor *g = cr_tanh(ctx, pre[2]);
+  /* c' = f * c + i * g, with i, f, g = sigmoid, sigmoid, tanh of pre[0..2] */
+  cr_tensor *c2 = cr__lstm_cell_update(ctx, pre, c);
   cr_tensor *o = cr_sigmoid(ctx, pre[3]);
-  /* c' = f * c + i * g */
-  cr_tensor *c2 = cr_add(ctx, cr_mul(ctx, f, c), cr_mul(ctx, i, g));
   /* h' = o * tanh(LN(c') * ln_c_weight + ln_c_bias) */
   cr_tensor *cn = cr_add(ctx, cr_mul(ctx, cr__layer_norm(ctx, c2, LN_EPS), p[G_C]), p[B_C]);
   cr_tensor *h2 = cr_mul(ctx, o, cr_tanh(ctx, cn));
