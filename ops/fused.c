@@ -174,12 +174,23 @@ static uint32_t fused_reads(const cr_node *nd) {
   return p->ops[p->n_ops - 1].saved ? r | CR__READS_OUT : r;
 }
 
+/* the saved results but the last (that is y) */
+static size_t fused_saved_bytes(const cr_node *nd) {
+  const fused_node *kept = nd->saved;
+  size_t n = 0;
+  for (int j = 0; j + 1 < kept->p->n_ops; j++)
+    if (kept->saved[j])
+      n += (size_t)nd->out->numel * cr_dtype_size(nd->out->dtype);
+  return n;
+}
+
 const cr_op_desc cr__op_fused = {.name = "fused",
                                  .n_inputs = -1,
                                  .vjp = fused_vjp,
                                  .vjp_graph = fused_vjp_graph,
                                  .reads = CR__READS_ALL & ~CR__READS_OUT,
                                  .reads_of = fused_reads,
+                                 .saved_bytes = fused_saved_bytes,
                                  .takes_view_grad = takes_view};
 
 static void job_init(fused_job *j, const fused_prog *p, cr_tensor *const *in, const cr_tensor *y) {

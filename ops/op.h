@@ -48,6 +48,9 @@ typedef struct cr_op_desc {
   /* The same for one node, where it depends on the node (a fused chain's
    * VJP reads the inputs its plan needs); NULL: reads.  See cr__reads. */
   uint32_t (*reads_of)(const cr_node *nd);
+  /* Bytes nd keeps for its VJP besides the tensors above (a fused chain's
+   * saved results), for memory accounting; NULL: none. */
+  size_t (*saved_bytes)(const cr_node *nd);
 
   /* ---- the plug-in point for gradient-buffer tricks (optional; the
    * engine knows no op by name, it only calls these) */

@@ -132,8 +132,9 @@ static result run_apart(const cr_cell_def *cell, int64_t T, int64_t every, size_
 
 /* ---- full BPTT's footprint per step: the bytes of values the forward
  * keeps (distinct buffers of op results reachable from the output, not
- * released) against the least its VJPs need (the buffers some VJP reads,
- * by the ops' `reads` sets), per cell */
+ * released, and what nodes save apart: a fused chain's results) against
+ * the least its VJPs need (the buffers some VJP reads, by the nodes'
+ * `reads` sets, and those saved results), per cell */
 
 static cr_tensor *owner(cr_tensor *t) { return t->root ? t->root : t; }
 
@@ -165,10 +166,15 @@ static void footprint(const cr_cell_def *cell, int64_t T) {
     }
     for (size_t i = 0; i < n; i++) {
       cr_node *nd = order[i];
+      if (nd->op->saved_bytes) { /* kept apart from tensors, for the VJP */
+        kept += (double)nd->op->saved_bytes(nd);
+        need += (double)nd->op->saved_bytes(nd);
+      }
+      const uint32_t reads = cr__reads(nd);
       for (int k = -1; k < nd->n_in; k++) {
         cr_tensor *t = k < 0 ? nd->out : nd->in[k], *o = owner(t);
-        bool read = k < 0 ? (nd->op->reads & CR__READS_OUT) != 0
-                          : (nd->op->reads & CR__READS_IN(k < 30 ? k : 30)) != 0;
+        bool read =
+            k < 0 ? (reads & CR__READS_OUT) != 0 : (reads & CR__READS_IN(k < 30 ? k : 30)) != 0;
         double bytes = (double)o->numel * (double)cr_dtype_size(o->dtype);
         if (o->op_result && !o->released && !o->persistent && !o->view_ok) {
           o->view_ok = true;
