@@ -194,13 +194,17 @@ const cr_op_desc cr__op_fused = {.name = "fused",
                                  .takes_view_grad = takes_view};
 
 static void job_init(fused_job *j, const fused_prog *p, cr_tensor *const *in, const cr_tensor *y) {
-  memset(j, 0, sizeof *j);
-  j->p = p;
+  j->p = p; /* every field the run reads, and no more (a step's worth of these) */
   j->f32 = y->dtype == CR_F32;
+  j->backward = false;
   j->inner = y->shape[y->ndim - 1];
   j->rows = y->numel / j->inner;
-  for (int k = 0; k < p->n_in; k++)
+  j->saved = NULL;
+  for (int k = 0; k < p->n_in; k++) {
     j->in[k] = rows_view(in[k]);
+    j->grad[k].data = NULL;
+    j->fresh[k] = false;
+  }
   for (int s = 0; s < SLOTS; s++)
     j->canon[s] = (int8_t)s;
   for (int k = 0; k < p->n_in; k++)
@@ -265,8 +269,7 @@ cr_tensor *cr_fused_apply(cr_ctx *ctx, const cr_fused *f, cr_tensor *const *in) 
     kept = cr__alloc(ctx, sizeof *kept);
     if (!kept || !(kept->p = cr__alloc(ctx, bytes)))
       return NULL;
-    memcpy(kept->p, p, bytes);
-    cr__fused_plan(kept->p);
+    memcpy(kept->p, p, bytes); /* planned as it was built */
     for (int j = 0; j < p->n_ops; j++) {
       kept->saved[j] = j == p->n_ops - 1 ? y->data : NULL; /* the result: y itself */
       if (kept->p->ops[j].saved && !kept->saved[j] &&

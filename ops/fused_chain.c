@@ -82,6 +82,7 @@ int cr_fused_op(cr_fused *f, const char *name, int x, int y, double a, double b)
   if (s.binary && (y < 0 || y >= have))
     return step_fail(f, name, "its second operand does not exist yet", y);
   p->ops[p->n_ops++] = s;
+  cr__fused_plan(p); /* the chain so far, as its VJP would run it */
   return have;
 }
 

@@ -45,7 +45,7 @@ struct cr_fused {
 #define SLOTS (CR_FUSED_MAX_INPUTS + CR_FUSED_MAX_OPS)
 
 /* Decide what the VJP keeps and recomputes (fills each op's saved and the
- * chain's need), for a chain about to be recorded. */
+ * chain's need); cr_fused_op does it as each op comes. */
 void cr__fused_plan(fused_prog *p);
 /* the ops (bit j) the VJP runs again: needed and not saved */
 uint64_t cr__fused_recomputed(const fused_prog *p);
