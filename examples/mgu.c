@@ -32,22 +32,22 @@ static cr_tensor *mgu_precompute(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor 
 }
 
 /* The elementwise parts as fused chains (chainrule/fused.h): the same ops,
- * one node each instead of six.  Built once, shared by every step:
- *   f  = sigmoid(a + b)                               over a = x W_f^T + b_f, b = h U_f^T
- *   h' = (1 - f) * h + f * tanh(c + d)                over c = x W_n^T + b_n, d = (f h) U_n^T, f, h
- */
+ * one node each instead of six.  Built once, shared by every step; xp =
+ * [x W_f^T + b_f, x W_n^T + b_n] enters as its two column blocks (slots 0, 1):
+ *   f  = sigmoid(xp_f + b)                      slots 0-1 xp, 2 b = h U_f^T
+ *   h' = (1 - f) * h + f * tanh(xp_n + d)       slots 0-1 xp, 2 d = (f h) U_n^T, 3 f, 4 h */
 static cr_fused *gate, *update;
 static pthread_once_t chains_once = PTHREAD_ONCE_INIT;
 
 static void make_chains(void) {
-  gate = cr_fused_new(2);
+  gate = cr_fused_new_blocks(2, (const int[]){2, 1});
   if (gate)
-    cr_fused_op(gate, "sigmoid", cr_fused_op(gate, "add", 0, 1, 0, 0), -1, 0, 0);
-  cr_fused *u = cr_fused_new(4); /* slots: c, d, f, h */
+    cr_fused_op(gate, "sigmoid", cr_fused_op(gate, "add", 0, 2, 0, 0), -1, 0, 0);
+  cr_fused *u = cr_fused_new_blocks(4, (const int[]){2, 1, 1, 1});
   if (u) {
-    const int n = cr_fused_op(u, "tanh", cr_fused_op(u, "add", 0, 1, 0, 0), -1, 0, 0);
-    const int keep = cr_fused_op(u, "mul", cr_fused_op(u, "rsub_scalar", 2, -1, 1.0, 0), 3, 0, 0);
-    cr_fused_op(u, "add", keep, cr_fused_op(u, "mul", 2, n, 0, 0), 0, 0);
+    const int n = cr_fused_op(u, "tanh", cr_fused_op(u, "add", 1, 2, 0, 0), -1, 0, 0);
+    const int keep = cr_fused_op(u, "mul", cr_fused_op(u, "rsub_scalar", 3, -1, 1.0, 0), 4, 0, 0);
+    cr_fused_op(u, "add", keep, cr_fused_op(u, "mul", 3, n, 0, 0), 0, 0);
   }
   update = u;
 }
@@ -55,17 +55,13 @@ static void make_chains(void) {
 static cr_status mgu_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
                           cr_tensor *const *state, cr_tensor **new_state, cr_tensor **out) {
   cr_tensor *h = state[0];
-  cr_tensor *x2[2]; /* x W_f^T + b_f,  x W_n^T + b_n */
-  cr_status st = cr_chunk(ctx, xp, 2, 1, x2);
-  if (st != CR_OK)
-    return st;
   pthread_once(&chains_once, make_chains);
   /* f = sigmoid(x W_f^T + b_f + h U_f^T) */
   cr_tensor *f =
-      cr_fused_apply(ctx, gate, (cr_tensor *[]){x2[0], cr_linear(ctx, h, L->params[W_HF], NULL)});
+      cr_fused_apply(ctx, gate, (cr_tensor *[]){xp, cr_linear(ctx, h, L->params[W_HF], NULL)});
   /* n = tanh(x W_n^T + b_n + (f * h) U_n^T);  h' = (1 - f) * h + f * n */
   cr_tensor *d = cr_linear(ctx, cr_mul(ctx, f, h), L->params[W_HN], NULL);
-  cr_tensor *h2 = cr_fused_apply(ctx, update, (cr_tensor *[]){x2[1], d, f, h});
+  cr_tensor *h2 = cr_fused_apply(ctx, update, (cr_tensor *[]){xp, d, f, h});
   new_state[0] = *out = h2;
   return h2 ? CR_OK : cr_ctx_status(ctx);
 }

@@ -58,9 +58,9 @@ typedef struct {
   const fused_prog *p;
   bool f32, backward;
   int64_t rows, inner, parts;
-  uint64_t compute;   /* the ops (bit j) to run; the others are saved or unused */
-  void *const *saved; /* op j's values where saved (NULL: nothing saved) */
-  rows_of in[CR_FUSED_MAX_INPUTS];
+  uint64_t compute;                  /* the ops (bit j) to run; the others are saved or unused */
+  void *const *saved;                /* op j's values where saved (NULL: nothing saved) */
+  rows_of in[CR_FUSED_MAX_INPUTS];   /* per input tensor */
   rows_of out;                       /* forward: y; backward: gy */
   rows_of grad[CR_FUSED_MAX_INPUTS]; /* backward: each input's gradient (data NULL: none) */
   bool fresh[CR_FUSED_MAX_INPUTS];   /* its buffer is overwritten by the first term */
@@ -101,7 +101,8 @@ static void run_rows(const fused_job *j, int64_t r0, int64_t r1) {
       const int64_t n = j->inner - c0 < CHUNK ? j->inner - c0 : CHUNK, at = r * j->inner + c0;
       for (int k = 0; k < p->n_in; k++) /* the VJP reads only the inputs it needs */
         v[k] = !j->backward || (p->need >> k & 1)
-                   ? chunk_at(&j->in[k], r, c0, n, j->f32, vbuf[k], true)
+                   ? chunk_at(&j->in[p->tensor_of[k]], r, p->block_of[k] * j->inner + c0, n, j->f32,
+                              vbuf[k], true)
                    : vbuf[k];
       for (int s = p->n_in; s < nv; s++) {
         void *kept = j->saved ? j->saved[s - p->n_in] : NULL;
@@ -122,19 +123,21 @@ static void run_rows(const fused_job *j, int64_t r0, int64_t r1) {
       g[nv - 1] = chunk_at(&j->out, r, c0, n, j->f32, gbuf[nv - 1], true);
       set[nv - 1] = true;
       for (int k = 0; k < p->n_in; k++)
-        if (j->grad[k].data && j->canon[k] == k) {
-          set[k] = !j->fresh[k];
-          g[k] = chunk_at(&j->grad[k], r, c0, n, j->f32, gbuf[k], set[k]);
+        if (j->grad[p->tensor_of[k]].data && j->canon[k] == k) {
+          set[k] = !j->fresh[p->tensor_of[k]];
+          g[k] = chunk_at(&j->grad[p->tensor_of[k]], r, p->block_of[k] * j->inner + c0, n, j->f32,
+                          gbuf[k], set[k]);
         }
       if (j->f32)
         fused_backward_f(p, (float *const *)v, (float *const *)g, set, j->canon, n);
       else
         fused_backward_d(p, (double *const *)v, (double *const *)g, set, j->canon, n);
       for (int k = 0; k < p->n_in; k++)
-        if (j->grad[k].data && j->canon[k] == k) {
+        if (j->grad[p->tensor_of[k]].data && j->canon[k] == k) {
           if (!set[k]) /* no op passed anything back to it: a fresh buffer reads 0 */
             memset(g[k], 0, (size_t)(n * es));
-          chunk_scatter(&j->grad[k], r, c0, n, j->f32, g[k]);
+          chunk_scatter(&j->grad[p->tensor_of[k]], r, p->block_of[k] * j->inner + c0, n, j->f32,
+                        g[k]);
         }
     }
 }
@@ -170,7 +173,7 @@ static uint32_t fused_reads(const cr_node *nd) {
   uint32_t r = 0;
   for (int k = 0; k < p->n_in; k++)
     if (p->need >> k & 1)
-      r |= CR__READS_IN(k);
+      r |= CR__READS_IN(p->tensor_of[k]);
   return p->ops[p->n_ops - 1].saved ? r | CR__READS_OUT : r;
 }
 
@@ -200,17 +203,53 @@ static void job_init(fused_job *j, const fused_prog *p, cr_tensor *const *in, co
   j->inner = y->shape[y->ndim - 1];
   j->rows = y->numel / j->inner;
   j->saved = NULL;
-  for (int k = 0; k < p->n_in; k++) {
+  for (int k = 0; k < p->n_tensors; k++) {
     j->in[k] = rows_view(in[k]);
     j->grad[k].data = NULL;
     j->fresh[k] = false;
   }
   for (int s = 0; s < SLOTS; s++)
     j->canon[s] = (int8_t)s;
-  for (int k = 0; k < p->n_in; k++)
+  for (int k = 0; k < p->n_in; k++) /* a block of an input given twice */
     for (int i = 0; i < k; i++)
-      if (in[i] == in[k] && j->canon[k] == k)
+      if (in[p->tensor_of[i]] == in[p->tensor_of[k]] && p->block_of[i] == p->block_of[k] &&
+          j->canon[k] == k)
         j->canon[k] = (int8_t)i;
+}
+
+/* The result's shape (the inputs' but for the last dim: their width over
+ * their blocks), or false with a message naming the offending input. */
+static bool result_shape(cr_ctx *ctx, const fused_prog *p, cr_tensor *const *in, int64_t *shape) {
+  int w = 0; /* the input that sets the width: one of one block if any */
+  for (int k = 1; k < p->n_tensors; k++)
+    if (p->blocks[w] > 1 && p->blocks[k] == 1)
+      w = k;
+  const int nd = in[w]->ndim;
+  const int64_t W = in[w]->shape[nd - 1] / p->blocks[w];
+  memcpy(shape, in[w]->shape, (size_t)nd * sizeof *shape);
+  shape[nd - 1] = W;
+  for (int k = 0; k < p->n_tensors; k++) {
+    const cr_tensor *t = in[k];
+    bool ok = t->ndim == nd && t->shape[nd - 1] == p->blocks[k] * W;
+    for (int d = 0; ok && d < nd - 1; d++)
+      ok = t->shape[d] == shape[d];
+    if (!ok) {
+      char want[96];
+      int64_t ws[CR_MAX_DIMS];
+      memcpy(ws, shape, (size_t)nd * sizeof *ws);
+      ws[nd - 1] = p->blocks[k] * W;
+      cr_shape_str(want, sizeof want, nd, ws);
+      if (p->blocks[k] > 1)
+        snprintf(want + strlen(want), sizeof want - strlen(want), " (%d column blocks of %lld)",
+                 p->blocks[k], (long long)W);
+      cr__fail(ctx, CR_ERR_SHAPE,
+               "fused: input %d %s and input %d %s: input %d should be %s (a fused chain does "
+               "not broadcast)",
+               k, cr__shp(t), w, cr__shp(in[w]), k, want);
+      return false;
+    }
+  }
+  return true;
 }
 
 bool cr_set_fusion(cr_ctx *ctx, bool on) {
@@ -224,9 +263,21 @@ bool cr_set_fusion(cr_ctx *ctx, bool on) {
 bool cr_fusion_enabled(const cr_ctx *ctx) { return ctx && !ctx->unfused; }
 
 /* the chain as its ops, each its own node */
+static bool input_slots(cr_ctx *ctx, const fused_prog *p, cr_tensor *const *in, cr_tensor **val) {
+  for (int s = 0; s < p->n_in; s += p->blocks[p->tensor_of[s]]) {
+    cr_tensor *t = in[p->tensor_of[s]];
+    if (p->blocks[p->tensor_of[s]] == 1)
+      val[s] = t;
+    else if (cr_chunk(ctx, t, p->blocks[p->tensor_of[s]], t->ndim - 1, val + s) != CR_OK)
+      return false;
+  }
+  return true;
+}
+
 static cr_tensor *run_as_ops(cr_ctx *ctx, const fused_prog *p, cr_tensor *const *in) {
   cr_tensor *val[SLOTS];
-  memcpy(val, in, (size_t)p->n_in * sizeof *val);
+  if (!input_slots(ctx, p, in, val)) /* column blocks as views */
+    return NULL;
   for (int i = 0; i < p->n_ops; i++) {
     const fused_step *s = &p->ops[i];
     val[p->n_in + i] = s->binary ? cr__binary_kind(ctx, s->kind, val[s->x], val[s->y])
@@ -245,26 +296,20 @@ cr_tensor *cr_fused_apply(cr_ctx *ctx, const cr_fused *f, cr_tensor *const *in) 
     return cr__fail(ctx, CR_ERR_ARG, "fused: the chain has no op (cr_fused_op)");
   if (!in)
     return cr__fail(ctx, CR_ERR_ARG, "fused: no inputs (NULL)");
-  if (!cr__check_inputs(ctx, "fused", p->n_in, in))
+  int64_t shape[CR_MAX_DIMS];
+  if (!cr__check_inputs(ctx, "fused", p->n_tensors, in) || !result_shape(ctx, p, in, shape))
     return NULL;
-  for (int k = 1; k < p->n_in; k++)
-    if (in[k]->ndim != in[0]->ndim ||
-        memcmp(in[k]->shape, in[0]->shape, (size_t)in[0]->ndim * sizeof(int64_t)))
-      return cr__fail(ctx, CR_ERR_SHAPE,
-                      "fused: input %d %s and input 0 %s: shapes differ (a fused chain does not "
-                      "broadcast)",
-                      k, cr__shp(in[k]), cr__shp(in[0]));
   for (int i = 0; i < p->n_ops; i++) /* the scalars, as each op checks its own */
     if (!p->ops[i].binary &&
         !cr__unary_scalars_ok(ctx, p->ops[i].kind, in[0], p->ops[i].a, p->ops[i].b))
       return NULL;
   if (ctx->unfused || ctx->anomaly) /* anomaly mode names the very op that overflowed */
     return run_as_ops(ctx, p, in);
-  cr_tensor *y = cr__new(ctx, in[0]->dtype, in[0]->ndim, in[0]->shape);
+  cr_tensor *y = cr__new(ctx, in[0]->dtype, in[0]->ndim, shape);
   if (!y)
     return NULL;
   fused_node *kept = NULL;
-  if (cr__will_record(ctx, p->n_in, in)) { /* the VJP's own copy: f may change or go */
+  if (cr__will_record(ctx, p->n_tensors, in)) { /* the VJP's own copy: f may change or go */
     const size_t bytes = offsetof(fused_prog, ops) + (size_t)p->n_ops * sizeof(fused_step);
     kept = cr__alloc(ctx, sizeof *kept);
     if (!kept || !(kept->p = cr__alloc(ctx, bytes)))
@@ -285,10 +330,18 @@ cr_tensor *cr_fused_apply(cr_ctx *ctx, const cr_fused *f, cr_tensor *const *in) 
   j.compute = ~0ull;
   j.saved = kept ? kept->saved : NULL;
   run_job(&j);
-  cr_node *nd = cr__record(ctx, &cr__op_fused, y, p->n_in, in);
+  cr_node *nd = cr__record(ctx, &cr__op_fused, y, p->n_tensors, in);
   if (nd)
     nd->saved = kept;
   return ctx->status == CR_OK ? y : NULL;
+}
+
+/* whether input k of nd is not an input given before it */
+static bool first_use(const cr_node *nd, int k) {
+  for (int i = 0; i < k; i++)
+    if (nd->in[i] == nd->in[k])
+      return false;
+  return true;
 }
 
 static void fused_vjp(cr_ctx *ctx, cr_node *nd) {
@@ -301,9 +354,9 @@ static void fused_vjp(cr_ctx *ctx, cr_node *nd) {
   j.compute = cr__fused_recomputed(p);
   j.saved = kept->saved;
   j.out = rows_view(y->grad);
-  for (int k = 0; k < p->n_in; k++) {
-    if (j.canon[k] != k)
-      continue;
+  for (int k = 0; k < p->n_tensors; k++) {
+    if (!first_use(nd, k))
+      continue; /* its slots share the first one's adjoints (canon) */
     cr_tensor *g = cr__grad_acc_fresh(ctx, nd->in[k], &j.fresh[k]);
     if (ctx->status != CR_OK)
       return;
@@ -326,9 +379,20 @@ static cr_status fused_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_ten
   const int nv = p->n_in + p->n_ops;
   const cr_tensor *y = nd->out;
   cr_tensor *val[SLOTS] = {0}, *adj[SLOTS] = {0};
-  for (int k = 0; k < p->n_in; k++)
-    val[k] = nd->in[k];
   const bool was = cr_set_grad_enabled(ctx, true);
+  /* column blocks as views (of an input the forward released too: views
+   * read nothing, and the plan reads no slot of a released input) */
+  bool released[CR_FUSED_MAX_INPUTS];
+  for (int k = 0; k < p->n_tensors; k++) {
+    released[k] = nd->in[k]->released;
+    nd->in[k]->released = false;
+  }
+  input_slots(ctx, p, nd->in, val);
+  for (int k = 0; k < p->n_tensors; k++)
+    nd->in[k]->released = released[k];
+  for (int s = 0; s < p->n_in; s++)
+    if (val[s] && val[s] != nd->in[p->tensor_of[s]])
+      val[s]->released = released[p->tensor_of[s]];
   for (int i = 0; i < p->n_ops && ctx->status == CR_OK; i++) {
     const fused_step *s = &p->ops[i];
     cr_tensor *a = val[s->x], *b = s->binary ? val[s->y] : NULL;
@@ -349,11 +413,12 @@ static cr_status fused_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_ten
   }
   cr_set_grad_enabled(ctx, was);
   adj[nv - 1] = gy;
-  int canon[SLOTS]; /* an input given twice collects its terms at its first slot */
+  int canon[SLOTS]; /* an input given twice collects its terms at its first slots */
   for (int k = 0; k < nv; k++) {
     canon[k] = k;
     for (int i = 0; i < k && k < p->n_in; i++)
-      if (nd->in[i] == nd->in[k] && canon[k] == k)
+      if (nd->in[p->tensor_of[i]] == nd->in[p->tensor_of[k]] && p->block_of[i] == p->block_of[k] &&
+          canon[k] == k)
         canon[k] = i;
   }
   for (int i = p->n_ops - 1; i >= 0 && ctx->status == CR_OK; i--) {
@@ -370,7 +435,22 @@ static cr_status fused_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_ten
         adj[to] = adj[to] ? cr_add(ctx, adj[to], terms[k]) : terms[k];
     }
   }
-  for (int k = 0; k < p->n_in; k++)
-    gx[k] = canon[k] == k && nd->in[k]->requires_grad ? adj[k] : NULL;
+  for (int s = 0; s < p->n_in && ctx->status == CR_OK; s += p->blocks[p->tensor_of[s]]) {
+    const int k = p->tensor_of[s], nb = p->blocks[k];
+    gx[k] = NULL;
+    if (!first_use(nd, k) || !nd->in[k]->requires_grad)
+      continue;
+    bool any = false;
+    for (int b = 0; b < nb; b++)
+      any |= adj[s + b] != NULL;
+    if (!any || nb == 1) {
+      gx[k] = adj[s];
+      continue;
+    }
+    cr_tensor *parts[CR_FUSED_MAX_INPUTS]; /* the blocks' terms side by side, zeros where none */
+    for (int b = 0; b < nb; b++)
+      parts[b] = adj[s + b] ? adj[s + b] : cr_zeros(ctx, y->dtype, y->ndim, y->shape);
+    gx[k] = cr_concat(ctx, parts, nb, y->ndim - 1);
+  }
   return cr_ctx_status(ctx);
 }

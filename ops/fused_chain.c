@@ -24,14 +24,32 @@ static const uint32_t binary_reads[FB_COUNT] = {
 #undef CR_BINARY
 };
 
-cr_fused *cr_fused_new(int n_inputs) {
+cr_fused *cr_fused_new_blocks(int n_inputs, const int *blocks) {
   if (n_inputs < 1 || n_inputs > CR_FUSED_MAX_INPUTS)
     return NULL;
+  int slots = 0;
+  for (int k = 0; k < n_inputs; k++) {
+    const int b = blocks ? blocks[k] : 1;
+    if (b < 1 || slots + b > CR_FUSED_MAX_INPUTS)
+      return NULL;
+    slots += b;
+  }
   cr_fused *f = calloc(1, sizeof *f);
-  if (f)
-    f->prog.n_in = n_inputs;
+  if (!f)
+    return NULL;
+  fused_prog *p = &f->prog;
+  p->n_tensors = n_inputs;
+  for (int k = 0; k < n_inputs; k++) {
+    p->blocks[k] = (int8_t)(blocks ? blocks[k] : 1);
+    for (int b = 0; b < p->blocks[k]; b++) {
+      p->tensor_of[p->n_in] = (int8_t)k;
+      p->block_of[p->n_in++] = (int8_t)b;
+    }
+  }
   return f;
 }
+
+cr_fused *cr_fused_new(int n_inputs) { return cr_fused_new_blocks(n_inputs, NULL); }
 
 void cr_fused_free(cr_fused *f) { free(f); }
 

@@ -32,7 +32,10 @@ typedef struct {
 } fused_step;
 
 typedef struct {
-  int n_in, n_ops;
+  int n_in, n_ops; /* n_in: input slots (an input of k column blocks has k) */
+  int n_tensors;   /* inputs to apply to */
+  int8_t tensor_of[CR_FUSED_MAX_INPUTS], block_of[CR_FUSED_MAX_INPUTS]; /* of each input slot */
+  int8_t blocks[CR_FUSED_MAX_INPUTS];                                   /* of each input tensor */
   uint64_t need; /* bit s: the VJP needs slot s's values (saved or recomputed) */
   fused_step ops[CR_FUSED_MAX_OPS];
 } fused_prog;

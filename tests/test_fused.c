@@ -12,18 +12,20 @@
 
 #include "chainrule.h"
 
-/* slots 0..3: a, b, g, c
+/* slots a, b, g, c (blocks: slots 0-3 the column blocks of gates [.., 4H]
+ * = [a, b, g, unused], slot 4 c):
  *   c2 = sigmoid(b) * c + sigmoid(a) * tanh(g);  y = c2 * tanh(c2) * 0.5 - c
  * (c2 and c each feed two ops) */
-static cr_fused *cell_chain(void) {
-  cr_fused *f = cr_fused_new(4);
+static cr_fused *cell_chain(bool blocks) {
+  cr_fused *f = blocks ? cr_fused_new_blocks(2, (const int[]){4, 1}) : cr_fused_new(4);
+  const int c = blocks ? 4 : 3;
   int i = cr_fused_op(f, "sigmoid", 0, -1, 0, 0);
   int fg = cr_fused_op(f, "sigmoid", 1, -1, 0, 0);
   int g = cr_fused_op(f, "tanh", 2, -1, 0, 0);
-  int c2 = cr_fused_op(f, "add", cr_fused_op(f, "mul", fg, 3, 0, 0),
+  int c2 = cr_fused_op(f, "add", cr_fused_op(f, "mul", fg, c, 0, 0),
                        cr_fused_op(f, "mul", i, g, 0, 0), 0, 0);
   int h = cr_fused_op(f, "mul", c2, cr_fused_op(f, "tanh", c2, -1, 0, 0), 0, 0);
-  cr_fused_op(f, "sub", cr_fused_op(f, "mul_scalar", h, -1, 0.5, 0), 3, 0, 0);
+  cr_fused_op(f, "sub", cr_fused_op(f, "mul_scalar", h, -1, 0.5, 0), c, 0, 0);
   assert_null(cr_fused_error(f));
   return f;
 }
@@ -42,9 +44,12 @@ typedef struct {
 } run_out;
 
 /* One forward + backward of the cell over shape [.., H] with inputs cut
- * from a gates tensor [.., 4H] (strided rows) and c (transposed when
- * transposed_c: strided along the row); fused or not. */
-static run_out run_cell(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape, bool fused,
+ * from a gates tensor [.., 4H] (strided rows; or the chain takes its
+ * column blocks) and c (transposed when transposed_c: strided along the
+ * row); fused or not. */
+enum { UNFUSED, FUSED_VIEWS, FUSED_BLOCKS };
+
+static run_out run_cell(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape, int mode,
                         bool transposed_c) {
   cr_rng *rng = cr_rng_new(7);
   int64_t gs[4];
@@ -67,9 +72,9 @@ static run_out run_cell(cr_ctx *ctx, cr_dtype dt, int ndim, const int64_t *shape
   assert_int_equal(cr_chunk(ctx, r.leaves[0], 4, ndim - 1, q), CR_OK);
   cr_tensor *c = transposed_c ? cr_transpose(ctx, r.leaves[1], ndim - 2, ndim - 1) : r.leaves[1];
   cr_tensor *in[4] = {q[0], q[1], q[2], c};
-  if (fused) {
-    cr_fused *f = cell_chain();
-    r.y = cr_fused_apply(ctx, f, in);
+  if (mode != UNFUSED) {
+    cr_fused *f = cell_chain(mode == FUSED_BLOCKS);
+    r.y = cr_fused_apply(ctx, f, mode == FUSED_BLOCKS ? (cr_tensor *[]){r.leaves[0], c} : in);
     cr_fused_free(f); /* the node keeps its own copy */
     /* one node, or (cr_set_fusion off) the chain's ops */
     assert_string_equal(cr_grad_fn(r.y), cr_fusion_enabled(ctx) ? "fused" : "sub");
@@ -104,14 +109,18 @@ static void test_same_bits_as_unfused(void **state) {
           cr_ctx *c = cr_ctx_new();
           assert_true(cr_set_fusion(c, false));
           assert_false(cr_fusion_enabled(c));
-          run_out u = run_cell(a, t, ndims[s], shapes[s], false, tc);
-          run_out f = run_cell(b, t, ndims[s], shapes[s], true, tc);
-          run_out o = run_cell(c, t, ndims[s], shapes[s], true, tc);
-          assert_same_bits(a, u.y, b, f.y);
-          assert_same_bits(a, u.y, c, o.y);
-          for (int k = 0; k < 2; k++) {
-            assert_same_bits(a, cr_grad(u.leaves[k]), b, cr_grad(f.leaves[k]));
-            assert_same_bits(a, cr_grad(u.leaves[k]), c, cr_grad(o.leaves[k]));
+          run_out u = run_cell(a, t, ndims[s], shapes[s], UNFUSED, tc);
+          for (int mode = FUSED_VIEWS; mode <= FUSED_BLOCKS; mode++) {
+            run_out f = run_cell(b, t, ndims[s], shapes[s], mode, tc);
+            run_out o = run_cell(c, t, ndims[s], shapes[s], mode, tc);
+            assert_same_bits(a, u.y, b, f.y);
+            assert_same_bits(a, u.y, c, o.y);
+            for (int k = 0; k < 2; k++) {
+              assert_same_bits(a, cr_grad(u.leaves[k]), b, cr_grad(f.leaves[k]));
+              assert_same_bits(a, cr_grad(u.leaves[k]), c, cr_grad(o.leaves[k]));
+            }
+            cr_ctx_reset(b);
+            cr_ctx_reset(c);
           }
           cr_ctx_free(a);
           cr_ctx_free(b);
@@ -164,7 +173,15 @@ static cr_tensor *other_chain(cr_ctx *ctx, cr_tensor *const *in, int n, void *us
 
 static cr_tensor *cell_chain_fn(cr_ctx *ctx, cr_tensor *const *in, int n, void *user) {
   (void)n, (void)user;
-  cr_fused *f = cell_chain();
+  cr_fused *f = cell_chain(false);
+  cr_tensor *y = cr_fused_apply(ctx, f, in);
+  cr_fused_free(f);
+  return y;
+}
+
+static cr_tensor *cell_blocks_fn(cr_ctx *ctx, cr_tensor *const *in, int n, void *user) {
+  (void)n, (void)user;
+  cr_fused *f = cell_chain(true);
   cr_tensor *y = cr_fused_apply(ctx, f, in);
   cr_fused_free(f);
   return y;
@@ -188,6 +205,11 @@ static void test_gradcheck(void **state) {
   assert_true(cr_gradcheck(other_chain, in, 2, NULL, &o, &rep));
   assert_true(cr_gradgradcheck(cell_chain_fn, in, 4, NULL, &o, &rep));
   assert_true(cr_gradgradcheck(other_chain, in, 2, NULL, &o, &rep));
+  /* the column-block form, its graph VJP concatenating the blocks' terms */
+  cr_tensor *blocks_in[2] = {cr_rand_uniform(ctx, rng, CR_F64, 2, (int64_t[]){3, 28}, -1.5, 1.5),
+                             in[3]};
+  assert_true(cr_gradcheck(cell_blocks_fn, blocks_in, 2, NULL, &o, &rep));
+  assert_true(cr_gradgradcheck(cell_blocks_fn, blocks_in, 2, NULL, &o, &rep));
   cr_rng_free(rng);
   cr_ctx_free(ctx);
 }
@@ -232,6 +254,16 @@ static void test_errors(void **state) {
   cr_fused_free(f);
   assert_null(cr_fused_apply(ctx, NULL, (cr_tensor *[]){x}));
   expect_error(ctx, "fused");
+  /* column blocks: counts, and shapes that do not split */
+  assert_null(cr_fused_new_blocks(2, (const int[]){4, 0}));
+  assert_null(cr_fused_new_blocks(2, (const int[]){4, CR_FUSED_MAX_INPUTS}));
+  f = cr_fused_new_blocks(2, (const int[]){2, 1});
+  cr_fused_op(f, "mul", 0, 2, 0, 0);
+  assert_non_null(
+      cr_fused_apply(ctx, f, (cr_tensor *[]){cr_zeros(ctx, CR_F32, 2, (int64_t[]){2, 6}), x}));
+  assert_null(cr_fused_apply(ctx, f, (cr_tensor *[]){x, x}));
+  expect_error(ctx, "input 0 should be [2,6] (2 column blocks of 3)");
+  cr_fused_free(f);
   /* the scalars as each op checks them */
   f = cr_fused_new(1);
   cr_fused_op(f, "clamp", cr_fused_op(f, "div_scalar", 0, -1, 0.0, 0), -1, 1, 0);

@@ -38,6 +38,13 @@ typedef struct cr_fused cr_fused;
 /* An empty chain of n_inputs inputs (slots 0 .. n_inputs-1), or NULL when
  * n_inputs is outside 1..CR_FUSED_MAX_INPUTS or out of memory. */
 cr_fused *cr_fused_new(int n_inputs);
+/* The same where input k is blocks[k] column blocks side by side: a
+ * tensor [..., blocks[k] * W] for a result [..., W], whose blocks take
+ * blocks[k] consecutive slots (an LSTM's gates [B, 4H]: i, f, g, o) — no
+ * views to make per step.  The slots of all inputs, at most
+ * CR_FUSED_MAX_INPUTS, are numbered in order; NULL as above or when a
+ * block count is below 1. */
+cr_fused *cr_fused_new_blocks(int n_inputs, const int *blocks);
 void cr_fused_free(cr_fused *f);
 
 /* Append the elementwise op `name` — any unary op of chainrule/ops.h by
@@ -52,9 +59,10 @@ int cr_fused_op(cr_fused *f, const char *name, int x, int y, double a, double b)
 /* Why the chain cannot be applied, or NULL. */
 const char *cr_fused_error(const cr_fused *f);
 
-/* The chain's last slot over in[0 .. n_inputs-1]: tensors of one shape and
- * one dtype (f32 or f64; any strides, no broadcasting), as one node
- * "fused".  The result is contiguous.  NULL on error (a message naming the
+/* The chain's last slot over in[0 .. n_inputs-1]: tensors of one shape
+ * (but for column blocks: cr_fused_new_blocks) and one dtype (f32 or f64;
+ * any strides, no broadcasting), as one node "fused".  The result is
+ * contiguous.  NULL on error (a message naming the
  * chain's op and the offending shapes).  The node keeps its own copy of
  * the chain: f may be changed or freed right after. */
 cr_tensor *cr_fused_apply(cr_ctx *ctx, const cr_fused *f, cr_tensor *const *in);

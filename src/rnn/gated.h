@@ -24,8 +24,9 @@ cr_tensor *cr__gated_precompute_both_biases(cr_ctx *ctx, const cr_cell_layer *L,
 cr_tensor *cr__gated_preact(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp, cr_tensor *h);
 cr_tensor *cr__gated_recurrent(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *h);
 cr_tensor *cr__gated_hidden_proj(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *h);
-/* An LSTM's c' = sigmoid(pre[1]) * c + sigmoid(pre[0]) * tanh(pre[2]) as
- * one fused chain (lstm.c; the layer-normalised LSTM shares it). */
-cr_tensor *cr__lstm_cell_update(cr_ctx *ctx, cr_tensor *const *pre, cr_tensor *c);
+/* An LSTM's c' = sigmoid(pre_f) * c + sigmoid(pre_i) * tanh(pre_g) over
+ * gates [B, 4H] = [pre_i, pre_f, pre_g, pre_o], as one fused chain
+ * (lstm.c; the layer-normalised LSTM shares it). */
+cr_tensor *cr__lstm_cell_update(cr_ctx *ctx, cr_tensor *gates, cr_tensor *c);
 
 #endif

@@ -16,14 +16,16 @@ static void shape3(int i, int64_t I, int64_t H, int *nd, int64_t *s) {
 
 /* The elementwise part of a step as one fused chain (chainrule/fused.h),
  * the same ops and bits as written out, over the column blocks of
- * xp = [x_r, x_z, x_n] and hp = h W_hh^T + b_hh = [h_r, h_z, h_n], and h:
+ * xp = [x_r, x_z, x_n] (slots 0-2) and hp = h W_hh^T + b_hh = [h_r, h_z,
+ * h_n] (slots 3-5), and h (slot 6):
  *   r = sigmoid(x_r + h_r);  z = sigmoid(x_z + h_z);  n = tanh(x_n + r * h_n)
  *   h' = n + z * (h - n)                 (= (1 - z) * n + z * h, one op fewer) */
 static cr_fused *chain;
 static pthread_once_t chain_once = PTHREAD_ONCE_INIT;
 
 static void make_chain(void) {
-  cr_fused *f = cr_fused_new(7);
+  const int blocks[3] = {3, 3, 1}; /* xp, hp: three column blocks each; h */
+  cr_fused *f = cr_fused_new_blocks(3, blocks);
   if (f) {
     const int r = cr_fused_op(f, "sigmoid", cr_fused_op(f, "add", 0, 3, 0, 0), -1, 0, 0);
     const int z = cr_fused_op(f, "sigmoid", cr_fused_op(f, "add", 1, 4, 0, 0), -1, 0, 0);
@@ -38,15 +40,9 @@ static void make_chain(void) {
 static cr_status gru_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
                           cr_tensor *const *state, cr_tensor **new_state, cr_tensor **out) {
   cr_tensor *h = state[0];
-  cr_tensor *in[7]; /* x_r, x_z, x_n, h_r, h_z, h_n, h */
-  cr_status st = cr_chunk(ctx, xp, 3, 1, in);
-  if (st == CR_OK)
-    st = cr_chunk(ctx, cr__gated_hidden_proj(ctx, L, h), 3, 1, in + 3);
-  if (st != CR_OK)
-    return st;
-  in[6] = h;
   pthread_once(&chain_once, make_chain);
-  cr_tensor *h2 = cr_fused_apply(ctx, chain, in);
+  cr_tensor *h2 =
+      cr_fused_apply(ctx, chain, (cr_tensor *[]){xp, cr__gated_hidden_proj(ctx, L, h), h});
   new_state[0] = *out = h2;
   return h2 ? CR_OK : cr_ctx_status(ctx);
 }

@@ -33,33 +33,36 @@ void cr__lstm_proj_shape(int i, const cr_cell_layer *L, int *nd, int64_t *s) {
     s[1] = P;
 }
 
-/* The elementwise part of a step as two fused chains (chainrule/fused.h),
- * the same ops and bits as written out, two nodes instead of nine:
- *   c' = sigmoid(pre_f) * c + sigmoid(pre_i) * tanh(pre_g)   over pre_i, pre_f, pre_g, c
- *   h' = sigmoid(pre_o) * tanh(c')                           over pre_o, c' */
+/* The elementwise part of a step as two fused chains (chainrule/fused.h)
+ * over the gates' four column blocks [pre_i, pre_f, pre_g, pre_o] — the
+ * same ops and bits as written out, two nodes instead of thirteen (the
+ * four gate views, four maps, three products, a sum and a tanh):
+ *   c' = sigmoid(pre_f) * c + sigmoid(pre_i) * tanh(pre_g)   slots 0-3 gates, 4 c
+ *   h' = sigmoid(pre_o) * tanh(c')                           slots 0-3 gates, 4 c' */
 static cr_fused *chain_c, *chain_h;
 static pthread_once_t chains_once = PTHREAD_ONCE_INIT;
 
 static void make_chains(void) {
-  cr_fused *c = cr_fused_new(4), *h = cr_fused_new(2);
+  const int blocks[2] = {4, 1};
+  cr_fused *c = cr_fused_new_blocks(2, blocks), *h = cr_fused_new_blocks(2, blocks);
   if (c) {
     const int i = cr_fused_op(c, "sigmoid", 0, -1, 0, 0),
               f = cr_fused_op(c, "sigmoid", 1, -1, 0, 0);
     const int g = cr_fused_op(c, "tanh", 2, -1, 0, 0);
-    const int fc = cr_fused_op(c, "mul", f, 3, 0, 0), ig = cr_fused_op(c, "mul", i, g, 0, 0);
+    const int fc = cr_fused_op(c, "mul", f, 4, 0, 0), ig = cr_fused_op(c, "mul", i, g, 0, 0);
     cr_fused_op(c, "add", fc, ig, 0, 0);
   }
   if (h) {
-    const int o = cr_fused_op(h, "sigmoid", 0, -1, 0, 0);
-    cr_fused_op(h, "mul", o, cr_fused_op(h, "tanh", 1, -1, 0, 0), 0, 0);
+    const int o = cr_fused_op(h, "sigmoid", 3, -1, 0, 0);
+    cr_fused_op(h, "mul", o, cr_fused_op(h, "tanh", 4, -1, 0, 0), 0, 0);
   }
   chain_c = c;
   chain_h = h;
 }
 
-cr_tensor *cr__lstm_cell_update(cr_ctx *ctx, cr_tensor *const *pre, cr_tensor *c) {
+cr_tensor *cr__lstm_cell_update(cr_ctx *ctx, cr_tensor *gates, cr_tensor *c) {
   pthread_once(&chains_once, make_chains);
-  return cr_fused_apply(ctx, chain_c, (cr_tensor *[]){pre[0], pre[1], pre[2], c});
+  return cr_fused_apply(ctx, chain_c, (cr_tensor *[]){gates, c});
 }
 
 static cr_status lstm_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
@@ -68,12 +71,8 @@ static cr_status lstm_step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp,
   /* all four pre-activations [B, 4H]: xp = x W_ih^T + b_ih + b_hh for
    * every step was computed at once (precompute); add h W_hh^T */
   cr_tensor *gates = cr__gated_preact(ctx, L, xp, h);
-  cr_tensor *pre[4];
-  cr_status st = cr_chunk(ctx, gates, 4, 1, pre);
-  if (st != CR_OK)
-    return st;
-  cr_tensor *c2 = cr__lstm_cell_update(ctx, pre, c);
-  cr_tensor *h2 = c2 ? cr_fused_apply(ctx, chain_h, (cr_tensor *[]){pre[3], c2}) : NULL;
+  cr_tensor *c2 = cr__lstm_cell_update(ctx, gates, c);
+  cr_tensor *h2 = c2 ? cr_fused_apply(ctx, chain_h, (cr_tensor *[]){gates, c2}) : NULL;
   if (h2 && L->proj_size)
     h2 = cr__gated_project(ctx, L, h2);
   new_state[0] = *out = h2;

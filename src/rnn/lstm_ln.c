@@ -50,13 +50,11 @@ static cr_status step(cr_ctx *ctx, const cr_cell_layer *L, cr_tensor *xp, cr_ten
   /* gates = xp + LN_4(h W_hh^T) * ln_hh_weight   [B, 4H] */
   cr_tensor *hn = cr__layer_norm_groups(ctx, cr__gated_recurrent(ctx, L, h), 4, LN_EPS);
   cr_tensor *gates = cr_add(ctx, xp, cr_mul(ctx, hn, p[G_HH]));
-  cr_tensor *pre[4];
-  cr_status st = cr_chunk(ctx, gates, 4, 1, pre);
-  if (st != CR_OK)
-    return st;
-  /* c' = f * c + i * g, with i, f, g = sigmoid, sigmoid, tanh of pre[0..2] */
-  cr_tensor *c2 = cr__lstm_cell_update(ctx, pre, c);
-  cr_tensor *o = cr_sigmoid(ctx, pre[3]);
+  /* c' = f * c + i * g, with i, f, g = sigmoid, sigmoid, tanh of the
+   * gates' first three column blocks; o of the fourth */
+  cr_tensor *c2 = cr__lstm_cell_update(ctx, gates, c);
+  const int64_t H = c->shape[1];
+  cr_tensor *o = cr_sigmoid(ctx, cr_slice(ctx, gates, 1, 3 * H, 4 * H, 1));
   /* h' = o * tanh(LN(c') * ln_c_weight + ln_c_bias) */
   cr_tensor *cn = cr_add(ctx, cr_mul(ctx, cr__layer_norm(ctx, c2, LN_EPS), p[G_C]), p[B_C]);
   cr_tensor *h2 = cr_mul(ctx, o, cr_tanh(ctx, cn));
