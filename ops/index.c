@@ -334,19 +334,6 @@ cr_tensor *cr_unsqueeze(cr_ctx *ctx, cr_tensor *x, int axis) {
   return cr_reshape(ctx, x, nd, shape);
 }
 
-cr_tensor *cr_select(cr_ctx *ctx, cr_tensor *x, int axis, int64_t index) {
-  if (!cr__check_inputs(ctx, "select", 1, &x) || !cr__axis(ctx, "select", x, &axis))
-    return NULL;
-  const int64_t dim = x->shape[axis];
-  if (index < -dim || index >= dim)
-    return cr__fail(ctx, CR_ERR_ARG, "select: %s axis %d: index %lld out of range [%lld,%lld)",
-                    cr__shp(x), axis, (long long)index, (long long)-dim, (long long)dim);
-  if (index < 0)
-    index += dim;
-  cr_tensor *s = cr_slice(ctx, x, axis, index, index + 1, 1);
-  return s && x->ndim > 1 ? cr_squeeze(ctx, s, axis) : s;
-}
-
 cr_tensor *cr_pad(cr_ctx *ctx, cr_tensor *x, const int64_t *pad, int n, double value) {
   if (!cr__check_inputs(ctx, "pad", 1, &x))
     return NULL;

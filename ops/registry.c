@@ -25,8 +25,8 @@ extern const cr_op_desc cr__op_cross_entropy, cr__op_mse;
 /* dropout.c */
 extern const cr_op_desc cr__op_dropout;
 /* shape.c, gather.c */
-extern const cr_op_desc cr__op_slice, cr__op_unslice, cr__op_concat, cr__op_stack, cr__op_cast,
-    cr__op_index_select, cr__op_index_add, cr__op_embedding;
+extern const cr_op_desc cr__op_slice, cr__op_select, cr__op_unslice, cr__op_concat, cr__op_stack,
+    cr__op_cast, cr__op_index_select, cr__op_index_add, cr__op_embedding;
 /* broadcast.c */
 extern const cr_op_desc cr__op_expand, cr__op_sum_to;
 /* index.c, scan.c */
@@ -100,6 +100,7 @@ static const cr_op_desc *const ops[] = {
     &cr__op_dropout,
     /* shape.c, gather.c */
     &cr__op_slice,
+    &cr__op_select,
     &cr__op_unslice,
     &cr__op_concat,
     &cr__op_stack,

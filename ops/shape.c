@@ -2,6 +2,8 @@
  *
  *   slice:  y = x[.., start:stop:step, ..] along axis (a view);
  *           gx[.., start:stop:step, ..] += gy
+ *   select: y = x[.., index, ..], the axis dropped (a view; a slice of one
+ *           entry without its unit axis, one node);  gx[.., index, ..] += gy
  *   concat: y = [x_0 | x_1 | ... | x_{n-1}] along an existing axis;
  *           gx_k += the piece of gy at x_k's offset along axis
  *   stack:  y[.., k, ..] = x_k along a new axis;
@@ -24,6 +26,7 @@
 typedef struct {
   int axis;
   int64_t start, step; /* the first element taken, and the stride along axis */
+  bool drop;           /* select: y has no axis `axis` (one entry, step 1) */
 } slice_attr;
 CR__ATTR(slice_attr)
 
@@ -52,6 +55,13 @@ const cr_op_desc cr__op_slice = {.name = "slice",
                                  .reads = 0,
                                  .grad_alias = slice_grad_alias,
                                  .takes_view_grad = takes_view};
+const cr_op_desc cr__op_select = {.name = "select",
+                                  .n_inputs = 1,
+                                  .vjp = slice_vjp,
+                                  .vjp_graph = slice_vjp_graph,
+                                  .reads = 0,
+                                  .grad_alias = slice_grad_alias,
+                                  .takes_view_grad = takes_view};
 const cr_op_desc cr__op_unslice = {.name = "unslice",
                                    .n_inputs = 1,
                                    .vjp = unslice_vjp,
@@ -113,7 +123,35 @@ cr_tensor *cr_slice(cr_ctx *ctx, cr_tensor *x, int axis, int64_t start, int64_t 
       cr__view(ctx, x, x->ndim, shape, stride, elem_at(x->data, b * x->stride[axis], x->dtype));
   cr_node *nd = cr__record(ctx, &cr__op_slice, y, 1, &x);
   if (nd)
-    *slice_attr_of(nd) = (slice_attr){axis, b, step};
+    *slice_attr_of(nd) = (slice_attr){axis, b, step, false};
+  return ctx->status == CR_OK ? y : NULL;
+}
+
+/* shape and stride of x without dim `axis` */
+static void drop_dim(int ndim, const int64_t *in, int axis, int64_t *out) {
+  memcpy(out, in, (size_t)axis * sizeof *out);
+  memcpy(out + axis, in + axis + 1, (size_t)(ndim - axis - 1) * sizeof *out);
+}
+
+cr_tensor *cr_select(cr_ctx *ctx, cr_tensor *x, int axis, int64_t index) {
+  if (!cr__check_inputs(ctx, "select", 1, &x) || !cr__axis(ctx, "select", x, &axis))
+    return NULL;
+  const int64_t dim = x->shape[axis];
+  if (index < -dim || index >= dim)
+    return cr__fail(ctx, CR_ERR_ARG, "select: %s axis %d: index %lld out of range [%lld,%lld)",
+                    cr__shp(x), axis, (long long)index, (long long)-dim, (long long)dim);
+  if (index < 0)
+    index += dim;
+  if (x->ndim == 1) /* tensors have at least one dim: [n] -> [1] */
+    return cr_slice(ctx, x, axis, index, index + 1, 1);
+  int64_t shape[CR_MAX_DIMS] = {0}, stride[CR_MAX_DIMS] = {0};
+  drop_dim(x->ndim, x->shape, axis, shape);
+  drop_dim(x->ndim, x->stride, axis, stride);
+  cr_tensor *y = cr__view(ctx, x, x->ndim - 1, shape, stride,
+                          elem_at(x->data, index * x->stride[axis], x->dtype));
+  cr_node *nd = cr__record(ctx, &cr__op_select, y, 1, &x);
+  if (nd)
+    *slice_attr_of(nd) = (slice_attr){axis, index, 1, true};
   return ctx->status == CR_OK ? y : NULL;
 }
 
@@ -123,6 +161,8 @@ static void slice_region(const cr_node *nd, const cr_tensor *gx, int64_t *stride
   memcpy(stride, gx->stride, sizeof(int64_t) * CR_MAX_DIMS);
   stride[at->axis] *= at->step;
   *base = elem_at(gx->data, at->start * gx->stride[at->axis], gx->dtype);
+  if (at->drop) /* select: the region has y's dims */
+    drop_dim(gx->ndim, gx->stride, at->axis, stride);
 }
 
 /* gx[slice] += gy */
@@ -139,20 +179,36 @@ static void slice_vjp(cr_ctx *ctx, cr_node *nd) {
   region_move(gx->dtype, true, y->ndim, y->shape, base, stride, y->grad->data, y->grad->stride);
 }
 
+/* strides of a dense row-major layout of shape (unit dims any stride) */
+static bool dense(int ndim, const int64_t *shape, const int64_t *stride) {
+  int64_t want = 1;
+  for (int d = ndim - 1; d >= 0; want *= shape[d--])
+    if (shape[d] != 1 && stride[d] != want)
+      return false;
+  return true;
+}
+
 /* When every consumer of the slice writes its gradient through strides,
- * that gradient is a view into the input's gradient (zeroed first, as the
- * slices need not cover it): no buffer of its own and nothing to copy back. */
+ * or the slice's region of the input's gradient is dense (a select along
+ * the first axis: a recurrent layer's step), that gradient is a view into
+ * the input's gradient (zeroed first, as the slices need not cover it): no
+ * buffer of its own and nothing to copy back. */
 static cr_tensor *slice_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh) {
   cr_tensor *t = nd->out, *x = nd->in[0];
   *fresh = false;
-  if (!x->requires_grad || !cr__consumers_take_views(ctx, t))
+  if (!x->requires_grad || !cr__may_alias(ctx, t))
     return NULL;
+  const bool views = cr__consumers_take_views(ctx, t);
+  if (!views && !dense(t->ndim, t->shape, t->stride))
+    return NULL; /* (x's gradient is dense where x is, as a rule: then so is the region) */
   cr_tensor *gx = cr__grad_acc(ctx, x);
   if (!gx)
     return NULL;
   int64_t stride[CR_MAX_DIMS];
   void *base;
   slice_region(nd, gx, stride, &base);
+  if (!views && !dense(t->ndim, t->shape, stride))
+    return NULL; /* the slice's VJP adds it into gx */
   cr_tensor *g = t->grad;
   if (!g || !t->grad_is_view || g->data != base)
     g = cr__view_for(ctx, t, gx, t->ndim, t->shape, stride, base);
@@ -166,6 +222,8 @@ static cr_tensor *slice_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh) {
 static cr_status slice_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx) {
   const slice_attr *at = slice_attr_of(nd);
   cr_tensor *x = nd->in[0];
+  if (at->drop)
+    gy = cr_unsqueeze(ctx, gy, at->axis);
   gx[0] = cr__unslice(ctx, gy, x->ndim, x->shape, at->axis, at->start, at->step);
   return cr_ctx_status(ctx);
 }
@@ -204,7 +262,7 @@ cr_tensor *cr__unslice(cr_ctx *ctx, cr_tensor *x, int ndim, const int64_t *shape
               elem_at(y->data, start * y->stride[axis], y->dtype), stride, x->data, x->stride);
   cr_node *nd = cr__record(ctx, &cr__op_unslice, y, 1, &x);
   if (nd)
-    *slice_attr_of(nd) = (slice_attr){axis, start, step};
+    *slice_attr_of(nd) = (slice_attr){axis, start, step, false};
   return ctx->status == CR_OK ? y : NULL;
 }
 

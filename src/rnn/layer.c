@@ -187,13 +187,9 @@ cr_tensor *cr_rnn_find_param(const cr_rnn *r, const char *name) {
 /* Entry t of x along axis 0, without that axis: [T, ...] -> [...]. */
 static cr_tensor **unbind0(cr_ctx *ctx, cr_tensor *x, int64_t T) {
   cr_tensor **parts = cr__alloc(ctx, (size_t)T * sizeof *parts);
-  if (!parts || cr_chunk(ctx, x, (int)T, 0, parts) != CR_OK)
-    return NULL;
-  for (int64_t t = 0; t < T; t++) {
-    parts[t] = cr_reshape(ctx, parts[t], x->ndim - 1, x->shape + 1);
-    if (!parts[t])
+  for (int64_t t = 0; parts && t < T; t++)
+    if (!(parts[t] = cr_select(ctx, x, 0, t)))
       return NULL;
-  }
   return parts;
 }
 

@@ -58,10 +58,8 @@ static void name_state(cr_tensor *t, const cr_cell_def *d, int s, int l, int dir
 /* Entry t of x along axis 0, without that axis: [n, ...] -> n x [...]. */
 static cr_tensor **unbind0(cr_ctx *ctx, cr_tensor *x, int64_t n) {
   cr_tensor **parts = cr__alloc(ctx, (size_t)n * sizeof *parts);
-  if (!parts || cr_chunk(ctx, x, (int)n, 0, parts) != CR_OK)
-    return NULL;
-  for (int64_t t = 0; t < n; t++)
-    if (!(parts[t] = cr_reshape(ctx, parts[t], x->ndim - 1, x->shape + 1)))
+  for (int64_t t = 0; parts && t < n; t++)
+    if (!(parts[t] = cr_select(ctx, x, 0, t)))
       return NULL;
   return parts;
 }
