@@ -44,14 +44,16 @@ static rows_of rows_view(const cr_tensor *t) {
   return (rows_of){t->data, t->shape, t->stride, t->ndim};
 }
 
-/* element offset of row r (an index over every dim but the last) */
+/* element offset of row r (an index over every dim but the last; r is
+ * below their product, so the first dim takes r whole: no division for a
+ * matrix) */
 static int64_t row_offset(const rows_of *t, int64_t r) {
   int64_t off = 0;
-  for (int d = t->ndim - 2; d >= 0; d--) {
+  for (int d = t->ndim - 2; d > 0; d--) {
     off += (r % t->shape[d]) * t->stride[d];
     r /= t->shape[d];
   }
-  return off;
+  return t->ndim > 1 ? off + r * t->stride[0] : off;
 }
 
 typedef struct {
