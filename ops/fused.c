@@ -69,27 +69,35 @@ typedef struct {
   int8_t canon[SLOTS];               /* the slot whose adjoint a slot shares */
 } fused_job;
 
-/* the chunk [c0, c0 + n) of row r of t, as a unit-stride pointer: t's own
- * memory where it is dense along the row, else gathered into buf */
-static void *chunk_at(const rows_of *t, int64_t r, int64_t c0, int64_t n, bool f32, void *buf,
-                      bool gather) {
-  const int64_t s = t->stride[t->ndim - 1], es = f32 ? 4 : 8;
-  char *base = t->data + (row_offset(t, r) + c0 * s) * es;
-  if (s == 1 || n == 1)
+/* Row r of t: its first element and its stride along the row. */
+typedef struct {
+  char *at;
+  int64_t s;
+} row_ptr;
+
+static row_ptr row_of(const rows_of *t, int64_t r, int es) {
+  if (!t->data)
+    return (row_ptr){NULL, 0};
+  return (row_ptr){t->data + row_offset(t, r) * es, t->stride[t->ndim - 1]};
+}
+
+/* the elements [c0, c0 + n) of a row as a unit-stride pointer: the row's
+ * own memory where it is dense, else gathered into buf */
+static void *chunk_at(row_ptr row, int64_t c0, int64_t n, int es, void *buf, bool gather) {
+  char *base = row.at + c0 * row.s * es;
+  if (row.s == 1 || n == 1)
     return base;
   for (int64_t i = 0; gather && i < n; i++)
-    memcpy((char *)buf + i * es, base + i * s * es, (size_t)es);
+    memcpy((char *)buf + i * es, base + i * row.s * es, (size_t)es);
   return buf;
 }
 
-static void chunk_scatter(const rows_of *t, int64_t r, int64_t c0, int64_t n, bool f32,
-                          const void *buf) {
-  const int64_t s = t->stride[t->ndim - 1], es = f32 ? 4 : 8;
-  char *base = t->data + (row_offset(t, r) + c0 * s) * es;
-  if (s == 1 || n == 1)
+static void chunk_scatter(row_ptr row, int64_t c0, int64_t n, int es, const void *buf) {
+  char *base = row.at + c0 * row.s * es;
+  if (row.s == 1 || n == 1)
     return;
   for (int64_t i = 0; i < n; i++)
-    memcpy(base + i * s * es, (const char *)buf + i * es, (size_t)es);
+    memcpy(base + i * row.s * es, (const char *)buf + i * es, (size_t)es);
 }
 
 static void run_rows(const fused_job *j, int64_t r0, int64_t r1) {
@@ -98,20 +106,26 @@ static void run_rows(const fused_job *j, int64_t r0, int64_t r1) {
   _Alignas(64) char vbuf[SLOTS][CHUNK * 8], gbuf[SLOTS][CHUNK * 8];
   void *v[SLOTS], *g[SLOTS];
   bool set[SLOTS];
-  for (int64_t r = r0; r < r1; r++)
+  row_ptr in[CR_FUSED_MAX_INPUTS], grad[CR_FUSED_MAX_INPUTS], out;
+  for (int64_t r = r0; r < r1; r++) {
+    for (int k = 0; k < p->n_tensors; k++) { /* each tensor's row, once */
+      in[k] = row_of(&j->in[k], r, es);
+      grad[k] = row_of(&j->grad[k], r, es);
+    }
+    out = row_of(&j->out, r, es);
     for (int64_t c0 = 0; c0 < j->inner; c0 += CHUNK) {
       const int64_t n = j->inner - c0 < CHUNK ? j->inner - c0 : CHUNK, at = r * j->inner + c0;
       for (int k = 0; k < p->n_in; k++) /* the VJP reads only the inputs it needs */
         v[k] = !j->backward || (p->need >> k & 1)
-                   ? chunk_at(&j->in[p->tensor_of[k]], r, p->block_of[k] * j->inner + c0, n, j->f32,
-                              vbuf[k], true)
+                   ? chunk_at(in[p->tensor_of[k]], p->block_of[k] * j->inner + c0, n, es, vbuf[k],
+                              true)
                    : vbuf[k];
       for (int s = p->n_in; s < nv; s++) {
         void *kept = j->saved ? j->saved[s - p->n_in] : NULL;
         v[s] = kept ? (char *)kept + at * es : vbuf[s];
       }
       if (!j->backward) /* the result straight into y (contiguous) */
-        v[nv - 1] = j->out.data + at * es;
+        v[nv - 1] = out.at + c0 * es;
       if (j->f32)
         fused_forward_f(p, (float *const *)v, j->compute, n);
       else
@@ -122,26 +136,26 @@ static void run_rows(const fused_job *j, int64_t r0, int64_t r1) {
         g[s] = gbuf[s];
         set[s] = false;
       }
-      g[nv - 1] = chunk_at(&j->out, r, c0, n, j->f32, gbuf[nv - 1], true);
+      g[nv - 1] = chunk_at(out, c0, n, es, gbuf[nv - 1], true);
       set[nv - 1] = true;
       for (int k = 0; k < p->n_in; k++)
-        if (j->grad[p->tensor_of[k]].data && j->canon[k] == k) {
+        if (grad[p->tensor_of[k]].at && j->canon[k] == k) {
           set[k] = !j->fresh[p->tensor_of[k]];
-          g[k] = chunk_at(&j->grad[p->tensor_of[k]], r, p->block_of[k] * j->inner + c0, n, j->f32,
-                          gbuf[k], set[k]);
+          g[k] = chunk_at(grad[p->tensor_of[k]], p->block_of[k] * j->inner + c0, n, es, gbuf[k],
+                          set[k]);
         }
       if (j->f32)
         fused_backward_f(p, (float *const *)v, (float *const *)g, set, j->canon, n);
       else
         fused_backward_d(p, (double *const *)v, (double *const *)g, set, j->canon, n);
       for (int k = 0; k < p->n_in; k++)
-        if (j->grad[p->tensor_of[k]].data && j->canon[k] == k) {
+        if (grad[p->tensor_of[k]].at && j->canon[k] == k) {
           if (!set[k]) /* no op passed anything back to it: a fresh buffer reads 0 */
             memset(g[k], 0, (size_t)(n * es));
-          chunk_scatter(&j->grad[p->tensor_of[k]], r, p->block_of[k] * j->inner + c0, n, j->f32,
-                        g[k]);
+          chunk_scatter(grad[p->tensor_of[k]], p->block_of[k] * j->inner + c0, n, es, g[k]);
         }
     }
+  }
 }
 
 /* Elements per thread below which a chain runs on one thread (as the
