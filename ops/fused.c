@@ -100,6 +100,49 @@ static void chunk_scatter(row_ptr row, int64_t c0, int64_t n, int es, const void
     memcpy(base + i * row.s * es, (const char *)buf + i * es, (size_t)es);
 }
 
+/* Ask for the first elements of a dense row ahead of their use (write: for
+ * a gradient the pass adds to).  A step's saved values, inputs and input
+ * gradients were written long before its VJP reads them, so they come from
+ * L3 or memory; rows of blocks are too short and far apart for the
+ * hardware's stream prefetch to see (a GRU at 64x128x32x64: the VJP took
+ * 2.7x longer per step than with the step's data in cache). */
+static void prefetch_row(const char *at, int64_t s, int64_t n, int es, bool write) {
+  if (!at || s != 1)
+    return;
+  const int64_t bytes = (n < 2 * CHUNK ? n : 2 * CHUNK) * es;
+  for (int64_t b = 0; b < bytes; b += 64) {
+    if (write)
+      __builtin_prefetch(at + b, 1);
+    else
+      __builtin_prefetch(at + b, 0);
+  }
+}
+
+/* every row the pass reads at row r (the next one's, while this one runs) */
+static void prefetch_next_row(const fused_job *j, int64_t r) {
+  const fused_prog *p = j->p;
+  const int es = j->f32 ? 4 : 8;
+  for (int k = 0; k < p->n_in; k++) {
+    const int t = p->tensor_of[k];
+    const int64_t off = p->block_of[k] * j->inner;
+    if (!j->backward || (p->need >> k & 1)) {
+      const row_ptr in = row_of(&j->in[t], r, es);
+      prefetch_row(in.at + off * es, in.s, j->inner, es, false);
+    }
+    if (j->backward && j->canon[k] == k) {
+      const row_ptr g = row_of(&j->grad[t], r, es);
+      prefetch_row(g.at ? g.at + off * es : NULL, g.s, j->inner, es, true);
+    }
+  }
+  if (!j->backward)
+    return;
+  for (int s = 0; j->saved && s < p->n_ops; s++)
+    prefetch_row(j->saved[s] ? (const char *)j->saved[s] + r * j->inner * es : NULL, 1, j->inner,
+                 es, false);
+  const row_ptr gy = row_of(&j->out, r, es);
+  prefetch_row(gy.at, gy.s, j->inner, es, false);
+}
+
 static void run_rows(const fused_job *j, int64_t r0, int64_t r1) {
   const fused_prog *p = j->p;
   const int nv = p->n_in + p->n_ops, es = j->f32 ? 4 : 8;
@@ -113,6 +156,8 @@ static void run_rows(const fused_job *j, int64_t r0, int64_t r1) {
       grad[k] = row_of(&j->grad[k], r, es);
     }
     out = row_of(&j->out, r, es);
+    if (r + 1 < r1)
+      prefetch_next_row(j, r + 1);
     for (int64_t c0 = 0; c0 < j->inner; c0 += CHUNK) {
       const int64_t n = j->inner - c0 < CHUNK ? j->inner - c0 : CHUNK, at = r * j->inner + c0;
       for (int k = 0; k < p->n_in; k++) /* the VJP reads only the inputs it needs */
