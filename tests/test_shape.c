@@ -116,6 +116,67 @@ static void test_slice_records_and_grads(void **state) {
   }
 }
 
+/* select is one view node; its gradient lands in its entry of the input's,
+ * the other entries 0, an entry selected twice gets both.  x = 2 a is an
+ * intermediate, so its gradient is an engine buffer a slice's gradient
+ * aliases (shape.c): each pass first fills every entry of a same-sized
+ * buffer (sum(x) * 7: the pool hands that buffer back next), so an entry
+ * left unzeroed shows as a wrong value.  With other consumers of x, and in
+ * anomaly mode. */
+static void test_select_records_and_grads(void **state) {
+  cr_ctx *ctx = *state;
+  for (int dt = CR_F32; dt <= CR_F64; dt++)
+    for (int variant = 0; variant < 4; variant++) {
+      const bool anomaly = variant == 3;
+      cr_set_detect_anomaly(ctx, anomaly);
+      cr_tensor *a = param(ctx, (cr_dtype)dt, CR_SHAPE(5, 3)); /* 0..14 */
+      cr_tensor *dirty = cr_mul_scalar(ctx, cr_sum(ctx, cr_mul_scalar(ctx, a, 2.0)), 7.0);
+      assert_int_equal(cr_backward(ctx, dirty), CR_OK);
+      cr_zero_grad(a);
+      cr_tensor *x = cr_mul_scalar(ctx, a, 2.0);
+      cr_ctx_stats before, after;
+      cr_ctx_get_stats(ctx, &before);
+      cr_tensor *s1 = cr_select(ctx, x, 0, 1), *s3 = cr_select(ctx, x, 0, -2);
+      cr_ctx_get_stats(ctx, &after);
+      assert_int_equal(after.nodes, before.nodes + 2); /* one node each */
+      assert_string_equal(cr_grad_fn(s1), "select");
+      CHECK(s1, CR_SHAPE(3), 6, 8, 10);
+      CHECK(s3, CR_SHAPE(3), 18, 20, 22);
+      /* L = sum(s1 * w) + sum(s1 * v) (entry 1 selected twice: summed)
+       *   + sum(s3^2) [+ sum(x) in variant 1, + sum(x * x[0]) in variant 2] */
+      cr_tensor *w = cr_arange(ctx, (cr_dtype)dt, 1, 4, 1),
+                *v = cr_full(ctx, (cr_dtype)dt, CR_SHAPE(3), 10);
+      cr_tensor *L = cr_add(ctx, cr_sum(ctx, cr_mul(ctx, s1, w)),
+                            cr_sum(ctx, cr_mul(ctx, cr_select(ctx, x, 0, 1), v)));
+      L = cr_add(ctx, L, cr_sum(ctx, cr_square(ctx, s3)));
+      if (variant == 1)
+        L = cr_add(ctx, L, cr_sum(ctx, x));
+      if (variant == 2) /* another consumer, broadcast: dL/dx += x[0] per row, dx[0] += sum rows */
+        L = cr_add(ctx, L, cr_sum(ctx, cr_mul(ctx, x, cr_select(ctx, x, 0, 0))));
+      assert_int_equal(cr_backward(ctx, L), CR_OK);
+      /* dL/dx row 1 = w + v, row 3 = 2 s3, others 0; dL/da = 2 dL/dx */
+      double want[15] = {0};
+      for (int j = 0; j < 3; j++) {
+        want[3 + j] = 2 * ((j + 1) + 10);
+        want[9 + j] = 2 * 2 * (18 + 2 * j);
+      }
+      for (int i = 0; variant == 1 && i < 15; i++)
+        want[i] += 2;
+      for (int j = 0; variant == 2 && j < 3; j++) { /* x[i][j] * x[0][j] summed over i */
+        double col = 0;
+        for (int i = 0; i < 5; i++)
+          col += 2.0 * (3 * i + j);
+        for (int i = 0; i < 5; i++)
+          want[3 * i + j] += 2 * 2.0 * j; /* x[0][j] = 2 j */
+        want[j] += 2 * col;
+      }
+      check(cr_grad(a), CR_SHAPE(5, 3), want);
+      cr_tensor_free(a);
+      cr_ctx_reset(ctx);
+    }
+  cr_set_detect_anomaly(ctx, false);
+}
+
 static void test_concat_values_and_grads(void **state) {
   cr_ctx *ctx = *state;
   for (int dt = CR_F32; dt <= CR_F64; dt++) {
@@ -413,6 +474,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_slice_values_and_view, setup, teardown),
       cmocka_unit_test_setup_teardown(test_slice_records_and_grads, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_select_records_and_grads, setup, teardown),
       cmocka_unit_test_setup_teardown(test_concat_values_and_grads, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stack_values_and_grads, setup, teardown),
       cmocka_unit_test_setup_teardown(test_split_and_chunk, setup, teardown),
