@@ -184,7 +184,8 @@ cr_tensor *cr_squeeze(cr_ctx *ctx, cr_tensor *x, int axis);
  * <= ndim; a reshape). */
 cr_tensor *cr_unsqueeze(cr_ctx *ctx, cr_tensor *x, int axis);
 /* x[.., index, ..] along axis, the axis dropped (negative index counts from
- * the end; a 1-d x gives [1]).  Gradient: placed back at index. */
+ * the end; a 1-d x gives [1]): a view, one "select" node.  Gradient:
+ * placed back at index. */
 cr_tensor *cr_select(cr_ctx *ctx, cr_tensor *x, int axis, int64_t index);
 /* x reversed along n distinct axes (a copy).  Gradient: gy flipped back. */
 cr_tensor *cr_flip(cr_ctx *ctx, cr_tensor *x, const int *axes, int n);
