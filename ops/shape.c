@@ -339,9 +339,10 @@ static void concat_vjp(cr_ctx *ctx, cr_node *nd) {
   const int axis = axis_attr_of(nd)->axis;
   int64_t at = 0;
   for (int k = 0; k < nd->n_in; k++) {
-    cr_tensor *x = nd->in[k], *gx = cr__grad_acc(ctx, x);
+    bool fresh; /* a first contribution is written, not added to zeros */
+    cr_tensor *x = nd->in[k], *gx = cr__grad_acc_fresh(ctx, x, &fresh);
     if (gx)
-      region_move(gx->dtype, true, x->ndim, x->shape, gx->data, gx->stride,
+      region_move(gx->dtype, !fresh, x->ndim, x->shape, gx->data, gx->stride,
                   elem_at(gy->data, at * gy->stride[axis], gy->dtype), gy->stride);
     at += x->shape[axis];
   }
@@ -404,9 +405,10 @@ static void stack_vjp(cr_ctx *ctx, cr_node *nd) {
   int64_t gs[CR_MAX_DIMS];
   drop_axis(gy->stride, nd->in[0]->ndim, axis, gs);
   for (int k = 0; k < nd->n_in; k++) {
-    cr_tensor *x = nd->in[k], *gx = cr__grad_acc(ctx, x);
+    bool fresh; /* a first contribution is written, not added to zeros */
+    cr_tensor *x = nd->in[k], *gx = cr__grad_acc_fresh(ctx, x, &fresh);
     if (gx)
-      region_move(gx->dtype, true, x->ndim, x->shape, gx->data, gx->stride,
+      region_move(gx->dtype, !fresh, x->ndim, x->shape, gx->data, gx->stride,
                   elem_at(gy->data, k * gy->stride[axis], gy->dtype), gs);
   }
 }

@@ -43,6 +43,21 @@ static cr_tensor *f_cat_same(cr_ctx *c, cr_tensor *const *in, int n, void *u) {
   cr_tensor *xs[2] = {in[0], in[0]};
   return cr_mul(c, cr_concat(c, xs, 2, 0), in[1]);
 }
+/* an intermediate twice and a value made from it: the first of the
+ * stack's contributions to t's gradient is written (fresh), the second
+ * and the product's are added */
+static cr_tensor *f_stack_mid(cr_ctx *c, cr_tensor *const *in, int n, void *u) {
+  (void)n, (void)u;
+  cr_tensor *t = cr_tanh(c, in[0]);
+  cr_tensor *xs[3] = {t, t, cr_mul(c, t, in[1])};
+  return cr_square(c, cr_stack(c, xs, 3, 0));
+}
+static cr_tensor *f_cat_mid(cr_ctx *c, cr_tensor *const *in, int n, void *u) {
+  (void)n, (void)u;
+  cr_tensor *t = cr_tanh(c, in[0]);
+  cr_tensor *xs[3] = {t, cr_mul(c, t, in[1]), t};
+  return cr_square(c, cr_concat(c, xs, 3, 1));
+}
 FN(f_stack0, cr_stack(c, in, 3, 0))
 FN(f_stack1, cr_stack(c, in, 2, 1))
 FN(f_stack_last, cr_stack(c, in, 2, -1))
@@ -292,6 +307,32 @@ const gc_row gc_rows_shape[] = {
      1,
      0,
      f_stack0,
+     0,
+     0,
+     NULL,
+     0},
+    {"stack",
+     "tanh(x) twice and tanh(x)*w, squared",
+     2,
+     {2, 2},
+     {{2, 3}, {2, 3}},
+     -1,
+     1,
+     0,
+     f_stack_mid,
+     0,
+     0,
+     NULL,
+     0},
+    {"concat",
+     "tanh(x), tanh(x)*w, tanh(x) axis 1, squared",
+     2,
+     {2, 2},
+     {{2, 3}, {2, 3}},
+     -1,
+     1,
+     0,
+     f_cat_mid,
      0,
      0,
      NULL,
