@@ -228,7 +228,7 @@ cr_tensor *cr__grad_acc_fresh(cr_ctx *ctx, cr_tensor *t, bool *fresh) {
    * recomputed by each pass, so its first contribution may overwrite */
   *fresh = first_use && t->node;
   if (first_use && !t->persistent && !t->node)
-    memset(t->grad->data, 0, (size_t)t->numel * cr_dtype_size(t->dtype)); /* arena leaf */
+    cr__par_zero(t->grad->data, (size_t)t->numel * cr_dtype_size(t->dtype)); /* arena leaf */
   return t->grad;
 }
 
@@ -236,7 +236,7 @@ cr_tensor *cr__grad_acc(cr_ctx *ctx, cr_tensor *t) {
   bool fresh;
   cr_tensor *g = cr__grad_acc_fresh(ctx, t, &fresh);
   if (g && fresh)
-    memset(g->data, 0, (size_t)g->numel * cr_dtype_size(g->dtype));
+    cr__par_zero(g->data, (size_t)g->numel * cr_dtype_size(g->dtype));
   return g;
 }
 
@@ -510,43 +510,90 @@ void cr__add_dense(cr_tensor *dst, const cr_tensor *src) {
     add_dense_d(dst->data, src->data, dst->numel);
 }
 
+/* Whether strides over shape give each element its own address (no
+ * stride 0 on a dim of size > 1): then a pass writing through them can
+ * run in parts. */
+static bool distinct(int ndim, const int64_t *shape, const int64_t *stride) {
+  for (int d = 0; d < ndim; d++)
+    if (shape[d] > 1 && stride[d] == 0)
+      return false;
+  return true;
+}
+
+/* A sum into dst's elements: in parts on several threads when dst is
+ * not broadcast (each element of dst gets its one term; no reduction
+ * crosses the parts) and the pass is large (cr__iter_run) */
+typedef struct {
+  bool f32;
+  void *dst;
+  const void *src;
+} add_job;
+
+static void add_part(void *arg, cr__iter *it) {
+  const add_job *j = arg;
+  if (j->f32)
+    add_reduced_f(it, j->dst, j->src);
+  else
+    add_reduced_d(it, j->dst, j->src);
+}
+
 void cr__add_reduced(cr_tensor *dst, const cr_tensor *src) {
   int64_t sd[CR_MAX_DIMS];
   cr__bcast_strides(dst, src->ndim, src->shape, sd);
   const int64_t *strides[2] = {sd, src->stride};
   cr__iter it;
   cr__iter_init(&it, src->ndim, src->shape, 2, strides);
-  if (dst->dtype == CR_F32)
-    add_reduced_f(&it, dst->data, src->data);
+  add_job j = {dst->dtype == CR_F32, dst->data, src->data};
+  if (distinct(src->ndim, src->shape, sd))
+    cr__iter_run(&it, add_part, &j);
   else
-    add_reduced_d(&it, dst->data, src->data);
+    add_part(&j, &it);
 }
 
-/* dst (=|+=) src over src's shape, each through its own strides. */
+/* dst (=|+=) src over src's shape, each through its own strides: an
+ * elementwise pass, in parts on several threads when large */
+typedef struct {
+  cr_dtype ddt, sdt;
+  void *dst;
+  const void *src;
+  bool add;
+} move_job;
+
+static void move_part(void *arg, cr__iter *it) {
+  const move_job *j = arg;
+  for (int64_t r = 0; r < it->rows; r++, cr__iter_next(it)) {
+    const int64_t sd = it->istr[0], ss = it->istr[1];
+    if (j->ddt == CR_F32 && j->sdt == CR_F64) {
+      float *d = (float *)j->dst + it->off[0];
+      const double *s = (const double *)j->src + it->off[1];
+      for (int64_t i = 0; i < it->inner; i++)
+        d[i * sd] = j->add ? d[i * sd] + (float)s[i * ss] : (float)s[i * ss];
+    } else if (j->ddt == CR_F64 && j->sdt == CR_F32) {
+      double *d = (double *)j->dst + it->off[0];
+      const float *s = (const float *)j->src + it->off[1];
+      for (int64_t i = 0; i < it->inner; i++)
+        d[i * sd] = j->add ? d[i * sd] + (double)s[i * ss] : (double)s[i * ss];
+    } else if (j->ddt == CR_F32) {
+      move_row_f((float *)j->dst + it->off[0], sd, (const float *)j->src + it->off[1], ss,
+                 it->inner, j->add);
+    } else {
+      move_row_d((double *)j->dst + it->off[0], sd, (const double *)j->src + it->off[1], ss,
+                 it->inner, j->add);
+    }
+  }
+}
+
 void cr__move_strided(cr_dtype ddt, void *dst, const int64_t *dst_stride, cr_dtype sdt,
                       const void *src, const int64_t *src_stride, int ndim, const int64_t *shape,
                       bool add) {
   const int64_t *st[2] = {dst_stride, src_stride};
   cr__iter it;
   cr__iter_init(&it, ndim, shape, 2, st);
-  for (int64_t r = 0; r < it.rows; r++, cr__iter_next(&it)) {
-    const int64_t sd = it.istr[0], ss = it.istr[1];
-    if (ddt == CR_F32 && sdt == CR_F64) {
-      float *d = (float *)dst + it.off[0];
-      const double *s = (const double *)src + it.off[1];
-      for (int64_t i = 0; i < it.inner; i++)
-        d[i * sd] = add ? d[i * sd] + (float)s[i * ss] : (float)s[i * ss];
-    } else if (ddt == CR_F64 && sdt == CR_F32) {
-      double *d = (double *)dst + it.off[0];
-      const float *s = (const float *)src + it.off[1];
-      for (int64_t i = 0; i < it.inner; i++)
-        d[i * sd] = add ? d[i * sd] + (double)s[i * ss] : (double)s[i * ss];
-    } else if (ddt == CR_F32) {
-      move_row_f((float *)dst + it.off[0], sd, (const float *)src + it.off[1], ss, it.inner, add);
-    } else {
-      move_row_d((double *)dst + it.off[0], sd, (const double *)src + it.off[1], ss, it.inner, add);
-    }
-  }
+  move_job j = {ddt, sdt, dst, src, add};
+  if (distinct(ndim, shape, dst_stride))
+    cr__iter_run(&it, move_part, &j);
+  else
+    move_part(&j, &it);
 }
 
 void cr__copy_convert(cr_tensor *dst, const cr_tensor *src, bool add) {

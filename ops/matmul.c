@@ -217,7 +217,7 @@ static void defer_or_run(cr_ctx *ctx, cr_tensor *gb, cr_tensor *a, cr_tensor *gy
   if (s->how == PACK_GY)
     cr__skinny_pack_rows(s->cap, s->rows, M, N, gy->data, N, 1, s->panels);
   else
-    memcpy(s->G + (size_t)(s->rows * N) * es, gy->data, (size_t)(M * N) * es);
+    cr__par_copy(s->G + (size_t)(s->rows * N) * es, gy->data, (size_t)(M * N) * es);
   s->rows += M;
 }
 
@@ -448,10 +448,10 @@ static void addmm_vjp(cr_ctx *ctx, cr_node *nd) {
   cr_tensor *gb = cr__grad_acc(ctx, b);
   if (gc) {
     if (fresh_c && gc->numel == gy->numel) /* gc = gy */
-      memcpy(gc->data, gy->data, (size_t)gy->numel * cr_dtype_size(gy->dtype));
+      cr__par_copy(gc->data, gy->data, (size_t)gy->numel * cr_dtype_size(gy->dtype));
     else {
       if (fresh_c)
-        memset(gc->data, 0, (size_t)gc->numel * cr_dtype_size(gc->dtype));
+        cr__par_zero(gc->data, (size_t)gc->numel * cr_dtype_size(gc->dtype));
       cr__add_reduced(gc, gy); /* sums over the rows when c was broadcast */
     }
   }

@@ -328,6 +328,11 @@ typedef void (*cr__task_fn)(void *arg, int64_t task);
 void cr__parallel_for(int64_t n, cr__task_fn fn, void *arg);
 /* threads a job started here would use: cr_get_num_threads(), 1 in a task */
 int cr__parallel_threads(void);
+/* memset(p, 0, bytes) and memcpy (no overlap), on several threads from
+ * 64 KiB up: memory-bound passes over gradients, which would otherwise
+ * be serial work the other threads wait on */
+void cr__par_zero(void *p, size_t bytes);
+void cr__par_copy(void *dst, const void *src, size_t bytes);
 
 /* m*n*k at or below which cr__gemm uses plain loops instead of BLIS. */
 extern int64_t cr__small_gemm_mnk;

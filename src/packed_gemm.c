@@ -38,8 +38,8 @@ size_t cr__skinny_packed_floats(int64_t k, int64_t n) {
   return (size_t)((n + NP - 1) / NP) * (size_t)k * NP;
 }
 
-void cr__skinny_pack_rows(int64_t kp, int64_t p0, int64_t rows, int64_t n, const float *B,
-                          int64_t rs, int64_t cs, float *out) {
+static void pack_rows(int64_t kp, int64_t p0, int64_t rows, int64_t n, const float *B, int64_t rs,
+                      int64_t cs, float *out) {
   const int64_t np = (n + NP - 1) / NP;
   for (int64_t p = p0; p < p0 + rows; p++) {
     const int64_t k0 = p / KC * KC, kb = kp - k0 < KC ? kp - k0 : KC;
@@ -57,6 +57,36 @@ void cr__skinny_pack_rows(int64_t kp, int64_t p0, int64_t rows, int64_t n, const
       }
     }
   }
+}
+
+/* Packing many rows is a memory-bound pass (a step's rows staged for the
+ * weight gradient: 64 KiB at B = 32, H = 512) that the other threads
+ * would wait on: rows in parts of at least 8K floats, one per thread. */
+typedef struct {
+  int64_t kp, p0, rows, n, rs, cs, parts;
+  const float *B;
+  float *out;
+} pack_job;
+
+static void pack_part(void *arg, int64_t part) {
+  const pack_job *j = arg;
+  const int64_t r0 = j->rows * part / j->parts, r1 = j->rows * (part + 1) / j->parts;
+  pack_rows(j->kp, j->p0 + r0, r1 - r0, j->n, j->B + r0 * j->rs, j->rs, j->cs, j->out);
+}
+
+void cr__skinny_pack_rows(int64_t kp, int64_t p0, int64_t rows, int64_t n, const float *B,
+                          int64_t rs, int64_t cs, float *out) {
+  int64_t parts = rows * n < 16384 ? 1 : cr__parallel_threads();
+  if (parts > rows * n / 8192)
+    parts = rows * n / 8192;
+  if (parts > rows)
+    parts = rows;
+  if (parts <= 1) {
+    pack_rows(kp, p0, rows, n, B, rs, cs, out);
+    return;
+  }
+  pack_job j = {kp, p0, rows, n, rs, cs, parts, B, out};
+  cr__parallel_for(parts, pack_part, &j);
 }
 
 void cr__skinny_pack(int64_t k, int64_t n, const float *B, int64_t rs, int64_t cs, float *out) {

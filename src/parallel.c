@@ -152,3 +152,57 @@ void cr__parallel_for(int64_t n, cr__task_fn fn, void *arg) {
     cpu_relax();
   pthread_mutex_unlock(&P.busy);
 }
+
+/* ---- memory-bound passes over large buffers (zeroing a gradient,
+ * copying one): one core alone does not reach the memory's bandwidth, and
+ * on one thread these passes are what a second core waits on.  A buffer
+ * of 2 PAR_BYTES or more is cut into parts of at least PAR_BYTES (ends on
+ * 64-byte lines), one per thread.  Bytes are bytes: the same result on
+ * any thread count. */
+#define PAR_BYTES ((size_t)32 << 10)
+
+typedef struct {
+  char *dst;
+  const char *src; /* NULL: zero */
+  size_t bytes;
+  int64_t parts;
+} mem_job;
+
+static void mem_part(void *arg, int64_t part) {
+  const mem_job *j = arg;
+  const size_t lines = (j->bytes + 63) / 64;
+  const size_t b0 = lines * (size_t)part / (size_t)j->parts * 64;
+  size_t b1 = lines * (size_t)(part + 1) / (size_t)j->parts * 64;
+  b1 = b1 < j->bytes ? b1 : j->bytes;
+  if (b1 <= b0)
+    return;
+  if (j->src)
+    memcpy(j->dst + b0, j->src + b0, b1 - b0);
+  else
+    memset(j->dst + b0, 0, b1 - b0);
+}
+
+static void mem_pass(void *dst, const void *src, size_t bytes) {
+  int64_t parts = bytes < 2 * PAR_BYTES ? 1 : cr__parallel_threads();
+  if (parts > (int64_t)(bytes / PAR_BYTES))
+    parts = (int64_t)(bytes / PAR_BYTES);
+  if (parts <= 1) {
+    if (src)
+      memcpy(dst, src, bytes);
+    else
+      memset(dst, 0, bytes);
+    return;
+  }
+  mem_job j = {dst, src, bytes, parts};
+  cr__parallel_for(parts, mem_part, &j);
+}
+
+void cr__par_zero(void *p, size_t bytes) {
+  if (bytes)
+    mem_pass(p, NULL, bytes);
+}
+
+void cr__par_copy(void *dst, const void *src, size_t bytes) {
+  if (bytes)
+    mem_pass(dst, src, bytes);
+}

@@ -620,7 +620,7 @@ const char *cr_name(const cr_tensor *t) { return t && t->magic == CR__TENSOR_MAG
 
 void cr_zero_grad(cr_tensor *t) {
   if (t && t->grad)
-    memset(t->grad->data, 0, (size_t)t->grad->numel * cr_dtype_size(t->grad->dtype));
+    cr__par_zero(t->grad->data, (size_t)t->grad->numel * cr_dtype_size(t->grad->dtype));
 }
 
 void *cr_data(cr_tensor *t) {

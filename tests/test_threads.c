@@ -152,6 +152,55 @@ static void test_maps_same_bits_on_two_threads(void **state) {
   cr_ctx_free(ctx);
 }
 
+/* ---- memory-bound passes cut across threads: zeroing, copying and
+ * packing rows give what one thread gives, on sizes around the cuts and
+ * unaligned ends, and touch nothing outside their range */
+
+static void test_memory_passes_same_on_any_threads(void **state) {
+  (void)state;
+  const size_t sizes[] = {1, 4, 65532, 65536, 65548, 1048612, 3 * 1048576 + 20};
+  const size_t pad = 64, most = 3 * 1048576 + 20;
+  unsigned char *src = malloc(most + 2 * pad), *dst = malloc(most + 2 * pad);
+  assert_true(src && dst);
+  for (size_t i = 0; i < most + 2 * pad; i++)
+    src[i] = (unsigned char)(i * 2654435761u >> 13);
+  for (int threads = 1; threads <= 3; threads++) {
+    cr_set_num_threads(threads);
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
+      for (size_t off = 0; off < 2; off++) { /* and a start 4 bytes past a line */
+        const size_t n = sizes[s], at = pad + 4 * off;
+        memset(dst, 0xab, most + 2 * pad);
+        cr__par_copy(dst + at, src + at, n);
+        assert_memory_equal(dst + at, src + at, n);
+        cr__par_zero(dst + at, n);
+        for (size_t i = 0; i < most + 2 * pad; i++)
+          if (dst[i] != (i >= at && i < at + n ? 0 : 0xab))
+            fail_msg("threads %d, %zu bytes at %zu: byte %zu is %d", threads, n, at, i, dst[i]);
+      }
+  }
+  /* rows packed into panels: 200 rows of 520 (parts of rows), from rows
+   * and from a transposed source, against one thread */
+  enum { R = 200, N = 520, KP = 300 };
+  float *b = malloc(sizeof(float) * R * N);
+  const size_t floats = cr__skinny_packed_floats(KP, N);
+  float *one = calloc(floats, sizeof *one), *many = calloc(floats, sizeof *many);
+  assert_true(b && one && many);
+  for (int i = 0; i < R * N; i++)
+    b[i] = (float)(i % 977) * 0.25f - 7.0f;
+  for (int trans = 0; trans < 2; trans++) { /* op(B)[p, j] = b[p rs + j cs], [R, N] */
+    const int64_t rs = trans ? 1 : N, cs = trans ? R : 1, n = N, rows = R;
+    cr_set_num_threads(1);
+    memset(one, 0, floats * sizeof *one);
+    cr__skinny_pack_rows(KP, 37, rows, n, b, rs, cs, one);
+    cr_set_num_threads(2);
+    memset(many, 0, floats * sizeof *many);
+    cr__skinny_pack_rows(KP, 37, rows, n, b, rs, cs, many);
+    assert_memory_equal(one, many, floats * sizeof *one);
+  }
+  cr_set_num_threads(1);
+  free(src), free(dst), free(b), free(one), free(many);
+}
+
 /* ---- a layer's forward and backward (on two threads, and unfused) */
 
 static void layer_same_bits(const cr_cell_def *cell, int64_t every) {
@@ -214,6 +263,7 @@ int main(void) {
       cmocka_unit_test(test_pool_runs_every_task_once),
       cmocka_unit_test(test_products_same_bits_on_any_threads),
       cmocka_unit_test(test_maps_same_bits_on_two_threads),
+      cmocka_unit_test(test_memory_passes_same_on_any_threads),
       cmocka_unit_test(test_layers_same_bits_on_two_threads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
