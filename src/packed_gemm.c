@@ -286,6 +286,23 @@ __attribute__((target("avx512f"))) static void run_tile512(int R, int W, const f
  * many chains, should gain more (not measured). */
 #define ROW_CHAINS 4
 
+/* chain acc += a_p * (row p of W panels, ps floats apart) */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+row_fma(__m256 *acc, const int W, float ap, const float *b, int64_t ps) {
+  const __m256 av = _mm256_set1_ps(ap);
+#pragma GCC unroll 8
+  for (int v = 0; v < 2 * W; v++)
+    acc[v] = _mm256_fmadd_ps(av, _mm256_load_ps(b + (v / 2) * ps + 8 * (v % 2)), acc[v]);
+}
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+row_fma512(__m512 *acc, const int W, float ap, const float *b, int64_t ps) {
+  const __m512 av = _mm512_set1_ps(ap);
+#pragma GCC unroll 8
+  for (int w = 0; w < W; w++)
+    acc[w] = _mm512_fmadd_ps(av, _mm512_loadu_ps(b + w * ps), acc[w]);
+}
+
 __attribute__((target("avx2,fma"), always_inline)) static inline void
 row_tile(const int W, const float *a, int64_t ap, const float *b, int64_t kbp, int64_t kb,
          float alpha, float bt, const float *ci, float *c, int64_t left) {
@@ -299,22 +316,12 @@ row_tile(const int W, const float *a, int64_t ap, const float *b, int64_t kbp, i
   int64_t p = 0;
   for (; p + ROW_CHAINS <= kb; p += ROW_CHAINS)
 #pragma GCC unroll 8
-    for (int s = 0; s < ROW_CHAINS; s++) {
-      const __m256 av = _mm256_broadcast_ss(a + (p + s) * ap);
-#pragma GCC unroll 8
-      for (int v = 0; v < 2 * W; v++)
-        acc[s][v] = _mm256_fmadd_ps(
-            av, _mm256_load_ps(b + (v / 2) * ps + (p + s) * NP + 8 * (v % 2)), acc[s][v]);
-    }
+    for (int s = 0; s < ROW_CHAINS; s++)
+      row_fma(acc[s], W, a[(p + s) * ap], b + (p + s) * NP, ps);
 #pragma GCC unroll 8
   for (int s = 0; s < ROW_CHAINS - 1; s++) /* the last kb % 4 rows: p % 4 == s */
-    if (p + s < kb) {
-      const __m256 av = _mm256_broadcast_ss(a + (p + s) * ap);
-#pragma GCC unroll 8
-      for (int v = 0; v < 2 * W; v++)
-        acc[s][v] = _mm256_fmadd_ps(
-            av, _mm256_load_ps(b + (v / 2) * ps + (p + s) * NP + 8 * (v % 2)), acc[s][v]);
-    }
+    if (p + s < kb)
+      row_fma(acc[s], W, a[(p + s) * ap], b + (p + s) * NP, ps);
   const __m256 al = _mm256_set1_ps(alpha), be = _mm256_set1_ps(bt);
 #pragma GCC unroll 8
   for (int v = 0; v < 2 * W; v++) {
@@ -341,20 +348,12 @@ row_tile512(const int W, const float *a, int64_t ap, const float *b, int64_t kbp
   int64_t p = 0;
   for (; p + ROW_CHAINS <= kb; p += ROW_CHAINS)
 #pragma GCC unroll 8
-    for (int s = 0; s < ROW_CHAINS; s++) {
-      const __m512 av = _mm512_set1_ps(a[(p + s) * ap]);
-#pragma GCC unroll 8
-      for (int w = 0; w < W; w++)
-        acc[s][w] = _mm512_fmadd_ps(av, _mm512_loadu_ps(b + w * ps + (p + s) * NP), acc[s][w]);
-    }
+    for (int s = 0; s < ROW_CHAINS; s++)
+      row_fma512(acc[s], W, a[(p + s) * ap], b + (p + s) * NP, ps);
 #pragma GCC unroll 8
   for (int s = 0; s < ROW_CHAINS - 1; s++) /* the last kb % 4 rows: p % 4 == s */
-    if (p + s < kb) {
-      const __m512 av = _mm512_set1_ps(a[(p + s) * ap]);
-#pragma GCC unroll 8
-      for (int w = 0; w < W; w++)
-        acc[s][w] = _mm512_fmadd_ps(av, _mm512_loadu_ps(b + w * ps + (p + s) * NP), acc[s][w]);
-    }
+    if (p + s < kb)
+      row_fma512(acc[s], W, a[(p + s) * ap], b + (p + s) * NP, ps);
   const __m512 al = _mm512_set1_ps(alpha), be = _mm512_set1_ps(bt);
 #pragma GCC unroll 8
   for (int w = 0; w < W; w++) {
