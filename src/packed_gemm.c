@@ -286,13 +286,13 @@ __attribute__((target("avx512f"))) static void run_tile512(int R, int W, const f
  * many chains, should gain more (not measured). */
 #define ROW_CHAINS 4
 
-/* chain acc += a_p * (row p of W panels, ps floats apart) */
-__attribute__((target("avx2,fma"), always_inline)) static inline void
-row_fma(__m256 *acc, const int W, float ap, const float *b, int64_t ps) {
+/* chain acc += a_p * (row p of the panel(s): one panel, two ymm, with
+ * AVX2; W panels ps floats apart with AVX-512) */
+__attribute__((target("avx2,fma"), always_inline)) static inline void row_fma(__m256 *acc, float ap,
+                                                                              const float *b) {
   const __m256 av = _mm256_set1_ps(ap);
-#pragma GCC unroll 8
-  for (int v = 0; v < 2 * W; v++)
-    acc[v] = _mm256_fmadd_ps(av, _mm256_load_ps(b + (v / 2) * ps + 8 * (v % 2)), acc[v]);
+  acc[0] = _mm256_fmadd_ps(av, _mm256_load_ps(b), acc[0]);
+  acc[1] = _mm256_fmadd_ps(av, _mm256_load_ps(b + 8), acc[1]);
 }
 
 __attribute__((target("avx512f"), always_inline)) static inline void
@@ -303,28 +303,26 @@ row_fma512(__m512 *acc, const int W, float ap, const float *b, int64_t ps) {
     acc[w] = _mm512_fmadd_ps(av, _mm512_loadu_ps(b + w * ps), acc[w]);
 }
 
-__attribute__((target("avx2,fma"), always_inline)) static inline void
-row_tile(const int W, const float *a, int64_t ap, const float *b, int64_t kbp, int64_t kb,
-         float alpha, float bt, const float *ci, float *c, int64_t left) {
-  __m256 acc[ROW_CHAINS][8];
+/* One panel with AVX2 (ROW_CHAINS x 2 ymm accumulators) */
+__attribute__((target("avx2,fma"))) static void row_tile(const float *a, int64_t ap, const float *b,
+                                                         int64_t kb, float alpha, float bt,
+                                                         const float *ci, float *c, int64_t left) {
+  __m256 acc[ROW_CHAINS][2];
 #pragma GCC unroll 8
   for (int s = 0; s < ROW_CHAINS; s++)
-#pragma GCC unroll 8
-    for (int v = 0; v < 2 * W; v++)
-      acc[s][v] = _mm256_setzero_ps();
-  const int64_t ps = kbp * NP;
+    acc[s][0] = acc[s][1] = _mm256_setzero_ps();
   int64_t p = 0;
   for (; p + ROW_CHAINS <= kb; p += ROW_CHAINS)
 #pragma GCC unroll 8
     for (int s = 0; s < ROW_CHAINS; s++)
-      row_fma(acc[s], W, a[(p + s) * ap], b + (p + s) * NP, ps);
+      row_fma(acc[s], a[(p + s) * ap], b + (p + s) * NP);
 #pragma GCC unroll 8
   for (int s = 0; s < ROW_CHAINS - 1; s++) /* the last kb % 4 rows: p % 4 == s */
     if (p + s < kb)
-      row_fma(acc[s], W, a[(p + s) * ap], b + (p + s) * NP, ps);
+      row_fma(acc[s], a[(p + s) * ap], b + (p + s) * NP);
   const __m256 al = _mm256_set1_ps(alpha), be = _mm256_set1_ps(bt);
 #pragma GCC unroll 8
-  for (int v = 0; v < 2 * W; v++) {
+  for (int v = 0; v < 2; v++) {
     const __m256 sum =
         _mm256_add_ps(_mm256_add_ps(acc[0][v], acc[1][v]), _mm256_add_ps(acc[2][v], acc[3][v]));
     __m256 y = _mm256_mul_ps(al, sum);
@@ -379,13 +377,6 @@ __attribute__((target("avx512f"))) static void run_row512(int W, const float *a,
   }
 }
 
-__attribute__((target("avx2,fma"))) static void run_row2(const float *a, int64_t ap, const float *b,
-                                                         int64_t kbp, int64_t kb, float alpha,
-                                                         float bt, const float *ci, float *c,
-                                                         int64_t left) {
-  row_tile(1, a, ap, b, kbp, kb, alpha, bt, ci, c, left);
-}
-
 /* A one-row tile of W panels through the CPU's kernel (W = 1 with AVX2:
  * four chains of two ymm each) */
 static void run_row(bool zmm, int W, const float *a, int64_t ap, const float *b, int64_t kbp,
@@ -393,7 +384,7 @@ static void run_row(bool zmm, int W, const float *a, int64_t ap, const float *b,
   if (zmm)
     run_row512(W, a, ap, b, kbp, kb, alpha, bt, ci, c, left);
   else
-    run_row2(a, ap, b, kbp, kb, alpha, bt, ci, c, left);
+    row_tile(a, ap, b, kb, alpha, bt, ci, c, left);
 }
 
 /* Rows of the next tile when rem rows are left: 6s, then a 4 before a

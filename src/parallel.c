@@ -183,6 +183,8 @@ static void mem_part(void *arg, int64_t part) {
 }
 
 static void mem_pass(void *dst, const void *src, size_t bytes) {
+  if (!bytes)
+    return;
   int64_t parts = bytes < 2 * PAR_BYTES ? 1 : cr__parallel_threads();
   if (parts > (int64_t)(bytes / PAR_BYTES))
     parts = (int64_t)(bytes / PAR_BYTES);
@@ -197,12 +199,6 @@ static void mem_pass(void *dst, const void *src, size_t bytes) {
   cr__parallel_for(parts, mem_part, &j);
 }
 
-void cr__par_zero(void *p, size_t bytes) {
-  if (bytes)
-    mem_pass(p, NULL, bytes);
-}
+void cr__par_zero(void *p, size_t bytes) { mem_pass(p, NULL, bytes); }
 
-void cr__par_copy(void *dst, const void *src, size_t bytes) {
-  if (bytes)
-    mem_pass(dst, src, bytes);
-}
+void cr__par_copy(void *dst, const void *src, size_t bytes) { mem_pass(dst, src, bytes); }
