@@ -120,15 +120,35 @@ __attribute__((target("avx2"))) static inline __m256i lanes(int64_t left) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(l), idx);
 }
 
+/* A tile reading A by columns (ap != 1: the weight gradient's gy^T, its
+ * R rows side by side in gy's row p) takes one or two new cache lines per
+ * p, ap floats apart, which the hardware prefetchers do not follow: the
+ * tile asks for the lines of p + A_AHEAD, both ends of its R floats (they
+ * straddle a line boundary for some i0).  Measured (Zen 4, one core, m x n
+ * x k with A read by columns, ap = m; the gradient of a linear map
+ * 64 -> m over a batch of k = 2048 rows, which matmul's VJP adds at once):
+ * 1024x64x2048 60 -> 98-104 GFLOP/s, 2048x64x2048 56-62 -> 96-99 (AVX2
+ * and AVX-512 tiles alike), 2048x128x2048 73-80 -> 100-104; with the first
+ * line alone 72-80.  Unchanged within noise: 512x64x2048, 3072x64x2048,
+ * the staged flushes of a recurrent layer (2048x512x256, 2048x64x256,
+ * whose k of 256 rows stays in cache) and every product reading A by rows. */
+#define A_AHEAD 16
+
+__attribute__((always_inline)) static inline void prefetch_a(const float *const *a, const int R,
+                                                             int64_t p, int64_t ap) {
+  _mm_prefetch((const char *)(a[0] + p * ap), _MM_HINT_T0);
+  _mm_prefetch((const char *)(a[R - 1] + p * ap), _MM_HINT_T0);
+}
+
 /* One R x 16W tile over kb rows of a block: a[r] points at A[i0 + r, k0]
  * (stride ap between p), b at the first of W consecutive panels of the
  * block (each kbp x 16, kbp >= kb rows packed), c at C[i0, j0]; left =
- * n - j0 columns exist.
+ * n - j0 columns exist; pf: prefetch A's lines ahead (above).
  * C = alpha acc + bt C (bt 0: C is not read). */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
-tile(const int R, const int W, const float *const *a, int64_t ap, const float *b, int64_t kbp,
-     int64_t kb, float alpha, float bt, const float *ci, int64_t rsi, float *c, int64_t rsc,
-     int64_t left) {
+tile(const int R, const int W, const bool pf, const float *const *a, int64_t ap, const float *b,
+     int64_t kbp, int64_t kb, float alpha, float bt, const float *ci, int64_t rsi, float *c,
+     int64_t rsc, int64_t left) {
   __m256 acc[6][8];
 #pragma GCC unroll 8
   for (int r = 0; r < R; r++)
@@ -138,6 +158,8 @@ tile(const int R, const int W, const float *const *a, int64_t ap, const float *b
   const int64_t ps = kbp * NP; /* floats from one panel to the next */
   for (int64_t p = 0; p < kb; p++) {
     __m256 bv[8];
+    if (pf)
+      prefetch_a(a, R, p + A_AHEAD, ap);
 #pragma GCC unroll 8
     for (int w = 0; w < W; w++) {
       bv[2 * w] = _mm256_load_ps(b + w * ps + p * NP);
@@ -175,11 +197,17 @@ tile(const int R, const int W, const float *const *a, int64_t ap, const float *b
 }
 
 #define TILE_CASE(R, W)                                                                            \
-  case (R)*8 + (W): tile(R, W, a, ap, b, kbp, kb, alpha, bt, ci, rsi, c, rsc, left); break;
+  case (R)*8 + (W):                                                                                \
+    if (pf)                                                                                        \
+      tile(R, W, true, a, ap, b, kbp, kb, alpha, bt, ci, rsi, c, rsc, left);                       \
+    else                                                                                           \
+      tile(R, W, false, a, ap, b, kbp, kb, alpha, bt, ci, rsi, c, rsc, left);                      \
+    break;
 
 __attribute__((target("avx2,fma"))) static void
-run_tile(int R, int W, const float *const *a, int64_t ap, const float *b, int64_t kbp, int64_t kb,
-         float alpha, float bt, const float *ci, int64_t rsi, float *c, int64_t rsc, int64_t left) {
+run_tile(int R, int W, bool pf, const float *const *a, int64_t ap, const float *b, int64_t kbp,
+         int64_t kb, float alpha, float bt, const float *ci, int64_t rsi, float *c, int64_t rsc,
+         int64_t left) {
   switch (R * 8 + W) {
     TILE_CASE(6, 1)
     TILE_CASE(5, 1)
@@ -208,9 +236,9 @@ static inline __mmask16 lanes16(int64_t left) {
 }
 
 __attribute__((target("avx512f"), always_inline)) static inline void
-tile512(const int R, const int W, const float *const *a, int64_t ap, const float *b, int64_t kbp,
-        int64_t kb, float alpha, float bt, const float *ci, int64_t rsi, float *c, int64_t rsc,
-        int64_t left) {
+tile512(const int R, const int W, const bool pf, const float *const *a, int64_t ap, const float *b,
+        int64_t kbp, int64_t kb, float alpha, float bt, const float *ci, int64_t rsi, float *c,
+        int64_t rsc, int64_t left) {
   __m512 acc[6][JB];
 #pragma GCC unroll 8
   for (int r = 0; r < R; r++)
@@ -223,6 +251,8 @@ tile512(const int R, const int W, const float *const *a, int64_t ap, const float
   const int64_t ps = kbp * NP; /* floats from one panel to the next */
   for (int64_t p = 0; p < kb; p++) {
     __m512 bv[JB];
+    if (pf)
+      prefetch_a(a, R, p + A_AHEAD, ap);
 #pragma GCC unroll 8
     for (int w = 0; w < W; w++)
       bv[w] = _mm512_loadu_ps(b + w * ps + p * NP);
@@ -252,15 +282,17 @@ tile512(const int R, const int W, const float *const *a, int64_t ap, const float
 
 #define TILE512_CASE(R, W)                                                                         \
   case (R)*8 + (W):                                                                                \
-    tile512(R, W, a, ap, b, kbp, kb, alpha, bt, ci, rsi, c, rsc, left);                            \
+    if (pf)                                                                                        \
+      tile512(R, W, true, a, ap, b, kbp, kb, alpha, bt, ci, rsi, c, rsc, left);                    \
+    else                                                                                           \
+      tile512(R, W, false, a, ap, b, kbp, kb, alpha, bt, ci, rsi, c, rsc, left);                   \
     break;
 #define TILE512_ROW(R) TILE512_CASE(R, 1) TILE512_CASE(R, 2) TILE512_CASE(R, 3) TILE512_CASE(R, 4)
 
-__attribute__((target("avx512f"))) static void run_tile512(int R, int W, const float *const *a,
-                                                           int64_t ap, const float *b, int64_t kbp,
-                                                           int64_t kb, float alpha, float bt,
-                                                           const float *ci, int64_t rsi, float *c,
-                                                           int64_t rsc, int64_t left) {
+__attribute__((target("avx512f"))) static void
+run_tile512(int R, int W, bool pf, const float *const *a, int64_t ap, const float *b, int64_t kbp,
+            int64_t kb, float alpha, float bt, const float *ci, int64_t rsi, float *c, int64_t rsc,
+            int64_t left) {
   switch (R * 8 + W) {
     TILE512_ROW(6)
     TILE512_ROW(5)
@@ -446,6 +478,7 @@ static void column_step(const packed_args *g, const float *tiles, int64_t k0, in
   const float *ci = k0 == 0 ? g->Cin : g->C;             /* what beta scales */
   const int64_t rsi = k0 == 0 ? g->rsin : g->rsc;
   const float *block = g->Bp + k0 * np * NP;
+  const bool pf = !tiles && g->ap != 1 && g->ai == 1; /* A read in place by columns */
   for (int64_t i0 = ib; i0 < ie;) {
     const int R = tile_rows(ie - i0);
     const float *a[6];
@@ -459,7 +492,7 @@ static void column_step(const packed_args *g, const float *tiles, int64_t k0, in
         run_row(zmm, W, a[0], ap, block + q * kbp * NP, kbp, kb, g->alpha, bt, ci + q * NP,
                 g->C + q * NP, g->n - q * NP);
       else
-        (zmm ? run_tile512 : run_tile)(R, W, a, ap, block + q * kbp * NP, kbp, kb, g->alpha, bt,
+        (zmm ? run_tile512 : run_tile)(R, W, pf, a, ap, block + q * kbp * NP, kbp, kb, g->alpha, bt,
                                        ci + i0 * rsi + q * NP, rsi, g->C + i0 * g->rsc + q * NP,
                                        g->rsc, g->n - q * NP);
       q += W;
