@@ -1,0 +1,128 @@
+/* bench_packed.c — the few-row packed kernel (src/packed_gemm.c) alone:
+ * C += A op(B) with op(B) packed into panels, for the products a recurrent
+ * layer and matmul's VJP send it, in GFLOP/s and % of a given peak.
+ *
+ * A shape is m x n x k with A read by rows (A[i, p] at A + i k + p: a
+ * step's h W^T, the input projection) or by columns (A[i, p] at A + p m + i:
+ * the weight gradients gb^T += gy^T a, where A = gy^T).  Each product runs
+ * repeatedly for --min-time seconds, 5 times; the best time is kept (a busy
+ * machine only slows a run down).  Operands are filled once; C accumulates
+ * (beta = 1), as the gradients do.
+ *
+ *   taskset -c 1 build/tests/bench/bench-packed [--shapes MxNxK[r|c],...]
+ *       [--min-time S] [--peak GFLOPS] [--isa avx2|avx512]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chainrule.h"
+#include "internal.h"
+
+/* a recurrent layer's products at H = 512, I = 64, B = 32 (LSTM: 4H =
+ * 2048; staged gradients flush every 256 rows) and matmul's VJP of a
+ * linear map 64 -> 2048 over 2048 rows at once */
+static const char *default_shapes = "32x2048x512r,32x512x2048r,256x2048x64r,256x64x2048r,"
+                                    "2048x512x256c,2048x64x256c,2048x64x2048c,1024x64x2048c,"
+                                    "2048x128x2048c,512x64x2048c";
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void usage(void) {
+  fprintf(stderr, "usage: bench-packed [--shapes MxNxK[r|c],...] [--min-time S] [--peak GFLOPS] "
+                  "[--isa avx2|avx512]\n");
+  exit(2);
+}
+
+/* one product, best of 5 runs of >= min_time seconds; µs per product */
+static double time_product(long m, long n, long k, bool by_columns, double min_time) {
+  float *A = malloc(sizeof(float) * (size_t)(m * k));
+  float *B = malloc(sizeof(float) * (size_t)(k * n));
+  float *C = calloc((size_t)(m * n), sizeof(float));
+  float *P = malloc(sizeof(float) * cr__skinny_packed_floats(k, n));
+  if (!A || !B || !C || !P) {
+    fprintf(stderr, "bench-packed: out of memory for %ldx%ldx%ld\n", m, n, k);
+    exit(1);
+  }
+  for (long i = 0; i < m * k; i++)
+    A[i] = (float)(i % 13) * 0.01f - 0.06f;
+  for (long i = 0; i < k * n; i++)
+    B[i] = (float)(i % 7) * 0.01f - 0.03f;
+  cr__skinny_pack(k, n, B, n, 1, P);
+  const int64_t ai = by_columns ? 1 : k, ap = by_columns ? m : 1;
+  double best = 1e30;
+  for (int run = 0; run < 5; run++) {
+    long reps = 0;
+    const double t0 = now();
+    double t;
+    do {
+      cr__skinny_sgemm_packed(m, n, k, 1.0f, A, ai, ap, P, k, 1.0f, C, n);
+      reps++;
+    } while ((t = now() - t0) < min_time);
+    if (t / (double)reps < best)
+      best = t / (double)reps;
+  }
+  free(A), free(B), free(C), free(P);
+  return best * 1e6;
+}
+
+int main(int argc, char **argv) {
+  const char *shapes = default_shapes, *isa = NULL;
+  double min_time = 0.3, peak = 0;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--shapes") && i + 1 < argc)
+      shapes = argv[++i];
+    else if (!strcmp(argv[i], "--min-time") && i + 1 < argc)
+      min_time = atof(argv[++i]);
+    else if (!strcmp(argv[i], "--peak") && i + 1 < argc)
+      peak = atof(argv[++i]);
+    else if (!strcmp(argv[i], "--isa") && i + 1 < argc)
+      isa = argv[++i];
+    else
+      usage();
+  }
+  cr_runtime_init(); /* CPUID: the kernel's instruction set */
+  if (isa && !strcmp(isa, "avx2") && cr__skinny_isa != CR__SKINNY_NONE)
+    cr__skinny_isa = CR__SKINNY_AVX2;
+  else if (isa && strcmp(isa, "avx512"))
+    usage();
+  else if (isa && cr__skinny_isa != CR__SKINNY_AVX512) {
+    fprintf(stderr, "bench-packed: --isa avx512: this CPU or OS has no AVX-512\n");
+    return 1;
+  }
+  if (cr__skinny_isa == CR__SKINNY_NONE) {
+    fprintf(stderr, "bench-packed: the packed kernel needs AVX2+FMA or AVX-512\n");
+    return 1;
+  }
+  cr_set_num_threads(1);
+  printf("packed kernel alone, 1 thread, %s tiles; best of 5 runs of >= %.2f s\n",
+         cr__skinny_isa == CR__SKINNY_AVX512 ? "AVX-512" : "AVX2", min_time);
+  printf("%-16s %-8s %10s %9s%s\n", "m x n x k", "A read", "us", "GFLOP/s",
+         peak > 0 ? "   % peak" : "");
+  char *list = strdup(shapes);
+  for (char *save = NULL, *s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+    long m, n, k;
+    char how = 'r', end = 0;
+    int got = sscanf(s, "%ldx%ldx%ld%c%c", &m, &n, &k, &how, &end);
+    if (got < 3 || got > 4 || (how != 'r' && how != 'c') || m < 1 || n < 1 || k < 1) {
+      fprintf(stderr, "bench-packed: bad shape '%s' (want MxNxK, r or c after it)\n", s);
+      free(list);
+      return 2;
+    }
+    const double us = time_product(m, n, k, how == 'c', min_time);
+    const double gflops = 2.0 * (double)m * (double)n * (double)k / us * 1e-3;
+    char dims[48];
+    snprintf(dims, sizeof dims, "%ldx%ldx%ld", m, n, k);
+    printf("%-16s %-8s %10.1f %9.1f", dims, how == 'c' ? "columns" : "rows", us, gflops);
+    if (peak > 0)
+      printf("   %5.1f%%", 100.0 * gflops / peak);
+    printf("\n");
+  }
+  free(list);
+  return 0;
+}
