@@ -10,7 +10,7 @@
  * (beta = 1), as the gradients do.
  *
  *   taskset -c 1 build/tests/bench/bench-packed [--shapes MxNxK[r|c],...]
- *       [--min-time S] [--peak GFLOPS] [--isa avx2|avx512]
+ *       [--min-time S] [--quick] [--peak GFLOPS] [--isa avx2|avx512]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,10 +33,10 @@ static double now(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static void usage(void) {
-  fprintf(stderr, "usage: bench-packed [--shapes MxNxK[r|c],...] [--min-time S] [--peak GFLOPS] "
-                  "[--isa avx2|avx512]\n");
-  exit(2);
+static void usage(FILE *to, int rc) {
+  fprintf(to, "usage: bench-packed [--shapes MxNxK[r|c],...] [--min-time S] [--quick] "
+              "[--peak GFLOPS] [--isa avx2|avx512]\n");
+  exit(rc);
 }
 
 /* one product, best of 5 runs of >= min_time seconds; µs per product */
@@ -83,14 +83,18 @@ int main(int argc, char **argv) {
       peak = atof(argv[++i]);
     else if (!strcmp(argv[i], "--isa") && i + 1 < argc)
       isa = argv[++i];
+    else if (!strcmp(argv[i], "--quick"))
+      min_time = 0.02;
+    else if (!strcmp(argv[i], "--help"))
+      usage(stdout, 0);
     else
-      usage();
+      usage(stderr, 2);
   }
   cr_runtime_init(); /* CPUID: the kernel's instruction set */
   if (isa && !strcmp(isa, "avx2") && cr__skinny_isa != CR__SKINNY_NONE)
     cr__skinny_isa = CR__SKINNY_AVX2;
   else if (isa && strcmp(isa, "avx512"))
-    usage();
+    usage(stderr, 2);
   else if (isa && cr__skinny_isa != CR__SKINNY_AVX512) {
     fprintf(stderr, "bench-packed: --isa avx512: this CPU or OS has no AVX-512\n");
     return 1;
