@@ -127,11 +127,13 @@ __attribute__((target("avx2"))) static inline __m256i lanes(int64_t left) {
  * straddle a line boundary for some i0).  Measured (Zen 4, one core, m x n
  * x k with A read by columns, ap = m; the gradient of a linear map
  * 64 -> m over a batch of k = 2048 rows, which matmul's VJP adds at once):
- * 1024x64x2048 60 -> 98-104 GFLOP/s, 2048x64x2048 56-62 -> 96-99 (AVX2
- * and AVX-512 tiles alike), 2048x128x2048 73-80 -> 100-104; with the first
- * line alone 72-80.  Unchanged within noise: 512x64x2048, 3072x64x2048,
- * the staged flushes of a recurrent layer (2048x512x256, 2048x64x256,
- * whose k of 256 rows stays in cache) and every product reading A by rows. */
+ * 1024x64x2048 60 -> 98-104 GFLOP/s, 2048x64x2048 56-62 -> 96-99,
+ * 2048x128x2048 73-80 -> 100-104; with the first line alone 72-80.
+ * Unchanged within noise: 512x64x2048, 3072x64x2048, the staged flushes of
+ * a recurrent layer (2048x512x256, 2048x64x256, whose k of 256 rows stays
+ * in cache) and every product reading A by rows.  AVX-512 tiles only: the
+ * AVX2 tiles (one panel wide at 6 rows, so four tiles read each line of A)
+ * ran slower with it, 2048x64x2048 83 -> 52 and 2048x64x256 89 -> 52. */
 #define A_AHEAD 16
 
 __attribute__((always_inline)) static inline void prefetch_a(const float *const *a, const int R,
@@ -143,12 +145,12 @@ __attribute__((always_inline)) static inline void prefetch_a(const float *const 
 /* One R x 16W tile over kb rows of a block: a[r] points at A[i0 + r, k0]
  * (stride ap between p), b at the first of W consecutive panels of the
  * block (each kbp x 16, kbp >= kb rows packed), c at C[i0, j0]; left =
- * n - j0 columns exist; pf: prefetch A's lines ahead (above).
+ * n - j0 columns exist.
  * C = alpha acc + bt C (bt 0: C is not read). */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
-tile(const int R, const int W, const bool pf, const float *const *a, int64_t ap, const float *b,
-     int64_t kbp, int64_t kb, float alpha, float bt, const float *ci, int64_t rsi, float *c,
-     int64_t rsc, int64_t left) {
+tile(const int R, const int W, const float *const *a, int64_t ap, const float *b, int64_t kbp,
+     int64_t kb, float alpha, float bt, const float *ci, int64_t rsi, float *c, int64_t rsc,
+     int64_t left) {
   __m256 acc[6][8];
 #pragma GCC unroll 8
   for (int r = 0; r < R; r++)
@@ -158,8 +160,6 @@ tile(const int R, const int W, const bool pf, const float *const *a, int64_t ap,
   const int64_t ps = kbp * NP; /* floats from one panel to the next */
   for (int64_t p = 0; p < kb; p++) {
     __m256 bv[8];
-    if (pf)
-      prefetch_a(a, R, p + A_AHEAD, ap);
 #pragma GCC unroll 8
     for (int w = 0; w < W; w++) {
       bv[2 * w] = _mm256_load_ps(b + w * ps + p * NP);
@@ -197,17 +197,13 @@ tile(const int R, const int W, const bool pf, const float *const *a, int64_t ap,
 }
 
 #define TILE_CASE(R, W)                                                                            \
-  case (R)*8 + (W):                                                                                \
-    if (pf)                                                                                        \
-      tile(R, W, true, a, ap, b, kbp, kb, alpha, bt, ci, rsi, c, rsc, left);                       \
-    else                                                                                           \
-      tile(R, W, false, a, ap, b, kbp, kb, alpha, bt, ci, rsi, c, rsc, left);                      \
-    break;
+  case (R)*8 + (W): tile(R, W, a, ap, b, kbp, kb, alpha, bt, ci, rsi, c, rsc, left); break;
 
 __attribute__((target("avx2,fma"))) static void
 run_tile(int R, int W, bool pf, const float *const *a, int64_t ap, const float *b, int64_t kbp,
          int64_t kb, float alpha, float bt, const float *ci, int64_t rsi, float *c, int64_t rsc,
          int64_t left) {
+  (void)pf; /* the AVX2 tiles do not prefetch A (see prefetch_a) */
   switch (R * 8 + W) {
     TILE_CASE(6, 1)
     TILE_CASE(5, 1)

@@ -39,12 +39,18 @@ static void usage(FILE *to, int rc) {
   exit(rc);
 }
 
+static float *aligned_floats(long n) {
+  float *p = aligned_alloc(64, ((size_t)n * sizeof(float) + 63) / 64 * 64);
+  if (p)
+    memset(p, 0, (size_t)n * sizeof(float));
+  return p;
+}
+
 /* one product, best of 5 runs of >= min_time seconds; µs per product */
 static double time_product(long m, long n, long k, bool by_columns, double min_time) {
-  float *A = malloc(sizeof(float) * (size_t)(m * k));
-  float *B = malloc(sizeof(float) * (size_t)(k * n));
-  float *C = calloc((size_t)(m * n), sizeof(float));
-  float *P = malloc(sizeof(float) * cr__skinny_packed_floats(k, n));
+  /* 64-byte aligned: the packing must be (its AVX2 tiles load aligned) */
+  float *A = aligned_floats(m * k), *B = aligned_floats(k * n), *C = aligned_floats(m * n);
+  float *P = aligned_floats((long)cr__skinny_packed_floats(k, n));
   if (!A || !B || !C || !P) {
     fprintf(stderr, "bench-packed: out of memory for %ldx%ldx%ld\n", m, n, k);
     exit(1);
