@@ -200,10 +200,8 @@ tile(const int R, const int W, const float *const *a, int64_t ap, const float *b
   case (R)*8 + (W): tile(R, W, a, ap, b, kbp, kb, alpha, bt, ci, rsi, c, rsc, left); break;
 
 __attribute__((target("avx2,fma"))) static void
-run_tile(int R, int W, bool pf, const float *const *a, int64_t ap, const float *b, int64_t kbp,
-         int64_t kb, float alpha, float bt, const float *ci, int64_t rsi, float *c, int64_t rsc,
-         int64_t left) {
-  (void)pf; /* the AVX2 tiles do not prefetch A (see prefetch_a) */
+run_tile(int R, int W, const float *const *a, int64_t ap, const float *b, int64_t kbp, int64_t kb,
+         float alpha, float bt, const float *ci, int64_t rsi, float *c, int64_t rsc, int64_t left) {
   switch (R * 8 + W) {
     TILE_CASE(6, 1)
     TILE_CASE(5, 1)
@@ -474,7 +472,7 @@ static void column_step(const packed_args *g, const float *tiles, int64_t k0, in
   const float *ci = k0 == 0 ? g->Cin : g->C;             /* what beta scales */
   const int64_t rsi = k0 == 0 ? g->rsin : g->rsc;
   const float *block = g->Bp + k0 * np * NP;
-  const bool pf = !tiles && g->ap != 1 && g->ai == 1; /* A read in place by columns */
+  const bool pf = zmm && !tiles && g->ap != 1 && g->ai == 1; /* A read in place by columns */
   for (int64_t i0 = ib; i0 < ie;) {
     const int R = tile_rows(ie - i0);
     const float *a[6];
@@ -487,10 +485,13 @@ static void column_step(const packed_args *g, const float *tiles, int64_t k0, in
       if (g->one_row)
         run_row(zmm, W, a[0], ap, block + q * kbp * NP, kbp, kb, g->alpha, bt, ci + q * NP,
                 g->C + q * NP, g->n - q * NP);
+      else if (zmm) /* only these tiles prefetch A (prefetch_a) */
+        run_tile512(R, W, pf, a, ap, block + q * kbp * NP, kbp, kb, g->alpha, bt,
+                    ci + i0 * rsi + q * NP, rsi, g->C + i0 * g->rsc + q * NP, g->rsc,
+                    g->n - q * NP);
       else
-        (zmm ? run_tile512 : run_tile)(R, W, pf, a, ap, block + q * kbp * NP, kbp, kb, g->alpha, bt,
-                                       ci + i0 * rsi + q * NP, rsi, g->C + i0 * g->rsc + q * NP,
-                                       g->rsc, g->n - q * NP);
+        run_tile(R, W, a, ap, block + q * kbp * NP, kbp, kb, g->alpha, bt, ci + i0 * rsi + q * NP,
+                 rsi, g->C + i0 * g->rsc + q * NP, g->rsc, g->n - q * NP);
       q += W;
     }
     i0 += R;
