@@ -39,6 +39,26 @@ static void usage(FILE *to, int rc) {
   exit(rc);
 }
 
+/* a positive number for flag, or a message and exit 2 */
+static double positive(const char *flag, const char *text) {
+  char *end;
+  const double v = strtod(text, &end);
+  if (end == text || *end || !(v > 0) || v > 1e6) {
+    fprintf(stderr, "bench-packed: %s '%s': want a positive number\n", flag, text);
+    exit(2);
+  }
+  return v;
+}
+
+/* "MxNxK", "MxNxKr" or "MxNxKc" into m, n, k and by_columns */
+static bool parse_shape(const char *s, long *m, long *n, long *k, bool *by_columns) {
+  char how = 'r', end = 0;
+  const int got = sscanf(s, "%ldx%ldx%ld%c%c", m, n, k, &how, &end);
+  *by_columns = how == 'c';
+  return got >= 3 && got <= 4 && (how == 'r' || how == 'c') && *m >= 1 && *n >= 1 && *k >= 1 &&
+         *m <= 65536 && *n <= 65536 && *k <= 65536;
+}
+
 static float *aligned_floats(long n) {
   float *p = aligned_alloc(64, ((size_t)n * sizeof(float) + 63) / 64 * 64);
   if (p)
@@ -84,9 +104,9 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[i], "--shapes") && i + 1 < argc)
       shapes = argv[++i];
     else if (!strcmp(argv[i], "--min-time") && i + 1 < argc)
-      min_time = atof(argv[++i]);
+      min_time = positive("--min-time", argv[++i]);
     else if (!strcmp(argv[i], "--peak") && i + 1 < argc)
-      peak = atof(argv[++i]);
+      peak = positive("--peak", argv[++i]);
     else if (!strcmp(argv[i], "--isa") && i + 1 < argc)
       isa = argv[++i];
     else if (!strcmp(argv[i], "--quick"))
@@ -109,26 +129,34 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench-packed: the packed kernel needs AVX2+FMA or AVX-512\n");
     return 1;
   }
+  char *list = strdup(shapes);
+  if (!list)
+    return 1;
+  for (char *save = NULL, *s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+    long m, n, k;
+    bool by_columns;
+    if (!parse_shape(s, &m, &n, &k, &by_columns)) { /* every shape checked before any runs */
+      fprintf(stderr, "bench-packed: bad shape '%s' (want MxNxK, each 1..65536, r or c after it)\n",
+              s);
+      free(list);
+      return 2;
+    }
+  }
+  strcpy(list, shapes); /* strtok_r cut it */
   cr_set_num_threads(1);
   printf("packed kernel alone, 1 thread, %s tiles; best of 5 runs of >= %.2f s\n",
          cr__skinny_isa == CR__SKINNY_AVX512 ? "AVX-512" : "AVX2", min_time);
   printf("%-16s %-8s %10s %9s%s\n", "m x n x k", "A read", "us", "GFLOP/s",
          peak > 0 ? "   % peak" : "");
-  char *list = strdup(shapes);
   for (char *save = NULL, *s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
     long m, n, k;
-    char how = 'r', end = 0;
-    int got = sscanf(s, "%ldx%ldx%ld%c%c", &m, &n, &k, &how, &end);
-    if (got < 3 || got > 4 || (how != 'r' && how != 'c') || m < 1 || n < 1 || k < 1) {
-      fprintf(stderr, "bench-packed: bad shape '%s' (want MxNxK, r or c after it)\n", s);
-      free(list);
-      return 2;
-    }
-    const double us = time_product(m, n, k, how == 'c', min_time);
+    bool by_columns;
+    parse_shape(s, &m, &n, &k, &by_columns);
+    const double us = time_product(m, n, k, by_columns, min_time);
     const double gflops = 2.0 * (double)m * (double)n * (double)k / us * 1e-3;
     char dims[48];
     snprintf(dims, sizeof dims, "%ldx%ldx%ld", m, n, k);
-    printf("%-16s %-8s %10.1f %9.1f", dims, how == 'c' ? "columns" : "rows", us, gflops);
+    printf("%-16s %-8s %10.1f %9.1f", dims, by_columns ? "columns" : "rows", us, gflops);
     if (peak > 0)
       printf("   %5.1f%%", 100.0 * gflops / peak);
     printf("\n");
