@@ -28,11 +28,19 @@
 
 #include "internal.h"
 
-#define KC 256 /* rows of op(B) per block: 4 panels (64 KiB) stay in L2 */
+/* Rows of op(B) per block: a column step's 4 panels (128 KiB) stay in L2.
+ * 512 rather than 256 halves how often a tile writes and rereads C: Zen 4,
+ * one core, alone: 32x2048x512 112 -> 114 GFLOP/s, 32x512x2048 112.5 ->
+ * 114, 256x64x2048 112-113 -> 114-115, the rest within 1%; in the layers
+ * (bench-layer, 4 interleaved rounds) lstm 64x512 / 512x512 / 64x1024 took
+ * 0.97 / 0.98 / 0.96 of the time, gru 0.98 / 0.99 / 0.97, rnn_tanh 1.00 /
+ * 1.00 / 0.97, H = 128 and tiny within 1.5%.  1024 was slower (bench-packed
+ * 1-10% lower: a block's panels outgrow L2). */
+#define KC 512
 #define NP 16  /* columns per panel: two ymm */
 #define JB 4   /* panels per column step: the widest tile */
-#define MC 120 /* rows of A per pass over a block: 120 x KC floats (120 KiB) stay in L2 */
-#define MCP 48 /* the same through a copy of A on the stack (48 KiB) */
+#define MC 120 /* rows of A per pass over a block: 120 x KC floats (240 KiB) stay in L2 */
+#define MCP 48 /* the same through a copy of A on the stack (96 KiB) */
 
 size_t cr__skinny_packed_floats(int64_t k, int64_t n) {
   return (size_t)((n + NP - 1) / NP) * (size_t)k * NP;
@@ -441,21 +449,44 @@ typedef struct {
  * kb lines of a tile fall into one L1 set and the kernel ran at 97 GFLOP/s
  * against 105 from rows (Zen 4, m = 2048, n = 512, k = 256, alone), and at
  * 86-87 against 92-94 with the copy inside an LSTM 512x512 layer.  The copy
- * keeps each tile's R rows together p by p, tile[(i0 - ib) KC + p R + r] =
+ * keeps each tile's R rows together p by p, tile[(i0 - ib) kb + p R + r] =
  * A[i0 + r, k0 + p], the order the tile reads them; it changes no bit. */
 static void pack_row_tiles(const packed_args *g, int64_t k0, int64_t kb, int64_t ib, int64_t ie,
                            float *tiles) {
+  if (g->ai == 1) {
+    /* A's row p (gy's row, contiguous here) at once, its floats dealt out
+     * to the tiles, 8 rows prefetched ahead: each source line is read once,
+     * in order, where a tile at a time walked kb lines ap floats apart and
+     * stalled on them (perf, LSTM 64x512 layer: the copy's share of the
+     * samples 2.3% -> 1.7%; alone 2048x512x256c 106.8 -> 108-109 GFLOP/s) */
+    int rows[MCP], n_tiles = 0;
+    for (int64_t i0 = ib; i0 < ie; i0 += rows[n_tiles++])
+      rows[n_tiles] = tile_rows(ie - i0);
+    for (int64_t p = 0; p < kb; p++) {
+      const float *src = g->A + ib + (k0 + p) * g->ap;
+      if (p + 8 < kb) /* 8 rows ahead: the prefetchers do not follow ap */
+        for (int64_t j = 0; j < ie - ib; j += 16)
+          _mm_prefetch((const char *)(src + 8 * g->ap + j), _MM_HINT_T0);
+      float *t = tiles;
+      for (int q = 0; q < n_tiles; q++) {
+        const int R = rows[q];
+        if (R == 6)
+          memcpy(t + p * 6, src, 6 * sizeof(float));
+        else
+          memcpy(t + p * R, src, (size_t)R * sizeof(float));
+        src += R;
+        t += R * kb;
+      }
+    }
+    return;
+  }
   for (int64_t i0 = ib; i0 < ie;) {
     const int R = tile_rows(ie - i0);
-    float *t = tiles + (i0 - ib) * KC;
+    float *t = tiles + (i0 - ib) * kb;
     const float *src = g->A + i0 * g->ai + k0 * g->ap;
-    if (R == 6 && g->ai == 1) /* the common case, as fixed-size copies */
-      for (int64_t p = 0; p < kb; p++)
-        memcpy(t + p * 6, src + p * g->ap, 6 * sizeof(float));
-    else
-      for (int64_t p = 0; p < kb; p++)
-        for (int r = 0; r < R; r++)
-          t[p * R + r] = src[r * g->ai + p * g->ap];
+    for (int64_t p = 0; p < kb; p++)
+      for (int r = 0; r < R; r++)
+        t[p * R + r] = src[r * g->ai + p * g->ap];
     i0 += R;
   }
 }
@@ -478,7 +509,7 @@ static void column_step(const packed_args *g, const float *tiles, int64_t k0, in
     const float *a[6];
     const int64_t ap = tiles ? R : g->ap;
     for (int r = 0; r < R; r++)
-      a[r] = tiles ? tiles + (i0 - ib) * KC + r : g->A + (i0 + r) * g->ai + k0 * g->ap;
+      a[r] = tiles ? tiles + (i0 - ib) * kb + r : g->A + (i0 + r) * g->ai + k0 * g->ap;
     for (int64_t q = q0; q < qe;) {
       const int most = g->one_row ? (zmm ? JB : 1) : tile_panels(R, zmm);
       const int W = (int)(qe - q < most ? qe - q : most);
