@@ -7,7 +7,10 @@
  * the weight gradients gb^T += gy^T a, where A = gy^T).  Each product runs
  * repeatedly for --min-time seconds, 5 times; the best time is kept (a busy
  * machine only slows a run down).  Operands are filled once; C accumulates
- * (beta = 1), as the gradients do.
+ * (beta = 1), as the gradients do.  The same product through BLIS
+ * (cr__gemm, B unpacked: what matmul calls where cr__packed_suits says
+ * no) runs in turn with each run, so the two columns see the same machine:
+ * the measurement behind cr__packed_suits, on the CPU at hand.
  *
  *   taskset -c 1 build/tests/bench/bench-packed [--shapes MxNxK[r|c],...]
  *       [--min-time S] [--quick] [--peak GFLOPS] [--isa avx2|avx512]
@@ -66,8 +69,28 @@ static float *aligned_floats(long n) {
   return p;
 }
 
-/* one product, best of 5 runs of >= min_time seconds; µs per product */
-static double time_product(long m, long n, long k, bool by_columns, double min_time) {
+/* best time of 5, µs, of one product through the packed kernel (blis
+ * false) or through BLIS, runs of >= min_time seconds taking turns */
+typedef struct {
+  double packed_us, blis_us;
+} product_times;
+
+static double run_for(bool blis, long m, long n, long k, const float *A, int64_t ai, int64_t ap,
+                      const float *B, const float *P, float *C, double min_time) {
+  long reps = 0;
+  const double t0 = now();
+  double t;
+  do {
+    if (blis)
+      cr__gemm(CR_F32, false, false, m, n, k, 1.0, A, ai, ap, B, n, 1, 1.0, C, n, 1);
+    else
+      cr__skinny_sgemm_packed(m, n, k, 1.0f, A, ai, ap, P, k, 1.0f, C, n);
+    reps++;
+  } while ((t = now() - t0) < min_time);
+  return t / (double)reps * 1e6;
+}
+
+static product_times time_product(long m, long n, long k, bool by_columns, double min_time) {
   /* 64-byte aligned: the packing must be (its AVX2 tiles load aligned) */
   float *A = aligned_floats(m * k), *B = aligned_floats(k * n), *C = aligned_floats(m * n);
   float *P = aligned_floats((long)cr__skinny_packed_floats(k, n));
@@ -81,20 +104,15 @@ static double time_product(long m, long n, long k, bool by_columns, double min_t
     B[i] = (float)(i % 7) * 0.01f - 0.03f;
   cr__skinny_pack(k, n, B, n, 1, P);
   const int64_t ai = by_columns ? 1 : k, ap = by_columns ? m : 1;
-  double best = 1e30;
+  product_times best = {1e30, 1e30};
   for (int run = 0; run < 5; run++) {
-    long reps = 0;
-    const double t0 = now();
-    double t;
-    do {
-      cr__skinny_sgemm_packed(m, n, k, 1.0f, A, ai, ap, P, k, 1.0f, C, n);
-      reps++;
-    } while ((t = now() - t0) < min_time);
-    if (t / (double)reps < best)
-      best = t / (double)reps;
+    const double packed = run_for(false, m, n, k, A, ai, ap, B, P, C, min_time);
+    const double blis = run_for(true, m, n, k, A, ai, ap, B, P, C, min_time);
+    best.packed_us = packed < best.packed_us ? packed : best.packed_us;
+    best.blis_us = blis < best.blis_us ? blis : best.blis_us;
   }
   free(A), free(B), free(C), free(P);
-  return best * 1e6;
+  return best;
 }
 
 int main(int argc, char **argv) {
@@ -146,20 +164,24 @@ int main(int argc, char **argv) {
   cr_set_num_threads(1);
   printf("packed kernel alone, 1 thread, %s tiles; best of 5 runs of >= %.2f s\n",
          cr__skinny_isa == CR__SKINNY_AVX512 ? "AVX-512" : "AVX2", min_time);
-  printf("%-16s %-8s %10s %9s%s\n", "m x n x k", "A read", "us", "GFLOP/s",
-         peak > 0 ? "   % peak" : "");
+  printf("%-16s %-8s %10s %9s%s %10s %9s%s %8s\n", "m x n x k", "A read", "us", "GFLOP/s",
+         peak > 0 ? "   % peak" : "", "BLIS us", "GFLOP/s", peak > 0 ? "   % peak" : "", "BLIS/pk");
   for (char *save = NULL, *s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
     long m, n, k;
     bool by_columns;
     parse_shape(s, &m, &n, &k, &by_columns);
-    const double us = time_product(m, n, k, by_columns, min_time);
-    const double gflops = 2.0 * (double)m * (double)n * (double)k / us * 1e-3;
+    const product_times t = time_product(m, n, k, by_columns, min_time);
+    const double flops = 2.0 * (double)m * (double)n * (double)k * 1e-3;
     char dims[48];
     snprintf(dims, sizeof dims, "%ldx%ldx%ld", m, n, k);
-    printf("%-16s %-8s %10.1f %9.1f", dims, by_columns ? "columns" : "rows", us, gflops);
-    if (peak > 0)
-      printf("   %5.1f%%", 100.0 * gflops / peak);
-    printf("\n");
+    printf("%-16s %-8s", dims, by_columns ? "columns" : "rows");
+    const double us[2] = {t.packed_us, t.blis_us};
+    for (int which = 0; which < 2; which++) {
+      printf(" %10.1f %9.1f", us[which], flops / us[which]);
+      if (peak > 0)
+        printf("   %5.1f%%", 100.0 * flops / us[which] / peak);
+    }
+    printf(" %7.2fx\n", t.blis_us / t.packed_us);
   }
   free(list);
   return 0;
