@@ -69,12 +69,13 @@ static float *aligned_floats(long n) {
   return p;
 }
 
-/* best time of 5, µs, of one product through the packed kernel (blis
- * false) or through BLIS, runs of >= min_time seconds taking turns */
+/* one product's best time of 5 runs, µs, through each path */
 typedef struct {
   double packed_us, blis_us;
 } product_times;
 
+/* one run: the product repeated for >= min_time seconds through the packed
+ * kernel (blis false) or through BLIS; µs per product */
 static double run_for(bool blis, long m, long n, long k, const float *A, int64_t ai, int64_t ap,
                       const float *B, const float *P, float *C, double min_time) {
   long reps = 0;
@@ -90,6 +91,7 @@ static double run_for(bool blis, long m, long n, long k, const float *A, int64_t
   return t / (double)reps * 1e6;
 }
 
+/* 5 runs of each path, taking turns, so both see the same machine */
 static product_times time_product(long m, long n, long k, bool by_columns, double min_time) {
   /* 64-byte aligned: the packing must be (its AVX2 tiles load aligned) */
   float *A = aligned_floats(m * k), *B = aligned_floats(k * n), *C = aligned_floats(m * n);
@@ -162,8 +164,9 @@ int main(int argc, char **argv) {
   }
   strcpy(list, shapes); /* strtok_r cut it */
   cr_set_num_threads(1);
-  printf("packed kernel alone, 1 thread, %s tiles; best of 5 runs of >= %.2f s\n",
-         cr__skinny_isa == CR__SKINNY_AVX512 ? "AVX-512" : "AVX2", min_time);
+  printf(
+      "packed kernel alone and BLIS beside it, 1 thread, %s tiles; best of 5 runs of >= %.2f s\n",
+      cr__skinny_isa == CR__SKINNY_AVX512 ? "AVX-512" : "AVX2", min_time);
   printf("%-16s %-8s %10s %9s%s %10s %9s%s %8s\n", "m x n x k", "A read", "us", "GFLOP/s",
          peak > 0 ? "   % peak" : "", "BLIS us", "GFLOP/s", peak > 0 ? "   % peak" : "", "BLIS/pk");
   for (char *save = NULL, *s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
@@ -171,15 +174,15 @@ int main(int argc, char **argv) {
     bool by_columns;
     parse_shape(s, &m, &n, &k, &by_columns);
     const product_times t = time_product(m, n, k, by_columns, min_time);
-    const double flops = 2.0 * (double)m * (double)n * (double)k * 1e-3;
+    const double kflop = 2.0 * (double)m * (double)n * (double)k * 1e-3; /* / us = GFLOP/s */
     char dims[48];
     snprintf(dims, sizeof dims, "%ldx%ldx%ld", m, n, k);
     printf("%-16s %-8s", dims, by_columns ? "columns" : "rows");
     const double us[2] = {t.packed_us, t.blis_us};
     for (int which = 0; which < 2; which++) {
-      printf(" %10.1f %9.1f", us[which], flops / us[which]);
+      printf(" %10.1f %9.1f", us[which], kflop / us[which]);
       if (peak > 0)
-        printf("   %5.1f%%", 100.0 * flops / us[which] / peak);
+        printf("   %5.1f%%", 100.0 * kflop / us[which] / peak);
     }
     printf(" %7.2fx\n", t.blis_us / t.packed_us);
   }
