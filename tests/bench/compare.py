@@ -21,8 +21,13 @@ measured FMA peak".  Columns (README.md in this directory has the details):
                char: a whole training step), median over rounds
     GFLOP/s    3 x forward matrix-product FLOPs / ms (layer_common.h)
     % peak     GFLOP/s / (threads x measured FMA peak)
-    vs oneDNN  oneDNN ms / chainrule ms (> 1: chainrule is faster)
-    vs PyTorch PyTorch ms / chainrule ms
+    vs oneDNN  oneDNN ms / chainrule ms (> 1: chainrule is faster), taken
+               within each round, then the median over the rounds: the
+               runs of a row follow each other within seconds, so a slow
+               minute of a shared machine slows both sides of the ratio
+               (the same for 2 threads vs 1 and MGU vs GRU, whose rows
+               follow the 1-thread / GRU row of their size)
+    vs PyTorch PyTorch ms / chainrule ms, the same way
     spread     (max - min) / median of chainrule's per-round medians: how
                noisy the machine was for that row
 
@@ -179,6 +184,8 @@ class Driver:
                 sys.exit(f"compare: {self.exe[k]} not found: build first (run_all.sh does)")
         self.have_dnnl = not args.no_dnnl and os.access(self.exe["bench-dnnl"], os.X_OK)
         self.samples = {}  # (peer, kind, cell, what, threads) -> [ms per round]
+        self.by_round = {}  # the same key -> {round: ms}, for the paired ratios
+        self.round = 0
         self.allocs = {}
         self.peaks = []  # (GFLOP/s, kernel) of every probe run
         self.kernel_peaks = {}  # kernel -> GFLOP/s of every probe run ([]: unsupported)
@@ -196,6 +203,7 @@ class Driver:
         for r in res:
             key = (peer, kind, cell, what, threads)
             self.samples.setdefault(key, []).append(float(r["ms"]))
+            self.by_round.setdefault(key, {})[self.round] = float(r["ms"])
             if "allocs" in r:
                 self.allocs[key] = max(self.allocs.get(key, 0), int(r["allocs"]))
             if "impl" in r:
@@ -239,7 +247,9 @@ class Driver:
                 rows.append(row)
                 if size in TWO_THREAD_SIZES and not a.no_threads:
                     rows.append([("chainrule-2t", lambda c=cell, s=size: self.cr_layer(c, s, 2))])
-        if "mgu" in a.cells:
+                if cell == "gru" and size in MGU_SIZES and "mgu" in a.cells:
+                    rows.append([("chainrule", lambda s=size: self.cr_layer("mgu", s, 1))])
+        if "mgu" in a.cells and "gru" not in self.layer_cells():  # nothing to pair with
             for size in MGU_SIZES:
                 rows.append([("chainrule", lambda s=size: self.cr_layer("mgu", s, 1))])
         for cell in self.layer_cells():
@@ -289,6 +299,7 @@ class Driver:
         self.load_start = os.getloadavg()[0]
         t0 = time.time()
         for rnd in range(self.a.rounds):
+            self.round = rnd
             self.fma_peak()
             print(f"round {rnd + 1}/{self.a.rounds}: {len(rows)} rows "
                   f"(FMA peak now {self.peaks[-1][0]:.1f} GFLOP/s; "
@@ -307,11 +318,26 @@ class Driver:
         v = self.samples.get((peer, kind, cell, what, threads))
         return statistics.median(v) if v else None
 
+    def paired(self, num, den, scale=1.0):
+        """The median over the rounds of num's ms / den's ms (keys of
+        samples) within the round, times scale: the runs of one row, and of
+        the rows of one size, follow each other within seconds, so a slow
+        minute of a shared machine slows both sides of each ratio."""
+        a, b = self.by_round.get(num, {}), self.by_round.get(den, {})
+        v = [scale * a[r] / b[r] for r in a if r in b and b[r] > 0]
+        return statistics.median(v) if v else None
+
     def spread(self, peer, kind, cell, what, threads=1):
         v = self.samples.get((peer, kind, cell, what, threads))
         if not v or len(v) < 2:
             return None
         return (max(v) - min(v)) / statistics.median(v)
+
+    def mgu_vs_gru(self, size):
+        """MGU GFLOP/s / GRU GFLOP/s at size, paired by round"""
+        return self.paired(("chainrule", "layer", "gru", size, 1),
+                           ("chainrule", "layer", "mgu", size, 1),
+                           layer_flops("mgu", size) / layer_flops("gru", size))
 
     def report(self, check, cpu_desc):
         peak, peak_from = max(self.peaks) if self.peaks else (float("nan"), "none")
@@ -356,7 +382,8 @@ class Driver:
 
         # the main table
         print("\nlayer = one layer forward+backward; char = one training step of the character "
-              f"model (E = {self.a.embed or 'H'}); ms = median; vs X = X ms / chainrule ms")
+              f"model (E = {self.a.embed or 'H'}); ms = median; vs X = X ms / chainrule ms in the "
+              "same round, median over the rounds")
         print("| kind | cell | IxHxBxT / config | thr | chainrule ms | GFLOP/s | % peak | "
               "spread | oneDNN ms | oneDNN % peak | PyTorch ms | vs oneDNN | vs PyTorch | "
               "target | met |")
@@ -374,8 +401,9 @@ class Driver:
             dn = self.med("onednn", kind, cell, what) if thr == 1 else None
             tq = self.med("torch", kind, cell, what) if thr == 1 else None
             dn_pct = 100 * flops / (dn * 1e6) / peak if dn else None
-            r_dn = dn / ms if dn else None
-            r_tq = tq / ms if tq else None
+            me = ("chainrule", kind, cell, what, thr)
+            r_dn = self.paired(("onednn", kind, cell, what, 1), me) if dn else None
+            r_tq = self.paired(("torch", kind, cell, what, 1), me) if tq else None
             target, met = "", ""
             yn = lambda v, need: "n/a" if v is None else ("yes" if v >= need else "no")  # noqa
             if kind == "layer" and thr == 1 and cell in LAYER_CELLS:
@@ -385,12 +413,11 @@ class Driver:
                 targets.append((f"vs oneDNN {cell}", what, f(r_dn, ".2f") + "x", f">= {need:.2f}x",
                                 None if r_dn is None else r_dn >= need))
             elif kind == "layer" and thr == 2:
-                m1 = self.med("chainrule", kind, cell, what, 1)
-                target = "1t ms / 2t ms >= 1.8x" + ("" if m1 is None else f": {m1 / ms:.2f}x")
-                met = yn(None if m1 is None else m1 / ms, 1.8)
+                r2 = self.paired(("chainrule", kind, cell, what, 1), me)
+                target = "1t ms / 2t ms >= 1.8x" + ("" if r2 is None else f": {r2:.2f}x")
+                met = yn(r2, 1.8)
             elif kind == "layer" and cell == "mgu":
-                mg = self.med("chainrule", kind, "gru", what, 1)
-                rg = None if mg is None else gf / (layer_flops("gru", what) / (mg * 1e6))
+                rg = self.mgu_vs_gru(what)
                 target = "GFLOP/s vs gru >= 0.90" + ("" if rg is None else f": {rg:.2f}")
                 met = yn(rg, 0.9)
             elif kind == "char":
@@ -423,16 +450,16 @@ class Driver:
                 targets.append((f"H=1024 vs H=512 GFLOP/s {cell}", "64x1024 / 64x512",
                                 f"{r:.2f}", ">= 0.90", r >= 0.9))
             for size in TWO_THREAD_SIZES:
-                m1 = self.med("chainrule", "layer", cell, size, 1)
-                m2 = self.med("chainrule", "layer", cell, size, 2)
-                if m1 and m2:
-                    targets.append((f"2 threads vs 1 {cell}", size, f"{m1 / m2:.2f}x", ">= 1.8x",
-                                    m1 / m2 >= 1.8))
+                r2 = self.paired(("chainrule", "layer", cell, size, 1),
+                                 ("chainrule", "layer", cell, size, 2))
+                if r2:
+                    targets.append((f"2 threads vs 1 {cell}", size, f"{r2:.2f}x", ">= 1.8x",
+                                    r2 >= 1.8))
         for size in MGU_SIZES:
-            gm, gg = gflops("mgu", size), gflops("gru", size)
-            if gm and gg:
-                targets.append(("user cell MGU vs built-in GRU, GFLOP/s", size, f"{gm / gg:.2f}",
-                                ">= 0.90", gm / gg >= 0.9))
+            rg = self.mgu_vs_gru(size)
+            if rg:
+                targets.append(("user cell MGU vs built-in GRU, GFLOP/s", size, f"{rg:.2f}",
+                                ">= 0.90", rg >= 0.9))
         allocs = sum(self.allocs.values())
         targets.append(("allocations during timed steps (chainrule)", "every row", str(allocs),
                         "0", allocs == 0))
