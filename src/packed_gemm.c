@@ -128,6 +128,24 @@ __attribute__((target("avx2"))) static inline __m256i lanes(int64_t left) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(l), idx);
 }
 
+/* c[0, 8) = y + bt ci[0, 8) (bt 0: ci is not read), for the first `left`
+ * of the 8 lanes only unless full: plain loads and stores where the lanes
+ * are all there, masked ones (slow on Zen 3) only at the end of a row */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+store8(__m256 y, float bt, const float *ci, float *c, bool full, int64_t left) {
+  const __m256 be = _mm256_set1_ps(bt);
+  if (full) {
+    if (bt != 0.0f)
+      y = _mm256_fmadd_ps(be, _mm256_loadu_ps(ci), y);
+    _mm256_storeu_ps(c, y);
+  } else {
+    const __m256i mk = lanes(left);
+    if (bt != 0.0f)
+      y = _mm256_fmadd_ps(be, _mm256_maskload_ps(ci, mk), y);
+    _mm256_maskstore_ps(c, mk, y);
+  }
+}
+
 /* A tile reading A by columns (ap != 1: the weight gradient's gy^T, its
  * R rows side by side in gy's row p) takes one or two new cache lines per
  * p, ap floats apart, which the hardware prefetchers do not follow: the
@@ -181,27 +199,14 @@ tile(const int R, const int W, const float *const *a, int64_t ap, const float *b
         acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
     }
   }
-  const __m256 al = _mm256_set1_ps(alpha), be = _mm256_set1_ps(bt);
+  const __m256 al = _mm256_set1_ps(alpha);
   const bool full = left >= (int64_t)NP * W;
 #pragma GCC unroll 8
-  for (int r = 0; r < R; r++) {
-    float *cr = c + r * rsc;
-    const float *cir = ci + r * rsi;
+  for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
-    for (int v = 0; v < 2 * W; v++) {
-      __m256 y = _mm256_mul_ps(al, acc[r][v]);
-      if (full) {
-        if (bt != 0.0f)
-          y = _mm256_fmadd_ps(be, _mm256_loadu_ps(cir + 8 * v), y);
-        _mm256_storeu_ps(cr + 8 * v, y);
-      } else {
-        const __m256i mk = lanes(left - 8 * v);
-        if (bt != 0.0f)
-          y = _mm256_fmadd_ps(be, _mm256_maskload_ps(cir + 8 * v, mk), y);
-        _mm256_maskstore_ps(cr + 8 * v, mk, y);
-      }
-    }
-  }
+    for (int v = 0; v < 2 * W; v++)
+      store8(_mm256_mul_ps(al, acc[r][v]), bt, ci + r * rsi + 8 * v, c + r * rsc + 8 * v, full,
+             left - 8 * v);
 }
 
 #define TILE_CASE(R, W)                                                                            \
@@ -360,22 +365,12 @@ __attribute__((target("avx2,fma"))) static void row_tile(const float *a, int64_t
   for (int s = 0; s < ROW_CHAINS - 1; s++) /* the last kb % 4 rows: p % 4 == s */
     if (p + s < kb)
       row_fma(acc[s], a[(p + s) * ap], b + (p + s) * NP);
-  const __m256 al = _mm256_set1_ps(alpha), be = _mm256_set1_ps(bt);
+  const __m256 al = _mm256_set1_ps(alpha);
 #pragma GCC unroll 8
   for (int v = 0; v < 2; v++) {
     const __m256 sum =
         _mm256_add_ps(_mm256_add_ps(acc[0][v], acc[1][v]), _mm256_add_ps(acc[2][v], acc[3][v]));
-    __m256 y = _mm256_mul_ps(al, sum);
-    if (left >= NP) {
-      if (bt != 0.0f)
-        y = _mm256_fmadd_ps(be, _mm256_loadu_ps(ci + 8 * v), y);
-      _mm256_storeu_ps(c + 8 * v, y);
-    } else {
-      const __m256i mk = lanes(left - 8 * v);
-      if (bt != 0.0f)
-        y = _mm256_fmadd_ps(be, _mm256_maskload_ps(ci + 8 * v, mk), y);
-      _mm256_maskstore_ps(c + 8 * v, mk, y);
-    }
+    store8(_mm256_mul_ps(al, sum), bt, ci + 8 * v, c + 8 * v, left >= NP, left - 8 * v);
   }
 }
 
