@@ -165,12 +165,15 @@ static void test_gradcheck_checkpointed(void **s) {
 
 /* ---- memory-efficient BPTT: checkpointed = full, bit for bit ------------- */
 
-/* Every gradient (parameters, input, initial states) of one training loss,
- * run with opts; copied out as raw bytes. */
+/* T, B, I, H of run_grads' layer */
+static const int64_t small_dims[4] = {13, 3, 4, 5};
+
+/* Every gradient (parameters, input, initial states) of one training loss
+ * of a layer of dims (T, B, I, H), run with opts; copied out as raw bytes. */
 static size_t run_grads(const cr_cell_def *cell, int L, double dropout, const int64_t *lengths,
                         cr_dtype dt, const cr_rnn_variant *var, const cr_rnn_forward_opts *opts,
-                        unsigned char *buf, size_t *peak) {
-  enum { T = 13, B = 3, I = 4, H = 5 };
+                        const int64_t *dims, unsigned char *buf, size_t *peak) {
+  const int64_t T = dims[0], B = dims[1], I = dims[2], H = dims[3];
   cr_ctx *ctx = cr_ctx_new();
   cr_rng *rng = cr_rng_new(77), *drop = cr_rng_new(5);
   cr_rnn_config cfg = {cell, I, H, L, dropout, false, dt};
@@ -243,8 +246,8 @@ static void test_checkpointed_gradients_are_bit_identical(void **state) {
         cr_rnn_forward_opts f = {.projection_block = 2};
         cr_rnn_forward_opts k = {.projection_block = 2, .checkpoint_every = K};
         size_t pf, pk;
-        size_t nf = run_grads(cells[c], L, dropout, len, dt, &var, &f, full, &pf);
-        size_t nk = run_grads(cells[c], L, dropout, len, dt, &var, &k, ckpt, &pk);
+        size_t nf = run_grads(cells[c], L, dropout, len, dt, &var, &f, small_dims, full, &pf);
+        size_t nk = run_grads(cells[c], L, dropout, len, dt, &var, &k, small_dims, ckpt, &pk);
         assert_int_equal(nf, nk);
         if (memcmp(full, ckpt, nf) != 0)
           fail_msg("%s variant %d, segments of %lld: checkpointed gradients differ from full "
@@ -292,6 +295,37 @@ static void test_checkpointed_gradients_are_bit_identical(void **state) {
          "bidirectional+lengths (+dropout, f32), lstm proj+bidirectional; segments of 2 and 6 "
          "steps), gradients identical (memcmp)\n",
          checked);
+}
+
+/* With the default blocks, full BPTT over inputs of 256 features or more
+ * projects 1024 rows at once and checkpointed segments 256 (unroll.c):
+ * the sums of the input weights' gradients group differently, so they
+ * agree to rounding (float64 here: within 1e-12 of the largest
+ * gradient), and with the same projection_block bit for bit.  A 2-layer
+ * bidirectional GRU (the second layer's input is 2H = 256 too) over 70
+ * steps of batch 8: full blocks of 70 steps, checkpointed ones of 32. */
+static void test_default_blocks_agree_with_checkpointed(void **state) {
+  (void)state;
+  static const int64_t dims[4] = {70, 8, 256, 128};
+  static unsigned char full[1 << 23], ckpt[1 << 23], same[1 << 23];
+  const cr_rnn_variant var = {.bidirectional = true};
+  const cr_rnn_forward_opts f = {0}, k = {.checkpoint_every = CR_RNN_CHECKPOINT_AUTO},
+                            f32 = {.projection_block = 32};
+  size_t p, n = run_grads(&cr_cell_gru, 2, 0.0, NULL, CR_F64, &var, &f, dims, full, &p);
+  assert_true(n <= sizeof full);
+  assert_int_equal(run_grads(&cr_cell_gru, 2, 0.0, NULL, CR_F64, &var, &k, dims, ckpt, &p), n);
+  assert_int_equal(run_grads(&cr_cell_gru, 2, 0.0, NULL, CR_F64, &var, &f32, dims, same, &p), n);
+  assert_memory_equal(ckpt, same, n);
+  const double *a = (const double *)full, *b = (const double *)ckpt;
+  double big = 0, diff = 0;
+  for (size_t i = 0; i < n / sizeof(double); i++) {
+    big = fabs(a[i]) > big ? fabs(a[i]) : big;
+    diff = fabs(a[i] - b[i]) > diff ? fabs(a[i] - b[i]) : diff;
+  }
+  printf("default blocks, full vs checkpointed (gru 2 layers bidirectional, I = 2H = 256, T 70, "
+         "B 8): largest difference %.2e of a largest gradient %.2e\n",
+         diff, big);
+  assert_true(big > 0 && diff <= 1e-12 * big);
 }
 
 /* ---- every step's state, reachable: dL/dh_t for all t and layers ------- */
@@ -723,6 +757,7 @@ int main(void) {
       cmocka_unit_test(test_gradgradcheck_lstm_lengths),
       cmocka_unit_test(test_gradcheck_checkpointed),
       cmocka_unit_test(test_checkpointed_gradients_are_bit_identical),
+      cmocka_unit_test(test_default_blocks_agree_with_checkpointed),
       cmocka_unit_test(test_bptt_is_sum_over_steps),
       cmocka_unit_test(test_lengths_match_unpadded),
       cmocka_unit_test(test_truncated_bptt),

@@ -212,8 +212,11 @@ typedef struct cr_rnn_forward_opts {
    * segments whose graphs are dropped after the forward and recomputed,
    * one at a time, during backward, so memory holds the segment
    * boundaries' states, the outputs and one segment — not every step's
-   * activations.  The gradients are bit-identical to full BPTT's (the same
-   * ops in the same order).  Costs about one extra forward pass.
+   * activations.  The gradients are bit-identical to full BPTT's with the
+   * same projection_block (the same ops in the same order); with the
+   * default blocks, which are longer for full BPTT over 256 or more input
+   * features, the input weights' gradient sums group differently and
+   * agree to rounding.  Costs about one extra forward pass.
    *   checkpoint_every  0: full BPTT (default); K > 0: segments of K steps
    *                     (rounded up to whole input-projection blocks of
    *                     ceil(256 / B) steps); CR_RNN_CHECKPOINT_AUTO: the
@@ -237,8 +240,9 @@ typedef struct cr_rnn_forward_opts {
    * (step_states) and outputs are always kept. */
   bool keep_activations;
   /* Steps per input projection (the cell's precompute runs on blocks of
-   * this many steps); 0: ceil(256 / B), which keeps the products large.
-   * Checkpointed segments hold whole blocks. */
+   * this many steps); 0: ceil(1024 / B) for full BPTT over a layer input
+   * of 256 or more features, else ceil(256 / B), which keeps the products
+   * large.  Checkpointed segments hold whole blocks. */
   int64_t projection_block;
   /* Per-sequence extra inputs every step of every layer can read (the
    * cell sees them as layer->extra), or NULL. */

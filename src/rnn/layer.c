@@ -444,8 +444,9 @@ cr_status cr_rnn_forward_params_ex(cr_ctx *ctx, const cr_rnn_config *c, cr_tenso
           .T = T,
           .B = B,
           .out_size = layer.output_size,
-          .P =
-              opts && opts->projection_block > 0 ? opts->projection_block : cr__projection_block(B),
+          .P = opts && opts->projection_block > 0
+                   ? opts->projection_block
+                   : cr__projection_block(B, layer.input_size, checkpointed),
           .mask = mask,
           .keep = keep,
           .step_states = opts && opts->step_states ? opts->step_states + (int64_t)ld * S * T : NULL,

@@ -22,8 +22,9 @@ typedef struct cr__layer_run {
   bool keep_all;                       /* keep every value (no release after blocks) */
 } cr__layer_run;
 
-/* Steps per input-projection block for batch B. */
-int64_t cr__projection_block(int64_t B);
+/* Steps per input-projection block for batch B and I input features:
+ * ceil(1024 / B) for full BPTT with I >= 256, else ceil(256 / B). */
+int64_t cr__projection_block(int64_t B, int64_t I, bool checkpointed);
 /* Steps t0..t1 (t0 a multiple of P) from state[] (updated to the last
  * step's), outputs into outs[t0..t1). */
 cr_status cr__unroll_steps(cr_ctx *ctx, const cr__layer_run *lr, int64_t t0, int64_t t1,
