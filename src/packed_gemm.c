@@ -40,6 +40,15 @@
 #define NP 16  /* columns per panel: two ymm */
 #define JB 4   /* panels per column step: the widest tile */
 #define MC 120 /* rows of A per pass over a block: 120 x KC floats (240 KiB) stay in L2 */
+/* A few-row product whose packed B is larger than this (bytes) has each
+ * column step's first row tile prefetch (into L2) the panels the next step
+ * reads, one 64-byte line per panel row, while it computes: such a B
+ * streams from L3.  Zen 3 (512 KiB L2), layer forward+backward, paired
+ * runs, new/old time: H = 1024 (16 MiB W_hh) lstm 0.986, gru 0.974,
+ * rnn_tanh 0.990; bench-packed 32x4096x1024 65-69 -> 71-76 GFLOP/s;
+ * H = 512 (4 MiB) 1.004, neutral.  Below it (H = 128: 256 KiB; tiny: 16
+ * KiB) the instructions only cost: tiny lstm 1.02 with them. */
+#define PREFETCH_AHEAD_BYTES (1 << 20)
 #define MCP 48 /* the same through a copy of A on the stack (96 KiB) */
 
 size_t cr__skinny_packed_floats(int64_t k, int64_t n) {
@@ -171,25 +180,29 @@ __attribute__((always_inline)) static inline void prefetch_a(const float *const 
 /* One R x 16W tile over kb rows of a block: a[r] points at A[i0 + r, k0]
  * (stride ap between p), b at the first of W consecutive panels of the
  * block (each kbp x 16, kbp >= kb rows packed), c at C[i0, j0]; left =
- * n - j0 columns exist.
+ * n - j0 columns exist.  pf (NULL: none) is W panels of pfs / 16 rows,
+ * pfs floats apart, to prefetch into L2 on the way (PREFETCH_AHEAD_BYTES).
  * C = alpha acc + bt C (bt 0: C is not read). */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
 tile(const int R, const int W, const float *const *a, int64_t ap, const float *b, int64_t kbp,
-     int64_t kb, float alpha, float bt, const float *ci, int64_t rsi, float *c, int64_t rsc,
-     int64_t left) {
+     int64_t kb, const float *pf, int64_t pfs, float alpha, float bt, const float *ci, int64_t rsi,
+     float *c, int64_t rsc, int64_t left) {
   __m256 acc[6][8];
 #pragma GCC unroll 8
   for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
     for (int v = 0; v < 2 * W; v++)
       acc[r][v] = _mm256_setzero_ps();
-  const int64_t ps = kbp * NP; /* floats from one panel to the next */
+  const int64_t ps = kbp * NP;      /* floats from one panel to the next */
+  const int64_t pf_rows = pfs / NP; /* the prefetched panels' rows (a last block may be short) */
   for (int64_t p = 0; p < kb; p++) {
     __m256 bv[8];
 #pragma GCC unroll 8
     for (int w = 0; w < W; w++) {
       bv[2 * w] = _mm256_load_ps(b + w * ps + p * NP);
       bv[2 * w + 1] = _mm256_load_ps(b + w * ps + p * NP + 8);
+      if (p < pf_rows) /* a 64-byte line: one panel row */
+        _mm_prefetch((const char *)(pf + w * pfs + p * NP), _MM_HINT_T1);
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
@@ -210,11 +223,12 @@ tile(const int R, const int W, const float *const *a, int64_t ap, const float *b
 }
 
 #define TILE_CASE(R, W)                                                                            \
-  case (R)*8 + (W): tile(R, W, a, ap, b, kbp, kb, alpha, bt, ci, rsi, c, rsc, left); break;
+  case (R)*8 + (W): tile(R, W, a, ap, b, kbp, kb, pf, pfs, alpha, bt, ci, rsi, c, rsc, left); break;
 
 __attribute__((target("avx2,fma"))) static void
 run_tile(int R, int W, const float *const *a, int64_t ap, const float *b, int64_t kbp, int64_t kb,
-         float alpha, float bt, const float *ci, int64_t rsi, float *c, int64_t rsc, int64_t left) {
+         const float *pf, int64_t pfs, float alpha, float bt, const float *ci, int64_t rsi,
+         float *c, int64_t rsc, int64_t left) {
   switch (R * 8 + W) {
     TILE_CASE(6, 1)
     TILE_CASE(5, 1)
@@ -498,10 +512,19 @@ static void pack_row_tiles(const packed_args *g, int64_t k0, int64_t kb, int64_t
   }
 }
 
+/* The panels a column step will read next, for its first row tile to
+ * prefetch into L2 while it reads its own (AVX2 tiles): panel q0 + w of
+ * the block at `at`, its panels `stride` floats apart, for w < n. */
+typedef struct {
+  const float *at;
+  int64_t stride, n;
+} next_panels;
+
 /* Panels [q0, qe) of the block of op(B) rows k0.., for rows [ib, ie) of A,
- * read from A itself or (tiles not NULL) from pack_row_tiles' copy. */
+ * read from A itself or (tiles not NULL) from pack_row_tiles' copy; next
+ * (n = 0: none) is prefetched on the way. */
 static void column_step(const packed_args *g, const float *tiles, int64_t k0, int64_t q0,
-                        int64_t qe, int64_t ib, int64_t ie) {
+                        int64_t qe, int64_t ib, int64_t ie, next_panels next) {
   const int64_t np = (g->n + NP - 1) / NP;
   const bool zmm = cr__skinny_isa == CR__SKINNY_AVX512;
   const int64_t kb = g->k - k0 < KC ? g->k - k0 : KC;    /* rows used */
@@ -527,9 +550,13 @@ static void column_step(const packed_args *g, const float *tiles, int64_t k0, in
         run_tile512(R, W, pf, a, ap, block + q * kbp * NP, kbp, kb, g->alpha, bt,
                     ci + i0 * rsi + q * NP, rsi, g->C + i0 * g->rsc + q * NP, g->rsc,
                     g->n - q * NP);
-      else
-        run_tile(R, W, a, ap, block + q * kbp * NP, kbp, kb, g->alpha, bt, ci + i0 * rsi + q * NP,
-                 rsi, g->C + i0 * g->rsc + q * NP, g->rsc, g->n - q * NP);
+      else { /* the first row tile prefetches the next step's panels */
+        const bool ahead = i0 == ib && q - q0 + W <= next.n;
+        run_tile(R, W, a, ap, block + q * kbp * NP, kbp, kb,
+                 ahead ? next.at + (q - q0) * next.stride : NULL, ahead ? next.stride : 0, g->alpha,
+                 bt, ci + i0 * rsi + q * NP, rsi, g->C + i0 * g->rsc + q * NP, g->rsc,
+                 g->n - q * NP);
+      }
       q += W;
     }
     i0 += R;
@@ -552,11 +579,24 @@ static void packed_panels(const packed_args *g, int64_t q_begin, int64_t q_end) 
     static _Thread_local unsigned calls;
     const bool back = calls++ & 1;
     const int64_t steps = (q_end - q_begin + JB - 1) / JB;
+    const int64_t np = (g->n + NP - 1) / NP;
+    const bool ahead = (double)g->kp * np * NP * sizeof(float) > PREFETCH_AHEAD_BYTES;
     for (int64_t t = 0; t < steps; t++) {
       const int64_t q0 = q_begin + (back ? steps - 1 - t : t) * JB;
       const int64_t qe = q0 + JB < q_end ? q0 + JB : q_end;
-      for (int64_t k0 = 0; k0 < g->k; k0 += KC)
-        column_step(g, NULL, k0, q0, qe, 0, g->m);
+      for (int64_t k0 = 0; k0 < g->k; k0 += KC) {
+        /* after this block: the next block of the step, or the next step's first */
+        const bool more = k0 + KC < g->k;
+        const int64_t tn = back ? steps - 2 - t : t + 1;
+        next_panels next = {NULL, 0, 0};
+        if (ahead && (more || t + 1 < steps)) {
+          const int64_t k1 = more ? k0 + KC : 0, q1 = more ? q0 : q_begin + tn * JB;
+          const int64_t kbp1 = g->kp - k1 < KC ? g->kp - k1 : KC;
+          next = (next_panels){g->Bp + k1 * np * NP + q1 * kbp1 * NP, kbp1 * NP,
+                               (q1 + JB < q_end ? q1 + JB : q_end) - q1};
+        }
+        column_step(g, NULL, k0, q0, qe, 0, g->m, next);
+      }
     }
     return;
   }
@@ -572,7 +612,8 @@ static void packed_panels(const packed_args *g, int64_t q_begin, int64_t q_end) 
       if (copy)
         pack_row_tiles(g, k0, g->k - k0 < KC ? g->k - k0 : KC, ib, ie, tiles);
       for (int64_t q0 = q_begin; q0 < q_end; q0 += JB)
-        column_step(g, copy ? tiles : NULL, k0, q0, q0 + JB < q_end ? q0 + JB : q_end, ib, ie);
+        column_step(g, copy ? tiles : NULL, k0, q0, q0 + JB < q_end ? q0 + JB : q_end, ib, ie,
+                    (next_panels){NULL, 0, 0});
     }
 }
 
