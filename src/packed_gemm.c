@@ -268,6 +268,10 @@ tile512(const int R, const int W, const bool pf, const float *const *a, int64_t 
       acc[r][w] = _mm512_setzero_ps();
       /* C's lines, while the tile computes: a large C comes from memory */
       _mm_prefetch((const char *)(c + r * rsc + NP * w), _MM_HINT_T0);
+      /* and those of the matrix beta scales where it is another (a first
+       * block's addmm input: a step's input projection, computed steps ago) */
+      if (bt != 0.0f && ci != c)
+        _mm_prefetch((const char *)(ci + r * rsi + NP * w), _MM_HINT_T0);
     }
   const int64_t ps = kbp * NP; /* floats from one panel to the next */
   for (int64_t p = 0; p < kb; p++) {
