@@ -71,8 +71,15 @@ static const char *at(const cr_tensor *t, int64_t off) {
  * 512,2048: R = 128 50, R = 256 68, R = 512 69; 1024,4096: 42 / 71 / 71.
  * So 256 rows for a gradient of 256K elements or more (1 MiB in f32), else
  * 128 (half the staging memory, which checkpointed BPTT counts).  A product
- * with more rows than that runs at once (it is efficient already). */
-static int64_t stage_rows(int64_t K, int64_t N) { return K * N >= 262144 ? 256 : 128; }
+ * with more rows than that runs at once (it is efficient already).  From
+ * 512K elements (2 MiB in f32) 512 rows: each flush reads and writes the
+ * whole gradient, which has left the caches since the last one (timed
+ * inside an LSTM 64x512 layer, Zen 5: a 2048x512x256 flush ran at 192-203
+ * GFLOP/s, the same call again at once at 230), so half as many flushes
+ * spend half as long on it; paired runs, new/old time: lstm 64x512 0.97,
+ * 512x512 0.98, 64x1024 0.97, gru 64x512 0.97-0.98, 512x512 0.98,
+ * rnn_tanh 64x1024 0.97; 1024 rows gained 1-2% more, within the noise. */
+static int64_t stage_rows(int64_t K, int64_t N) { return K * N >= 524288 ? 512 : K * N >= 262144 ? 256 : 128; }
 
 /* How a weight gradient gb [K,N] += a^T gy can go through the few-row
  * kernel: not at all (BLIS), with gy as the packed right operand (gb's rows
