@@ -90,9 +90,9 @@ typedef enum { PACK_NONE, PACK_GY, PACK_A } weight_packing;
 static weight_packing weight_packing_of(const cr_tensor *gb, int64_t K, int64_t N) {
   if (gb->dtype != CR_F32)
     return PACK_NONE;
-  if (gb->stride[1] == 1 && cr__packed_suits(K, N, true))
+  if (gb->stride[1] == 1 && cr__packed_suits(K, N))
     return PACK_GY;
-  return gb->stride[0] == 1 && cr__packed_suits(N, K, true) ? PACK_A : PACK_NONE;
+  return gb->stride[0] == 1 && cr__packed_suits(N, K) ? PACK_A : PACK_NONE;
 }
 
 /* gb += the product of M rows, from the packed right operand (packed for kp
@@ -303,7 +303,7 @@ static void times_right_from(cr_ctx *ctx, int64_t M, int64_t K, int64_t N, const
                              const void *cin, int64_t rsin, void *c, int64_t rsc) {
   mat_view vb = view_of(b);
   if (b->dtype == CR_F32 && b->ndim == 2 && cr__skinny_isa != CR__SKINNY_NONE &&
-      cr__packed_suits(M, N, csa != 1) && cr__skinny_max_m > 0 && M > 0 && N > 0 && K > 0) {
+      cr__packed_suits(M, N) && cr__skinny_max_m > 0 && M > 0 && N > 0 && K > 0) {
     float *panels = panels_for(ctx, b, K, N, transb ? vb.cs : vb.rs, transb ? vb.rs : vb.cs);
     if (panels) {
       cr__skinny_sgemm_packed_from(M, N, K, 1.0f, a, rsa, csa, panels, K, (float)beta,

@@ -352,8 +352,7 @@ void cr__skinny_sgemm(int64_t m, int64_t n, int64_t k, float alpha, const float 
  * packing made for kp rows (row p0 + i from B + i*rs: rows can be staged
  * as they come); the product C = alpha A op(B)[:k] + beta C with
  * A[i, p] = A[i*ai + p*ap], from panels packed for kp >= k rows; and
- * whether an m x n product is faster so than through BLIS (a_by_columns:
- * A read by columns, ap != 1, as the staged weight gradients are).  The packing
+ * whether an m x n product is faster so than through BLIS.  The packing
  * must start 32-byte aligned (the AVX2 tiles load its panels aligned). */
 size_t cr__skinny_packed_floats(int64_t k, int64_t n);
 void cr__skinny_pack(int64_t k, int64_t n, const float *B, int64_t rs, int64_t cs, float *out);
@@ -362,7 +361,7 @@ void cr__skinny_pack_rows(int64_t kp, int64_t p0, int64_t rows, int64_t n, const
 void cr__skinny_sgemm_packed(int64_t m, int64_t n, int64_t k, float alpha, const float *A,
                              int64_t ai, int64_t ap, const float *Bp, int64_t kp, float beta,
                              float *C, int64_t rsc);
-bool cr__packed_suits(int64_t m, int64_t n, bool a_by_columns);
+bool cr__packed_suits(int64_t m, int64_t n);
 /* The same with beta scaling another matrix: C = alpha A op(B) + beta Cin
  * (Cin's rows rsin apart; rsin 0 repeats one row, a bias; Cin == C is the
  * product above) — an addmm without first copying its c into C. */

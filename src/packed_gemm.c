@@ -110,25 +110,23 @@ void cr__skinny_pack(int64_t k, int64_t n, const float *B, int64_t rs, int64_t c
   cr__skinny_pack_rows(k, 0, k, n, B, rs, cs, out);
 }
 
-bool cr__packed_suits(int64_t m, int64_t n, bool a_by_columns) {
+bool cr__packed_suits(int64_t m, int64_t n) {
   if (cr__skinny_isa == CR__SKINNY_NONE)
     return false;
   /* Measured, one core, C += A op(B) with op(B) packed against BLIS 0.9's
    * conventional path (GFLOP/s, k = 256..2048): Zen 3 (AVX2, BLIS zen3)
    * 72-98 vs 46-90 at m = 32..256; Zen 5 (AVX-512, BLIS skx) 218-232 vs
    * 130-213 at m = 32..512 with n <= 2048 and at m = 2048, n = 512.
-   * Larger products, A read by rows (a layer's input projection over many
-   * steps at once, k = I): 1024x2048x512 251 vs 210, 2048x2048x512 252 vs
-   * 207 (bench-packed, Zen 5); in the layers, paired runs, new/old time
-   * with these up to 4M elements of C: lstm 512x512 0.94, gru 0.92-0.98,
-   * rnn_tanh 1.00.  A read by columns (the staged weight gradients, k =
-   * 256) past 1M elements of C: lstm 64x1024's 4096x1024 took 1.03 of
-   * the time, gru's 3072x1024 0.98: left to BLIS, whose packing of A pays
-   * once A and C outgrow the caches. */
-  if (m <= 128)
-    return true;
-  const int64_t most = a_by_columns ? (int64_t)1 << 20 : (int64_t)1 << 22;
-  return cr__skinny_isa == CR__SKINNY_AVX512 && m * n <= most;
+   * Larger products on Zen 5 (bench-packed): a layer's input projection
+   * over many steps at once, A read by rows, 1024x2048x512 251 vs 210,
+   * 2048x2048x512 252 vs 207; a staged weight gradient's flush, A read by
+   * columns, 4096x1024x512 244 vs 203.  In the layers, paired runs, new/old
+   * time with products up to 4M elements of C here instead of 1M: lstm
+   * 512x512 0.96, gru 512x512 0.96 (the projection); lstm 64x1024 0.98,
+   * gru 64x1024 0.96 (the flush, at 512 rows a flush: ops/matmul.c; at 256
+   * it was 1.03 for lstm).  Past that BLIS, whose packing of A pays once A
+   * and C outgrow the caches, is left the products. */
+  return m <= 128 || (cr__skinny_isa == CR__SKINNY_AVX512 && m * n <= ((int64_t)1 << 22));
 }
 
 /* The tiles below unroll their loops over rows and registers first
