@@ -155,6 +155,78 @@ static void test_input_given_twice(void **state) {
   cr_ctx_free(b);
 }
 
+/* adds that only the unary op after them reads (the forward runs the two
+ * in one pass, the VJP both in one pass), and adds that may not go so:
+ *   s1 = sigmoid(a + b)    inputs; into the sigmoid
+ *   s2 = tanh(s1 + c)      an intermediate and an input; into the tanh
+ *   s3 = sigmoid(c + c)    one slot twice: forward into the sigmoid, the
+ *                          VJP apart (the two terms share an adjoint)
+ *   s4 = log(a + 2.5)...   an add_scalar, not an add: apart
+ *   q = a + b, square(q)   the square's VJP reads q: apart
+ *   y = s2 * s3 + s4 - square(q) * 0.25 + q      (q read twice)
+ * against the same ops unfused: the same bits, forward and backward, over
+ * rows longer than a chunk, both dtypes, 1 and 2 threads */
+static cr_tensor *adds_unfused(cr_ctx *ctx, cr_tensor *const *in) {
+  cr_tensor *s1 = cr_sigmoid(ctx, cr_add(ctx, in[0], in[1]));
+  cr_tensor *s2 = cr_tanh(ctx, cr_add(ctx, s1, in[2]));
+  cr_tensor *s3 = cr_sigmoid(ctx, cr_add(ctx, in[2], in[2]));
+  cr_tensor *s4 = cr_log(ctx, cr_add_scalar(ctx, in[0], 2.5));
+  cr_tensor *q = cr_add(ctx, in[0], in[1]);
+  cr_tensor *y = cr_add(ctx, cr_mul(ctx, s2, s3), s4);
+  y = cr_sub(ctx, y, cr_mul_scalar(ctx, cr_square(ctx, q), 0.25));
+  return cr_add(ctx, y, q);
+}
+
+static cr_tensor *adds_fused(cr_ctx *ctx, cr_tensor *const *in) {
+  cr_fused *f = cr_fused_new(3);
+  const int s1 = cr_fused_op(f, "sigmoid", cr_fused_op(f, "add", 0, 1, 0, 0), -1, 0, 0);
+  const int s2 = cr_fused_op(f, "tanh", cr_fused_op(f, "add", s1, 2, 0, 0), -1, 0, 0);
+  const int s3 = cr_fused_op(f, "sigmoid", cr_fused_op(f, "add", 2, 2, 0, 0), -1, 0, 0);
+  const int s4 = cr_fused_op(f, "log", cr_fused_op(f, "add_scalar", 0, -1, 2.5, 0), -1, 0, 0);
+  const int q = cr_fused_op(f, "add", 0, 1, 0, 0);
+  int y = cr_fused_op(f, "add", cr_fused_op(f, "mul", s2, s3, 0, 0), s4, 0, 0);
+  const int sq = cr_fused_op(f, "mul_scalar", cr_fused_op(f, "square", q, -1, 0, 0), -1, 0.25, 0);
+  cr_fused_op(f, "add", cr_fused_op(f, "sub", y, sq, 0, 0), q, 0, 0);
+  assert_null(cr_fused_error(f));
+  cr_tensor *out = cr_fused_apply(ctx, f, in);
+  cr_fused_free(f);
+  return out;
+}
+
+static void test_adds_into_unary_ops(void **state) {
+  (void)state;
+  const int64_t shape[2] = {5, 300};
+  for (int threads = 1; threads <= 2; threads++)
+    for (int dt = 0; dt < 2; dt++) {
+      cr_set_num_threads(threads);
+      const cr_dtype t = dt ? CR_F64 : CR_F32;
+      cr_ctx *ctx[2] = {cr_ctx_new(), cr_ctx_new()};
+      cr_tensor *x[2][3], *y[2] = {NULL, NULL};
+      for (int m = 0; m < 2; m++) {
+        cr_rng *rng = cr_rng_new(11);
+        for (int k = 0; k < 3; k++) {
+          x[m][k] = cr_rand_uniform(ctx[m], rng, t, 2, shape, -2, 2);
+          cr_set_requires_grad(x[m][k], true);
+        }
+        cr_rng_free(rng);
+        y[m] = m ? adds_fused(ctx[m], x[m]) : adds_unfused(ctx[m], x[m]);
+        assert_non_null(y[m]);
+        if (m)
+          assert_string_equal(cr_grad_fn(y[m]), "fused");
+        cr_rng *sr = cr_rng_new(12);
+        cr_tensor *seed = cr_rand_uniform(ctx[m], sr, t, 2, shape, -1, 1);
+        cr_rng_free(sr);
+        assert_int_equal(cr_backward_seed(ctx[m], y[m], seed), CR_OK);
+      }
+      assert_same_bits(ctx[0], y[0], ctx[1], y[1]);
+      for (int k = 0; k < 3; k++)
+        assert_same_bits(ctx[0], cr_grad(x[0][k]), ctx[1], cr_grad(x[1][k]));
+      cr_ctx_free(ctx[0]);
+      cr_ctx_free(ctx[1]);
+    }
+  cr_set_num_threads(1);
+}
+
 /* a chain of other ops, for the gradchecks:
  *   y = maximum(exp(0.3 x) / (sigmoid(z) + 0.5), z) - square(x) */
 static cr_tensor *other_chain(cr_ctx *ctx, cr_tensor *const *in, int n, void *user) {
@@ -295,6 +367,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_same_bits_as_unfused),
       cmocka_unit_test(test_input_given_twice),
+      cmocka_unit_test(test_adds_into_unary_ops),
       cmocka_unit_test(test_gradcheck),
       cmocka_unit_test(test_errors),
   };
