@@ -132,8 +132,8 @@ void cr__fused_plan(fused_prog *p) {
   for (int j = 0; j + 1 < p->n_ops; j++) {
     const fused_step *s = &p->ops[j], *t = &p->ops[j + 1];
     const int sy = p->n_in + j;
-    bool alone = s->binary && s->kind == FB_ADD && !s->saved && !(need >> sy & 1) &&
-                 !t->binary && t->x == sy;
+    bool alone = s->binary && s->kind == FB_ADD && !s->saved && !(need >> sy & 1) && !t->binary &&
+                 t->x == sy;
     for (int k = j + 2; alone && k < p->n_ops; k++)
       alone = p->ops[k].x != sy && !(p->ops[k].binary && p->ops[k].y == sy);
     if (alone)

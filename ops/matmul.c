@@ -79,7 +79,9 @@ static const char *at(const cr_tensor *t, int64_t off) {
  * spend half as long on it; paired runs, new/old time: lstm 64x512 0.97,
  * 512x512 0.98, 64x1024 0.97, gru 64x512 0.97-0.98, 512x512 0.98,
  * rnn_tanh 64x1024 0.97; 1024 rows gained 1-2% more, within the noise. */
-static int64_t stage_rows(int64_t K, int64_t N) { return K * N >= 524288 ? 512 : K * N >= 262144 ? 256 : 128; }
+static int64_t stage_rows(int64_t K, int64_t N) {
+  return K * N >= 524288 ? 512 : K * N >= 262144 ? 256 : 128;
+}
 
 /* How a weight gradient gb [K,N] += a^T gy can go through the few-row
  * kernel: not at all (BLIS), with gy as the packed right operand (gb's rows
