@@ -127,19 +127,6 @@ void cr__fused_plan(fused_prog *p) {
       need |= 1ull << s->x | (s->binary ? 1ull << s->y : 0);
   }
   p->need = need;
-  /* an add read by the unary op after it alone: one pass for the two */
-  uint64_t into = 0;
-  for (int j = 0; j + 1 < p->n_ops; j++) {
-    const fused_step *s = &p->ops[j], *t = &p->ops[j + 1];
-    const int sy = p->n_in + j;
-    bool alone = s->binary && s->kind == FB_ADD && !s->saved && !(need >> sy & 1) && !t->binary &&
-                 t->x == sy;
-    for (int k = j + 2; alone && k < p->n_ops; k++)
-      alone = p->ops[k].x != sy && !(p->ops[k].binary && p->ops[k].y == sy);
-    if (alone)
-      into |= 1ull << j;
-  }
-  p->add_into_next = into;
 }
 
 uint64_t cr__fused_recomputed(const fused_prog *p) {

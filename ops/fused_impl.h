@@ -37,10 +37,6 @@ typedef struct {
   int8_t tensor_of[CR_FUSED_MAX_INPUTS], block_of[CR_FUSED_MAX_INPUTS]; /* of each input slot */
   int8_t blocks[CR_FUSED_MAX_INPUTS];                                   /* of each input tensor */
   uint64_t need; /* bit s: the VJP needs slot s's values (saved or recomputed) */
-  /* bit j: op j is an add whose values only op j + 1, a unary op, reads
-   * (not another op, not the VJP, not as the result): the forward runs the
-   * two in one pass, y = f(a + b), and never stores the sum */
-  uint64_t add_into_next;
   fused_step ops[CR_FUSED_MAX_OPS];
 } fused_prog;
 

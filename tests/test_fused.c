@@ -155,14 +155,12 @@ static void test_input_given_twice(void **state) {
   cr_ctx_free(b);
 }
 
-/* adds that only the unary op after them reads (the forward runs the two
- * in one pass, the VJP both in one pass), and adds that may not go so:
- *   s1 = sigmoid(a + b)    inputs; into the sigmoid
- *   s2 = tanh(s1 + c)      an intermediate and an input; into the tanh
- *   s3 = sigmoid(c + c)    one slot twice: forward into the sigmoid, the
- *                          VJP apart (the two terms share an adjoint)
- *   s4 = log(a + 2.5)...   an add_scalar, not an add: apart
- *   q = a + b, square(q)   the square's VJP reads q: apart
+/* adds feeding unary ops, the gated cells' pattern (sigmoid(x_r + h_r)):
+ *   s1 = sigmoid(a + b)    of inputs
+ *   s2 = tanh(s1 + c)      of an intermediate and an input
+ *   s3 = sigmoid(c + c)    one slot twice (the two terms share an adjoint)
+ *   s4 = log(a + 2.5)      an add_scalar, whose VJP reads its input
+ *   q = a + b, square(q)   an add whose value the square's VJP reads
  *   y = s2 * s3 + s4 - square(q) * 0.25 + q      (q read twice)
  * against the same ops unfused: the same bits, forward and backward, over
  * rows longer than a chunk, both dtypes, 1 and 2 threads */
