@@ -35,24 +35,32 @@ static inline float cr__pow2i(int32_t k) {
 
 /* x = n ln2 + r with |r| <= ln2/2, for x clamped to a finite range: n
  * rounded to nearest by adding and removing 1.5 * 2^23 (no libm call), ln2
- * in two parts so that r keeps its low bits.  (A macro, not a function with
- * n returned through a pointer: that form vectorised 10% slower.) */
-#define CR__EXP_REDUCE(xc, n, r)                                                                   \
+ * in two parts so that r keeps its low bits.  t = x / ln2 + 1.5 * 2^23
+ * lies in [2^23, 2^24), where floats are the integers: its bits are those
+ * of 1.5 * 2^23 plus n, so n as an integer is a subtraction of bits (no
+ * float-to-int conversion).  (A macro, not a function with n returned
+ * through a pointer: that form vectorised 10% slower.) */
+#define CR__EXP_REDUCE(xc, n, r, ni)                                                               \
   do {                                                                                             \
-    (n) = ((xc)*1.44269504088896341f + 12582912.0f) - 12582912.0f;                                 \
+    const float t_ = (xc)*1.44269504088896341f + 12582912.0f;                                      \
+    int32_t tb_;                                                                                   \
+    memcpy(&tb_, &t_, sizeof tb_);                                                                 \
+    (ni) = tb_ - 0x4B400000; /* the bits of 1.5 * 2^23 */                                          \
+    (n) = t_ - 12582912.0f;                                                                        \
     (r) = (xc) - (n)*0.693359375f;                                                                 \
     (r) = (r) - (n) * -2.12194440e-4f;                                                             \
   } while (0)
 
 /* e^x for x <= 0 (what sigmoid and tanh ask for): 0 below -87.34, where
- * e^x < 2^-126 would be subnormal; NaN stays NaN. */
+ * e^x < 2^-126 would be subnormal; NaN stays NaN.  A NaN fails x > lo, so
+ * the arithmetic runs on lo instead (no NaN reaches the bits of n) and the
+ * NaN is restored at the end; so does x < lo, whose result is 0. */
 static inline float cr__expf_nonpos(float x) {
   const float lo = -87.3365448f;
-  /* a NaN is replaced by 0 for the arithmetic (so no NaN is ever converted
-   * to an integer, which C leaves undefined) and restored at the end */
-  float xc = x != x ? 0.0f : (x < lo ? lo : x), n, r;
-  CR__EXP_REDUCE(xc, n, r);
-  float y = cr__exp_poly(r) * cr__pow2i((int32_t)n); /* n in [-126, 0] */
+  float xc = x > lo ? x : lo, n, r;
+  int32_t ni;
+  CR__EXP_REDUCE(xc, n, r, ni);
+  float y = cr__exp_poly(r) * cr__pow2i(ni); /* ni in [-126, 0] */
   y = x < lo ? 0.0f : y;
   return x != x ? x : y;
 }
@@ -64,9 +72,10 @@ static inline float cr__expf_nonpos(float x) {
  * so every other x gets the bits of p 2^n). */
 static inline float cr__expf(float x) {
   const float hi = 88.7228390f, lo = -87.3365448f;
-  float xc = x != x ? 0.0f : (x > hi ? hi : (x < lo ? lo : x)), n, r;
-  CR__EXP_REDUCE(xc, n, r);
-  const int32_t a = (int32_t)n >> 1, b = (int32_t)n - a;
+  float xc = x > lo ? (x < hi ? x : hi) : lo, n, r; /* a NaN: lo, as above */
+  int32_t ni;
+  CR__EXP_REDUCE(xc, n, r, ni);
+  const int32_t a = ni >> 1, b = ni - a;
   float y = cr__exp_poly(r) * cr__pow2i(a) * cr__pow2i(b);
   y = x > hi ? __builtin_inff() : y;
   y = x < lo ? 0.0f : y;
