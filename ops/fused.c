@@ -371,19 +371,26 @@ cr_tensor *cr_fused_apply(cr_ctx *ctx, const cr_fused *f, cr_tensor *const *in) 
     return NULL;
   fused_node *kept = NULL;
   if (cr__will_record(ctx, p->n_tensors, in)) { /* the VJP's own copy: f may change or go */
+    /* one allocation, in y's arena: the node, its copy of the chain, and
+     * the saved ops' values but y's (each on a 64-byte boundary) */
     const size_t bytes = offsetof(fused_prog, ops) + (size_t)p->n_ops * sizeof(fused_step);
-    kept = cr__alloc(ctx, sizeof *kept);
-    if (!kept || !(kept->p = cr__alloc(ctx, bytes)))
+    const size_t head = (sizeof *kept + 63) & ~(size_t)63, prog = (bytes + 63) & ~(size_t)63;
+    const size_t each = ((size_t)y->numel * cr_dtype_size(y->dtype) + 63) & ~(size_t)63;
+    int n_saved = 0;
+    for (int j = 0; j + 1 < p->n_ops; j++)
+      n_saved += p->ops[j].saved;
+    char *mem = cr__alloc_for(ctx, y, head + prog + (size_t)n_saved * each);
+    if (!mem)
       return NULL;
+    kept = (fused_node *)mem;
+    kept->p = (fused_prog *)(mem + head);
     memcpy(kept->p, p, bytes); /* planned as it was built */
-    for (int j = 0; j < p->n_ops; j++) {
-      kept->saved[j] = j == p->n_ops - 1 ? y->data : NULL; /* the result: y itself */
-      if (kept->p->ops[j].saved && !kept->saved[j] &&
-          !(kept->saved[j] = cr__alloc_for(ctx, y, (size_t)y->numel * cr_dtype_size(y->dtype))))
-        return NULL;
+    char *next = mem + head + prog;
+    for (int j = 0; j + 1 < p->n_ops; j++) {
+      kept->saved[j] = p->ops[j].saved ? next : NULL;
+      next += p->ops[j].saved ? each : 0;
     }
-    if (!kept->p->ops[p->n_ops - 1].saved)
-      kept->saved[p->n_ops - 1] = NULL;
+    kept->saved[p->n_ops - 1] = p->ops[p->n_ops - 1].saved ? y->data : NULL; /* y itself */
   }
   fused_job j;
   job_init(&j, p, in, y);
