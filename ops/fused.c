@@ -269,11 +269,8 @@ static void job_init(fused_job *j, const fused_prog *p, cr_tensor *const *in, co
     j->grad[k].data = NULL;
     j->fresh[k] = false;
   }
-  static const int8_t identity[SLOTS] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10,
-                                         11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
-                                         22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
-  _Static_assert(SLOTS == 32, "identity lists every slot");
-  memcpy(j->canon, identity, sizeof identity);
+  for (int s = 0; s < SLOTS; s++)
+    j->canon[s] = (int8_t)s;
   bool repeated = false; /* an input tensor given twice (else every slot is its own) */
   for (int k = 1; k < p->n_tensors && !repeated; k++)
     for (int i = 0; i < k; i++)
