@@ -123,6 +123,10 @@ bool cr__consumers_take_views(const cr_ctx *ctx, const cr_tensor *t) {
   return t->view_pass == ctx->pass && t->view_ok && cr__may_alias(ctx, t);
 }
 
+bool cr__sole_use(const cr_ctx *ctx, const cr_tensor *t) {
+  return t->view_pass == ctx->pass && t->uses == 1;
+}
+
 void cr__grad_set(cr_ctx *ctx, cr_tensor *t, cr_tensor *buf, bool is_view) {
   t->grad = buf;
   t->grad_is_view = is_view;

@@ -404,12 +404,14 @@ static void matmul_vjp(cr_ctx *ctx, cr_node *nd) {
 
 static void addmm_vjp(cr_ctx *ctx, cr_node *nd);
 static cr_status addmm_vjp_graph(cr_ctx *ctx, cr_node *nd, cr_tensor *gy, cr_tensor **gx);
+static cr_tensor *addmm_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh);
 static bool addmm_takes_view(const cr_node *nd, int k) { return (void)nd, k == 2; }
 const cr_op_desc cr__op_addmm = {.name = "addmm",
                                  .n_inputs = 3,
                                  .vjp = addmm_vjp,
                                  .vjp_graph = addmm_vjp_graph,
                                  .reads = CR__READS_IN(1) | CR__READS_IN(2),
+                                 .grad_alias = addmm_grad_alias,
                                  .takes_view_grad = addmm_takes_view};
 
 cr_tensor *cr_addmm(cr_ctx *ctx, cr_tensor *c, cr_tensor *a, cr_tensor *b) {
@@ -448,12 +450,42 @@ cr_tensor *cr_addmm(cr_ctx *ctx, cr_tensor *c, cr_tensor *a, cr_tensor *b) {
   return ctx->status == CR_OK ? y : NULL;
 }
 
+/* gc = gy exactly when c has y's shape: where c is an intermediate whose
+ * only use is this product (a recurrent step's gates = xp_t + h W_hh^T),
+ * y's gradient is c's own buffer (its layout dense as y's), so the ops
+ * after y write their terms straight into it and nothing is copied. */
+static cr_tensor *addmm_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh) {
+  cr_tensor *y = nd->out, *c = nd->in[0];
+  *fresh = false;
+  if (!c->node || c->ndim != 2 || c->shape[0] != y->shape[0] || c->shape[1] != y->shape[1] ||
+      !cr__sole_use(ctx, c) || !cr__may_alias(ctx, c) || (c->grad && c->grad_pass == ctx->pass))
+    return NULL;
+  bool fresh_c;
+  cr_tensor *gc = cr__grad_acc_fresh(ctx, c, &fresh_c);
+  if (!gc)
+    return NULL;
+  if (gc->stride[1] != 1 || (gc->shape[0] > 1 && gc->stride[0] != gc->shape[1])) {
+    if (fresh_c) /* c's buffer stays c's: it now takes the VJP's terms */
+      cr__par_zero(gc->data, (size_t)gc->numel * cr_dtype_size(gc->dtype));
+    return NULL;
+  }
+  cr_tensor *g = cr__view_for(ctx, y, gc, 2, y->shape, (int64_t[]){y->shape[1], 1}, gc->data);
+  if (!g)
+    return NULL;
+  cr__grad_set(ctx, y, g, true);
+  *fresh = fresh_c;
+  return g;
+}
+
 static void addmm_vjp(cr_ctx *ctx, cr_node *nd) {
   cr_tensor *c = nd->in[0], *a = nd->in[1], *b = nd->in[2], *gy = nd->out->grad;
   mat_view va = view_of(a), vb = view_of(b);
   int64_t M = va.rows, K = va.cols, N = vb.cols;
-  bool fresh_c, fresh_a;
-  cr_tensor *gc = cr__grad_acc_fresh(ctx, c, &fresh_c), *ga = cr__grad_acc_fresh(ctx, a, &fresh_a);
+  bool fresh_c = false, fresh_a;
+  const bool aliased = nd->out->grad_is_view && c->grad && c->grad_pass == ctx->pass &&
+                       c->grad->data == gy->data; /* addmm_grad_alias: gc is gy already */
+  cr_tensor *gc = aliased ? NULL : cr__grad_acc_fresh(ctx, c, &fresh_c),
+            *ga = cr__grad_acc_fresh(ctx, a, &fresh_a);
   cr_tensor *gb = cr__grad_acc(ctx, b);
   if (gc) {
     if (fresh_c && gc->numel == gy->numel) /* gc = gy */

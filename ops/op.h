@@ -146,6 +146,9 @@ cr_tensor *cr__grad_acc_fresh(cr_ctx *ctx, cr_tensor *t, bool *fresh);
  * pass takes a strided-view gradient for it (takes_view_grad), and t has
  * no hook and is not retained (those need a buffer of their own). */
 bool cr__consumers_take_views(const cr_ctx *ctx, const cr_tensor *t);
+/* For grad_alias hooks: true when t is an input of exactly one node of this
+ * backward pass, once (so that node's VJP is the only term of its gradient). */
+bool cr__sole_use(const cr_ctx *ctx, const cr_tensor *t);
 /* For grad_alias hooks: false when t needs its own gradient buffer (it has
  * hooks, is retained, or anomaly mode is on: then every VJP's result is
  * checked at its own node). */

@@ -232,7 +232,9 @@ void cr__mark_view_consumers(cr_ctx *ctx, cr_node *const *order, size_t n) {
       if (t->view_pass != ctx->pass) {
         t->view_pass = ctx->pass;
         t->view_ok = true;
+        t->uses = 0;
       }
+      t->uses++;
       t->view_ok &= nd->op->takes_view_grad && nd->op->takes_view_grad(nd, k);
     }
   }
@@ -277,6 +279,7 @@ static cr_status run_kernels(cr_ctx *ctx, cr_tensor *y, cr_tensor *seed) {
   begin_pass(ctx, false);
   y->view_pass = ctx->pass; /* nothing consumes the root: a view gradient will do */
   y->view_ok = true;
+  y->uses = 0;
   /* marked before the seed's buffer is made: a root that is a view of a
    * view (reshape of a slice) gets its gradient as a view all the way in */
   cr__mark_view_consumers(ctx, order, n);

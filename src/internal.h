@@ -49,6 +49,7 @@ struct cr_tensor {
   uint32_t grad_pass;   /* pass that last used grad (zeroed or wrote it) */
   uint32_t view_pass;   /* pass whose consumers set view_ok */
   bool view_ok;         /* every consumer takes a strided-view gradient */
+  uint32_t uses;        /* inputs of this pass's nodes that are this tensor */
   bool grad_is_view;    /* grad shares another tensor's buffer */
   uint32_t finite_pass; /* anomaly mode: pass whose settled grad was checked finite */
   /* graph-mode passes (create_graph, cr_autograd_grad): the gradient as a

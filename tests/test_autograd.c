@@ -593,6 +593,69 @@ static void test_slice_gradient_views(void **state) {
   cr_tensor_free(x);
 }
 
+/* y = addmm(c, a, b), L = sum(w * y) + u sum(w2 * c) with c = x * x:
+ *   dL/dx = 2 x (w + u w2),  dL/da = w b^T,  dL/db = a^T w.
+ * Where c's only use is the product (u = 0), y's gradient is c's own
+ * buffer (addmm_grad_alias) and nothing is copied; a second use, a
+ * retained c or a leaf c (whose gradient accumulates over passes) keep a
+ * buffer of their own.  Each way the numbers are the hand-derived ones. */
+static void addmm_c_case(cr_ctx *ctx, int how) {
+  cr_tensor *x = param(ctx, CR_SHAPE(2, 3), (const double[]){1, -2, 3, 0.5, 4, -1});
+  cr_tensor *a = param(ctx, CR_SHAPE(2, 2), (const double[]){1, 2, -3, 1});
+  cr_tensor *b = param(ctx, CR_SHAPE(2, 3), (const double[]){2, 0, 1, -1, 3, 2});
+  const double wv[6] = {1, 2, 3, -1, 0.5, 4}, w2v[6] = {3, -2, 1, 0, 5, 2};
+  cr_tensor *w = cr_tensor_new(ctx, CR_F64, CR_SHAPE(2, 3)),
+            *w2 = cr_tensor_new(ctx, CR_F64, CR_SHAPE(2, 3));
+  for (int i = 0; i < 6; i++) {
+    cr_set_flat(w, i, wv[i]);
+    cr_set_flat(w2, i, w2v[i]);
+  }
+  const bool leaf = how == 3;
+  cr_tensor *c = leaf ? x : cr_mul(ctx, x, x);
+  if (how == 2)
+    cr_retain_grad(c);
+  cr_tensor *y = cr_addmm(ctx, c, a, b);
+  cr_tensor *L = cr_sum(ctx, cr_mul(ctx, w, y));
+  if (how == 1)
+    L = cr_add(ctx, L, cr_sum(ctx, cr_mul(ctx, w2, c)));
+  assert_int_equal(cr_backward(ctx, L), CR_OK);
+  assert_int_equal(y->grad_is_view, how == 0);
+  if (leaf) /* a second pass adds to the leaf's gradient */
+    assert_int_equal(cr_backward(ctx, cr_sum(ctx, cr_mul(ctx, w, cr_addmm(ctx, c, a, b)))), CR_OK);
+  for (int i = 0; i < 6; i++) {
+    const double xi = cr_get_flat(x, i), gc = wv[i] + (how == 1 ? w2v[i] : 0);
+    assert_true(cr_get_flat(cr_grad(x), i) == (leaf ? 2 * wv[i] : 2 * xi * gc));
+    if (how == 2)
+      assert_true(cr_get_flat(cr_grad(c), i) == wv[i]);
+  }
+  const double passes = leaf ? 2 : 1;
+  for (int i = 0; i < 2; i++)
+    for (int k = 0; k < 2; k++) { /* dL/da[i,k] = sum_j w[i,j] b[k,j] */
+      double ga = 0;
+      for (int j = 0; j < 3; j++)
+        ga += wv[i * 3 + j] * cr_get_flat(b, k * 3 + j);
+      assert_true(cr_get_flat(cr_grad(a), i * 2 + k) == passes * ga);
+    }
+  for (int k = 0; k < 2; k++)
+    for (int j = 0; j < 3; j++) { /* dL/db[k,j] = sum_i a[i,k] w[i,j] */
+      double gb = 0;
+      for (int i = 0; i < 2; i++)
+        gb += cr_get_flat(a, i * 2 + k) * wv[i * 3 + j];
+      assert_true(cr_get_flat(cr_grad(b), k * 3 + j) == passes * gb);
+    }
+  cr_tensor_free(x);
+  cr_tensor_free(a);
+  cr_tensor_free(b);
+  cr_tensor_free(w);
+  cr_tensor_free(w2);
+  cr_ctx_reset(ctx);
+}
+
+static void test_addmm_gradient_into_c(void **state) {
+  for (int how = 0; how < 4; how++)
+    addmm_c_case(*state, how);
+}
+
 /* The few-row kernel keeps a weight's packed panels with the weight: a
  * change to the weight's values (an optimizer step, cr_set_flat, cr_data,
  * cr_copy_into) must be seen by the next product, in the same epoch and
@@ -657,6 +720,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_matmul_values, setup, teardown),
       cmocka_unit_test_setup_teardown(test_matmul_blis_and_loop_paths_agree, setup, teardown),
       cmocka_unit_test_setup_teardown(test_addmm_f32_every_c_layout, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_addmm_gradient_into_c, setup, teardown),
       cmocka_unit_test(test_packed_kernel_every_tile),
       cmocka_unit_test_setup_teardown(test_accumulates_over_two_backward_calls, setup, teardown),
       cmocka_unit_test_setup_teardown(test_diamond, setup, teardown),
