@@ -599,6 +599,7 @@ static void chain_vjp(cr_ctx *ctx, cr_node *nd) {
     }
     /* what reached this segment's initial state goes to the one before */
     for (int j = 0; s > 0 && ctx->status == CR_OK && j < S; j++) {
+      cr__grad_settle_rows(ctx, in[j]);
       const cr_tensor *g = in[j]->grad;
       if (g)
         cr__gather(g, carry + cs->st_off[j]);

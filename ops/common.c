@@ -207,8 +207,10 @@ cr_tensor *cr__grad_acc_fresh(cr_ctx *ctx, cr_tensor *t, bool *fresh) {
     return NULL;
   if (!t->node && t->hooks)
     return hooked_leaf_buffer(ctx, t);
-  if (t->node && t->grad && t->grad_pass == ctx->pass)
-    return t->grad; /* set up earlier in this pass: accumulate */
+  if (t->node && t->grad && t->grad_pass == ctx->pass) {
+    cr__grad_settle_rows(ctx, t); /* read or added to whole from now on */
+    return t->grad;               /* set up earlier in this pass: accumulate */
+  }
   if (t->node && t->node->op->grad_alias && cr__may_alias(ctx, t)) {
     cr_tensor *g = t->node->op->grad_alias(ctx, t->node, fresh);
     if (g || ctx->status != CR_OK)
@@ -233,6 +235,59 @@ cr_tensor *cr__grad_acc_fresh(cr_ctx *ctx, cr_tensor *t, bool *fresh) {
   *fresh = first_use && t->node;
   if (first_use && !t->persistent && !t->node)
     cr__par_zero(t->grad->data, (size_t)t->numel * cr_dtype_size(t->dtype)); /* arena leaf */
+  return t->grad;
+}
+
+static size_t row_bytes(const cr_tensor *t) {
+  return (size_t)(t->numel / t->shape[0]) * cr_dtype_size(t->dtype);
+}
+
+void cr__grad_settle_rows(cr_ctx *ctx, cr_tensor *t) {
+  if (!t->rows_owed || t->rows_owed_pass != ctx->pass) {
+    t->rows_owed = NULL;
+    return;
+  }
+  const size_t row = row_bytes(t);
+  for (int64_t i = 0; i < t->shape[0]; i++)
+    if (t->rows_owed[i])
+      memset((char *)t->grad->data + i * row, 0, row);
+  t->rows_owed = NULL;
+}
+
+cr_tensor *cr__grad_acc_rows(cr_ctx *ctx, cr_tensor *t, int64_t r0, int64_t r1, bool *fresh) {
+  *fresh = false;
+  const bool owing =
+      t->rows_owed && t->rows_owed_pass == ctx->pass && t->grad && t->grad_pass == ctx->pass;
+  if (!owing) {
+    bool first;
+    cr_tensor *g = cr__grad_acc_fresh(ctx, t, &first);
+    if (!g || !first)
+      return g;
+    /* garbage: owed zeros row by row where the rows are dense and of 256
+     * bytes or more (the map is then at most 1/256 of the buffer; a flat
+     * buffer's elements are zeroed at once); anomaly mode scans whole
+     * buffers: it gets them zeroed */
+    t->rows_owed =
+        ctx->anomaly || t->ndim < 1 || t->numel == 0 || !cr_is_contiguous(g) || row_bytes(t) < 256
+            ? NULL
+            : cr__alloc_for(ctx, t, (size_t)t->shape[0]);
+    if (!t->rows_owed) {
+      cr__par_zero(g->data, (size_t)g->numel * cr_dtype_size(g->dtype));
+      return g;
+    }
+    memset(t->rows_owed, 1, (size_t)t->shape[0]);
+    t->rows_owed_pass = ctx->pass;
+  }
+  bool all = true;
+  for (int64_t i = r0; i < r1; i++)
+    all &= t->rows_owed[i] != 0;
+  const size_t row = row_bytes(t);
+  for (int64_t i = r0; i < r1; i++) {
+    if (!all && t->rows_owed[i])
+      memset((char *)t->grad->data + i * row, 0, row);
+    t->rows_owed[i] = 0;
+  }
+  *fresh = all && r1 > r0;
   return t->grad;
 }
 

@@ -142,6 +142,17 @@ cr_tensor *cr__grad_acc(cr_ctx *ctx, cr_tensor *t);
  * element (y = ..., not +=); later contributions accumulate.  Saves a
  * memset and a read of every intermediate gradient. */
 cr_tensor *cr__grad_acc_fresh(cr_ctx *ctx, cr_tensor *t, bool *fresh);
+/* For grad_alias hooks giving views of whole rows (along axis 0) of t's
+ * gradient: the buffer, and *fresh true when rows [r0, r1) were never
+ * written in this pass — the caller must then write every element of them
+ * (they count as written from now on).  On the buffer's first use its rows
+ * are not zeroed but owed zeros, paid by cr__grad_settle_rows when the
+ * buffer is read whole: when any other op asks for it (cr__grad_acc_fresh)
+ * or before t's own VJP.  Rows of [r0, r1) owed zeros while others in it
+ * were written get their zeros now (*fresh false). */
+cr_tensor *cr__grad_acc_rows(cr_ctx *ctx, cr_tensor *t, int64_t r0, int64_t r1, bool *fresh);
+/* Zero the rows of t's gradient still owed zeros (cr__grad_acc_rows). */
+void cr__grad_settle_rows(cr_ctx *ctx, cr_tensor *t);
 /* For grad_alias hooks: true when every op consuming t in this backward
  * pass takes a strided-view gradient for it (takes_view_grad), and t has
  * no hook and is not retained (those need a buffer of their own). */

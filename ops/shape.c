@@ -191,30 +191,40 @@ static bool dense(int ndim, const int64_t *shape, const int64_t *stride) {
 /* When every consumer of the slice writes its gradient through strides,
  * or the slice's region of the input's gradient is dense (a select along
  * the first axis: a recurrent layer's step), that gradient is a view into
- * the input's gradient (zeroed first, as the slices need not cover it): no
- * buffer of its own and nothing to copy back. */
+ * the input's gradient: no buffer of its own and nothing to copy back.
+ * The slices need not cover the input, so its gradient reads zeros where
+ * none wrote; a slice of whole rows (along axis 0, step 1) is handed out
+ * fresh instead where no other slice wrote them yet (cr__grad_acc_rows),
+ * so T steps' selects fill the input projections' gradient with no memset
+ * and no read of zeros. */
 static cr_tensor *slice_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh) {
   cr_tensor *t = nd->out, *x = nd->in[0];
+  const slice_attr *at = slice_attr_of(nd);
   *fresh = false;
   if (!x->requires_grad || !cr__may_alias(ctx, t))
     return NULL;
   const bool views = cr__consumers_take_views(ctx, t);
   if (!views && !dense(t->ndim, t->shape, t->stride))
     return NULL; /* (x's gradient is dense where x is, as a rule: then so is the region) */
-  cr_tensor *gx = cr__grad_acc(ctx, x);
+  const bool rows = at->axis == 0 && (at->drop || at->step == 1) && x->ndim >= 1;
+  const int64_t r1 = at->start + (at->drop ? 1 : rows ? t->shape[0] : 0);
+  bool fresh_rows = false;
+  cr_tensor *gx =
+      rows ? cr__grad_acc_rows(ctx, x, at->start, r1, &fresh_rows) : cr__grad_acc(ctx, x);
   if (!gx)
     return NULL;
   int64_t stride[CR_MAX_DIMS];
   void *base;
   slice_region(nd, gx, stride, &base);
   if (!views && !dense(t->ndim, t->shape, stride))
-    return NULL; /* the slice's VJP adds it into gx */
+    return NULL; /* the slice's VJP adds it into gx (never fresh: whole rows are dense) */
   cr_tensor *g = t->grad;
   if (!g || !t->grad_is_view || g->data != base)
     g = cr__view_for(ctx, t, gx, t->ndim, t->shape, stride, base);
   if (!g)
     return NULL;
   cr__grad_set(ctx, t, g, true);
+  *fresh = fresh_rows;
   return g;
 }
 

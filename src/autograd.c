@@ -247,7 +247,8 @@ void cr__run_vjps(cr_ctx *ctx, cr_node *const *order, size_t n) {
     cr_node *nd = order[i];
     cr_tensor *t = nd->out, *g = t->grad;
     if (!g || t->grad_pass != ctx->pass)
-      continue; /* no gradient reached it */
+      continue;                   /* no gradient reached it */
+    cr__grad_settle_rows(ctx, t); /* rows no view wrote read zeros */
     /* its gradient is complete only now (a view's VJP has nothing left to
      * read); in anomaly mode the VJPs that wrote it checked what they
      * wrote, and what was queued is checked once added */

@@ -46,10 +46,14 @@ struct cr_tensor {
   uint32_t epoch;            /* arena epoch at creation */
   uint64_t serial;           /* creation number among the context's arena tensors */
   /* the state of grad within a first-order pass */
-  uint32_t grad_pass;   /* pass that last used grad (zeroed or wrote it) */
-  uint32_t view_pass;   /* pass whose consumers set view_ok */
-  bool view_ok;         /* every consumer takes a strided-view gradient */
-  uint32_t uses;        /* inputs of this pass's nodes that are this tensor */
+  uint32_t grad_pass; /* pass that last used grad (zeroed or wrote it) */
+  uint32_t view_pass; /* pass whose consumers set view_ok */
+  bool view_ok;       /* every consumer takes a strided-view gradient */
+  uint32_t uses;      /* inputs of this pass's nodes that are this tensor */
+  /* pass rows_owed_pass: rows along axis 0 of grad that no view has written
+   * yet (1) and that read zeros (cr__grad_acc_rows); NULL: none owed */
+  uint8_t *rows_owed;
+  uint32_t rows_owed_pass;
   bool grad_is_view;    /* grad shares another tensor's buffer */
   uint32_t finite_pass; /* anomaly mode: pass whose settled grad was checked finite */
   /* graph-mode passes (create_graph, cr_autograd_grad): the gradient as a

@@ -656,6 +656,58 @@ static void test_addmm_gradient_into_c(void **state) {
     addmm_c_case(*state, how);
 }
 
+/* Row slices of an intermediate x = 2 p [4, 40] (rows of 320 bytes: the
+ * engine hands such rows out to be written, not zeroed first, and owes
+ * zeros to the rows none wrote: cr__grad_acc_rows):
+ *   L = sum(w1 * x[1:3]) + sum(w2 * x[2]) + sum(w0 * x[0]) (+ sum(v * x))
+ * dL/dp = 2 G with G's row 0 = w0, row 1 = w1[0], row 2 = w1[1] + w2,
+ * row 3 = 0 (+ v).  Backward meets x[0] and x[2] first (fresh rows), then
+ * x[1:3], half written already; with the whole-x term the rows owed zeros
+ * get them before it adds. */
+static void test_row_slices_fill_gradient(void **state) {
+  cr_ctx *ctx = *state;
+  enum { R = 4, C = 40 };
+  for (int whole = 0; whole < 2; whole++)
+    for (int dt = 0; dt < 2; dt++) {
+      const cr_dtype type = dt ? CR_F32 : CR_F64;
+      cr_rng *rng = cr_rng_new(5 + (uint64_t)dt);
+      cr_tensor *p = cr_tensor_new(ctx, type, CR_SHAPE(R, C));
+      cr_tensor *p0 = cr_rand_normal(ctx, rng, type, CR_SHAPE(R, C), 0, 1);
+      for (int64_t i = 0; i < R * C; i++)
+        cr_set_flat(p, i, cr_get_flat(p0, i));
+      cr_set_requires_grad(p, true);
+      cr_tensor *w1 = cr_rand_normal(ctx, rng, type, CR_SHAPE(2, C), 0, 1);
+      cr_tensor *w2 = cr_rand_normal(ctx, rng, type, CR_SHAPE(C), 0, 1);
+      cr_tensor *w0 = cr_rand_normal(ctx, rng, type, CR_SHAPE(C), 0, 1);
+      cr_tensor *v = cr_rand_normal(ctx, rng, type, CR_SHAPE(R, C), 0, 1);
+      for (int pass = 0; pass < 2; pass++) { /* the pool's buffers hold old values */
+        cr_tensor *x = cr_mul_scalar(ctx, p, 2.0);
+        cr_tensor *L = cr_sum(ctx, cr_mul(ctx, w1, cr_slice(ctx, x, 0, 1, 3, 1)));
+        L = cr_add(ctx, L, cr_sum(ctx, cr_mul(ctx, w2, cr_select(ctx, x, 0, 2))));
+        L = cr_add(ctx, L, cr_sum(ctx, cr_mul(ctx, w0, cr_select(ctx, x, 0, 0))));
+        if (whole)
+          L = cr_add(ctx, L, cr_sum(ctx, cr_mul(ctx, v, x)));
+        cr_zero_grad(p);
+        assert_int_equal(cr_backward(ctx, L), CR_OK);
+        for (int i = 0; i < R; i++)
+          for (int j = 0; j < C; j++) {
+            double g = i == 0   ? cr_get_flat(w0, j)
+                       : i == 1 ? cr_get_flat(w1, j)
+                       : i == 2 ? cr_get_flat(w1, C + j) + cr_get_flat(w2, j)
+                                : 0.0;
+            if (whole)
+              g += cr_get_flat(v, i * C + j);
+            const double got = cr_get_flat(cr_grad(p), i * C + j);
+            /* the terms of a row are summed in the engine's order */
+            assert_true(fabs(got - 2 * g) <= (dt ? 1e-6 : 1e-14) * (1 + fabs(2 * g)));
+          }
+      }
+      cr_tensor_free(p);
+      cr_rng_free(rng);
+      cr_ctx_reset(ctx);
+    }
+}
+
 /* The few-row kernel keeps a weight's packed panels with the weight: a
  * change to the weight's values (an optimizer step, cr_set_flat, cr_data,
  * cr_copy_into) must be seen by the next product, in the same epoch and
@@ -721,6 +773,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_matmul_blis_and_loop_paths_agree, setup, teardown),
       cmocka_unit_test_setup_teardown(test_addmm_f32_every_c_layout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_addmm_gradient_into_c, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_row_slices_fill_gradient, setup, teardown),
       cmocka_unit_test(test_packed_kernel_every_tile),
       cmocka_unit_test_setup_teardown(test_accumulates_over_two_backward_calls, setup, teardown),
       cmocka_unit_test_setup_teardown(test_diamond, setup, teardown),
