@@ -464,7 +464,7 @@ static cr_tensor *addmm_grad_alias(cr_ctx *ctx, cr_node *nd, bool *fresh) {
   cr_tensor *gc = cr__grad_acc_fresh(ctx, c, &fresh_c);
   if (!gc)
     return NULL;
-  if (gc->stride[1] != 1 || (gc->shape[0] > 1 && gc->stride[0] != gc->shape[1])) {
+  if (!cr__is_contig(gc)) {
     if (fresh_c) /* c's buffer stays c's: it now takes the VJP's terms */
       cr__par_zero(gc->data, (size_t)gc->numel * cr_dtype_size(gc->dtype));
     return NULL;
