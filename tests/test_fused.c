@@ -1,7 +1,7 @@
 /* test_fused.c — a fused elementwise chain (chainrule/fused.h) against the
  * same ops unfused: the same bits forward and backward (strided inputs,
- * rows longer than a chunk, an input and an intermediate used twice, 1 and
- * 2 threads), float64 gradchecks of first and second derivatives, and the
+ * rows longer than a chunk, an input and an intermediate used twice, a
+ * block no op reads, 1 and 2 threads), float64 gradchecks of first and second derivatives, and the
  * errors a bad chain or bad inputs get. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -225,6 +225,44 @@ static void test_adds_into_unary_ops(void **state) {
   cr_set_num_threads(1);
 }
 
+/* The cell chain over column blocks of an intermediate g = 1.5 gates, whose
+ * fourth block no op reads: the fused VJP writes g's gradient fresh, so
+ * that block's rows must get their zeros, every one of them ([64, 37]) —
+ * the same bits as the ops unfused. */
+static void test_unread_block_of_short_rows(void **state) {
+  (void)state;
+  for (int dt = 0; dt < 2; dt++) {
+    const cr_dtype t = dt ? CR_F64 : CR_F32;
+    cr_ctx *ctx[2] = {cr_ctx_new(), cr_ctx_new()};
+    cr_tensor *gates[2], *c[2], *y[2];
+    for (int m = 0; m < 2; m++) {
+      cr_rng *rng = cr_rng_new(5);
+      gates[m] = cr_rand_uniform(ctx[m], rng, t, CR_SHAPE(64, 4 * 37), -2, 2);
+      c[m] = cr_rand_uniform(ctx[m], rng, t, CR_SHAPE(64, 37), -1, 1);
+      cr_set_requires_grad(gates[m], true);
+      cr_set_requires_grad(c[m], true);
+      cr_tensor *g = cr_mul_scalar(ctx[m], gates[m], 1.5), *q[4];
+      if (m) {
+        cr_fused *f = cell_chain(true);
+        y[m] = cr_fused_apply(ctx[m], f, (cr_tensor *[]){g, c[m]});
+        cr_fused_free(f);
+      } else {
+        assert_int_equal(cr_chunk(ctx[m], g, 4, 1, q), CR_OK);
+        y[m] = cell_unfused(ctx[m], (cr_tensor *[]){q[0], q[1], q[2], c[m]});
+      }
+      assert_non_null(y[m]);
+      cr_tensor *seed = cr_rand_uniform(ctx[m], rng, t, CR_SHAPE(64, 37), -1, 1);
+      cr_rng_free(rng);
+      assert_int_equal(cr_backward_seed(ctx[m], y[m], seed), CR_OK);
+    }
+    assert_same_bits(ctx[0], y[0], ctx[1], y[1]);
+    assert_same_bits(ctx[0], cr_grad(gates[0]), ctx[1], cr_grad(gates[1]));
+    assert_same_bits(ctx[0], cr_grad(c[0]), ctx[1], cr_grad(c[1]));
+    cr_ctx_free(ctx[0]);
+    cr_ctx_free(ctx[1]);
+  }
+}
+
 /* a chain of other ops, for the gradchecks:
  *   y = maximum(exp(0.3 x) / (sigmoid(z) + 0.5), z) - square(x) */
 static cr_tensor *other_chain(cr_ctx *ctx, cr_tensor *const *in, int n, void *user) {
@@ -366,6 +404,7 @@ int main(void) {
       cmocka_unit_test(test_same_bits_as_unfused),
       cmocka_unit_test(test_input_given_twice),
       cmocka_unit_test(test_adds_into_unary_ops),
+      cmocka_unit_test(test_unread_block_of_short_rows),
       cmocka_unit_test(test_gradcheck),
       cmocka_unit_test(test_errors),
   };
