@@ -262,7 +262,9 @@ static void job_init(fused_job *j, const fused_prog *p, cr_tensor *const *in, co
   j->f32 = y->dtype == CR_F32;
   j->backward = false;
   j->inner = y->shape[y->ndim - 1];
-  j->rows = y->numel / j->inner;
+  j->rows = 1; /* the product of the other dims (no division: a step's worth of these) */
+  for (int d = 0; d + 1 < y->ndim; d++)
+    j->rows *= y->shape[d];
   j->saved = NULL;
   for (int k = 0; k < p->n_tensors; k++) {
     j->in[k] = rows_view(in[k]);

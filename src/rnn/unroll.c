@@ -42,7 +42,7 @@ static char *put_str(char *s, const char *x, size_t n) {
  * printf (it runs at every step). */
 static void name_state(cr_tensor *t, const cr_cell_def *d, int s, int l, int dir, int64_t step) {
   const char *base = s < CR_CELL_MAX_STATES && d->state_names[s] ? d->state_names[s] : NULL;
-  char name[96], *e = name;
+  char name[96], *e = name; /* at most 31 + 2 + 11 + 1 + 20 + 8 */
   if (base) {
     e = put_str(e, base, 31);
   } else if (s == 0) {
@@ -59,8 +59,9 @@ static void name_state(cr_tensor *t, const cr_cell_def *d, int s, int l, int dir
   e = cr__put_int(e, step);
   if (dir)
     e = put_str(e, "_reverse", 8);
-  *e = '\0';
-  cr_set_name(t, name);
+  const size_t n = (size_t)(e - name) < sizeof t->name ? (size_t)(e - name) : sizeof t->name - 1;
+  memcpy(t->name, name, n); /* as cr_set_name would, its length known */
+  t->name[n] = '\0';
 }
 
 /* Entry t of x along axis 0, without that axis: [n, ...] -> n x [...]. */
