@@ -160,6 +160,9 @@ const char *cr__push_step_scope(cr_ctx *ctx, int layer, int64_t step, bool rever
 /* s + the decimal digits of v (no terminator), without printf: labels made
  * at every step of a layer.  Returns the end. */
 char *cr__put_int(char *s, int64_t v);
+/* t's name = the first n characters of name (at most CR__NAME_LEN - 1 kept),
+ * for a caller that knows the length (cr_set_name measures it). */
+void cr__set_name_n(cr_tensor *t, const char *name, size_t n);
 
 /* Internal invariant check (a bug in chainrule, never user input). */
 #define CR_ASSERT(cond, ...)                                                                       \

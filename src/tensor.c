@@ -608,12 +608,17 @@ cr_tensor *cr_grad(const cr_tensor *t) {
   return !t->node || t->retain_grad ? t->grad : NULL;
 }
 
+void cr__set_name_n(cr_tensor *t, const char *name, size_t n) {
+  if (n > sizeof t->name - 1)
+    n = sizeof t->name - 1; /* truncated to fit */
+  memcpy(t->name, name, n);
+  t->name[n] = '\0';
+}
+
 void cr_set_name(cr_tensor *t, const char *name) {
   if (!t || t->magic != CR__TENSOR_MAGIC)
     return;
-  size_t n = name ? strnlen(name, sizeof t->name - 1) : 0; /* truncated to fit */
-  memcpy(t->name, name ? name : "", n);
-  t->name[n] = '\0';
+  cr__set_name_n(t, name ? name : "", name ? strnlen(name, sizeof t->name - 1) : 0);
 }
 
 const char *cr_name(const cr_tensor *t) { return t && t->magic == CR__TENSOR_MAGIC ? t->name : ""; }

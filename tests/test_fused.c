@@ -1,8 +1,8 @@
 /* test_fused.c — a fused elementwise chain (chainrule/fused.h) against the
  * same ops unfused: the same bits forward and backward (strided inputs,
  * rows longer than a chunk, an input and an intermediate used twice, a
- * block no op reads, 1 and 2 threads), float64 gradchecks of first and second derivatives, and the
- * errors a bad chain or bad inputs get. */
+ * block no op reads, 1 and 2 threads), float64 gradchecks of first and
+ * second derivatives, and the errors a bad chain or bad inputs get. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -229,7 +229,7 @@ static void test_adds_into_unary_ops(void **state) {
  * fourth block no op reads: the fused VJP writes g's gradient fresh, so
  * that block's rows must get their zeros, every one of them ([64, 37]) —
  * the same bits as the ops unfused. */
-static void test_unread_block_of_short_rows(void **state) {
+static void test_unread_block_gets_zeros(void **state) {
   (void)state;
   for (int dt = 0; dt < 2; dt++) {
     const cr_dtype t = dt ? CR_F64 : CR_F32;
@@ -404,7 +404,7 @@ int main(void) {
       cmocka_unit_test(test_same_bits_as_unfused),
       cmocka_unit_test(test_input_given_twice),
       cmocka_unit_test(test_adds_into_unary_ops),
-      cmocka_unit_test(test_unread_block_of_short_rows),
+      cmocka_unit_test(test_unread_block_gets_zeros),
       cmocka_unit_test(test_gradcheck),
       cmocka_unit_test(test_errors),
   };

@@ -59,9 +59,7 @@ static void name_state(cr_tensor *t, const cr_cell_def *d, int s, int l, int dir
   e = cr__put_int(e, step);
   if (dir)
     e = put_str(e, "_reverse", 8);
-  const size_t n = (size_t)(e - name) < sizeof t->name ? (size_t)(e - name) : sizeof t->name - 1;
-  memcpy(t->name, name, n); /* as cr_set_name would, its length known */
-  t->name[n] = '\0';
+  cr__set_name_n(t, name, (size_t)(e - name)); /* its length known: not measured again */
 }
 
 /* Entry t of x along axis 0, without that axis: [n, ...] -> n x [...]. */
